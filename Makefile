@@ -1,0 +1,33 @@
+# The README contract: `make up`, `make down`, `make test`, `make bench`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
+
+.PHONY: up down status test lint bench openapi bootstrap
+
+bootstrap:
+	@infra/local/bootstrap.sh
+
+up: bootstrap
+	@$(PY) -m infra.local.node up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m infra.local.node down; else echo "nothing to stop"; fi
+
+status: bootstrap
+	@$(PY) -m infra.local.node status
+
+lint: bootstrap
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy services/catalog/src services/tiler/src services/ingest/src
+
+# pytest starts and stops its own throwaway PostgreSQL cluster (see conftest.py).
+test: lint
+	$(PY) -m pytest
+
+bench: bootstrap
+	$(PY) -m pytest tests/bench -s -p no:randomly --override-ini="testpaths=tests/bench"
+
+openapi: bootstrap
+	$(PY) -m infra.openapi

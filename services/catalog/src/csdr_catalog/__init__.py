@@ -1,0 +1,1 @@
+"""CSDR Node catalog service."""

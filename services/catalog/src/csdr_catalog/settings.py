@@ -1,0 +1,54 @@
+"""Catalog settings (`CSDR_CATALOG_*`); the database comes from the libpq `PG*` variables."""
+
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BeforeValidator
+from stac_fastapi.pgstac.config import Settings as StacSettings
+
+
+def _split_commas(value: object) -> object:
+    """Accept `a,b` as well as a JSON list for list-typed variables."""
+    if isinstance(value, str) and not value.startswith("["):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_split_commas), NoDecode]
+
+# The STAC API extensions this node serves (stac-fastapi-pgstac's names).
+SEARCH_EXTENSIONS = ["filter", "sort", "fields", "query", "pagination"]
+
+
+class Settings(BaseSettings):
+    """What an operator may set for the catalog."""
+
+    model_config = SettingsConfigDict(env_prefix="CSDR_CATALOG_", extra="ignore")
+
+    title: str = "CSDR Node"
+    description: str = (
+        "STAC API of a CSDR node: Chinese high-resolution Earth-observation imagery (Gaofen, ZY, "
+        "CBERS, HJ) as Cloud-Optimized GeoTIFFs, searchable by place, time, cloud cover and "
+        "sensor, with map tiles for every scene."
+    )
+    landing_id: str = "csdr-node"
+    transactions: bool = False
+    """Serve the STAC Transactions extension (POST/PUT/DELETE of items and collections)."""
+    cors_origins: CommaList = ["*"]
+    cors_methods: CommaList = ["GET", "POST", "OPTIONS"]
+    cors_headers: CommaList = ["Content-Type", "Authorization", "X-API-Key"]
+    readiness_timeout_s: float = 1.0
+    """How long /readyz waits for the database before answering 503."""
+
+    def stac_settings(self) -> StacSettings:
+        """The stac-fastapi-pgstac settings these options translate to."""
+        return StacSettings(
+            stac_fastapi_title=self.title,
+            stac_fastapi_description=self.description,
+            stac_fastapi_landing_id=self.landing_id,
+            enabled_extensions=SEARCH_EXTENSIONS,
+            enable_transactions_extensions=self.transactions,
+            cors_origins=self.cors_origins,
+            cors_methods=self.cors_methods,
+            cors_headers=self.cors_headers,
+        )

@@ -1,0 +1,1 @@
+"""CSDR Node tiler service."""
