@@ -1,0 +1,48 @@
+"""The ingest application: the jobs API and the workers that run the queue.
+
+Run with `uvicorn csdr_ingest.app:create_app --factory`.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+
+from csdr_ingest import health
+from csdr_ingest.errors import add_exception_handlers
+from csdr_ingest.jobs import Workers
+from csdr_ingest.routes import jobs
+from csdr_ingest.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ingest API; the pool and the workers start in the lifespan."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every worker holds a connection for a whole job; keep a few more for the API.
+        pool = ConnectionPool(
+            min_size=1, max_size=settings.workers + 4, open=True, kwargs={"autocommit": True}
+        )
+        workers = Workers(pool, settings)
+        app.state.pool, app.state.workers = pool, workers
+        workers.start()
+        try:
+            yield
+        finally:
+            workers.stop()
+            pool.close()
+
+    app = FastAPI(
+        title="CSDR Node ingest",
+        description="Turns rasters into Cloud-Optimized GeoTIFFs and STAC items in pgSTAC.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    add_exception_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,72 @@
+"""`csdr-ingest PATH...`: ingest files (or every GeoTIFF in a directory) with a progress bar.
+
+Exits 0 when everything was published, 1 when any input failed (each reason printed), 2 when the
+database cannot be reached. Connects with the libpq PG* variables, like every service.
+"""
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from tqdm import tqdm
+
+from csdr_ingest.errors import IngestError
+from csdr_ingest.pipeline import ingest_file
+from csdr_ingest.settings import Settings
+
+RASTER_SUFFIXES = {".tif", ".tiff"}
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; directories replaced by the GeoTIFFs they contain, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = argparse.ArgumentParser(prog="csdr-ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parser.add_argument(
+        "--collection", help="target collection (default: the node's default collection)"
+    )
+    parser.add_argument(
+        "--datetime",
+        type=datetime.fromisoformat,
+        help="acquisition time (ISO 8601) for files that carry none",
+    )
+    args = parser.parse_args(argv)
+    settings = Settings()
+    inputs = expand(args.paths)
+    if not inputs:
+        print("csdr-ingest: no GeoTIFF found in the given paths", file=sys.stderr)
+        return 1
+    try:
+        conn = psycopg.connect(autocommit=True)
+    except psycopg.OperationalError as exc:
+        print(f"csdr-ingest: cannot reach the database: {exc}", file=sys.stderr)
+        return 2
+    failures: list[str] = []
+    with conn, tqdm(inputs, unit="file", disable=None) as bar:
+        for path in bar:
+            bar.set_postfix_str(path.name)
+            try:
+                item = ingest_file(path.resolve(), conn, settings, args.collection, args.datetime)
+                tqdm.write(f"published {item['collection']}/{item['id']}")
+            except IngestError as exc:
+                failures.append(f"{path}: [{exc.code}] {exc}")
+    for line in failures:
+        print(f"FAILED {line}", file=sys.stderr)
+    print(f"{len(inputs) - len(failures)} published, {len(failures)} failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

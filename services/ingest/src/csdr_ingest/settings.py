@@ -1,0 +1,28 @@
+"""Ingest settings (`CSDR_INGEST_*`); the database comes from the libpq `PG*` variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What an operator may set for ingest."""
+
+    model_config = SettingsConfigDict(env_prefix="CSDR_INGEST_", extra="ignore")
+
+    assets_dir: Path = Field(default_factory=lambda: Path(".data/assets").resolve())
+    """Where COGs and thumbnails are written; their absolute paths become the asset hrefs."""
+    default_collection: str = "uploads"
+    """The collection an input goes to when the job names none."""
+    collection_license: str = "other"
+    """SPDX id (or `other`) for collections created on first ingest."""
+    compression: Literal["DEFLATE", "ZSTD"] = "DEFLATE"
+    blocksize: int = 512
+    """Internal tile size of the COGs, in pixels."""
+    workers: int = 1
+    """Jobs run at once by one ingest process (each uses all cores through GDAL)."""
+    poll_interval_s: float = 2.0
+    """How often idle workers look for jobs queued by other processes."""
+    readiness_timeout_s: float = 1.0

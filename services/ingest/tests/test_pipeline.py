@@ -1,0 +1,114 @@
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely.geometry import box, shape
+
+from csdr_ingest.errors import MissingDatetime, NotGeoreferenced, SourceNotFound, SourceUnreadable
+from csdr_ingest.pipeline import ingest_file
+
+
+@pytest.fixture
+def conn(pg_env):
+    with psycopg.connect(autocommit=True) as c:
+        yield c
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def test_publishes_item_with_assets_footprint_and_utc_datetime(scene, conn, settings):
+    item = ingest_file(scene, conn, settings, collection="demo")
+    assert item["properties"]["datetime"] == "2024-05-12T03:04:05Z"
+    stored = conn.execute("SELECT pgstac.get_item(%s, %s)", (item["id"], "demo")).fetchone()[0]
+    assert stored["id"] == "small_scene"
+    for key in ("data", "thumbnail"):
+        assert Path(stored["assets"][key]["href"]).is_file()
+    bands = stored["assets"]["data"]["raster:bands"]
+    assert len(bands) == 4 and bands[0]["nodata"] == 0 and bands[3]["statistics"]["maximum"] > 0
+    assert [b["common_name"] for b in stored["assets"]["data"]["eo:bands"]] == [
+        "blue",
+        "green",
+        "red",
+        "nir",
+    ]
+    assert stored["properties"]["proj:epsg"] == 32650
+    # The footprint excludes the nodata corners: clearly smaller than the raster's bounds.
+    footprint = shape(stored["geometry"])
+    bounds = box(*stored["bbox"])
+    assert footprint.is_valid and 0.5 < footprint.area / bounds.area < 0.8
+    collection = conn.execute("SELECT pgstac.get_collection('demo')").fetchone()[0]
+    assert collection["extent"]["temporal"]["interval"][0][0].startswith("2024-05-12T03:04:05")
+
+
+def test_reingest_replaces_files_of_the_old_version(scene, conn, settings):
+    first = ingest_file(scene, conn, settings, collection="demo")
+    second = ingest_file(scene, conn, settings, collection="demo")
+    assert first["assets"]["data"]["href"] != second["assets"]["data"]["href"]
+    assert files_under(settings.assets_dir) == sorted(
+        Path(second["assets"][k]["href"]) for k in ("data", "thumbnail")
+    )
+    assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone()[0] == 1
+
+
+def test_corrupt_tiff_is_rejected_and_leaves_nothing(scene, conn, settings, tmp_path):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(scene.read_bytes()[:40_000])
+    with pytest.raises(SourceUnreadable, match="corrupt.tif"):
+        ingest_file(corrupt, conn, settings)
+    assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone()[0] == 0
+    assert files_under(settings.assets_dir) == []
+
+
+def test_not_a_raster_and_missing_file(conn, settings, tmp_path):
+    text = tmp_path / "notes.tif"
+    text.write_text("hello")
+    with pytest.raises(SourceUnreadable, match="not a readable raster"):
+        ingest_file(text, conn, settings)
+    with pytest.raises(SourceNotFound, match="no such file"):
+        ingest_file(tmp_path / "missing.tif", conn, settings)
+
+
+def test_raster_without_crs_or_time_is_rejected(conn, settings, tmp_path):
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(
+        plain, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint16"
+    ) as dst:
+        dst.write(np.ones((1, 64, 64), dtype="uint16"))
+    with pytest.raises(NotGeoreferenced, match="no CRS"):
+        ingest_file(plain, conn, settings)
+    timeless = tmp_path / "timeless.tif"
+    with rasterio.open(
+        timeless,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32650",
+        transform=from_origin(660000, 4190000, 10, 10),
+    ) as dst:
+        dst.write(np.ones((1, 64, 64), dtype="uint16"))
+    with pytest.raises(MissingDatetime, match="TIFFTAG_DATETIME"):
+        ingest_file(timeless, conn, settings)
+    item = ingest_file(timeless, conn, settings, when=datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert item["properties"]["datetime"] == "2023-01-02T03:04:05Z"
+
+
+def test_database_failure_removes_the_written_files(scene, conn, settings):
+    conn.execute("""
+        CREATE FUNCTION pgstac.refuse() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON pgstac.items
+            FOR EACH ROW EXECUTE FUNCTION pgstac.refuse();
+    """)
+    with pytest.raises(psycopg.Error, match="refused by test"):
+        ingest_file(scene, conn, settings, collection="demo")
+    assert files_under(settings.assets_dir) == []
+    assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone()[0] == 0
