@@ -1,0 +1,189 @@
+"""The tiler application: titiler-pgstac's factories for items, collections and searches.
+
+Run with `uvicorn csdr_tiler.app:create_app --factory`. Composed like `titiler.pgstac.main`, whose
+import-time app we do not use, without its debug, asset and external-dataset endpoints.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import jinja2
+from fastapi import FastAPI
+from pydantic import ValidationError
+from starlette import status
+from starlette.middleware.cors import CORSMiddleware
+from starlette.templating import Jinja2Templates
+from starlette_cramjam.middleware import CompressionMiddleware
+from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from titiler.core.factory import (
+    AlgorithmFactory,
+    ColorMapFactory,
+    MultiBaseTilerFactory,
+    TMSFactory,
+)
+from titiler.core.middleware import CacheControlMiddleware
+from titiler.core.utils import update_openapi
+from titiler.extensions import wmtsExtension
+from titiler.mosaic.errors import MOSAIC_STATUS_CODES
+from titiler.mosaic.extensions.wmts import wmtsExtension as mosaicWmtsExtension
+from titiler.pgstac.db import close_db_connection, connect_to_db
+from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
+from titiler.pgstac.errors import PGSTAC_STATUS_CODES
+from titiler.pgstac.extensions import searchInfoExtension
+from titiler.pgstac.factory import (
+    MosaicTilerFactory,
+    add_search_list_route,
+    add_search_register_route,
+)
+from titiler.pgstac.reader import PgSTACReader
+
+from csdr_tiler import health
+from csdr_tiler.logs import configure_logging
+from csdr_tiler.settings import Settings
+
+ERRORS = {
+    **DEFAULT_STATUS_CODES,
+    **MOSAIC_STATUS_CODES,
+    **PGSTAC_STATUS_CODES,
+    ValidationError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
+
+# Responses a browser or CDN must not keep: health, and the list of searches, which grows.
+NO_CACHE_PATHS = {r"/healthz", r"/readyz", r"/searches/?$", r"/searches/list$"}
+
+# Images are already compressed; compressing them again costs CPU for nothing.
+IMAGE_MEDIA_TYPES = {"image/jpeg", "image/jpg", "image/png", "image/jp2", "image/webp"}
+
+# titiler-pgstac's default session options, with our name in pg_stat_activity.
+POOL_KWARGS = {"options": "-c search_path=pgstac,public -c application_name=csdr-tiler"}
+
+# The map viewers' pages: titiler-pgstac's map.html first, then titiler-core's templates.
+TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        autoescape=jinja2.select_autoescape(["html", "xml"]),
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.PackageLoader("titiler.pgstac", "templates"),
+                jinja2.PackageLoader("titiler.core", "templates"),
+            ]
+        ),
+    )
+)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Hold titiler-pgstac's connection pool (`app.state.dbpool`) for the app's lifetime."""
+    await connect_to_db(app, pool_kwargs=POOL_KWARGS)
+    try:
+        yield
+    finally:
+        await close_db_connection(app)
+
+
+def add_search_routes(app: FastAPI) -> None:
+    """Mosaics of registered searches: `/searches/register`, `/searches/`, `/searches/{id}/...`."""
+    searches = MosaicTilerFactory(
+        path_dependency=SearchIdParams,
+        router_prefix="/searches/{search_id}",
+        add_statistics=True,
+        add_viewer=True,
+        add_part=True,
+        extensions=[searchInfoExtension(), mosaicWmtsExtension()],
+        templates=TEMPLATES,
+    )
+    app.include_router(searches.router, prefix="/searches/{search_id}", tags=["STAC Search"])
+    add_search_list_route(app, prefix="/searches", tags=["STAC Search"])
+    # The register route answers with TileJSON links for the search's `defaults` renders when
+    # these dependencies accept them.
+    add_search_register_route(
+        app,
+        prefix="/searches",
+        tile_dependencies=[
+            searches.layer_dependency,
+            searches.dataset_dependency,
+            searches.pixel_selection_dependency,
+            searches.process_dependency,
+            searches.render_dependency,
+            searches.assets_accessor_dependency,
+            searches.reader_dependency,
+            searches.backend_dependency,
+        ],
+        tags=["STAC Search"],
+    )
+
+
+def add_collection_routes(app: FastAPI) -> None:
+    """Mosaics of a whole collection: `/collections/{collection_id}/...`."""
+    collections = MosaicTilerFactory(
+        path_dependency=CollectionIdParams,
+        router_prefix="/collections/{collection_id}",
+        add_statistics=True,
+        add_viewer=True,
+        add_part=True,
+        extensions=[searchInfoExtension(), mosaicWmtsExtension()],
+        templates=TEMPLATES,
+    )
+    app.include_router(
+        collections.router, prefix="/collections/{collection_id}", tags=["STAC Collection"]
+    )
+
+
+def add_item_routes(app: FastAPI) -> None:
+    """One scene: `/collections/{collection_id}/items/{item_id}/...`."""
+    items = MultiBaseTilerFactory(
+        reader=PgSTACReader,
+        path_dependency=ItemIdParams,
+        router_prefix="/collections/{collection_id}/items/{item_id}",
+        add_viewer=True,
+        extensions=[wmtsExtension()],
+        templates=TEMPLATES,
+    )
+    app.include_router(
+        items.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["STAC Item"]
+    )
+
+
+def add_reference_routes(app: FastAPI) -> None:
+    """What the tile parameters accept: tile matrix sets, colormaps and algorithms."""
+    app.include_router(TMSFactory(templates=TEMPLATES).router, tags=["Tiling Schemes"])
+    app.include_router(ColorMapFactory(templates=TEMPLATES).router, tags=["ColorMaps"])
+    app.include_router(AlgorithmFactory(templates=TEMPLATES).router, tags=["Algorithms"])
+
+
+def add_middleware(app: FastAPI, settings: Settings) -> None:
+    """CORS, Cache-Control on cacheable GETs, and compression of non-image responses."""
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key"],
+    )
+    app.add_middleware(
+        CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS
+    )
+    app.add_middleware(CompressionMiddleware, exclude_mediatype=IMAGE_MEDIA_TYPES)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the tiler; the database pool opens in the lifespan, not here."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title=settings.title,
+        description=settings.description,
+        openapi_url="/api",
+        docs_url="/api.html",
+        root_path=settings.root_path,
+        lifespan=lifespan,
+    )
+    app.state.csdr_settings = settings
+    update_openapi(app)
+    add_exception_handlers(app, ERRORS)
+    add_search_routes(app)
+    add_collection_routes(app)
+    add_item_routes(app)
+    add_reference_routes(app)
+    app.include_router(health.router)
+    add_middleware(app, settings)
+    return app

@@ -1,0 +1,36 @@
+"""Tiler settings (`CSDR_TILER_*`); the database comes from the libpq `PG*` variables."""
+
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_commas(value: object) -> object:
+    """Accept `a,b` as well as a JSON list for list-typed variables."""
+    if isinstance(value, str) and not value.startswith("["):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_split_commas), NoDecode]
+
+
+class Settings(BaseSettings):
+    """What an operator may set for the tiler; pool sizes are titiler-pgstac's `DB_*` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CSDR_TILER_", extra="ignore")
+
+    title: str = "CSDR Node tiler"
+    description: str = (
+        "Map tiles of a CSDR node: XYZ, WMTS and TileJSON for every Gaofen, ZY, CBERS and HJ "
+        "scene, for whole collections and for registered searches (mosaics)."
+    )
+    root_path: str = ""
+    """Path prefix when served behind a proxy that strips it."""
+    cors_origins: CommaList = ["*"]
+    cachecontrol: str = "public, max-age=3600"
+    """Cache-Control header for successful GET responses (tiles, TileJSON, WMTS)."""
+    readiness_timeout_s: float = 1.0
+    """How long /readyz waits for the database before answering 503."""
+    log_level: str = "INFO"
