@@ -31,8 +31,13 @@ def pg_cluster() -> Iterator[Cluster]:
     """A private cluster for this test session, migrated once into a template database."""
     base = Path(tempfile.mkdtemp(prefix="csdr-test-"))
     base.chmod(0o755)
-    cluster = Cluster(data_dir=base / "pg", port=free_port(), log_file=base / "logs" / "pg.log",
-                      socket_dir=base / "run", throwaway=True)
+    cluster = Cluster(
+        data_dir=base / "pg",
+        port=free_port(),
+        log_file=base / "logs" / "pg.log",
+        socket_dir=base / "run",
+        throwaway=True,
+    )
     try:
         cluster.start()
         cluster.create_database(TEMPLATE_DB)

@@ -47,8 +47,9 @@ def migrate_csdr(conninfo: str) -> list[str]:
                     continue
                 with conn.transaction():
                     conn.execute(path.read_text())  # type: ignore[arg-type]
-                    conn.execute("INSERT INTO csdr.schema_migrations (name) VALUES (%s)",
-                                 (path.name,))
+                    conn.execute(
+                        "INSERT INTO csdr.schema_migrations (name) VALUES (%s)", (path.name,)
+                    )
                 applied_now.append(path.name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))

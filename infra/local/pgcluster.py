@@ -27,8 +27,12 @@ SERVER_SETTINGS = {
     "max_connections": "200",
 }
 # A throwaway cluster trades durability for speed.
-THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-                      "shared_buffers": "256MB"}
+THROWAWAY_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "256MB",
+}
 
 
 class ClusterError(RuntimeError):
@@ -43,7 +47,9 @@ def pg_bindir() -> Path:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "initdb").exists():
             return candidate
-    raise ClusterError("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql-15")
+    raise ClusterError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql-15"
+    )
 
 
 def _server_user() -> str | None:
@@ -53,7 +59,9 @@ def _server_user() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError as exc:
-        raise ClusterError("running as root but there is no `postgres` user to run the server") from exc
+        raise ClusterError(
+            "running as root but there is no `postgres` user to run the server"
+        ) from exc
     return "postgres"
 
 
@@ -93,8 +101,10 @@ class Cluster:
     def conninfo(self, database: str | None = None) -> str:
         """A libpq connection string for `database` (default: the node's)."""
         e = self.env(database)
-        return (f"host={e['PGHOST']} port={e['PGPORT']} user={e['PGUSER']} "
-                f"password={e['PGPASSWORD']} dbname={e['PGDATABASE']}")
+        return (
+            f"host={e['PGHOST']} port={e['PGPORT']} user={e['PGUSER']} "
+            f"password={e['PGPASSWORD']} dbname={e['PGDATABASE']}"
+        )
 
     def _run(self, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
         user = _server_user()
@@ -128,7 +138,9 @@ class Cluster:
         self._own(self.data_dir)
         self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
         self.password_file.chmod(0o600)
-        pwfile = self.data_dir.parent / f".{self.data_dir.name}.initdb-pw"  # lives only while initdb runs
+        pwfile = (
+            self.data_dir.parent / f".{self.data_dir.name}.initdb-pw"
+        )  # lives only while initdb runs
         pwfile.write_text(self.password)
         pwfile.chmod(0o600)
         user = _server_user()
@@ -136,9 +148,19 @@ class Cluster:
             pw = pwd.getpwnam(user)
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         try:
-            done = self._run(pg_bindir() / "initdb", "-D", self.data_dir, "-U", self.user,
-                             f"--pwfile={pwfile}", "--auth-local=peer", "--auth-host=scram-sha-256",
-                             "-E", "UTF8", "--locale=C.UTF-8")
+            done = self._run(
+                pg_bindir() / "initdb",
+                "-D",
+                self.data_dir,
+                "-U",
+                self.user,
+                f"--pwfile={pwfile}",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
@@ -157,14 +179,31 @@ class Cluster:
             return
         self._own(self.socket_dir)
         self._own(self.log_file.parent)
-        settings = {**SERVER_SETTINGS, **(THROWAWAY_SETTINGS if self.throwaway else {}),
-                    "port": str(self.port), "unix_socket_directories": str(self.socket_dir)}
+        settings = {
+            **SERVER_SETTINGS,
+            **(THROWAWAY_SETTINGS if self.throwaway else {}),
+            "port": str(self.port),
+            "unix_socket_directories": str(self.socket_dir),
+        }
         options = " ".join(f"-c {k}={v}" for k, v in settings.items())
-        done = self._run(pg_bindir() / "pg_ctl", "-D", self.data_dir, "-l", self.log_file,
-                         "-o", options, "-w", "-t", "60", "start")
+        done = self._run(
+            pg_bindir() / "pg_ctl",
+            "-D",
+            self.data_dir,
+            "-l",
+            self.log_file,
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if done.returncode != 0:
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
-            raise ClusterError(f"PostgreSQL did not start on port {self.port}:\n{done.stderr}{tail}")
+            raise ClusterError(
+                f"PostgreSQL did not start on port {self.port}:\n{done.stderr}{tail}"
+            )
 
     def stop(self) -> None:
         """Stop the server if it runs (fast shutdown: rolls back open transactions)."""

@@ -14,15 +14,33 @@ import httpx
 
 
 @contextmanager
-def service(factory: str, port: int, env: dict[str, str], log_dir: Path,
-            ready_path: str = "/readyz", timeout_s: float = 60) -> Iterator[str]:
+def service(
+    factory: str,
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    ready_path: str = "/readyz",
+    timeout_s: float = 60,
+) -> Iterator[str]:
     """Run `uvicorn <factory> --factory` with `env` added; yield its base URL once ready."""
     name = factory.split(".")[0]
     log = open(log_dir / f"{name}-{port}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log"],
-        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            factory,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -16,8 +16,13 @@ def test_landing_page_has_title_description_and_search_extensions(client):
     assert landing["title"] == "CSDR Node"
     assert "Gaofen" in landing["description"]
     conforms = " ".join(landing["conformsTo"])
-    for part in ("item-search#filter", "item-search#sort", "item-search#fields",
-                 "item-search#query", "cql2-text"):
+    for part in (
+        "item-search#filter",
+        "item-search#sort",
+        "item-search#fields",
+        "item-search#query",
+        "cql2-text",
+    ):
         assert part in conforms, part
 
 
@@ -29,10 +34,16 @@ def test_transactions_are_off_by_default(client):
 def test_transactions_on_when_enabled(pg_env):
     with TestClient(create_app(Settings(transactions=True))) as c:
         collection = {
-            "type": "Collection", "id": "t1", "stac_version": "1.1.0", "description": "d",
-            "license": "other", "links": [],
-            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]},
-                       "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}},
+            "type": "Collection",
+            "id": "t1",
+            "stac_version": "1.1.0",
+            "description": "d",
+            "license": "other",
+            "links": [],
+            "extent": {
+                "spatial": {"bbox": [[0, 0, 1, 1]]},
+                "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]},
+            },
         }
         assert c.post("/collections", json=collection).status_code in (200, 201)
         assert c.get("/collections/t1").json()["id"] == "t1"

@@ -2,8 +2,8 @@
 
 from typing import Annotated
 
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic import BeforeValidator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from stac_fastapi.pgstac.config import Settings as StacSettings
 
 

@@ -1,0 +1,287 @@
+"""The whole node on this machine: `python -m infra.local.node up|down|status` (via make).
+
+`up` is idempotent: it starts only what is not running and ingests only demo scenes not yet in
+the catalog, so a second `up` changes nothing. `down` stops what `up` started; data stays in the
+data directory (CSDR_DATA_DIR, default .data/) for the next `up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from infra.db.migrate import migrate
+from infra.local.pgcluster import Cluster, ClusterError
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = {  # name -> (uvicorn factory, port variable, default port)
+    "catalog": ("csdr_catalog.app:create_app", "CSDR_CATALOG_PORT", 8081),
+    "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
+    "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
+}
+DEMO_COLLECTION = "csdr-demo"
+READY_TIMEOUT_S = 90
+
+
+class NodeError(RuntimeError):
+    """Something an operator must fix; the message says what."""
+
+
+@dataclass
+class Node:
+    """Where this node's state lives and which ports it uses."""
+
+    data_dir: Path
+    pg_port: int
+    ports: dict[str, int]
+
+    @classmethod
+    def from_env(cls) -> Node:
+        """Read CSDR_DATA_DIR, CSDR_PG_PORT and the service port variables."""
+        data_dir = Path(os.environ.get("CSDR_DATA_DIR") or ROOT / ".data").resolve()
+        ports = {
+            name: int(os.environ.get(var) or default)
+            for name, (_, var, default) in SERVICES.items()
+        }
+        return cls(data_dir, int(os.environ.get("CSDR_PG_PORT") or 5439), ports)
+
+    @property
+    def cluster(self) -> Cluster:
+        """The node's private PostgreSQL cluster."""
+        return Cluster(
+            data_dir=self.data_dir / "pg",
+            port=self.pg_port,
+            log_file=self.data_dir / "logs" / "postgres.log",
+            socket_dir=self.data_dir / "run" / "pg",
+        )
+
+    def url(self, service: str) -> str:
+        """Base URL of a service."""
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def pid_file(self, service: str) -> Path:
+        """Where the pid of a running service is kept."""
+        return self.data_dir / "run" / f"{service}.pid"
+
+    def service_env(self) -> dict[str, str]:
+        """Environment of every service: the PG* block plus where ingest keeps assets."""
+        return {**self.cluster.env(), "CSDR_INGEST_ASSETS_DIR": str(self.data_dir / "assets")}
+
+
+def running_pid(node: Node, service: str) -> int | None:
+    """The pid of our running service, or None (a stale pid file is removed)."""
+    path = node.pid_file(service)
+    try:
+        pid = int(path.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        path.unlink(missing_ok=True)
+        return None
+    if SERVICES[service][0] not in cmdline:
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def port_in_use(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:port."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_service(node: Node, service: str) -> None:
+    """Start one service in the background unless it runs already."""
+    if running_pid(node, service):
+        return
+    port = node.ports[service]
+    if port_in_use(port):
+        raise NodeError(
+            f"port {port} for the {service} is used by another program; "
+            f"set {SERVICES[service][1]} to a free port"
+        )
+    log = node.data_dir / "logs" / f"{service}.log"
+    with open(log, "a") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                SERVICES[service][0],
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, **node.service_env()},
+            cwd=node.data_dir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives `make up` returning
+        )
+    node.pid_file(service).write_text(str(proc.pid))
+
+
+def wait_ready(node: Node, service: str) -> None:
+    """Wait until the service's /readyz answers 200, or fail with its log's tail."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if running_pid(node, service) is None:
+            break
+        try:
+            if httpx.get(node.url(service) + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    tail = (node.data_dir / "logs" / f"{service}.log").read_text()[-2500:]
+    raise NodeError(f"the {service} did not become ready; end of its log:\n{tail}")
+
+
+def stop_service(node: Node, service: str) -> bool:
+    """Stop one service (SIGTERM, then SIGKILL after 20 s); True if it was running."""
+    pid = running_pid(node, service)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        os.killpg(pid, signal.SIGKILL)
+    node.pid_file(service).unlink(missing_ok=True)
+    return True
+
+
+def ingest_demo(node: Node) -> list[str]:
+    """Generate the demo scenes and ingest, through POST /jobs, those not yet in the catalog."""
+    from csdr_ingest.synthetic import write_demo_scenes
+
+    item_ids = []
+    with httpx.Client(timeout=30) as http:
+        pending = {}
+        for path in write_demo_scenes(node.data_dir / "demo"):
+            item_ids.append(path.stem)
+            item_url = f"{node.url('catalog')}/collections/{DEMO_COLLECTION}/items/{path.stem}"
+            if http.get(item_url).status_code == 200:
+                continue
+            r = http.post(
+                f"{node.url('ingest')}/jobs",
+                json={"source": str(path), "collection": DEMO_COLLECTION},
+            )
+            r.raise_for_status()
+            pending[r.json()["id"]] = path.name
+        deadline = time.monotonic() + 300
+        while pending and time.monotonic() < deadline:
+            for job_id in list(pending):
+                job = http.get(f"{node.url('ingest')}/jobs/{job_id}").json()
+                if job["status"] == "failed":
+                    raise NodeError(f"demo scene {pending[job_id]} failed: {job['error']}")
+                if job["status"] == "succeeded":
+                    print(f"  ingested {pending.pop(job_id)}")
+            time.sleep(0.3)
+        if pending:
+            raise NodeError(f"demo ingest did not finish: {sorted(pending.values())}")
+    return item_ids
+
+
+# True colour for the demo's blue, green, red, nir bands (titiler 2.x band selection).
+TRUE_COLOUR = "assets=" + quote("data|bidx=3,2,1", safe="") + "&rescale=600,2200"
+
+
+def qgis_xyz_url(node: Node, item_id: str) -> str:
+    """A true-colour XYZ template for one demo item, ready to paste into QGIS."""
+    return (
+        f"{node.url('tiler')}/collections/{DEMO_COLLECTION}/items/{item_id}"
+        f"/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{TRUE_COLOUR}"
+    )
+
+
+def up(node: Node) -> None:
+    """Bring the whole node up, ingest the demo, print the URLs."""
+    for sub in ("logs", "run", "assets", "inbox", "quarantine"):
+        (node.data_dir / sub).mkdir(parents=True, exist_ok=True)
+    cluster = node.cluster
+    cluster.start()
+    cluster.create_database(cluster.database)
+    migrate(cluster.conninfo())
+    env_file = node.data_dir / "node.env"
+    env_file.write_text("".join(f"export {k}={v}\n" for k, v in node.service_env().items()))
+    env_file.chmod(0o600)
+    for service in SERVICES:
+        start_service(node, service)
+    for service in SERVICES:
+        wait_ready(node, service)
+    items = ingest_demo(node)
+    tiler, catalog = node.url("tiler"), node.url("catalog")
+    first = f"{tiler}/collections/{DEMO_COLLECTION}/items/{items[0]}"
+    print(f"""
+CSDR node is up (data in {node.data_dir})
+  STAC API   {catalog}/   (API docs: {catalog}/api.html)
+  Tiler      {tiler}/api.html
+  Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})
+  Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
+             (its PG* variables: source {env_file})
+  Demo items {catalog}/collections/{DEMO_COLLECTION}/items
+
+QGIS -> Layer -> Add Layer -> Add XYZ Layer..., paste as URL:
+  {qgis_xyz_url(node, items[0])}
+QGIS -> Add WMS/WMTS Layer..., new connection with this URL, layer TiTiler_WebMercatorQuad_default:
+  {first}/WMTSCapabilities.xml?{TRUE_COLOUR}
+TileJSON: {first}/WebMercatorQuad/tilejson.json?{TRUE_COLOUR}
+Stop with: make down""")
+
+
+def down(node: Node) -> None:
+    """Stop the services and the database; keep the data."""
+    for service in SERVICES:
+        if stop_service(node, service):
+            print(f"stopped {service}")
+    if node.cluster.initialised() and node.cluster.running():
+        node.cluster.stop()
+        print("stopped database")
+
+
+def status(node: Node) -> int:
+    """Print what runs; exit 0 only when everything does."""
+    ok = node.cluster.running()
+    print(f"database  {'running' if ok else 'stopped'}  port {node.pg_port}")
+    for service in SERVICES:
+        pid = running_pid(node, service)
+        ok = ok and pid is not None
+        print(f"{service:9} {'running pid ' + str(pid) if pid else 'stopped'}  {node.url(service)}")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    command = parser.parse_args().command
+    node = Node.from_env()
+    try:
+        if command == "up":
+            up(node)
+        elif command == "down":
+            down(node)
+        else:
+            return status(node)
+    except (NodeError, ClusterError) as exc:
+        print(f"make {command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""A whole node for end-to-end tests: catalog, tiler and ingest as real processes on 127.0.0.1,
+over one fresh database of the session's throwaway cluster."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import TEMPLATE_DB, free_port
+from infra.local.pgcluster import Cluster
+from tests.e2e.processes import service
+
+
+@dataclass
+class Node:
+    """URLs of the running services and where they keep their state."""
+
+    catalog: str
+    tiler: str
+    ingest: str
+    assets_dir: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """Start the three services once per test module."""
+    name = f"e2e_{uuid.uuid4().hex[:8]}"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    base = tmp_path_factory.mktemp("node")
+    env = {
+        **pg_cluster.env(name),
+        "CSDR_INGEST_ASSETS_DIR": str(base / "assets"),
+        "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
+    }
+    with ExitStack() as stack:
+        urls = {
+            svc: stack.enter_context(service(f"csdr_{svc}.app:create_app", free_port(), env, base))
+            for svc in ("catalog", "tiler", "ingest")
+        }
+        yield Node(**urls, assets_dir=base / "assets", env=env)
+    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,92 @@
+"""`make up` as an operator runs it: into a fresh data directory on other ports, twice (the second
+changes nothing), `make down`, and up again with the data kept."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+import morecantile
+import pytest
+from shapely.geometry import shape
+
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = re.compile(r"http://127\.0\.0\.1:\d+[^\s)]*")
+
+
+@pytest.fixture
+def node_env():
+    data = Path(tempfile.mkdtemp(prefix="csdr-make-up-"))
+    data.chmod(0o755)  # the postgres user must reach the cluster inside it
+    env = {
+        **os.environ,
+        "CSDR_DATA_DIR": str(data / "data"),
+        "CSDR_PG_PORT": str(free_port()),
+        "CSDR_CATALOG_PORT": str(free_port()),
+        "CSDR_TILER_PORT": str(free_port()),
+        "CSDR_INGEST_PORT": str(free_port()),
+    }
+    for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
+        env.pop(key, None)
+    yield env
+    make("down", env)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def demo_items(catalog: str) -> dict[str, dict]:
+    r = httpx.get(f"{catalog}/collections/csdr-demo/items", params={"limit": 100})
+    return {f["id"]: f for f in r.json()["features"]}
+
+
+def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
+    first = make("up", node_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    catalog = f"http://127.0.0.1:{node_env['CSDR_CATALOG_PORT']}"
+    items = demo_items(catalog)
+    assert len(items) == 3
+    urls = URL.findall(first.stdout)
+    templates = [u for u in urls if "{z}/{x}/{y}" in u]
+    assert templates, first.stdout
+    for url in urls:
+        if url in templates:  # a tile inside the item the template names
+            item = next(items[i] for i in items if f"/items/{i}/" in url)
+            lon, lat = shape(item["geometry"]).representative_point().coords[0]
+            tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 13)
+            url = url.replace("{z}/{x}/{y}", f"{tile.z}/{tile.x}/{tile.y}")
+        assert httpx.get(url, timeout=30).status_code == 200, url
+
+    assets = sorted(Path(node_env["CSDR_DATA_DIR"], "assets").rglob("*"))
+    second = make("up", node_env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "ingested" not in second.stdout
+    assert demo_items(catalog) == items
+    assert sorted(Path(node_env["CSDR_DATA_DIR"], "assets").rglob("*")) == assets
+
+    down = make("down", node_env)
+    assert down.returncode == 0 and "stopped database" in down.stdout
+    with pytest.raises(httpx.TransportError):
+        httpx.get(catalog + "/healthz", timeout=2)
+    assert make("status", node_env).returncode != 0  # not everything runs
+
+    again = make("up", node_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ingested" not in again.stdout
+    assert demo_items(catalog) == items
