@@ -1,5 +1,6 @@
 """Catalog settings (`CSDR_CATALOG_*`); the database comes from the libpq `PG*` variables."""
 
+from importlib.metadata import version
 from typing import Annotated
 
 from pydantic import BeforeValidator
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
             stac_fastapi_title=self.title,
             stac_fastapi_description=self.description,
             stac_fastapi_landing_id=self.landing_id,
+            stac_fastapi_version=version("csdr-catalog"),
             enabled_extensions=SEARCH_EXTENSIONS,
             enable_transactions_extensions=self.transactions,
             cors_origins=self.cors_origins,
