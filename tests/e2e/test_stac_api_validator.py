@@ -1,5 +1,6 @@
-"""stac-api-validator passes our catalog, run as a real process over pgSTAC, for the classes we
-claim: core, collections, features, item-search and filter."""
+"""stac-api-validator passes our catalog, run as a real process over pgSTAC, for every class the
+validator knows that the landing page advertises: core, collections, features, item-search,
+filter, and the sort, fields and query extensions of item-search and features."""
 
 import json
 from pathlib import Path
@@ -30,7 +31,32 @@ SCENES = [
     ("GF2_PMS1_E115.9_N38.9_20240620_L1A0008098765", "2024-06-20T03:05:12Z", 115.7, 38.7, 61.0),
 ]
 SIZE_DEG = 0.4
-CONFORMANCE = ["core", "collections", "features", "item-search", "filter"]
+CONFORMANCE = [
+    "core",
+    "collections",
+    "features",
+    "item-search",
+    "filter",
+    "item-search#sort",
+    "item-search#fields",
+    "item-search#query",
+    "features#sort",
+    "features#fields",
+    "features#query",
+]
+# Values the Fields and Query checks search with, chosen from SCENES.
+VALIDATOR_OPTIONS = [
+    *("--fields-nested-property", "properties.eo:cloud_cover"),
+    *("--query-comparison-field", "eo:cloud_cover"),
+    *("--query-eq-value", "4", "--query-neq-value", "4"),
+    *("--query-lt-value", "20", "--query-lte-value", "18.5"),
+    *("--query-gt-value", "5", "--query-gte-value", "18.5"),
+    *("--query-substring-field", "platform"),
+    *("--query-starts-with-value", "gf-"),
+    *("--query-ends-with-value", "-2"),
+    *("--query-contains-value", "f-"),
+    *("--query-in-field", "instruments", "--query-in-values", "pms,wfv"),
+]
 EXPECTED_SECTIONS = [
     "Validating STAC API - Core conformance class.",
     "Validating STAC API - Collections conformance class.",
@@ -146,6 +172,7 @@ def test_catalog_passes_stac_api_validator(database: dict[str, str], tmp_path: P
         output = run_validator(
             ["--root-url", url, "--collection", COLLECTION_ID, "--geometry", json.dumps(geometry)]
             + [arg for name in CONFORMANCE for arg in ("--conformance", name)]
+            + VALIDATOR_OPTIONS
         )
     missing = [line for line in EXPECTED_SECTIONS if line not in output]
     assert not missing and "Errors: none" in output, f"missing {missing}; output:\n{output}"

@@ -1,4 +1,5 @@
-"""The catalog application: stac-fastapi-pgstac's StacApi with our settings and health routes.
+"""The catalog application: stac-fastapi-pgstac's StacApi with our client, search conventions,
+error shapes and health routes.
 
 Run with `uvicorn csdr_catalog.app:create_app --factory`.
 """
@@ -9,7 +10,10 @@ from fastapi import FastAPI
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.models.extensions import Extensions
 
-from csdr_catalog import health
+from csdr_catalog import errors, health
+from csdr_catalog.client import CatalogClient
+from csdr_catalog.queryables import KnownProperties
+from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -19,8 +23,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the STAC API; the database pools open in the lifespan, not here."""
     settings = settings or Settings()
     stac_settings = settings.stac_settings()
-    api = instantiate_api(extensions=Extensions(settings=stac_settings), settings=stac_settings)
+    extensions = Extensions(
+        settings=stac_settings,
+        search_map={"conventions": SearchConventionsExtension()},
+        item_collection_map={"conventions": SearchConventionsExtension()},
+    )
+
+    def client(pgstac_search_model: type) -> CatalogClient:
+        return CatalogClient(
+            pgstac_search_model=pgstac_search_model,
+            known_properties=KnownProperties(ttl_s=settings.queryables_ttl_s),
+            count_exact_below=settings.count_exact_below,
+            count_stats_ttl_s=settings.count_stats_ttl_s,
+        )
+
+    api = instantiate_api(client=client, extensions=extensions, settings=stac_settings)
     app = api.app
     app.state.csdr_settings = settings
+    errors.install(app)
     app.include_router(health.router)
     return app

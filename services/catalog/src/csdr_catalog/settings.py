@@ -18,7 +18,16 @@ def _split_commas(value: object) -> object:
 CommaList = Annotated[list[str], BeforeValidator(_split_commas), NoDecode]
 
 # The STAC API extensions this node serves (stac-fastapi-pgstac's names).
-SEARCH_EXTENSIONS = ["filter", "sort", "fields", "query", "pagination"]
+SEARCH_EXTENSIONS = [
+    "filter",
+    "sort",
+    "fields",
+    "query",
+    "pagination",
+    "collection_search",
+    "free_text",
+    "conventions",
+]
 
 
 class Settings(BaseSettings):
@@ -40,6 +49,12 @@ class Settings(BaseSettings):
     cors_headers: CommaList = ["Content-Type", "Authorization", "X-API-Key"]
     readiness_timeout_s: float = 1.0
     """How long /readyz waits for the database before answering 503."""
+    count_exact_below: int = 100_000
+    """numberMatched is counted exactly when the planner expects fewer matches, else estimated."""
+    count_stats_ttl_s: int = 60
+    """How long pgSTAC may reuse a search's count."""
+    queryables_ttl_s: float = 30.0
+    """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
 
     def stac_settings(self) -> StacSettings:
         """The stac-fastapi-pgstac settings these options translate to."""

@@ -1,0 +1,175 @@
+"""The STAC API client: stac-fastapi-pgstac's `CoreCrudClient`, subclassed because it has no hooks
+for what this node does on every search before and after pgSTAC answers:
+
+- CQL2 filters parsed once per distinct text (`filters.py`), Query extension operators translated
+  to CQL2, bad `query`/`intersects` JSON and unknown sort fields answered 400, not 500 or 200;
+- clients cannot pass pgSTAC runtime settings (`conf`) through the search body;
+- `numberMatched` when asked (`counts.py`);
+- Fields extension responses served as `application/geo+json` (upstream returns a bare
+  `JSONResponse` for them, media type `application/json`);
+- the landing page links every collection as a `child`, so a harvester can walk the catalog.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+import orjson
+from asyncpg.exceptions import DataError, RaiseError
+from fastapi import Request, Response
+from stac_fastapi.pgstac.core import CoreCrudClient
+from stac_fastapi.pgstac.types.search import PgstacSearch
+from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_fastapi.types.requests import get_base_url
+from stac_fastapi.types.stac import ItemCollection, LandingPage
+from stac_pydantic.shared import MimeTypes
+
+from csdr_catalog import filters
+from csdr_catalog.counts import number_matched
+from csdr_catalog.queryables import KnownProperties
+from csdr_catalog.search_params import check_bbox_order
+
+GEOJSON = MimeTypes.geojson.value
+
+
+def _as_geojson(result: Any) -> Any:
+    """Give an upstream `JSONResponse` of features the GeoJSON media type."""
+    if isinstance(result, Response):
+        result.headers["content-type"] = GEOJSON
+    return result
+
+
+def _check_geojson_text(name: str, text: str | None) -> None:
+    """400 when a GET parameter that must hold GeoJSON does not parse as a JSON object."""
+    if text is None:
+        return
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidQueryParameter(f"{name} must be a GeoJSON geometry: {exc}") from exc
+    if not isinstance(value, dict) or "type" not in value:
+        raise InvalidQueryParameter(f"{name} must be a GeoJSON geometry object")
+
+
+@attr.s
+class CatalogClient(CoreCrudClient):
+    """CoreCrudClient with this node's search conventions (see the module docstring)."""
+
+    known_properties: KnownProperties = attr.ib(factory=lambda: KnownProperties(ttl_s=30.0))
+    count_exact_below: int = attr.ib(default=100_000)
+    count_stats_ttl_s: int = attr.ib(default=60)
+
+    async def landing_page(self, **kwargs: Any) -> LandingPage:
+        """Upstream's landing page plus one `child` link per collection, for harvesters."""
+        landing = await super().landing_page(**kwargs)
+        request: Request = kwargs["request"]
+        base_url = get_base_url(request)
+        async with request.app.state.get_connection(request, "r") as conn:
+            rows = await conn.fetch(
+                "SELECT id, content->>'title' AS title FROM pgstac.collections"
+                " WHERE coalesce(content->>'type', 'Collection') = 'Collection' ORDER BY id"
+            )
+        landing["links"].extend(
+            {
+                "rel": "child",
+                "type": MimeTypes.json.value,
+                "title": row["title"] or row["id"],
+                "href": f"{base_url}collections/{row['id']}",
+            }
+            for row in rows
+        )
+        return landing
+
+    def _clean_search_args(
+        self,
+        base_args: dict[str, Any],
+        filter_query: str | None = None,
+        filter_lang: str | None = None,
+        count: bool | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Upstream's cleaning, with the CQL2 text parsed through our cache."""
+        if filter_query is not None:
+            if filter_lang in (None, "cql2-text"):
+                base_args["filter"] = filters.parse_cql2_text(filter_query)
+            else:
+                try:
+                    base_args["filter"] = orjson.loads(filter_query)
+                except orjson.JSONDecodeError as exc:
+                    raise InvalidQueryParameter(f"Invalid CQL2 JSON filter: {exc}") from exc
+            base_args["filter_lang"] = "cql2-json"
+        if count is not None:
+            base_args["count"] = count
+        return super()._clean_search_args(base_args=base_args, **kwargs)
+
+    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
+        """Check and normalise the search, run it in pgSTAC, add numberMatched when asked."""
+        search_request.conf = None  # pgSTAC settings are the operator's, never the client's
+        check_bbox_order(search_request.bbox)
+        query = getattr(search_request, "query", None)
+        expr = getattr(search_request, "filter_expr", None)
+        if expr is not None and not isinstance(expr, dict):
+            raise InvalidQueryParameter("filter must be a CQL2 JSON object")
+        if expr is not None:
+            filters.validate_cql2_json(expr)
+        count = bool(getattr(search_request, "count", None))
+        if count:
+            search_request.count = None
+        sortby = getattr(search_request, "sortby", None) or []
+        if query or sortby:
+            async with request.app.state.get_connection(request, "r") as conn:
+                await self.known_properties.check_sort_fields(conn, (s.field for s in sortby))
+                types = await self.known_properties.types(conn)
+        if query:
+            search_request.query = None
+            search_request.filter_expr = filters.and_filters(
+                expr, filters.query_to_cql2(query, types)
+            )
+            search_request.filter_lang = "cql2-json"
+        try:
+            result = await super()._search_base(search_request, request)
+        except (RaiseError, DataError) as exc:
+            # pgSTAC raises on searches it cannot run (an operator it lacks); PostgreSQL on values
+            # of the wrong type ('abc' compared with a number): both are the request's fault.
+            raise InvalidQueryParameter(f"pgSTAC cannot run this search: {exc}") from exc
+        if count:
+            async with request.app.state.get_connection(request, "r") as conn:
+                matched = await number_matched(
+                    conn,
+                    search_request.model_dump(mode="json", by_alias=True, exclude_none=True),
+                    self.count_exact_below,
+                    self.count_stats_ttl_s,
+                )
+            result["numberMatched"] = matched.number
+            result["numberMatchedEstimated"] = matched.estimated
+        return result
+
+    async def get_search(
+        self,
+        request: Request,
+        query: str | None = None,
+        intersects: str | None = None,
+        **kwargs: Any,
+    ) -> ItemCollection:
+        """GET /search, with `query` and `intersects` checked before upstream parses them."""
+        if query is not None:
+            query = orjson.dumps(filters.parse_query_text(query)).decode()
+        _check_geojson_text("intersects", intersects)
+        result = await super().get_search(request, query=query, intersects=intersects, **kwargs)
+        return _as_geojson(result)
+
+    async def post_search(
+        self, search_request: PgstacSearch, request: Request, **kwargs: Any
+    ) -> ItemCollection:
+        """POST /search, Fields responses as GeoJSON."""
+        return _as_geojson(await super().post_search(search_request, request, **kwargs))
+
+    async def item_collection(
+        self, collection_id: str, request: Request, query: str | None = None, **kwargs: Any
+    ) -> ItemCollection:
+        """GET /collections/{id}/items, with `query` checked and Fields responses as GeoJSON."""
+        if query is not None:
+            query = orjson.dumps(filters.parse_query_text(query)).decode()
+        result = await super().item_collection(collection_id, request, query=query, **kwargs)
+        return _as_geojson(result)

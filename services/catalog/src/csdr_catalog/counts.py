@@ -1,0 +1,41 @@
+"""`numberMatched` on request: exact when the planner expects few matches, the planner's estimate
+above a threshold (a count over a million rows costs seconds). pgSTAC's `where_stats` does both
+and caches the result per WHERE clause; we call it only when the client asks (`count=true`), and
+say when the number is an estimate (`numberMatchedEstimated`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from asyncpg import Connection
+
+STATS_SQL = (
+    "SELECT estimated_count, total_count"
+    " FROM pgstac.where_stats(pgstac.stac_search_to_where($1::text::jsonb), false, $2::text::jsonb)"
+)
+
+
+@dataclass(frozen=True)
+class Matched:
+    """How many items a search matches, and whether that number is the planner's estimate."""
+
+    number: int
+    estimated: bool
+
+
+async def number_matched(
+    conn: Connection, search: dict[str, object], exact_below: int, stats_ttl_s: int
+) -> Matched:
+    """Count the items `search` matches: exactly below `exact_below` estimated rows."""
+    conf = {
+        "context": "auto",
+        "context_estimated_count": str(exact_below),
+        "context_estimated_cost": "0",
+        "context_stats_ttl": f"{stats_ttl_s} seconds",
+    }
+    where = {k: v for k, v in search.items() if k not in ("limit", "token", "sortby", "fields")}
+    row = await conn.fetchrow(STATS_SQL, orjson.dumps(where).decode(), orjson.dumps(conf).decode())
+    if row["total_count"] is not None:
+        return Matched(int(row["total_count"]), estimated=False)
+    return Matched(int(row["estimated_count"] or 0), estimated=True)

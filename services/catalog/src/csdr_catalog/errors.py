@@ -1,0 +1,73 @@
+"""Every error the catalog answers has the STAC API shape `{"code", "description"}`.
+
+stac-fastapi maps its own exceptions (`NotFoundError`, `InvalidQueryParameter`, ...) to that shape
+already; these handlers cover the rest: request validation (upstream answers 400 with pydantic's
+`{"detail": [...]}`), `HTTPException`s raised by upstream code (`{"detail": "..."}`), and anything
+unexpected (500 with a request id to find in the log, never the exception's text).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+
+def stac_error(status: int, code: str, description: str) -> JSONResponse:
+    """A STAC API error response."""
+    return JSONResponse({"code": code, "description": description}, status_code=status)
+
+
+def _where(loc: tuple[object, ...]) -> str:
+    """`('body', 'bbox', 'tuple[...]')` -> `bbox`: the parameter, not pydantic's type path."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return parts[0] if parts else "request"
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    """One sentence per distinct problem, each naming the parameter."""
+    seen: dict[str, str] = {}
+    for error in exc.errors():
+        where = _where(tuple(error.get("loc", ())))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        seen.setdefault(where, f"{where}: {message}")
+    return "; ".join(seen.values()) or "invalid request"
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """400 for a request that does not fit the search model."""
+    assert isinstance(exc, RequestValidationError)
+    return stac_error(400, "BadRequest", describe_validation_error(exc))
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """An upstream HTTPException in the STAC error shape."""
+    assert isinstance(exc, HTTPException)
+    code = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+    response = stac_error(exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """500 with a request id; the exception goes to the log, not to the client."""
+    request_id = uuid.uuid4().hex
+    logger.error(
+        "unexpected error, request %s %s %s", request_id, request.method, request.url, exc_info=exc
+    )
+    return stac_error(500, "InternalServerError", f"internal error; request id {request_id}")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers, replacing upstream's for the same exception types."""
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,135 @@
+"""Request parameters this node adds to, or reads more strictly than, stac-fastapi's search models.
+
+stac-fastapi-pgstac builds its POST /search model from `PgstacSearch` plus each enabled
+extension's request model, and offers no hook to change that base class. An extension's request
+model is its designed way to add parameters, and fields of a later extension replace earlier ones
+of the same name (`create_request_model` copies each model's fields in order), so this extension,
+registered last, carries our conventions:
+
+- `count`: ask for `numberMatched` (see `counts.py`);
+- `collections` given as one string (stac-api-validator sends it so) is a one-element list;
+- `limit` must be an integer: `1e9` is a typo to report, not 1,000,000,000 to cap;
+- `bbox` must have 4 or 6 numbers, said in one sentence;
+- `fields: null` is an error, not "no fields" (the Fields extension defines no null form);
+- `query` accepts every operator of the Query extension, translated to CQL2 in `filters.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import attr
+from fastapi import FastAPI, Query
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from stac_fastapi.extensions.fields.request import PostFieldsExtension
+from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_fastapi.types.extension import ApiExtension
+from stac_fastapi.types.search import APIRequest, Limit
+
+
+def _one_or_many(value: object) -> object:
+    """A single collection id is a list of one."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _integer_limit(value: object) -> object:
+    """Reject a limit that is not written as an integer (JSON `1e9` is a float)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"limit must be a positive integer, got {value!r}")
+    return value
+
+
+def check_bbox_order(bbox: tuple[float, ...] | None) -> None:
+    """A bbox's south edge must not lie north of its north edge (STAC API Item Search: 400)."""
+    if bbox is None:
+        return
+    south, north = (bbox[1], bbox[3]) if len(bbox) == 4 else (bbox[1], bbox[4])
+    if south > north:
+        raise InvalidQueryParameter(f"bbox: south ({south}) is north of north ({north})")
+
+
+def _bbox_length(value: object) -> object:
+    """Name the rule a bbox breaks before pydantic lists every tuple shape it tried."""
+    if isinstance(value, list | tuple) and len(value) not in (4, 6):
+        raise ValueError(f"bbox must have 4 or 6 numbers, got {len(value)}")
+    return value
+
+
+def _fields_not_null(value: object) -> object:
+    """`{"fields": null}` is not a Fields extension request."""
+    if value is None:
+        raise ValueError("fields must be an object with 'include' and/or 'exclude' lists")
+    return value
+
+
+# The Fields extension's default set, served when `include` is given empty (or null) next to an
+# `exclude` (https://github.com/stac-api-extensions/fields#includeexclude-semantics, rule 4).
+DEFAULT_FIELDS = frozenset(
+    {"type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime"}
+)
+
+
+def _fields_semantics(value: PostFieldsExtension) -> PostFieldsExtension:
+    """Give `include: []` beside an `exclude` its meaning (the default set minus the exclusions),
+    and keep `type` in every Feature: GeoJSON requires it (RFC 7946, 3.2)."""
+    exclude = value.exclude or set()
+    if "include" in value.model_fields_set and not value.include and exclude:
+        value.include = {
+            f for f in DEFAULT_FIELDS if not any(f == e or f.startswith(e + ".") for e in exclude)
+        }
+    if value.include:
+        value.include.add("type")
+    return value
+
+
+def _count_flag(
+    count: Annotated[
+        bool | None,
+        Query(description="Also return numberMatched (estimated above a threshold, see docs)."),
+    ] = None,
+) -> bool | None:
+    return count
+
+
+@attr.s
+class ConventionsGetRequest(APIRequest):
+    """GET parameters of our own: `count`."""
+
+    count: bool | None = attr.ib(default=None, converter=_count_flag)
+
+
+class ConventionsPostRequest(BaseModel):
+    """POST fields of our own, and stricter readings of upstream ones."""
+
+    count: bool | None = Field(
+        None, description="Also return numberMatched (estimated above a threshold)."
+    )
+    collections: Annotated[list[str] | None, BeforeValidator(_one_or_many)] = None
+    limit: Annotated[Limit | None, BeforeValidator(_integer_limit)] = Field(
+        10, description="Items per page, 1..10000; larger values are served as 10000."
+    )
+    bbox: Annotated[
+        tuple[float, float, float, float] | tuple[float, float, float, float, float, float] | None,
+        BeforeValidator(_bbox_length),
+    ] = None
+    fields: Annotated[
+        PostFieldsExtension | None,
+        BeforeValidator(_fields_not_null),
+        AfterValidator(_fields_semantics),
+    ] = Field(PostFieldsExtension(), description="Include or exclude fields from items body.")
+    query: dict[str, dict[str, Any]] | None = Field(
+        None, description="Query extension: {property: {operator: value}}."
+    )
+
+
+@attr.s
+class SearchConventionsExtension(ApiExtension):
+    """Carries our search parameters into stac-fastapi's request models; adds no routes."""
+
+    GET = ConventionsGetRequest
+    POST = ConventionsPostRequest
+
+    def register(self, app: FastAPI) -> None:
+        """Nothing to register: the models are merged by stac-fastapi."""
