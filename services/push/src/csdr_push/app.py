@@ -1,0 +1,52 @@
+"""The push application: the subscriptions API and the worker that delivers their matches.
+
+Run with `uvicorn csdr_push.app:create_app --factory`.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from csdr_push import db, health
+from csdr_push.errors import add_exception_handlers
+from csdr_push.logs import configure_logging
+from csdr_push.routes import subscriptions
+from csdr_push.settings import Settings
+from csdr_push.worker import Worker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the push API; the pool and the worker start in the lifespan."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Each in-flight delivery records its outcome through the pool; keep a few for the API.
+        pool = await db.open_pool(max_size=min(settings.concurrency, 16) + 4)
+        worker = Worker(pool, settings) if settings.worker else None
+        app.state.pool = pool
+        if worker:
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker:
+                await worker.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="CSDR Node push",
+        description=(
+            "Subscriptions to new scenes over an area: signed CloudEvents webhooks (Standard "
+            "Webhooks) with retries and dead letters, and an Atom feed per subscription."
+        ),
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    add_exception_handlers(app)
+    app.include_router(subscriptions.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,166 @@
+"""Deliveries (csdr.deliveries): one per matching (subscription, event), claimed by workers with
+FOR UPDATE SKIP LOCKED, retried with exponential backoff and jitter, dead-lettered after
+max_attempts. A claim pushes next_attempt_at one lease ahead: a worker that dies mid-delivery
+leaves the delivery to be claimed again, and the receiver sees the same webhook-id twice."""
+
+import random
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from csdr_push.errors import PushError, SubscriptionNotFound
+from csdr_push.settings import Settings
+
+COLUMNS = (
+    "id, subscription_id, event_id, type, status, attempts, next_attempt_at, last_attempt_at,"
+    " last_status_code, last_error, created_at, delivered_at, dead_at"
+)
+TEST_EVENT = "org.csdr.test"
+
+
+class DeliveryNotFound(PushError):
+    """No such delivery for that subscription, or it is not a dead letter."""
+
+    code = "NotFound"
+    status = 404
+
+
+def backoff_s(attempts: int, settings: Settings) -> float:
+    """Delay before the next attempt: base * 2^(attempts-1) capped, with equal jitter so that
+    deliveries that failed together do not retry together."""
+    delay = min(settings.backoff_max_s, settings.backoff_base_s * 2 ** max(attempts - 1, 0))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+async def list_for(
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """A subscription's latest deliveries, optionally only those with `status`."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM csdr.deliveries WHERE subscription_id = $1"
+        " AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC, id LIMIT $3",
+        subscription_id,
+        status,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def enqueue_test(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> dict[str, Any]:
+    """Queue a test event for a subscription; the worker sends it like any delivery."""
+    try:
+        row = await conn.fetchrow(
+            "WITH d AS (INSERT INTO csdr.deliveries (subscription_id, type, payload)"
+            " VALUES ($1, $2, $3) RETURNING *) "
+            f"SELECT {COLUMNS} FROM d",
+            subscription_id,
+            TEST_EVENT,
+            {"message": "test event from a CSDR node", "subscription": str(subscription_id)},
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise SubscriptionNotFound(f"no subscription {subscription_id}") from None
+    await conn.execute("NOTIFY csdr_deliveries")
+    assert row is not None
+    return dict(row)
+
+
+async def redeliver(
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, delivery_id: uuid.UUID
+) -> dict[str, Any]:
+    """Queue a dead letter again with a fresh attempt budget."""
+    row = await conn.fetchrow(
+        "UPDATE csdr.deliveries SET status = 'pending', attempts = 0, dead_at = NULL,"
+        " next_attempt_at = now() WHERE id = $1 AND subscription_id = $2 AND status = 'dead'"
+        f" RETURNING {COLUMNS}",
+        delivery_id,
+        subscription_id,
+    )
+    if row is None:
+        raise DeliveryNotFound(f"subscription {subscription_id} has no dead letter {delivery_id}")
+    await conn.execute("NOTIFY csdr_deliveries")
+    return dict(row)
+
+
+async def claim(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    """Claim up to `limit` due deliveries of active subscriptions, with what sending needs."""
+    return await pool.fetch(
+        "WITH due AS ("
+        "  SELECT d.id, d.event_id, d.subscription_id FROM csdr.deliveries d"
+        "  JOIN csdr.subscriptions s ON s.id = d.subscription_id"
+        "  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.status = 'active'"
+        "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
+        " UPDATE csdr.deliveries d SET attempts = d.attempts + 1, last_attempt_at = now(),"
+        "  next_attempt_at = now() + $2::interval"
+        " FROM due JOIN csdr.subscriptions s ON s.id = due.subscription_id"
+        "  LEFT JOIN csdr.item_events e ON e.id = due.event_id"
+        " WHERE d.id = due.id"
+        " RETURNING d.id, d.subscription_id, d.type, d.attempts, d.payload, d.created_at,"
+        "  s.webhook_url, s.webhook_secret, e.item, e.collection, e.item_id,"
+        "  e.created_at AS event_time",
+        limit,
+        timedelta(seconds=lease_s),
+    )
+
+
+async def next_due_in_s(pool: asyncpg.Pool) -> float | None:
+    """Seconds until the next pending delivery of an active subscription is due (None: none)."""
+    value = await pool.fetchval(
+        "SELECT extract(epoch FROM min(d.next_attempt_at) - now()) FROM csdr.deliveries d"
+        " JOIN csdr.subscriptions s ON s.id = d.subscription_id"
+        " WHERE d.status = 'pending' AND s.status = 'active'"
+    )
+    return None if value is None else float(value)
+
+
+async def record_success(
+    pool: asyncpg.Pool, delivery_id: uuid.UUID, attempts: int, status_code: int
+) -> None:
+    """Mark a delivery delivered (if this worker's claim holds); clear the failure clock."""
+    await pool.execute(
+        "WITH d AS (UPDATE csdr.deliveries SET status = 'delivered', delivered_at = now(),"
+        "  last_status_code = $3, last_error = NULL"
+        "  WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING subscription_id)"
+        " UPDATE csdr.subscriptions s SET failing_since = NULL FROM d"
+        " WHERE s.id = d.subscription_id AND s.failing_since IS NOT NULL",
+        delivery_id,
+        attempts,
+        status_code,
+    )
+
+
+async def record_failure(
+    pool: asyncpg.Pool,
+    delivery_id: uuid.UUID,
+    attempts: int,
+    status_code: int | None,
+    error: str,
+    settings: Settings,
+) -> str | None:
+    """Schedule a retry, or dead-letter the delivery after max_attempts; pause a subscription
+    whose endpoint has failed for pause_after_failing_s. Returns the delivery's new status."""
+    row = await pool.fetchrow(
+        "WITH d AS (UPDATE csdr.deliveries SET"
+        "  status = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'pending' END,"
+        "  dead_at = CASE WHEN attempts >= $4 THEN now() END,"
+        "  next_attempt_at = now() + $5::interval, last_status_code = $3, last_error = $6"
+        "  WHERE id = $1 AND attempts = $2 AND status = 'pending'"
+        "  RETURNING subscription_id, status),"
+        " s AS (UPDATE csdr.subscriptions s SET failing_since = COALESCE(s.failing_since, now()),"
+        "  status = CASE WHEN now() - s.failing_since > $7::interval THEN 'paused'"
+        "   ELSE s.status END,"
+        "  paused_reason = CASE WHEN now() - s.failing_since > $7::interval AND s.status = 'active'"
+        "   THEN format('endpoint failing since %s; last error: %s', s.failing_since, $6)"
+        "   ELSE s.paused_reason END"
+        "  FROM d WHERE s.id = d.subscription_id)"
+        " SELECT status FROM d",
+        delivery_id,
+        attempts,
+        status_code,
+        settings.max_attempts,
+        timedelta(seconds=backoff_s(attempts, settings)),
+        error,
+        timedelta(seconds=settings.pause_after_failing_s),
+    )
+    return None if row is None else str(row["status"])

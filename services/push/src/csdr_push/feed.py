@@ -1,0 +1,87 @@
+"""A subscription's Atom feed (RFC 4287): the latest items it matched, newest first, for
+consumers that pull instead of receiving webhooks."""
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import asyncpg
+
+from csdr_push import events
+from csdr_push.settings import Settings
+
+ATOM = "http://www.w3.org/2005/Atom"
+MEDIA_TYPE = "application/atom+xml"
+
+
+async def latest_matches(
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, limit: int
+) -> list[asyncpg.Record]:
+    """The latest item events matched by a subscription, newest first."""
+    return await conn.fetch(
+        "SELECT e.id, e.type, e.collection, e.item_id, e.created_at, e.item"
+        " FROM csdr.deliveries d JOIN csdr.item_events e ON e.id = d.event_id"
+        " WHERE d.subscription_id = $1 ORDER BY e.id DESC LIMIT $2",
+        subscription_id,
+        limit,
+    )
+
+
+def render(
+    subscription: Mapping[str, Any],
+    matches: list[asyncpg.Record],
+    self_url: str,
+    settings: Settings,
+) -> bytes:
+    """The Atom document for a subscription and its latest matches."""
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    _text(feed, "id", f"urn:uuid:{subscription['id']}")
+    _text(feed, "title", f"New scenes for subscription {subscription['id']}")
+    newest = matches[0]["created_at"] if matches else subscription["created_at"]
+    _text(feed, "updated", _rfc3339(newest))
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=self_url, type=MEDIA_TYPE)
+    author = ET.SubElement(feed, f"{{{ATOM}}}author")
+    _text(author, "name", "CSDR node")
+    for match in matches:
+        feed.append(_entry(match, settings))
+    return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
+
+
+def _entry(match: asyncpg.Record, settings: Settings) -> ET.Element:
+    item = match["item"] or {}
+    props = item.get("properties") or {}
+    entry = ET.Element(f"{{{ATOM}}}entry")
+    _text(entry, "id", f"urn:csdr:event:{match['id']}")
+    _text(entry, "title", f"{match['item_id']} ({match['type']})")
+    _text(entry, "updated", _rfc3339(match["created_at"]))
+    url = events.item_url(settings, match["collection"], match["item_id"])
+    ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=url, type="application/geo+json")
+    if item:
+        for link in events.item_links(item, settings):
+            if link["rel"] == "tilejson":
+                ET.SubElement(
+                    entry, f"{{{ATOM}}}link", rel="related", href=link["href"], type=link["type"]
+                )
+    ET.SubElement(entry, f"{{{ATOM}}}category", term=match["collection"])
+    facts = [f"acquired {props['datetime']}" if props.get("datetime") else None]
+    if props.get("eo:cloud_cover") is not None:
+        facts.append(f"cloud cover {props['eo:cloud_cover']}%")
+    if props.get("platform"):
+        facts.append(str(props["platform"]))
+    _text(
+        entry,
+        "summary",
+        f"{match['collection']}/{match['item_id']}: " + ", ".join(f for f in facts if f),
+    )
+    return entry
+
+
+def _text(parent: ET.Element, tag: str, text: str) -> None:
+    ET.SubElement(parent, f"{{{ATOM}}}{tag}").text = text
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,54 @@
+"""Push settings (`CSDR_PUSH_*`); the database comes from the libpq `PG*` variables."""
+
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_commas(value: object) -> object:
+    """Accept `a,b` as well as a JSON list for list-typed variables."""
+    if isinstance(value, str) and not value.startswith("["):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+IntList = Annotated[list[int], BeforeValidator(_split_commas), NoDecode]
+
+
+class Settings(BaseSettings):
+    """What an operator may set for push."""
+
+    model_config = SettingsConfigDict(env_prefix="CSDR_PUSH_", extra="ignore")
+
+    catalog_url: str = "http://127.0.0.1:8081"
+    """Public base URL of this node's STAC API, for the links in events and feeds."""
+    tiler_url: str = "http://127.0.0.1:8082"
+    """Public base URL of this node's tiler, for the tile links in events and feeds."""
+    node_ports: IntList = [8081, 8082, 8083, 8084]
+    """The node's own service ports: a webhook on this machine at one of them is refused."""
+    allow_private_targets: bool = False
+    """Accept webhooks on loopback and private networks (tests, closed networks); default off."""
+    worker: bool = True
+    """Run the delivery worker in this process (several processes may run one)."""
+    concurrency: int = 64
+    """Deliveries in flight at once per worker."""
+    fan_out_batch: int = 100
+    """Events matched against the subscriptions per database round trip."""
+    poll_interval_s: float = 2.0
+    """How often an idle worker looks for due retries and missed notifications."""
+    timeout_s: float = 10.0
+    """How long a receiver may take to answer one delivery."""
+    lease_s: float = 60.0
+    """A claimed delivery is claimed again after this long if its worker died."""
+    max_attempts: int = 12
+    """Attempts before a delivery becomes a dead letter."""
+    backoff_base_s: float = 2.0
+    """First retry delay; doubles per attempt, with jitter, up to backoff_max_s."""
+    backoff_max_s: float = 900.0
+    pause_after_failing_s: float = 86400.0
+    """A subscription whose endpoint failed every attempt for this long is paused."""
+    feed_size: int = 50
+    """Entries in a subscription's Atom feed."""
+    readiness_timeout_s: float = 1.0
+    log_level: str = "INFO"
