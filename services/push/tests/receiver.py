@@ -32,6 +32,8 @@ class Receiver:
 
     port: int
     status: int = 204
+    delay_s: float = 0.0
+    """How long it takes to answer (after recording the request)."""
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -52,6 +54,7 @@ class Receiver:
                     receiver.received.append(
                         Received({k.lower(): v for k, v in self.headers.items()}, body, time.time())
                     )
+                time.sleep(receiver.delay_s)
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
