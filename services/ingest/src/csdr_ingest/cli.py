@@ -1,4 +1,7 @@
-"""`csdr-ingest PATH...`: ingest files (or every GeoTIFF in a directory) with a progress bar.
+"""`csdr-ingest PATH...`: ingest GeoTIFFs and CRESDA scene packages with a progress bar.
+
+A PATH is a GeoTIFF, a package archive (.tar.gz, .tgz, .tar, .zip), a package folder, or a
+directory whose GeoTIFFs, archives and package folders are all ingested.
 
 Exits 0 when everything was published, 1 when any input failed (each reason printed), 2 when the
 database cannot be reached. Connects with the libpq PG* variables, like every service.
@@ -13,18 +16,25 @@ import psycopg
 from tqdm import tqdm
 
 from csdr_ingest.errors import IngestError
-from csdr_ingest.pipeline import ingest_file
+from csdr_ingest.packages import is_archive
+from csdr_ingest.pipeline import ingest_path, is_package
 from csdr_ingest.settings import Settings
 
 RASTER_SUFFIXES = {".tif", ".tiff"}
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; directories replaced by the GeoTIFFs they contain, sorted."""
+    """Files and packages as given; other directories replaced by the GeoTIFFs, archives and
+    package folders they contain, sorted."""
     found: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
+        if path.is_dir() and not is_package(path):
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if (p.is_file() and (p.suffix.lower() in RASTER_SUFFIXES or is_archive(p)))
+                or (p.is_dir() and is_package(p))
+            )
         else:
             found.append(path)
     return found
@@ -46,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     inputs = expand(args.paths)
     if not inputs:
-        print("csdr-ingest: no GeoTIFF found in the given paths", file=sys.stderr)
+        print("csdr-ingest: no GeoTIFF or package found in the given paths", file=sys.stderr)
         return 1
     try:
         conn = psycopg.connect(autocommit=True)
@@ -58,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in bar:
             bar.set_postfix_str(path.name)
             try:
-                item = ingest_file(path.resolve(), conn, settings, args.collection, args.datetime)
-                tqdm.write(f"published {item['collection']}/{item['id']}")
+                items = ingest_path(path.resolve(), conn, settings, args.collection, args.datetime)
+                for item in items:
+                    tqdm.write(f"published {item['collection']}/{item['id']}")
             except IngestError as exc:
                 failures.append(f"{path}: [{exc.code}] {exc}")
     for line in failures:

@@ -42,6 +42,19 @@ class MissingDatetime(IngestError):
     code = "MissingDatetime"
 
 
+class PackageInvalid(IngestError):
+    """A scene package that is not what it claims: no product metadata, unreadable XML, a TIFF
+    the XML does not describe, or an archive that cannot be unpacked."""
+
+    code = "PackageInvalid"
+
+
+class RpcMissing(IngestError):
+    """A sensor-geometry TIFF arrived without the RPC sidecar (`.rpb`) that places it on Earth."""
+
+    code = "RpcMissing"
+
+
 class InvalidCog(IngestError):
     """The written file failed COG validation (a bug or a GDAL problem, never published)."""
 

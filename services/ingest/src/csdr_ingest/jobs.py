@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from csdr_ingest.errors import IngestError
-from csdr_ingest.pipeline import ingest_file
+from csdr_ingest.pipeline import ingest_path
 from csdr_ingest.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -96,15 +96,15 @@ def run_job(pool: ConnectionPool, job: dict[str, Any], settings: Settings) -> No
     when = job["options"].get("datetime")
     try:
         with pool.connection() as conn:
-            item = ingest_file(
+            items = ingest_path(
                 Path(job["source"]),
                 conn,
                 settings,
                 job["collection"],
                 datetime.fromisoformat(when) if when else None,
             )
-        ref = {"id": item["id"], "collection": item["collection"]}
-        finish(pool, job["id"], [ref], None)
+        refs = [{"id": i["id"], "collection": i["collection"]} for i in items]
+        finish(pool, job["id"], refs, None)
     except IngestError as exc:
         logger.warning("job %s failed: %s", job["id"], exc)
         finish(pool, job["id"], [], exc.to_dict())

@@ -42,15 +42,21 @@ def item_exists(conn: psycopg.Connection, collection: str, item_id: str) -> bool
 
 def asset_hrefs(conn: psycopg.Connection, collection: str, item_id: str) -> set[str]:
     """The asset hrefs of the stored item (none when it does not exist)."""
-    row = conn.execute(
-        "SELECT content->'assets' FROM pgstac.items WHERE collection = %s AND id = %s",
-        (collection, item_id),
-    ).fetchone()
-    return {a["href"] for a in (row[0] or {}).values()} if row else set()
+    # Hydrated: pgSTAC stores items stripped of what the collection's item_assets say, with a
+    # marker string for an asset the item lacks.
+    row = conn.execute("SELECT pgstac.get_item(%s, %s)->'assets'", (item_id, collection)).fetchone()
+    assets = (row[0] if row else None) or {}
+    return {a["href"] for a in assets.values() if isinstance(a, dict) and "href" in a}
 
 
-def publish_item(conn: psycopg.Connection, item: dict[str, Any], license_: str) -> None:
-    """Create the collection if missing, upsert the item, refresh the collection's extent."""
+def publish_item(
+    conn: psycopg.Connection,
+    item: dict[str, Any],
+    license_: str,
+    template: dict[str, Any] | None = None,
+) -> None:
+    """Create the collection if missing (from `template` when given), upsert the item, refresh
+    the collection's extent."""
     collection = item["collection"]
     conn.execute("SET LOCAL search_path TO pgstac, public")  # pgSTAC's functions need it
     exists = conn.execute(
@@ -58,7 +64,8 @@ def publish_item(conn: psycopg.Connection, item: dict[str, Any], license_: str) 
     ).fetchone()
     if not exists:
         conn.execute(
-            "SELECT pgstac.create_collection(%s)", (Jsonb(new_collection(collection, license_)),)
+            "SELECT pgstac.create_collection(%s)",
+            (Jsonb(template or new_collection(collection, license_)),),
         )
     conn.execute("SELECT pgstac.upsert_item(%s)", (Jsonb(item),))
     conn.execute(

@@ -1,13 +1,24 @@
-"""One input raster to one published item: COG, thumbnail, STAC item, pgSTAC, all or nothing.
+"""Inputs to published items: COGs, thumbnails, STAC item, pgSTAC, all or nothing.
 
 Files are written under versioned names first and the item is upserted only once they are
 complete; if anything fails the new files are removed, and files of a replaced version are
 removed only after the new item is committed. Readers never see an item without its assets.
+Each version in progress is recorded by a marker under `<assets>/.pending/`, so files left by a
+process killed mid-ingest are found and removed when the next worker starts
+(`remove_abandoned`). A GeoTIFF (`ingest_file`) and a CRESDA scene package (`ingest_package`)
+go through the same `Staging` and `publish`.
 """
 
+from __future__ import annotations
+
+import json
 import logging
+import os
 import shutil
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +29,28 @@ from rasterio.errors import RasterioError
 
 from csdr_ingest import pgstac
 from csdr_ingest.cog import write_cog
-from csdr_ingest.errors import NotGeoreferenced, SourceNotFound, SourceUnreadable
+from csdr_ingest.cresda.bands import bands_for
+from csdr_ingest.cresda.collections import collection_for, collection_id
+from csdr_ingest.cresda.items import build_product_item
+from csdr_ingest.cresda.items import item_id_for as product_item_id
+from csdr_ingest.cresda.metadata import is_product_metadata
+from csdr_ingest.cresda.products import Product, find_products
+from csdr_ingest.errors import (
+    NotGeoreferenced,
+    PackageInvalid,
+    RpcMissing,
+    SourceNotFound,
+    SourceUnreadable,
+)
 from csdr_ingest.items import acquisition_time, build_item, item_id_for
+from csdr_ingest.packages import is_archive, unpacked
+from csdr_ingest.rpc import georeferenced
 from csdr_ingest.settings import Settings
 from csdr_ingest.thumbnail import write_thumbnail
 
 logger = logging.getLogger(__name__)
+
+PENDING_DIR = ".pending"
 
 
 def open_source(path: Path) -> rasterio.DatasetReader:
@@ -31,16 +58,126 @@ def open_source(path: Path) -> rasterio.DatasetReader:
     if not path.is_file():
         raise SourceNotFound(f"{path}: no such file on the ingest server")
     try:
-        src = rasterio.open(path)
+        return rasterio.open(path)
     except RasterioError as exc:
         raise SourceUnreadable(f"{path.name}: not a readable raster ({exc})") from exc
-    if src.crs is None:
-        src.close()
-        raise NotGeoreferenced(
-            f"{path.name}: the raster has no CRS or geotransform; sensor-geometry scenes need "
-            "their RPC sidecar and are ingested as CRESDA packages"
+
+
+class Staging:
+    """The files of one new version of an item, written beside the current ones."""
+
+    def __init__(self, settings: Settings, collection: str, item_id: str) -> None:
+        self.settings = settings
+        self.collection = collection
+        self.item_id = item_id
+        self.version = uuid.uuid4().hex[:8]
+        self.item_dir = settings.assets_dir / collection / item_id
+        self.written: list[Path] = []
+        self.marker = settings.assets_dir / PENDING_DIR / f"{self.version}.json"
+
+    def path(self, suffix: str, key: str | None = None) -> Path:
+        """A new versioned file name in the item's directory (`<id>_<version>[_<key>]<suffix>`)."""
+        name = f"{self.item_id}_{self.version}{f'_{key}' if key else ''}{suffix}"
+        path = self.item_dir / name
+        self.written.append(path)
+        return path
+
+    def open(self) -> None:
+        """Create the item directory and the marker that says this version is in progress."""
+        self.item_dir.mkdir(parents=True, exist_ok=True)
+        self.marker.parent.mkdir(parents=True, exist_ok=True)
+        self.marker.write_text(
+            json.dumps(
+                {
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "collection": self.collection,
+                    "item_id": self.item_id,
+                    "version": self.version,
+                }
+            )
         )
-    return src
+
+    def discard(self) -> None:
+        """Remove everything this version wrote."""
+        _remove_version(self.item_dir, self.version, keep=set())
+        self.marker.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """The version is published (or discarded): forget the marker."""
+        self.marker.unlink(missing_ok=True)
+
+
+@contextmanager
+def staging(settings: Settings, collection: str, item_id: str) -> Iterator[Staging]:
+    """A Staging whose files are removed unless `publish` committed them."""
+    stage = Staging(settings, collection, item_id)
+    stage.open()
+    try:
+        yield stage
+    except BaseException:
+        stage.discard()
+        raise
+    stage.close()
+
+
+def publish(
+    conn: psycopg.Connection,
+    stage: Staging,
+    item: dict[str, Any],
+    collection_template: dict[str, Any] | None = None,
+) -> None:
+    """Upsert the item in one transaction, then delete the files of the version it replaced."""
+    with conn.transaction():
+        replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)
+        pgstac.publish_item(conn, item, stage.settings.collection_license, collection_template)
+    current = {str(p) for p in stage.written}
+    for href in replaced - current:
+        path = Path(href)
+        if path.parent == stage.item_dir:  # never delete outside the item's own directory
+            path.unlink(missing_ok=True)
+
+
+def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:
+    """Delete files of versions whose writer on this host died; return how many versions."""
+    pending = settings.assets_dir / PENDING_DIR
+    host, count = socket.gethostname(), 0
+    for marker in sorted(pending.glob("*.json")) if pending.is_dir() else []:
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("host") != host or _alive(int(info.get("pid", 0))):
+            continue
+        item_dir = settings.assets_dir / info["collection"] / info["item_id"]
+        # A version committed just before its writer died is the item's: keep its files.
+        keep = pgstac.asset_hrefs(conn, info["collection"], info["item_id"])
+        _remove_version(item_dir, info["version"], keep)
+        marker.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_version(item_dir: Path, version: str, keep: set[str]) -> None:
+    """Delete one version's files (and temporaries) from an item directory, except `keep`."""
+    if item_dir.is_dir():
+        for path in item_dir.iterdir():
+            if f"_{version}" in path.name and str(path) not in keep:
+                path.unlink(missing_ok=True)
+        if not any(item_dir.iterdir()):
+            shutil.rmtree(item_dir, ignore_errors=True)
 
 
 def ingest_file(
@@ -50,18 +187,18 @@ def ingest_file(
     collection: str | None = None,
     when: datetime | None = None,
 ) -> dict[str, Any]:
-    """Publish one raster as a STAC item in pgSTAC; return the item."""
+    """Publish one georeferenced raster as a STAC item in pgSTAC; return the item."""
     collection = collection or settings.default_collection
     with open_source(path) as src:
+        if src.crs is None:
+            raise NotGeoreferenced(
+                f"{path.name}: the raster has no CRS or geotransform; sensor-geometry scenes need "
+                "their RPC sidecar and are ingested as CRESDA packages"
+            )
         item_id = item_id_for(path)
         acquired = acquisition_time(src, when)
-        item_dir = settings.assets_dir / collection / item_id
-        item_dir.mkdir(parents=True, exist_ok=True)
-        version = uuid.uuid4().hex[:8]
-        cog = item_dir / f"{item_id}_{version}.tif"
-        thumb = item_dir / f"{item_id}_{version}.png"
-        written = [cog, thumb]
-        try:
+        with staging(settings, collection, item_id) as stage:
+            cog, thumb = stage.path(".tif"), stage.path(".png")
             try:
                 write_cog(src, cog, settings.compression, settings.blocksize)
             except RasterioError as exc:
@@ -69,21 +206,106 @@ def ingest_file(
             with rasterio.open(cog) as published:
                 write_thumbnail(published, thumb)
             item = build_item(cog, thumb, item_id, collection, acquired).to_dict()
-            with conn.transaction():
-                replaced = pgstac.asset_hrefs(conn, collection, item_id)
-                pgstac.publish_item(conn, item, settings.collection_license)
-        except BaseException:
-            _remove(written, item_dir)
-            raise
-    _remove([Path(h) for h in replaced - {str(cog), str(thumb)}], item_dir)
+            publish(conn, stage, item)
     logger.info("published %s/%s from %s", collection, item_id, path)
     return item
 
 
-def _remove(paths: list[Path], item_dir: Path) -> None:
-    """Delete files we wrote (and their directory once empty)."""
-    for p in paths:
-        if p.parent == item_dir:  # never delete outside the item's own directory
-            p.unlink(missing_ok=True)
-    if item_dir.exists() and not any(item_dir.iterdir()):
-        shutil.rmtree(item_dir, ignore_errors=True)
+def is_package(path: Path) -> bool:
+    """True for a package archive, or a folder holding a product XML at its top level."""
+    if path.is_dir():
+        return any(is_product_metadata(p) for p in path.glob("*.xml"))
+    return is_archive(path)
+
+
+def ingest_path(
+    path: Path,
+    conn: psycopg.Connection,
+    settings: Settings,
+    collection: str | None = None,
+    when: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Publish a scene package (each product in it) or a single GeoTIFF; return the items."""
+    if is_package(path):
+        return ingest_package(path, conn, settings, collection)
+    if path.is_dir():
+        raise PackageInvalid(
+            f"{path.name}: the folder holds no product metadata XML (ProductMetaData or"
+            " <root><data>), so it is not a scene package"
+        )
+    return [ingest_file(path, conn, settings, collection, when)]
+
+
+def ingest_package(
+    path: Path, conn: psycopg.Connection, settings: Settings, collection: str | None = None
+) -> list[dict[str, Any]]:
+    """Publish every product of a CRESDA scene package (archive or folder); return the items."""
+    with unpacked(path, settings.work_dir) as root:
+        products = find_products(root)
+        for product in products:
+            check_product(product)
+        return [ingest_product(p, conn, settings, collection) for p in products]
+
+
+def check_product(product: Product) -> None:
+    """Fail before writing anything when a part cannot be read or placed on the map."""
+    for part in product.parts:
+        with open_source(part.raster) as src:
+            if src.crs is None and not src.rpcs:
+                raise RpcMissing(
+                    f"{part.raster.name} is in sensor geometry (no CRS) and its RPC file"
+                    f" {part.rpc_sidecar.name} is missing from the package"
+                )
+            size = (part.metadata.width, part.metadata.height)
+            if None not in size and size != (src.width, src.height):
+                raise PackageInvalid(
+                    f"{part.raster.name} is {src.width} x {src.height} pixels but"
+                    f" {part.metadata.source.name} describes {size[0]} x {size[1]}"
+                )
+
+
+def ingest_product(
+    product: Product, conn: psycopg.Connection, settings: Settings, collection: str | None
+) -> dict[str, Any]:
+    """Orthorectify each part into a COG, describe them in one item, publish it."""
+    meta = product.metadata
+    cid = collection or collection_id(meta.satellite, meta.sensor)
+    item_id = product_item_id(meta)
+    with staging(settings, cid, item_id) as stage:
+        cogs: dict[str, Path] = {}
+        for part in product.parts:
+            cogs[part.key] = stage.path(".tif", part.key)
+            with open_source(part.raster) as src:
+                try:
+                    with georeferenced(src, part.rpc_sidecar, settings.dem) as geo:
+                        write_cog(geo, cogs[part.key], settings.compression, settings.blocksize)
+                except RasterioError as exc:
+                    raise SourceUnreadable(
+                        f"{part.raster.name}: reading the image failed ({exc})"
+                    ) from exc
+        primary = product.parts[0]
+        thumb = stage.path(".png")
+        with rasterio.open(cogs[primary.key]) as published:
+            names = [b.common_name for b in bands_for(meta.satellite, meta.sensor, published.count)]
+            rgb = [names.index(c) + 1 for c in ("red", "green", "blue")] if "red" in names else [1]
+            write_thumbnail(published, thumb, rgb)
+        copies = {"metadata": stage.path(".xml", "metadata")}
+        shutil.copyfile(meta.source, copies["metadata"])
+        if product.browse is not None:
+            copies["overview"] = stage.path(".jpg", "overview")
+            shutil.copyfile(product.browse, copies["overview"])
+        item = build_product_item(product, item_id, cid, cogs, thumb, copies)
+        template = collection_for(
+            meta.satellite,
+            meta.sensor,
+            {
+                p.key: len(bands_for(meta.satellite, meta.sensor, len(p.metadata.bands) or 4))
+                for p in product.parts
+            },
+            [p.metadata.gsd for p in product.parts],
+            settings,
+        )
+        template["id"] = cid
+        publish(conn, stage, item, template)
+    logger.info("published %s/%s from package %s", cid, item_id, meta.source.parent.name)
+    return item

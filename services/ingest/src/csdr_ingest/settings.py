@@ -26,3 +26,13 @@ class Settings(BaseSettings):
     poll_interval_s: float = 2.0
     """How often idle workers look for jobs queued by other processes."""
     readiness_timeout_s: float = 1.0
+    dem: Path | None = None
+    """A DEM GDAL can read (RPC_DEM) for orthorectification; else the RPB's mean height."""
+    work_dir: Path | None = None
+    """Where archives are unpacked (default: the system's temporary directory)."""
+    data_policy_url: str | None = None
+    """Link to the data policy, added to the collections created for CRESDA packages."""
+    producer_name: str = "China Centre for Resources Satellite Data and Application (CRESDA)"
+    producer_url: str = "https://www.cresda.com"
+    host_name: str = "CSDR node"
+    """The organisation running this node, named as the `host` provider of its collections."""

@@ -19,11 +19,14 @@ def rgb_indexes(src: rasterio.DatasetReader) -> list[int]:
     return [1, 2, 3] if src.count >= 3 else [1]
 
 
-def write_thumbnail(src: rasterio.DatasetReader, dst: Path) -> None:
-    """Write a PNG at most THUMBNAIL_MAX_SIZE across, 2-98 % stretch, alpha from the mask."""
+def write_thumbnail(
+    src: rasterio.DatasetReader, dst: Path, indexes: list[int] | None = None
+) -> None:
+    """Write a PNG at most THUMBNAIL_MAX_SIZE across, 2-98 % stretch, alpha from the mask;
+    `indexes` are the red, green, blue bands (default: found from the band descriptions)."""
     scale = max(1.0, max(src.width, src.height) / THUMBNAIL_MAX_SIZE)
     shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-    indexes = rgb_indexes(src)
+    indexes = indexes or rgb_indexes(src)
     data = src.read(
         indexes, out_shape=(len(indexes), *shape), resampling=Resampling.average, masked=True
     )

@@ -1,0 +1,1 @@
+"""CRESDA scene packages: recognising them, reading their metadata, and describing their bands."""

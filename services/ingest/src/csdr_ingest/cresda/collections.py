@@ -1,0 +1,213 @@
+"""One STAC collection per satellite and sensor family (`gf1-wfv`, `gf2-pms`, ...), created on
+first ingest with what GEOSS and CEOS best practice ask of collection metadata: title, description,
+license and data-policy link, providers, GCMD platform and instrument keywords, summaries,
+item_assets and render presets. Its extent grows with every item (pgstac.publish_item)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from csdr_ingest.cresda.bands import Band, bands_for
+from csdr_ingest.settings import Settings
+
+STAC_EXTENSIONS = {
+    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "projection": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+    "view": "https://stac-extensions.github.io/view/v1.0.0/schema.json",
+    "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
+    "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "item-assets": "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json",
+    "render": "https://stac-extensions.github.io/render/v2.0.0/schema.json",
+}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A satellite: STAC platform and constellation, GCMD platform keyword, who operates it."""
+
+    platform: str
+    constellation: str
+    gcmd: str
+    title: str
+
+
+# GCMD platform keywords (short names as in the GCMD Platforms list).
+PLATFORMS = {
+    "GF1": Platform("gf-1", "gaofen", "GF-1", "Gaofen-1"),
+    "GF1B": Platform("gf-1b", "gaofen", "GF-1B", "Gaofen-1B"),
+    "GF1C": Platform("gf-1c", "gaofen", "GF-1C", "Gaofen-1C"),
+    "GF1D": Platform("gf-1d", "gaofen", "GF-1D", "Gaofen-1D"),
+    "GF2": Platform("gf-2", "gaofen", "GF-2", "Gaofen-2"),
+    "GF6": Platform("gf-6", "gaofen", "GF-6", "Gaofen-6"),
+    "GF7": Platform("gf-7", "gaofen", "GF-7", "Gaofen-7"),
+    "ZY3": Platform("zy-3", "ziyuan", "ZY-3", "Ziyuan-3"),
+    "ZY302": Platform("zy-3-02", "ziyuan", "ZY-3 02", "Ziyuan-3 02"),
+    "ZY303": Platform("zy-3-03", "ziyuan", "ZY-3 03", "Ziyuan-3 03"),
+    "ZY1E": Platform("zy-1e", "ziyuan", "ZY-1E", "Ziyuan-1 02D"),
+    "CBERS4": Platform("cbers-4", "cbers", "CBERS-4", "CBERS-4"),
+    "HJ1A": Platform("hj-1a", "hj-1", "HJ-1A", "Huanjing-1A"),
+    "HJ1B": Platform("hj-1b", "hj-1", "HJ-1B", "Huanjing-1B"),
+}
+# Instrument families: GCMD instrument short name and a title.
+INSTRUMENTS = {
+    "WFV": ("WFV", "Wide Field of View camera"),
+    "PMS": ("PMS", "Panchromatic and Multispectral camera"),
+    "CCD": ("CCD", "Charge-Coupled Device camera"),
+    "MUX": ("MUXCAM", "Multispectral camera"),
+    "PAN": ("PANMUX", "Panchromatic and multispectral camera"),
+    "TMS": ("TLC", "Three-line stereo mapping camera"),
+    "DLC": ("DLC", "Dual-line stereo camera"),
+}
+
+
+def platform_of(satellite: str) -> Platform:
+    """The platform of a CRESDA SatelliteID; unknown ones keep their id, lower-cased."""
+    known = PLATFORMS.get(satellite.upper())
+    if known:
+        return known
+    name = satellite.lower()
+    return Platform(name, re.sub(r"\d.*$", "", name) or name, satellite, satellite)
+
+
+def sensor_family(sensor: str) -> str:
+    """`WFV3` -> `WFV`, `PMS2` -> `PMS`, `CCD1` -> `CCD`."""
+    return re.sub(r"\d+$", "", sensor.upper()) or sensor.upper()
+
+
+def collection_id(satellite: str, sensor: str) -> str:
+    """`gf1-wfv`, `gf2-pms`, `hj1a-ccd`."""
+    return f"{satellite.lower()}-{sensor_family(sensor).lower()}"
+
+
+def _band_summary(bands: tuple[Band, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": b.name,
+            "common_name": b.common_name,
+            "center_wavelength": b.center_wavelength,
+            "full_width_half_max": b.full_width_half_max,
+        }
+        for b in bands
+    ]
+
+
+def _renders(asset: str, bands: tuple[Band, ...]) -> dict[str, Any]:
+    """True colour, false colour and NDVI over the multispectral asset (1-based band indexes)."""
+    index = {b.common_name: i + 1 for i, b in reversed(list(enumerate(bands)))}
+    if not all(c in index for c in ("red", "green", "blue", "nir")):
+        return {}
+    red, green, blue, nir = (index[c] for c in ("red", "green", "blue", "nir"))
+    return {
+        "true-color": {
+            "title": "True colour",
+            "assets": [asset],
+            "bidx": [red, green, blue],
+            "rescale": [[0, 1023]],
+        },
+        "false-color": {
+            "title": "False colour (NIR, red, green)",
+            "assets": [asset],
+            "bidx": [nir, red, green],
+            "rescale": [[0, 1023]],
+        },
+        "ndvi": {
+            "title": "NDVI",
+            "assets": [asset],
+            "expression": f"(b{nir}-b{red})/(b{nir}+b{red})",
+            "rescale": [[-1, 1]],
+            "colormap_name": "rdylgn",
+        },
+    }
+
+
+def collection_for(
+    satellite: str, sensor: str, part_bands: dict[str, int], gsds: list[float], settings: Settings
+) -> dict[str, Any]:
+    """The collection a product of `satellite`/`sensor` goes to, as created on first ingest.
+
+    `part_bands` maps each asset key (`data`, `mss`, `pan`) to its band count."""
+    platform = platform_of(satellite)
+    family = sensor_family(sensor)
+    gcmd_instrument, instrument_title = INSTRUMENTS.get(family, (family, family))
+    item_assets: dict[str, Any] = {}
+    renders: dict[str, Any] = {}
+    all_bands: list[Band] = []
+    for key, count in part_bands.items():
+        bands = bands_for(satellite, sensor, count)
+        all_bands += [b for b in bands if b not in all_bands]
+        item_assets[key] = {
+            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data"],
+            "title": f"{key.upper() if key != 'data' else family} orthorectified COG",
+            "eo:bands": _band_summary(bands),
+        }
+        renders = renders or _renders(key, bands)
+    item_assets |= {
+        "thumbnail": {"type": "image/png", "roles": ["thumbnail"], "title": "Thumbnail"},
+        "overview": {"type": "image/jpeg", "roles": ["overview"], "title": "Browse image"},
+        "metadata": {"type": "application/xml", "roles": ["metadata"], "title": "CRESDA XML"},
+    }
+    cid = collection_id(satellite, sensor)
+    links = []
+    if settings.data_policy_url:
+        links.append(
+            {
+                "rel": "license",
+                "href": settings.data_policy_url,
+                "type": "text/html",
+                "title": "Data policy",
+            }
+        )
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "stac_extensions": [
+            STAC_EXTENSIONS[e] for e in ("item-assets", "render", "eo", "view", "sat")
+        ],
+        "id": cid,
+        "title": f"{platform.title} {family} ({instrument_title})",
+        "description": (
+            f"Orthorectified {platform.title} {instrument_title} ({family}) scenes delivered by"
+            f" {settings.producer_name} and served by this CSDR node as Cloud-Optimized GeoTIFFs:"
+            " RPC-orthorectified into the UTM zone of each scene at its native ground sampling"
+            " distance; raster:bands scale/offset give top-of-atmosphere radiance"
+            " (W m-2 sr-1 um-1) from the yearly CRESDA calibration coefficients."
+        ),
+        "license": settings.collection_license,
+        "keywords": [
+            platform.title,
+            platform.gcmd,
+            gcmd_instrument,
+            family,
+            platform.constellation.upper(),
+            "EARTH SCIENCE > SPECTRAL/ENGINEERING > VISIBLE WAVELENGTHS",
+            "EARTH SCIENCE > SPECTRAL/ENGINEERING > INFRARED WAVELENGTHS",
+            "optical",
+            "multispectral",
+        ],
+        "providers": [
+            {
+                "name": settings.producer_name,
+                "roles": ["producer", "licensor"],
+                "url": settings.producer_url,
+            },
+            {"name": settings.host_name, "roles": ["host", "processor"]},
+        ],
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [[None, None]]},
+        },
+        "summaries": {
+            "platform": [platform.platform],
+            "constellation": [platform.constellation],
+            "instruments": [family.lower()],
+            "gsd": sorted(set(gsds)),
+            "eo:bands": _band_summary(tuple(all_bands)),
+        },
+        "item_assets": item_assets,
+        "renders": renders,
+        "links": links,
+    }

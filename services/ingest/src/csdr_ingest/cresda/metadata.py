@@ -1,0 +1,240 @@
+"""Product metadata of CRESDA deliveries, read into one shape whatever the XML schema.
+
+Two schemas are read: `ProductMetaData` (flat, GF-1/2/6 from CRESDA) and `<root><data>`
+(lower-camel tags, HJ-1 and CBERS-04). LASAC's `sensor_corrected_metadata` is not read yet.
+Facts checked against real files are in ../shared/fixtures/cresda/README.md: `ReceiveTime` is UTC
+while `StartTime`/`EndTime`/`CenterTime` are Beijing time without a zone marker; `SolarZenith` is
+a zenith angle but `SatelliteZenith` behaves as an elevation; `CloudPercent` above 100 is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+from csdr_ingest.errors import PackageInvalid
+
+# CRESDA stamps acquisition times in Beijing time (UTC+8) without saying so.
+BEIJING = timezone(timedelta(hours=8), "CST")
+PRODUCT_ROOTS = {"ProductMetaData", "root"}
+
+
+@dataclass(frozen=True)
+class Corners:
+    """Image corners (lon, lat) as the XML gives them, clockwise from top-left."""
+
+    top_left: tuple[float, float]
+    top_right: tuple[float, float]
+    bottom_right: tuple[float, float]
+    bottom_left: tuple[float, float]
+
+    def ring(self) -> list[tuple[float, float]]:
+        """The corners as a closed GeoJSON ring."""
+        pts = [self.top_left, self.top_right, self.bottom_right, self.bottom_left]
+        return [*pts, pts[0]]
+
+
+@dataclass(frozen=True)
+class ProductMetadata:
+    """What one product XML says about its scene, in SI-ish units and UTC."""
+
+    source: Path
+    schema: str
+    satellite: str
+    sensor: str
+    product_id: str
+    scene_id: str | None
+    level: str
+    start: datetime
+    end: datetime
+    center: datetime
+    gsd: float
+    width: int | None
+    height: int | None
+    bands: tuple[int, ...]
+    cloud_cover: float | None
+    orbit: int | None
+    path: int | None
+    row: int | None
+    sun_elevation: float | None
+    sun_azimuth: float | None
+    incidence_angle: float | None
+    off_nadir: float | None
+    corners: Corners | None
+
+
+def is_product_metadata(path: Path) -> bool:
+    """True for an XML whose root is a known product schema (not `order.xml`, `*.aux.xml`)."""
+    if path.suffix.lower() != ".xml" or path.name.lower().endswith(".aux.xml"):
+        return False
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError):
+        return False
+    return root.tag in PRODUCT_ROOTS and (root.tag != "root" or _child(root, "data") is not None)
+
+
+def parse_metadata(path: Path) -> ProductMetadata:
+    """Read a product XML of any known schema, or say what is wrong with it."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise PackageInvalid(f"{path.name}: not a readable XML file ({exc})") from exc
+    try:
+        if root.tag == "ProductMetaData":
+            return _flat(path, root)
+        if root.tag == "root":
+            return _lower_camel(path, root)
+    except (KeyError, ValueError) as exc:
+        raise PackageInvalid(f"{path.name}: {exc}") from exc
+    raise PackageInvalid(f"{path.name}: root <{root.tag}> is not a CRESDA product metadata schema")
+
+
+def beijing_to_utc(text: str) -> datetime:
+    """A CRESDA Beijing-time stamp ('YYYY-MM-DD HH:MM:SS[.fff]') as an aware UTC datetime."""
+    value = text.strip().replace("T", " ")
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=BEIJING).astimezone(UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"time {text!r} is not 'YYYY-MM-DD HH:MM:SS'")
+
+
+def cloud_cover(value: float | None) -> float | None:
+    """CloudPercent as eo:cloud_cover; values above 100 (seen: 101) mean unknown."""
+    if value is None or not 0 <= value <= 100:
+        return None
+    return value
+
+
+def _child(elem: ET.Element, name: str) -> ET.Element | None:
+    """A direct child by tag, case-insensitively (LASAC files vary the case)."""
+    lname = name.lower()
+    return next((c for c in elem if c.tag.lower() == lname), None)
+
+
+def _find(elem: ET.Element, *path: str) -> str | None:
+    """Text at a path of child tags (case-insensitive), None when absent or empty."""
+    node: ET.Element | None = elem
+    for name in path:
+        node = _child(node, name) if node is not None else None
+    text = node.text.strip() if node is not None and node.text else ""
+    return text or None
+
+
+def _req(elem: ET.Element, *path: str) -> str:
+    value = _find(elem, *path)
+    if value is None:
+        raise KeyError(f"required tag <{'/'.join(path)}> is missing or empty")
+    return value
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _int(value: str | None) -> int | None:
+    return int(float(value)) if value is not None else None
+
+
+def _bands(value: str | None) -> tuple[int, ...]:
+    return tuple(int(b) for b in value.replace(" ", "").split(",") if b) if value else ()
+
+
+def _level(value: str) -> str:
+    """'LEVEL1A' -> 'L1A', 'LEVEL2' -> 'L2'."""
+    value = value.strip().upper()
+    return "L" + value.removeprefix("LEVEL") if value.startswith("LEVEL") else value
+
+
+def _corners(
+    elem: ET.Element, keys: tuple[str, str, str, str], lon: str, lat: str
+) -> Corners | None:
+    points = []
+    for key in keys:
+        x, y = _float(_find(elem, f"{key}{lon}")), _float(_find(elem, f"{key}{lat}"))
+        if x is None or y is None:
+            return None
+        points.append((x, y))
+    return Corners(*points)
+
+
+def _flat(path: Path, e: ET.Element) -> ProductMetadata:
+    """`ProductMetaData`: GF-1/GF-2/GF-6 L1A from CRESDA."""
+    roll = _float(_find(e, "RollSatelliteAngle"))
+    pitch = _float(_find(e, "PitchSatelliteAngle"))
+    sat_zenith = _float(_find(e, "SatelliteZenith"))
+    solar_zenith = _float(_find(e, "SolarZenith"))
+    return ProductMetadata(
+        source=path,
+        schema="ProductMetaData",
+        satellite=_req(e, "SatelliteID"),
+        sensor=_req(e, "SensorID"),
+        product_id=_req(e, "ProductID"),
+        scene_id=_find(e, "SceneID"),
+        level=_level(_req(e, "ProductLevel")),
+        start=beijing_to_utc(_req(e, "StartTime")),
+        end=beijing_to_utc(_req(e, "EndTime")),
+        center=beijing_to_utc(_req(e, "CenterTime")),
+        gsd=float(_req(e, "ImageGSD")),
+        width=_int(_find(e, "WidthInPixels")),
+        height=_int(_find(e, "HeightInPixels")),
+        bands=_bands(_find(e, "Bands")),
+        cloud_cover=cloud_cover(_float(_find(e, "CloudPercent"))),
+        orbit=_int(_find(e, "OrbitID")),
+        path=_int(_find(e, "ScenePath")),
+        row=_int(_find(e, "SceneRow")),
+        sun_elevation=None if solar_zenith is None else 90 - solar_zenith,
+        sun_azimuth=_float(_find(e, "SolarAzimuth")),
+        # SatelliteZenith reads ~89 at nadir in these files: an elevation, not a zenith angle.
+        incidence_angle=None if sat_zenith is None else 90 - sat_zenith,
+        off_nadir=None if roll is None or pitch is None else math.hypot(roll, pitch),
+        corners=_corners(
+            e, ("TopLeft", "TopRight", "BottomRight", "BottomLeft"), "Longitude", "Latitude"
+        ),
+    )
+
+
+def _lower_camel(path: Path, root: ET.Element) -> ProductMetadata:
+    """`<root><data>`: HJ-1A/B CCD and CBERS-04 from CRESDA (map-projected LEVEL2)."""
+    e = _child(root, "data")
+    if e is None:
+        raise KeyError("<root> has no <data> element")
+    start = beijing_to_utc(_req(e, "imagingStartTime"))
+    end = beijing_to_utc(_req(e, "imagingStopTime"))
+    center = start + (end - start) / 2
+    return ProductMetadata(
+        source=path,
+        schema="root/data",
+        satellite=_req(e, "satelliteId").replace("-", ""),
+        sensor=_req(e, "sensorId").replace("-", ""),
+        product_id=_req(e, "productId"),
+        scene_id=_find(e, "sceneId"),
+        level=_level(_req(e, "productLevel")),
+        start=start,
+        end=end,
+        center=center,
+        gsd=float(_req(e, "pixelSpacing")),
+        width=None,
+        height=None,
+        bands=_bands(_find(e, "bands")),
+        cloud_cover=cloud_cover(_float(_find(e, "cloudCoverage"))),
+        orbit=_int(_find(e, "orbitId")),
+        path=_int(_find(e, "scenePath")),
+        row=_int(_find(e, "sceneRow")),
+        sun_elevation=_float(_find(e, "sunElevation")),
+        # The tag is named sunAzimuthElevation but carries the sun azimuth.
+        sun_azimuth=_float(_find(e, "sunAzimuthElevation")),
+        incidence_angle=None,
+        off_nadir=_float(_find(e, "satOffNadir")),
+        corners=_corners(
+            e,
+            ("dataUpperLeft", "dataUpperRight", "dataLowerRight", "dataLowerLeft"),
+            "Long",
+            "Lat",
+        ),
+    )

@@ -1,0 +1,216 @@
+"""Look-alike packages of every fixture through the real pipeline into pgSTAC."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+import rasterio
+from jsonschema import Draft7Validator
+from pyproj import Geod
+from rasterio.transform import RPCTransformer
+from rasterio.warp import transform as warp_transform
+from referencing import Registry, Resource
+from shapely.geometry import Point, Polygon, shape
+
+from csdr_ingest.cresda.lookalike import texture, write_lookalike
+from csdr_ingest.cresda.metadata import parse_metadata
+from csdr_ingest.errors import PackageInvalid, RpcMissing
+from csdr_ingest.pipeline import ingest_path
+
+FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cresda"
+SCHEMAS = Path(__file__).resolve().parents[3].parent / "shared" / "stac-schemas"
+WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
+PMS = FIXTURES / "GF1_PMS1_E69.4_N33.3_20220624_L1A0006547030"
+GF2 = FIXTURES / "GF2_PMS2_W72.3_S36.7_20230213_L1A2147483647"
+GEOD = Geod(ellps="WGS84")
+
+# fixture, parts dropped from the look-alike, expected id, UTC times, cloud cover, assets
+CASES = [
+    (
+        WFV,
+        (),
+        "GF1_WFV3_20200523_L1A0004819525",
+        ("2020-05-23T05:03:08Z", "2020-05-23T05:02:53Z", "2020-05-23T05:03:24Z"),
+        38,
+        {"data"},
+    ),
+    (
+        PMS,
+        (),
+        "GF1_PMS1_20220624_L1A0006547030",
+        ("2022-06-24T05:39:09Z", "2022-06-24T05:39:07Z", "2022-06-24T05:39:12Z"),
+        0,
+        {"mss", "pan"},
+    ),
+    # The real GF-2 delivery lacks the MSS2 RPB; its PAN2 part alone is a complete package.
+    (
+        GF2,
+        ("MSS2",),
+        "GF2_PMS2_20230213_L1A12889847001",
+        ("2023-02-13T14:17:10Z", "2023-02-13T14:17:09Z", "2023-02-13T14:17:12Z"),
+        None,
+        {"pan"},
+    ),
+]
+
+
+@pytest.fixture
+def conn(pg_env):
+    with psycopg.connect(autocommit=True) as c:
+        yield c
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def max_corner_distance_m(geometry: dict, corners: list[tuple[float, float]]) -> float:
+    """Largest distance (metres) from an XML corner to the item's footprint outline."""
+    outline = shape(geometry).exterior if shape(geometry).geom_type == "Polygon" else None
+    assert outline is not None
+    worst = 0.0
+    for lon, lat in corners:
+        nearest = outline.interpolate(outline.project(Point(lon, lat)))
+        _, _, d = GEOD.inv(lon, lat, nearest.x, nearest.y)
+        worst = max(worst, d)
+    return worst
+
+
+@pytest.mark.parametrize(("fixture", "drop", "item_id", "times", "cloud", "parts"), CASES)
+def test_lookalike_package_becomes_an_exact_item(
+    conn, settings, tmp_path, fixture, drop, item_id, times, cloud, parts
+):
+    package = write_lookalike(fixture, tmp_path / "in", max_size=500, drop=drop)
+    [item] = ingest_path(package, conn, settings)
+    props = item["properties"]
+    assert item["id"] == item_id and props["csdr:product_id"] in item_id
+    assert (props["datetime"], props["start_datetime"], props["end_datetime"]) == times
+    assert props.get("eo:cloud_cover") == cloud
+    assert ("eo:cloud_cover" in props) is (cloud is not None)
+    assert {k for k, a in item["assets"].items() if "data" in a["roles"]} == parts
+    assert {"thumbnail", "metadata"} <= set(item["assets"])
+    for xml in fixture.glob("*.xml"):
+        if xml.name == "order.xml" or any(xml.stem.endswith(f"-{d}") for d in drop):
+            continue
+        meta = parse_metadata(xml)
+        if meta.corners is None or xml.stem == fixture.name and len(parts) > 1:
+            continue
+        ring = meta.corners.ring()[:4]
+        assert max_corner_distance_m(item["geometry"], ring) < 2000, xml.name
+        # Right hemisphere: the footprint's centre and the XML corners agree in sign.
+        centre = shape(item["geometry"]).centroid
+        xml_centre = Polygon(ring).centroid
+        assert np.sign(centre.x) == np.sign(xml_centre.x)
+        assert np.sign(centre.y) == np.sign(xml_centre.y)
+    stored = conn.execute("SELECT pgstac.get_item(%s, %s)", (item_id, item["collection"]))
+    assert stored.fetchone()[0]["properties"]["datetime"] == times[0]
+    for asset in item["assets"].values():
+        assert Path(asset["href"]).is_file()
+
+
+def test_orthorectified_pixel_is_the_source_pixel_gdal_rpc_maps_the_point_to(
+    conn, settings, tmp_path
+):
+    package = write_lookalike(WFV, tmp_path / "in", max_size=500, archive=None)
+    [item] = ingest_path(package, conn, settings)
+    tiff = next(package.glob("*.tiff"))
+    with rasterio.open(tiff) as src:
+        rpcs, height = src.rpcs, src.rpcs.height_off
+    cog = item["assets"]["data"]["href"]
+    checked = 0
+    with rasterio.open(cog) as ortho, RPCTransformer(rpcs, RPC_HEIGHT=height) as rpc:
+        for lon, lat in [(88.6, 24.5), (89.0, 23.9), (89.3, 23.4), (88.4, 24.0), (89.6, 24.2)]:
+            # The output pixel holding the point, and the lon/lat of that pixel's centre.
+            [x], [y] = warp_transform("EPSG:4326", ortho.crs, [lon], [lat])
+            r, c = ortho.index(x, y)
+            cx, cy = ortho.xy(r, c)
+            [clon], [clat] = warp_transform(ortho.crs, "EPSG:4326", [cx], [cy])
+            [value] = next(ortho.sample([(cx, cy)], indexes=[3]))
+            if value == 0:
+                continue  # outside the swath
+            row, col = rpc.rowcol(clon, clat, op=lambda v: v)  # fractional source position
+            # GDAL's RPC transformer counts from the top-left corner of the first pixel; the
+            # texture is sampled at pixel centres.
+            expected = texture(3, np.array(row - 0.5), np.array(col - 0.5))
+            assert abs(float(value) - float(expected)) < 6, (lon, lat, value, expected)
+            checked += 1
+    assert checked >= 4
+
+
+def test_missing_rpb_fails_naming_the_file_and_registers_nothing(conn, settings, tmp_path):
+    package = write_lookalike(GF2, tmp_path / "in", max_size=500)
+    with pytest.raises(
+        RpcMissing, match=r"GF2_PMS2_W72\.3_S36\.7_20230213_L1A2147483647-MSS2\.rpb"
+    ):
+        ingest_path(package, conn, settings)
+    assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone()[0] == 0
+    assert files_under(settings.assets_dir) == []
+
+
+def test_corrupt_archive_and_folder_without_metadata_are_refused(conn, settings, tmp_path):
+    package = write_lookalike(WFV, tmp_path / "in", max_size=300)
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(package.read_bytes()[:5000])
+    with pytest.raises(PackageInvalid, match="damaged or truncated"):
+        ingest_path(broken, conn, settings)
+    empty = tmp_path / "not_a_package"
+    empty.mkdir()
+    (empty / "order.xml").write_text("<InterfaceFile/>")
+    with pytest.raises(PackageInvalid, match="no product metadata"):
+        ingest_path(empty, conn, settings)
+    assert files_under(settings.assets_dir) == []
+
+
+def test_reingest_replaces_item_and_files_and_zip_works(conn, settings, tmp_path):
+    first = ingest_path(write_lookalike(WFV, tmp_path / "a", max_size=300), conn, settings)
+    zipped = write_lookalike(WFV, tmp_path / "b", max_size=300, archive="zip")
+    second = ingest_path(zipped, conn, settings)
+    assert first[0]["id"] == second[0]["id"]
+    assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone()[0] == 1
+    hrefs = {Path(a["href"]) for a in second[0]["assets"].values()}
+    assert set(files_under(settings.assets_dir / "gf1-wfv")) == hrefs
+
+
+def _validator(schema_url: str, registry: Registry) -> Draft7Validator:
+    schema = registry.get_or_retrieve(schema_url).value.contents
+    return Draft7Validator(schema, registry=registry)
+
+
+def _registry() -> Registry:
+    def retrieve(uri: str) -> Resource:
+        path = SCHEMAS / uri.split("://", 1)[1].split("#")[0]
+        return Resource.from_contents(json.loads(path.read_text()))
+
+    return Registry(retrieve=retrieve)  # type: ignore[call-arg]
+
+
+def validate(document: dict, core_url: str) -> None:
+    registry = _registry()
+    for url in [core_url, *document.get("stac_extensions", [])]:
+        errors = list(_validator(url, registry).iter_errors(document))
+        assert not errors, f"{url}: {[e.message for e in errors[:3]]}"
+
+
+def test_items_and_collections_validate_against_their_schemas(conn, settings, tmp_path):
+    [item] = ingest_path(write_lookalike(PMS, tmp_path / "in", max_size=300), conn, settings)
+    stored = conn.execute("SELECT pgstac.get_item(%s, %s)", (item["id"], item["collection"]))
+    item = stored.fetchone()[0]
+    # The STAC API serves stored items with their links; an item naming a collection must link
+    # to it (item-spec 1.1), which the API adds (the e2e inbox test validates a served item).
+    item["links"] = [{"rel": "collection", "href": "http://node/collections/gf1-pms"}]
+    collection = conn.execute("SELECT pgstac.get_collection('gf1-pms')").fetchone()[0]
+    validate(item, "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json")
+    validate(
+        collection,
+        "https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/collection.json",
+    )
+    assert collection["license"] and collection["providers"] and collection["keywords"]
+    assert {"true-color", "false-color", "ndvi"} <= set(collection["renders"])
+    assert collection["extent"]["temporal"]["interval"][0][0].startswith("2022-06-24T05:39:07")
+    # A schema violation is caught (the test can fail).
+    broken = {**item, "properties": {**item["properties"], "view:off_nadir": 120}}
+    with pytest.raises(AssertionError, match="view"):
+        validate(broken, "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json")
