@@ -28,6 +28,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "catalog": ("csdr_catalog.app:create_app", "CSDR_CATALOG_PORT", 8081),
     "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
+    "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
 }
 DEMO_COLLECTION = "csdr-demo"
 READY_TIMEOUT_S = 90
@@ -75,7 +76,14 @@ class Node:
 
     def service_env(self) -> dict[str, str]:
         """Environment of every service: the PG* block plus where ingest keeps assets."""
-        return {**self.cluster.env(), "CSDR_INGEST_ASSETS_DIR": str(self.data_dir / "assets")}
+        return {
+            **self.cluster.env(),
+            "CSDR_INGEST_ASSETS_DIR": str(self.data_dir / "assets"),
+            # Push links events to this node's API and tiles, and refuses webhooks at its ports.
+            "CSDR_PUSH_CATALOG_URL": self.url("catalog"),
+            "CSDR_PUSH_TILER_URL": self.url("tiler"),
+            "CSDR_PUSH_NODE_PORTS": ",".join(str(p) for p in self.ports.values()),
+        }
 
 
 def running_pid(node: Node, service: str) -> int | None:
@@ -231,6 +239,7 @@ CSDR node is up (data in {node.data_dir})
   STAC API   {catalog}/   (API docs: {catalog}/api.html)
   Tiler      {tiler}/api.html
   Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})
+  Push       {node.url("push")}/docs   (subscribe: POST /subscriptions; webhooks and Atom)
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
              (its PG* variables: source {env_file})
   Demo items {catalog}/collections/{DEMO_COLLECTION}/items

@@ -32,6 +32,7 @@ def node_env():
         "CSDR_CATALOG_PORT": str(free_port()),
         "CSDR_TILER_PORT": str(free_port()),
         "CSDR_INGEST_PORT": str(free_port()),
+        "CSDR_PUSH_PORT": str(free_port()),
     }
     for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
         env.pop(key, None)
