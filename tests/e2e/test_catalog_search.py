@@ -215,3 +215,60 @@ def test_number_matched_on_request(catalog_url, catalog_db):
 def test_landing_page_links_every_collection_for_harvesters(client):
     children = {c.id for c in client.get_children()}
     assert children == {s.collection for s in catalog_scenes.SENSORS}
+
+
+def test_aggregations_equal_sql_counts_for_the_same_search(catalog_url, catalog_db):
+    search = {
+        "bbox": BBOX,
+        "datetime": "2021-01-01T00:00:00Z/2023-12-31T23:59:59Z",
+        "filter": {"op": "<", "args": [{"property": "eo:cloud_cover"}, 50]},
+    }
+    r = httpx.post(f"{catalog_url}/aggregate", json=search, timeout=60)
+    assert r.status_code == 200, r.text
+    got = {a["name"]: a for a in r.json()["aggregations"]}
+    where = (
+        f"ST_Intersects(i.geometry, {ENVELOPE})"
+        " AND i.datetime BETWEEN '2021-01-01T00:00:00Z' AND '2023-12-31T23:59:59Z'"
+        f" AND ({PROPS}->>'eo:cloud_cover')::float < 50"
+    )
+
+    def sql_counts(key: str, extra_from: str = "") -> dict[str, int]:
+        with psycopg.connect(catalog_scenes.conninfo(catalog_db)) as conn:
+            rows = conn.execute(
+                f"SELECT {key}, count(*) FROM pgstac.items i {extra_from} WHERE {where} GROUP BY 1"  # type: ignore[arg-type]
+            ).fetchall()
+        return {str(k): n for k, n in rows}
+
+    def buckets(name: str) -> dict[str, int]:
+        return {b["key"]: b["frequency"] for b in got[name]["buckets"]}
+
+    total = len(sql_ids(catalog_db, where))
+    assert total > 20 and got["total_count"]["value"] == total
+    assert buckets("collection_frequency") == sql_counts("i.collection")
+    assert buckets("platform_frequency") == sql_counts(f"{PROPS}->>'platform'")
+    assert buckets("instruments_frequency") == sql_counts(
+        "ins", f", jsonb_array_elements_text({PROPS}->'instruments') ins"
+    )
+    assert buckets("datetime_frequency") == sql_counts(
+        "to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM') || '-01T00:00:00Z'"
+    )
+    by_decile = sql_counts(f"width_bucket(({PROPS}->>'eo:cloud_cover')::float, 0, 100, 10)")
+    assert buckets("cloud_cover_frequency") == {
+        f"{(int(k) - 1) * 10}-{int(k) * 10}": n for k, n in by_decile.items()
+    }
+
+
+def test_aggregate_by_get_with_cql2_text_and_a_collection(catalog_url, catalog_db):
+    r = httpx.get(
+        f"{catalog_url}/collections/gf2-pms-l1a/aggregate",
+        params={"aggregations": "total_count,platform_frequency", "filter": "gsd < 5"},
+    )
+    assert r.status_code == 200, r.text
+    got = {a["name"]: a for a in r.json()["aggregations"]}
+    expected = len(sql_ids(catalog_db, "i.collection = 'gf2-pms-l1a'"))
+    assert got["total_count"]["value"] == expected
+    assert got["platform_frequency"]["buckets"] == [
+        {"key": "gf-2", "data_type": "string", "frequency": expected}
+    ]
+    bad = httpx.get(f"{catalog_url}/aggregate", params={"aggregations": "nope"})
+    assert bad.status_code == 400 and "nope" in bad.json()["description"]

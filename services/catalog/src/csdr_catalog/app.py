@@ -11,6 +11,7 @@ from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from csdr_catalog import errors, health
+from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension
@@ -39,6 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api = instantiate_api(client=client, extensions=extensions, settings=stac_settings)
     app = api.app
+    # The aggregation models extend the search models instantiate_api has just built, so the
+    # extension joins afterwards; the client reads api.extensions for conformance and links.
+    aggregation = aggregation_extension(
+        api.client, api.search_get_request_model, api.search_post_request_model
+    )
+    api.extensions.append(aggregation)
+    aggregation.register(app)
     app.state.csdr_settings = settings
     errors.install(app)
     app.include_router(health.router)

@@ -103,8 +103,9 @@ class CatalogClient(CoreCrudClient):
             base_args["count"] = count
         return super()._clean_search_args(base_args=base_args, **kwargs)
 
-    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
-        """Check and normalise the search, run it in pgSTAC, add numberMatched when asked."""
+    async def prepare_search(self, search_request: PgstacSearch, request: Request) -> bool:
+        """Check and normalise a search in place (see the module docstring); True when the
+        client asked for numberMatched. Aggregations use it too, so both read a search alike."""
         search_request.conf = None  # pgSTAC settings are the operator's, never the client's
         check_bbox_order(search_request.bbox)
         query = getattr(search_request, "query", None)
@@ -127,6 +128,11 @@ class CatalogClient(CoreCrudClient):
                 expr, filters.query_to_cql2(query, types)
             )
             search_request.filter_lang = "cql2-json"
+        return count
+
+    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
+        """Check and normalise the search, run it in pgSTAC, add numberMatched when asked."""
+        count = await self.prepare_search(search_request, request)
         try:
             result = await super()._search_base(search_request, request)
         except (RaiseError, DataError) as exc:
