@@ -11,6 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from csdr_ingest import health
 from csdr_ingest.errors import add_exception_handlers
+from csdr_ingest.inbox import Watcher
 from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
@@ -29,9 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         workers = Workers(pool, settings)
         app.state.pool, app.state.workers = pool, workers
         workers.start()
+        watcher = Watcher(pool, settings, workers.notify) if settings.inbox else None
+        if watcher is not None:
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.stop()
             workers.stop()
             pool.close()
 

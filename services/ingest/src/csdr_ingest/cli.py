@@ -1,5 +1,6 @@
 """`csdr-ingest PATH...`: ingest GeoTIFFs and CRESDA scene packages with a progress bar.
 
+`csdr-ingest watch DIR` ingests every package dropped into DIR, like the service's inbox.
 A PATH is a GeoTIFF, a package archive (.tar.gz, .tgz, .tar, .zip), a package folder, or a
 directory whose GeoTIFFs, archives and package folders are all ingested.
 
@@ -8,14 +9,19 @@ database cannot be reached. Connects with the libpq PG* variables, like every se
 """
 
 import argparse
+import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 from tqdm import tqdm
 
 from csdr_ingest.errors import IngestError
+from csdr_ingest.inbox import Watcher
+from csdr_ingest.jobs import Workers
 from csdr_ingest.packages import is_archive
 from csdr_ingest.pipeline import ingest_path, is_package
 from csdr_ingest.settings import Settings
@@ -40,8 +46,48 @@ def expand(paths: list[Path]) -> list[Path]:
     return found
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Stop `watch` on SIGTERM as on Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def watch(argv: list[str]) -> int:
+    """`csdr-ingest watch DIR`: ingest every package dropped into DIR until interrupted."""
+    parser = argparse.ArgumentParser(prog="csdr-ingest watch", description=watch.__doc__)
+    parser.add_argument("directory", type=Path, metavar="DIR")
+    args = parser.parse_args(argv)
+    settings = Settings().model_copy(update={"inbox": args.directory.resolve()})
+    try:
+        pool = ConnectionPool(
+            min_size=1, max_size=settings.workers + 2, open=True, kwargs={"autocommit": True}
+        )
+        pool.wait(timeout=5)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        print(f"csdr-ingest: cannot reach the database: {exc}", file=sys.stderr)
+        return 2
+    workers = Workers(pool, settings)
+    watcher = Watcher(pool, settings, workers.notify)
+    signal.signal(signal.SIGTERM, _interrupt)
+    workers.start()
+    watcher.start()
+    print(f"csdr-ingest: watching {settings.inbox} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+        workers.stop()
+        pool.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch"]:
+        return watch(argv[1:])
     parser = argparse.ArgumentParser(prog="csdr-ingest", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     parser.add_argument(

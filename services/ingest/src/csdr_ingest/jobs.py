@@ -18,8 +18,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from csdr_ingest import inbox
 from csdr_ingest.errors import IngestError
-from csdr_ingest.pipeline import ingest_path
+from csdr_ingest.pipeline import ingest_path, remove_abandoned
 from csdr_ingest.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,19 +29,22 @@ JOB_COLUMNS = "id, status, source, collection, items, error, created_at, started
 
 
 def enqueue(
-    pool: ConnectionPool, source: str, collection: str | None, when: datetime | None
-) -> dict[str, Any]:
-    """Queue a job; return it."""
+    pool: ConnectionPool,
+    source: str,
+    collection: str | None,
+    when: datetime | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Queue a job; return it (None when an inbox job for this file is already active)."""
     options = {"datetime": when.isoformat()} if when else {}
+    options |= extra or {}
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"INSERT INTO csdr.ingest_jobs (id, source, collection, options)"
-            f" VALUES (%s, %s, %s, %s) RETURNING {JOB_COLUMNS}",
+            f" VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING {JOB_COLUMNS}",
             (uuid.uuid4(), source, collection, Jsonb(options)),
         )
-        job = cur.fetchone()
-    assert job is not None
-    return job
+        return cur.fetchone()
 
 
 def get(pool: ConnectionPool, job_id: uuid.UUID) -> dict[str, Any] | None:
@@ -104,21 +108,22 @@ def run_job(pool: ConnectionPool, job: dict[str, Any], settings: Settings) -> No
                 datetime.fromisoformat(when) if when else None,
             )
         refs = [{"id": i["id"], "collection": i["collection"]} for i in items]
-        finish(pool, job["id"], refs, None)
+        error = None
     except IngestError as exc:
         logger.warning("job %s failed: %s", job["id"], exc)
-        finish(pool, job["id"], [], exc.to_dict())
+        refs, error = [], exc.to_dict()
     except Exception:
         logger.exception("job %s failed unexpectedly", job["id"])
-        finish(
-            pool,
-            job["id"],
+        refs, error = (
             [],
             {
                 "code": "InternalError",
                 "description": f"unexpected failure; see the ingest log ({job['id']})",
             },
         )
+    finish(pool, job["id"], refs, error)
+    if job["options"].get("inbox"):
+        inbox.settle(settings, Path(job["source"]), error)
 
 
 class Workers:
@@ -140,6 +145,9 @@ class Workers:
         """Requeue orphans, then start the worker threads."""
         if n := requeue_orphans(self.pool, socket.gethostname()):
             logger.warning("requeued %d job(s) left running by a stopped process", n)
+        with self.pool.connection() as conn:
+            if n := remove_abandoned(conn, self.settings):
+                logger.warning("removed the files of %d ingest(s) a stopped process left", n)
         for t in self.threads:
             t.start()
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,5 +34,19 @@ class Settings(BaseSettings):
     """Link to the data policy, added to the collections created for CRESDA packages."""
     producer_name: str = "China Centre for Resources Satellite Data and Application (CRESDA)"
     producer_url: str = "https://www.cresda.com"
+    inbox: Path | None = Field(
+        default=None, validation_alias=AliasChoices("CSDR_INGEST_INBOX", "CSDR_INBOX")
+    )
+    """A directory watched for scene packages (none: no watcher)."""
+    archive_dir: Path | None = None
+    """Where ingested packages go (default: `archive/` beside the inbox)."""
+    quarantine_dir: Path | None = None
+    """Where failed packages go with `<name>.error.json` (default: `quarantine/` beside it)."""
+    inbox_keep: Literal["archive", "delete"] = "archive"
+    """What happens to a package once published."""
+    inbox_stable_s: float = 3.0
+    """A package is taken once its size has not changed for this long."""
+    inbox_poll_s: float = 1.0
+    """How often the inbox is scanned."""
     host_name: str = "CSDR node"
     """The organisation running this node, named as the `host` provider of its collections."""

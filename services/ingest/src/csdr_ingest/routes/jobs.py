@@ -73,6 +73,7 @@ class Job(BaseModel):
 def create_job(body: JobRequest, pool: PoolDep, request: Request) -> dict[str, Any]:
     """Queue the job; it runs in the background (poll GET /jobs/{id})."""
     job = jobs.enqueue(pool, body.source, body.collection, body.datetime)
+    assert job is not None  # only inbox jobs can collide
     request.app.state.workers.notify()
     return job
 
