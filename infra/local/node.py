@@ -79,6 +79,8 @@ class Node:
         return {
             **self.cluster.env(),
             "CSDR_INGEST_ASSETS_DIR": str(self.data_dir / "assets"),
+            # Packages dropped here are ingested; archive/ and quarantine/ sit beside it.
+            "CSDR_INGEST_INBOX": str(self.data_dir / "inbox"),
             # Push links events to this node's API and tiles, and refuses webhooks at its ports.
             "CSDR_PUSH_CATALOG_URL": self.url("catalog"),
             "CSDR_PUSH_TILER_URL": self.url("tiler"),
