@@ -63,6 +63,9 @@ EXPECTED_SECTIONS = [
     "Validating STAC API - Features conformance class.",
     "Validating STAC API - Item Search conformance class.",
     "Validating STAC API - Item Search - Filter Extension conformance class.",
+    "Validating STAC API - Collection Search conformance class.",
+    "Validating STAC API - Free-text search conformance class.",
+    "Validating STAC API - Aggregation conformance class.",
     f"served from the offline schema mirror: {EO}",
     f"served from the offline schema mirror: {PROJ}",
 ]
