@@ -13,6 +13,7 @@ from stac_fastapi.pgstac.models.extensions import Extensions
 from csdr_catalog import errors, health
 from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
+from csdr_catalog.http_cache import DocumentCacheMiddleware
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.extensions.append(aggregation)
     aggregation.register(app)
     app.state.csdr_settings = settings
+    app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     errors.install(app)
     app.include_router(health.router)
     return app

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     """numberMatched is counted exactly when the planner expects fewer matches, else estimated."""
     count_stats_ttl_s: int = 60
     """How long pgSTAC may reuse a search's count."""
+    cache_max_age_s: int = 60
+    """Cache-Control max-age of collection and item documents (they also carry an ETag)."""
     queryables_ttl_s: float = 30.0
     """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
 
