@@ -26,12 +26,12 @@ fi
 
 # The venv is rebuilt only when what it is built from changed.
 stamp="$VENV/.csdr-installed"
-want=$(cat requirements/constraints.txt requirements/dev.txt services/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/constraints.txt requirements/dev.txt services/*/pyproject.toml libs/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "bootstrap: installing the Python environment into $VENV"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt \
-  -r requirements/dev.txt -e services/catalog -e services/tiler -e services/ingest -e services/push
+  -r requirements/dev.txt -e libs/access -e services/catalog -e services/tiler -e services/ingest -e services/push
 echo "$want" > "$stamp"

@@ -1,0 +1,163 @@
+import time
+from datetime import date, timedelta
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from csdr_access import ANONYMOUS, Authenticator, InvalidKey, api_key_from, visible_collections
+from csdr_access.admin import AdminError, add_org, issue_key, revoke_key, set_policy
+from csdr_access.cli import main
+from csdr_access.principals import authenticate
+
+POLICIES = {
+    "open": "public",
+    "members": "registered",
+    "thai-only": "partners",
+    "inhouse": "private",
+}
+
+
+def collection(cid: str) -> dict:
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": cid,
+        "description": cid,
+        "license": "other",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[0, 0, 1, 1]]},
+            "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]},
+        },
+    }
+
+
+@pytest.fixture
+def conn(pg_env):
+    with psycopg.connect(autocommit=True) as c:
+        for cid in [*POLICIES, "no-policy"]:
+            c.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection(cid)),))
+        add_org(c, "GISTDA", "TH", "partner", "test")
+        add_org(c, "KenSpace", "ke", "partner", "test")
+        add_org(c, "CRESDA", "CN", "main", "test")
+        for cid, policy in POLICIES.items():
+            set_policy(c, cid, policy, ["GISTDA"] if policy == "partners" else [], "test")
+        yield c
+
+
+@pytest.fixture
+def keys(conn):
+    keys = {
+        "partner A": issue_key(conn, "GISTDA", ["read"], "test")[0],
+        "partner B": issue_key(conn, "KenSpace", ["read"], "test")[0],
+        "admin": issue_key(conn, "CRESDA", ["admin"], "test")[0],
+        "revoked": issue_key(conn, "GISTDA", ["read"], "test"),
+        "expired": issue_key(conn, "GISTDA", ["read"], "test", expires=date.today() + timedelta(1)),
+    }
+    revoke_key(conn, keys["revoked"][1], "test")
+    keys["revoked"] = keys["revoked"][0]
+    conn.execute(
+        "UPDATE csdr.api_keys SET expires_at = now() - interval '1 day' WHERE prefix = %s",
+        (keys["expired"][1],),
+    )
+    keys["expired"] = keys["expired"][0]
+    return keys
+
+
+def test_visibility_matrix(conn, keys):
+    expected = {
+        "anonymous": {"open", "no-policy"},
+        "partner A": {"open", "no-policy", "members", "thai-only"},
+        "partner B": {"open", "no-policy", "members"},
+        "admin": {"open", "no-policy", "members", "thai-only", "inhouse"},
+    }
+    for who, visible in expected.items():
+        principal = ANONYMOUS if who == "anonymous" else authenticate(conn, keys[who])
+        assert visible_collections(conn, principal) == visible, who
+
+
+def test_bad_revoked_expired_keys_are_refused_with_the_reason(conn, keys):
+    with pytest.raises(InvalidKey, match="revoked"):
+        authenticate(conn, keys["revoked"])
+    with pytest.raises(InvalidKey, match="expired"):
+        authenticate(conn, keys["expired"])
+    with pytest.raises(InvalidKey, match="not valid"):
+        authenticate(conn, keys["partner A"][:-1] + ("A" if keys["partner A"][-1] != "A" else "B"))
+    with pytest.raises(InvalidKey, match="not valid"):
+        authenticate(conn, "hello")
+
+
+def test_revocation_takes_effect_within_the_cache_time(conn, keys):
+    auth = Authenticator(ttl_s=0.5)
+    key = keys["partner B"]
+    assert auth(conn, key).org == "KenSpace"
+    revoke_key(conn, key.split("_")[1], "test")
+    time.sleep(0.6)
+    with pytest.raises(InvalidKey, match="revoked"):
+        auth(conn, key)
+
+
+def test_keys_are_stored_as_digests_and_never_audited(conn, keys):
+    rows = conn.execute("SELECT t::text FROM csdr.api_keys t").fetchall()
+    audit = conn.execute("SELECT string_agg(detail::text, ' ') FROM csdr.audit_log").fetchone()[0]
+    for key in keys.values():
+        secret = key.split("_", 2)[2]
+        assert secret not in audit
+        assert not any(secret in r[0] or secret.encode().hex() in r[0] for r in rows)
+    assert "key.revoke" in {r[0] for r in conn.execute("SELECT action FROM csdr.audit_log")}
+
+
+def test_key_sources_in_order():
+    assert (
+        api_key_from({"authorization": "Bearer k1", "x-api-key": "k2"}, {"api_key": "k3"}) == "k1"
+    )
+    assert api_key_from({"x-api-key": "k2"}, {"api_key": "k3"}) == "k2"
+    assert api_key_from({}, {"api_key": "k3"}) == "k3"
+    assert api_key_from({}, {}) is None
+
+
+def test_admin_refuses_what_makes_no_sense(conn):
+    with pytest.raises(AdminError, match="at least one --org"):
+        set_policy(conn, "open", "partners", [], "test")
+    with pytest.raises(AdminError, match="no collection"):
+        set_policy(conn, "opne", "public", [], "test")
+    with pytest.raises(AdminError, match="no organisation"):
+        issue_key(conn, "Nobody", ["read"], "test")
+    with pytest.raises(AdminError, match="exists already"):
+        add_org(conn, "GISTDA", "TH", "partner", "test")
+    with pytest.raises(AdminError, match="in the past"):
+        issue_key(conn, "GISTDA", ["read"], "test", expires=date(2020, 1, 1))
+
+
+def test_cli_round_trip(conn, capsys):
+    assert main(["org", "add", "NRSCC", "--country", "CN", "--kind", "agency"]) == 0
+    assert (
+        main(
+            [
+                "key",
+                "issue",
+                "--org",
+                "NRSCC",
+                "--scope",
+                "read",
+                "--scope",
+                "ingest",
+                "--expires",
+                "2099-12-31",
+            ]
+        )
+        == 0
+    )
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert authenticate(conn, key).scopes == {"read", "ingest"}
+    assert main(["policy", "set", "members", "partners", "--org", "NRSCC"]) == 0
+    assert main(["policy", "list"]) == 0
+    assert "members     partners  NRSCC" in capsys.readouterr().out
+    assert main(["key", "list", "--org", "NRSCC"]) == 0
+    listing = capsys.readouterr().out
+    assert key.split("_")[1] in listing and key.split("_", 2)[2] not in listing
+    assert main(["key", "revoke", key.split("_")[1]]) == 0
+    assert main(["key", "revoke", key.split("_")[1]]) == 1
+    assert "no active key" in capsys.readouterr().err
+    assert main(["policy", "set", "open", "partners"]) == 1
