@@ -62,8 +62,11 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            request_queue_size = 256  # many keep-alive clients connect at once
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -84,13 +87,15 @@ class Receiver:
         return [e for e in self.events(secret) if e["type"].startswith("org.csdr.item.")]
 
     def wait_for(self, count: int, secret: str, timeout_s: float = 60) -> list[dict[str, Any]]:
-        """Wait until `count` distinct item deliveries (by webhook-id) arrived; return them."""
+        """Wait until `count` distinct deliveries (by webhook-id) arrived; return the verified
+        item events among them, one per webhook-id."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            events = {e["id"]: e for e in self.item_events(secret)}
-            if len(events) >= count or time.monotonic() > deadline:
-                return list(events.values())
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len({r.headers.get("webhook-id") for r in self.received}) >= count:
+                    break
             time.sleep(0.05)
+        return list({e["id"]: e for e in self.item_events(secret)}.values())
 
 
 def json_body(r: Received) -> dict[str, Any]:
