@@ -6,15 +6,16 @@ import-time app we do not use, without its debug, asset and external-dataset end
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import jinja2
-from fastapi import FastAPI
-from pydantic import ValidationError
-from starlette import status
+import morecantile
+from fastapi import Depends, FastAPI
+from fastapi.params import Depends as DependsFunc
+from morecantile.defaults import TileMatrixSets
 from starlette.middleware.cors import CORSMiddleware
 from starlette.templating import Jinja2Templates
 from starlette_cramjam.middleware import CompressionMiddleware
-from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 from titiler.core.factory import (
     AlgorithmFactory,
     ColorMapFactory,
@@ -22,13 +23,12 @@ from titiler.core.factory import (
     TMSFactory,
 )
 from titiler.core.middleware import CacheControlMiddleware
+from titiler.core.routing import EndpointScope
 from titiler.core.utils import update_openapi
 from titiler.extensions import wmtsExtension
-from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.extensions.wmts import wmtsExtension as mosaicWmtsExtension
 from titiler.pgstac.db import close_db_connection, connect_to_db
-from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
-from titiler.pgstac.errors import PGSTAC_STATUS_CODES
+from titiler.pgstac.dependencies import CollectionIdParams, SearchIdParams
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import (
     MosaicTilerFactory,
@@ -37,16 +37,19 @@ from titiler.pgstac.factory import (
 )
 from titiler.pgstac.reader import PgSTACReader
 
-from csdr_tiler import health
+from csdr_tiler import health, wmts
+from csdr_tiler.dependencies import (
+    ItemParams,
+    LatestCollectionParams,
+    PresetColormap,
+    PresetLayerParams,
+    PresetRenderParams,
+    ValidTile,
+)
+from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
+from csdr_tiler.items import Catalogue
 from csdr_tiler.logs import configure_logging
 from csdr_tiler.settings import Settings
-
-ERRORS = {
-    **DEFAULT_STATUS_CODES,
-    **MOSAIC_STATUS_CODES,
-    **PGSTAC_STATUS_CODES,
-    ValidationError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-}
 
 # Responses a browser or CDN must not keep: health, and the list of searches, which grows.
 NO_CACHE_PATHS = {r"/healthz", r"/readyz", r"/searches/?$", r"/searches/list$"}
@@ -71,10 +74,36 @@ TEMPLATES = Jinja2Templates(
 )
 
 
+# Presets render for QGIS and web maps: Web Mercator only.
+PRESET_TMS = TileMatrixSets({"WebMercatorQuad": morecantile.tms.get("WebMercatorQuad")})
+# Every tile route checks its z/x/y against its tile matrix set before reading anything.
+TILE_ROUTES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
+    (
+        [
+            {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}", "method": "GET"},
+            {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", "method": "GET"},
+        ],
+        [Depends(ValidTile)],
+    )
+]
+PRESET_DEPENDENCIES: dict[str, Any] = {
+    "layer_dependency": PresetLayerParams,
+    "render_dependency": PresetRenderParams,
+    "colormap_dependency": PresetColormap,
+    "supported_tms": PRESET_TMS,
+    "route_dependencies": TILE_ROUTES,
+    "templates": TEMPLATES,
+}
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Hold titiler-pgstac's connection pool (`app.state.dbpool`) for the app's lifetime."""
     await connect_to_db(app, pool_kwargs=POOL_KWARGS)
+    settings: Settings = app.state.csdr_settings
+    app.state.csdr_catalogue = Catalogue(
+        app.state.dbpool, settings.items_cache_size, settings.collections_cache_ttl_s
+    )
     try:
         yield
     finally:
@@ -82,7 +111,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def add_search_routes(app: FastAPI) -> None:
-    """Mosaics of registered searches: `/searches/register`, `/searches/`, `/searches/{id}/...`."""
+    """Mosaics of registered searches: `/searches/register`, `/searches/`, `/searches/{id}/...`,
+    and their presets under `/searches/{id}/presets/{preset}/...`."""
+    presets = MosaicTilerFactory(
+        path_dependency=SearchIdParams,
+        router_prefix="/searches/{search_id}/presets/{preset}",
+        add_statistics=True,
+        add_part=True,
+        **PRESET_DEPENDENCIES,
+    )
+    app.include_router(
+        presets.router, prefix="/searches/{search_id}/presets/{preset}", tags=["STAC Search"]
+    )
     searches = MosaicTilerFactory(
         path_dependency=SearchIdParams,
         router_prefix="/searches/{search_id}",
@@ -91,6 +131,7 @@ def add_search_routes(app: FastAPI) -> None:
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
         templates=TEMPLATES,
+        route_dependencies=TILE_ROUTES,
     )
     app.include_router(searches.router, prefix="/searches/{search_id}", tags=["STAC Search"])
     add_search_list_route(app, prefix="/searches", tags=["STAC Search"])
@@ -114,7 +155,20 @@ def add_search_routes(app: FastAPI) -> None:
 
 
 def add_collection_routes(app: FastAPI) -> None:
-    """Mosaics of a whole collection: `/collections/{collection_id}/...`."""
+    """Mosaics of a whole collection: `/collections/{collection_id}/...` with titiler's
+    parameters, and `/collections/{collection_id}/presets/{preset}/...` latest scene first."""
+    presets = MosaicTilerFactory(
+        path_dependency=LatestCollectionParams,
+        router_prefix="/collections/{collection_id}/presets/{preset}",
+        add_statistics=True,
+        add_part=True,
+        **PRESET_DEPENDENCIES,
+    )
+    app.include_router(
+        presets.router,
+        prefix="/collections/{collection_id}/presets/{preset}",
+        tags=["STAC Collection"],
+    )
     collections = MosaicTilerFactory(
         path_dependency=CollectionIdParams,
         router_prefix="/collections/{collection_id}",
@@ -123,6 +177,7 @@ def add_collection_routes(app: FastAPI) -> None:
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
         templates=TEMPLATES,
+        route_dependencies=TILE_ROUTES,
     )
     app.include_router(
         collections.router, prefix="/collections/{collection_id}", tags=["STAC Collection"]
@@ -130,14 +185,27 @@ def add_collection_routes(app: FastAPI) -> None:
 
 
 def add_item_routes(app: FastAPI) -> None:
-    """One scene: `/collections/{collection_id}/items/{item_id}/...`."""
+    """One scene: `/collections/{collection_id}/items/{item_id}/...` with titiler's parameters,
+    and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...`."""
+    presets = MultiBaseTilerFactory(
+        reader=PgSTACReader,
+        path_dependency=ItemParams,
+        router_prefix="/collections/{collection_id}/items/{item_id}/presets/{preset}",
+        **PRESET_DEPENDENCIES,
+    )
+    app.include_router(
+        presets.router,
+        prefix="/collections/{collection_id}/items/{item_id}/presets/{preset}",
+        tags=["STAC Item"],
+    )
     items = MultiBaseTilerFactory(
         reader=PgSTACReader,
-        path_dependency=ItemIdParams,
+        path_dependency=ItemParams,
         router_prefix="/collections/{collection_id}/items/{item_id}",
         add_viewer=True,
         extensions=[wmtsExtension()],
         templates=TEMPLATES,
+        route_dependencies=TILE_ROUTES,
     )
     app.include_router(
         items.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["STAC Item"]
@@ -163,6 +231,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS
     )
     app.add_middleware(CompressionMiddleware, exclude_mediatype=IMAGE_MEDIA_TYPES)
+    app.add_middleware(RequestIdMiddleware)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -179,7 +248,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.csdr_settings = settings
     update_openapi(app)
-    add_exception_handlers(app, ERRORS)
+    add_exception_handlers(app)
+    app.include_router(wmts.router)
     add_search_routes(app)
     add_collection_routes(app)
     add_item_routes(app)

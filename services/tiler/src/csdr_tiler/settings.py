@@ -34,3 +34,7 @@ class Settings(BaseSettings):
     readiness_timeout_s: float = 1.0
     """How long /readyz waits for the database before answering 503."""
     log_level: str = "INFO"
+    items_cache_size: int = 4096
+    """Item versions (and their presets) kept in memory per process."""
+    collections_cache_ttl_s: float = 60.0
+    """How long a collection's presets (bands, stretch of its latest items) are reused."""

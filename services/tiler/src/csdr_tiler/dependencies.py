@@ -1,0 +1,164 @@
+"""FastAPI dependencies the tiler adds to titiler's factories: versioned items and presets.
+
+The preset dependencies fill the slots titiler's factories already expose (`layer_dependency`,
+`render_dependency`, `colormap_dependency`), so a preset route is titiler's own tile, TileJSON,
+point, preview, crop and statistics endpoint with the band choice and stretch taken from the
+preset named in the path instead of the query.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import morecantile
+import pystac
+from fastapi import Depends, HTTPException, Path, Request
+from rio_tiler.colormap import cmap
+from rio_tiler.types import AssetType, ColorMapType
+from titiler.core.dependencies import DefaultDependency
+from titiler.pgstac.dependencies import get_collection_id
+
+from csdr_tiler.items import Catalogue
+from csdr_tiler.presets import Preset
+
+
+def get_catalogue(request: Request) -> Catalogue:
+    """The app's item and preset cache (opened in the lifespan)."""
+    catalogue: Catalogue = request.app.state.csdr_catalogue
+    return catalogue
+
+
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
+
+
+def request_item_version(request: Request, collection_id: str, item_id: str) -> str:
+    """The item's version, read once per request (the HTTP cache may have read it already)."""
+    version: str | None = getattr(request.state, "item_version", None)
+    if version is None:
+        version = get_catalogue(request).item_version(collection_id, item_id)
+        request.state.item_version = version
+    return version
+
+
+def ItemParams(
+    request: Request,
+    collection_id: Annotated[str, Path(description="STAC Collection Identifier")],
+    item_id: Annotated[str, Path(description="STAC Item Identifier")],
+) -> pystac.Item:
+    """The STAC item named in the path, at its current version (titiler-pgstac's ItemIdParams
+    caches by id for minutes; this one sees a re-ingest on the next request)."""
+    version = request_item_version(request, collection_id, item_id)
+    return get_catalogue(request).item(collection_id, item_id, version)
+
+
+def available_presets(request: Request) -> dict[str, Preset]:
+    """The presets of whatever the path names: an item, a collection or a registered search."""
+    catalogue = get_catalogue(request)
+    params = request.path_params
+    if "item_id" in params:
+        item = ItemParams(request, params["collection_id"], params["item_id"])
+        version = request_item_version(request, params["collection_id"], params["item_id"])
+        return catalogue.item_presets(item, version)
+    if "collection_id" in params:
+        return catalogue.collection_presets(params["collection_id"])
+    return catalogue.search_presets(params["search_id"])
+
+
+def PresetParam(
+    request: Request,
+    preset: Annotated[
+        str,
+        Path(description="Preset name: true-color, false-color, ndvi or pan, as the bands allow"),
+    ],
+) -> Preset:
+    """The preset named in the path; 404 naming the available ones when it is not one of them."""
+    presets = available_presets(request)
+    if preset not in presets:
+        names = ", ".join(sorted(presets)) or "none (no band common names)"
+        raise HTTPException(404, f"unknown preset '{preset}' here; available: {names}")
+    return presets[preset]
+
+
+PresetDep = Annotated[Preset, Depends(PresetParam)]
+
+
+@dataclass(init=False)
+class PresetLayerParams(DefaultDependency):
+    """titiler's `assets`/`expression` for the preset."""
+
+    assets: list[AssetType]
+    expression: str | None = None
+
+    def __init__(self, preset: PresetDep) -> None:
+        """Bands by index, or the preset's band-math expression over its asset."""
+        if preset.expression:
+            self.assets = [preset.asset]
+            self.expression = preset.expression
+        else:
+            self.assets = [{"name": preset.asset, "indexes": list(preset.indexes)}]
+            self.expression = None
+
+
+@dataclass(init=False)
+class PresetRenderParams(DefaultDependency):
+    """titiler's `rescale` for the preset: the stretch from the stored statistics."""
+
+    rescale: list[tuple[float, float]] | None = None
+
+    def __init__(self, preset: PresetDep) -> None:
+        """One (min, max) per output band, or none when the item carries no statistics."""
+        self.rescale = list(preset.rescale) or None
+
+
+def PresetColormap(preset: PresetDep) -> ColorMapType | None:
+    """The preset's colour map (NDVI), else none."""
+    return cmap.get(preset.colormap_name) if preset.colormap_name else None
+
+
+# A collection mosaic shows the latest scene on top; between scenes of the same time, the
+# least cloudy (pgSTAC sort syntax, as in a STAC search's `sortby`).
+LATEST_LEAST_CLOUDY = "-datetime,eo:cloud_cover"
+
+
+def LatestCollectionParams(
+    request: Request,
+    collection_id: Annotated[str, Path(description="STAC Collection Identifier")],
+) -> str:
+    """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic."""
+    # Every argument by name: upstream's cache key function takes them all.
+    search_id = get_collection_id(
+        request.app.state.dbpool,
+        collection_id=collection_id,
+        ids=None,
+        bbox=None,
+        datetime=None,
+        query=None,
+        sortby=LATEST_LEAST_CLOUDY,
+        filter_expr=None,
+        filter_lang="cql2-text",
+    )
+    return str(search_id)
+
+
+def ValidTile(request: Request) -> None:
+    """400 for a tile that its tile matrix set does not have (z=40, x beyond the matrix width):
+    morecantile would invent a level for it and the reader would render it."""
+    params = request.path_params
+    tms_id = params.get("tileMatrixSetId")
+    if tms_id not in morecantile.tms.list():
+        return  # the route's own validation answers 422 for an unknown tile matrix set
+    tms = morecantile.tms.get(tms_id)
+    try:
+        z, x, y = int(params["z"]), int(params["x"]), int(params["y"])
+    except (KeyError, ValueError):
+        return  # not integers: the route's own validation answers 422
+    if not tms.minzoom <= z <= tms.maxzoom:
+        raise HTTPException(
+            400, f"zoom {z} is outside {tms_id}'s levels {tms.minzoom}..{tms.maxzoom}"
+        )
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        raise HTTPException(
+            400,
+            f"tile {z}/{x}/{y} is outside {tms_id} level {z} "
+            f"({matrix.matrixWidth} x {matrix.matrixHeight} tiles)",
+        )

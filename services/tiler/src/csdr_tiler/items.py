@@ -1,0 +1,161 @@
+"""STAC items and collections as the tiler reads them: versioned, so a re-ingest is seen at once.
+
+titiler-pgstac caches an item by id for 5 minutes (`get_stac_item`'s TTLCache), so a re-ingested
+scene kept its old assets and statistics that long. Here every request reads the item's version
+(a hash of its row, one primary-key lookup) and the item itself is cached under that version.
+"""
+
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pystac
+from cachetools import LRUCache, TTLCache
+from psycopg_pool import ConnectionPool
+
+from csdr_tiler.presets import Preset, derive_presets, merge_stretches
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A hash of the whole row (content, geometry, datetimes): any write of the item changes it.
+VERSION_SQL = "SELECT md5(i::text) FROM pgstac.items i WHERE i.collection = %s AND i.id = %s"
+ITEM_SQL = "SELECT pgstac.get_item(%s, %s)"
+# The latest items of a collection, hydrated (pgSTAC stores item fields shared with the
+# collection's item_assets only once, in the collection).
+LATEST_ASSETS_SQL = """
+    SELECT pgstac.content_hydrate(i) -> 'assets' FROM pgstac.items i
+    WHERE i.collection = %s ORDER BY i.datetime DESC LIMIT %s
+"""
+SEARCH_SQL = """
+    SELECT search -> 'collections', metadata -> 'bounds' FROM pgstac.searches WHERE hash = %s
+"""
+LATEST_ITEM_SQL = """
+    SELECT pgstac.content_hydrate(i) FROM pgstac.items i
+    WHERE i.collection = %s ORDER BY i.datetime DESC LIMIT 1
+"""
+COLLECTION_BBOX_SQL = """
+    SELECT content -> 'extent' -> 'spatial' -> 'bbox' -> 0 FROM pgstac.collections WHERE id = %s
+"""
+# How many of a collection's latest items set its presets' stretch.
+COLLECTION_SAMPLE = 20
+
+
+class ItemNotFound(LookupError):
+    """No such item in that collection."""
+
+
+class CollectionNotFound(LookupError):
+    """No such collection, or a collection with no item to derive presets from."""
+
+
+class SearchNotFound(LookupError):
+    """No registered search with that id."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the tiler needs of a registered search: its collections and registered bounds."""
+
+    collections: list[str]
+    bounds: tuple[float, float, float, float] | None
+
+
+class Catalogue:
+    """Bounded, thread-safe caches of what tiles need from pgSTAC."""
+
+    def __init__(self, pool: ConnectionPool, items_max: int, collections_ttl_s: float) -> None:
+        """Read through `pool`; keep up to `items_max` item versions and collection presets for
+        `collections_ttl_s` (a collection's stretch changes slowly with new items)."""
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._items: LRUCache[Hashable, Any] = LRUCache(maxsize=items_max)
+        self._collections: TTLCache[Hashable, Any] = TTLCache(
+            maxsize=items_max, ttl=collections_ttl_s
+        )
+
+    def _cached(self, cache: LRUCache[Hashable, Any], key: Hashable, load: Callable[[], T]) -> T:
+        with self._lock:
+            if key in cache:
+                return cache[key]
+        value = load()
+        with self._lock:
+            cache[key] = value
+        return value
+
+    def item_version(self, collection_id: str, item_id: str) -> str:
+        """The item's current version; ItemNotFound when it does not exist."""
+        with self.pool.connection() as conn:
+            row = conn.execute(VERSION_SQL, (collection_id, item_id)).fetchone()
+        if row is None:
+            raise ItemNotFound(f"no item '{item_id}' in collection '{collection_id}'")
+        return str(row[0])
+
+    def item(self, collection_id: str, item_id: str, version: str) -> pystac.Item:
+        """The item at `version`, from the cache or pgSTAC."""
+
+        def load() -> pystac.Item:
+            with self.pool.connection() as conn:
+                row = conn.execute(ITEM_SQL, (item_id, collection_id)).fetchone()
+            if row is None or row[0] is None:
+                raise ItemNotFound(f"no item '{item_id}' in collection '{collection_id}'")
+            return pystac.Item.from_dict(row[0], preserve_dict=False)
+
+        return self._cached(self._items, ("item", collection_id, item_id, version), load)
+
+    def item_presets(self, item: pystac.Item, version: str) -> dict[str, Preset]:
+        """The presets an item's assets support."""
+        key = ("presets", item.collection_id, item.id, version)
+        assets = {k: a.to_dict() for k, a in item.assets.items()}
+        return self._cached(self._items, key, lambda: derive_presets(assets))
+
+    def collection_presets(self, collection_id: str) -> dict[str, Preset]:
+        """Presets for a collection mosaic: its latest items' bands and median stretch."""
+
+        def load() -> dict[str, Preset]:
+            with self.pool.connection() as conn:
+                rows = conn.execute(
+                    LATEST_ASSETS_SQL, (collection_id, COLLECTION_SAMPLE)
+                ).fetchall()
+            if not rows:
+                raise CollectionNotFound(f"collection '{collection_id}' has no items")
+            return merge_stretches([derive_presets(r[0] or {}) for r in rows])
+
+        return self._cached(self._collections, ("collection", collection_id), load)
+
+    def latest_item(self, collection_id: str) -> pystac.Item:
+        """The collection's most recent item."""
+        with self.pool.connection() as conn:
+            row = conn.execute(LATEST_ITEM_SQL, (collection_id,)).fetchone()
+        if row is None:
+            raise CollectionNotFound(f"collection '{collection_id}' has no items")
+        return pystac.Item.from_dict(row[0], preserve_dict=False)
+
+    def collection_bbox(self, collection_id: str) -> tuple[float, float, float, float]:
+        """The collection's overall spatial extent."""
+        with self.pool.connection() as conn:
+            row = conn.execute(COLLECTION_BBOX_SQL, (collection_id,)).fetchone()
+        if row is None:
+            raise CollectionNotFound(f"no collection '{collection_id}'")
+        west, south, east, north = row[0] or (-180, -90, 180, 90)
+        return (west, south, east, north)
+
+    def search(self, search_id: str) -> Search:
+        """A registered search; SearchNotFound when none has that id or it names no collection."""
+        with self.pool.connection() as conn:
+            row = conn.execute(SEARCH_SQL, (search_id,)).fetchone()
+        if row is None:
+            raise SearchNotFound(f"no registered search '{search_id}'")
+        if not row[0]:
+            raise SearchNotFound(
+                f"search '{search_id}' names no collection: presets need one to derive bands"
+            )
+        bounds = tuple(row[1]) if row[1] and len(row[1]) == 4 else None
+        return Search([str(c) for c in row[0]], bounds)
+
+    def search_presets(self, search_id: str) -> dict[str, Preset]:
+        """Presets for a registered search: those of the first collection it names."""
+        return self.collection_presets(self.search(search_id).collections[0])

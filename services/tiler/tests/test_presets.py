@@ -1,0 +1,240 @@
+"""Presets by name on real ingested items: each renders the bands its name promises, stretched by
+the item's stored statistics, through titiler's own endpoints; bad input is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from owslib.wmts import WebMapTileService
+
+from conftest import TEMPLATE_DB
+from csdr_tiler.app import create_app
+from csdr_tiler.settings import Settings
+from services.tiler.tests.scenes import (
+    BAND,
+    Ingested,
+    correlation,
+    decode,
+    ingest,
+    ingest_pan,
+    source_pixels,
+    to_8_bit,
+)
+
+Z = 13
+
+
+@pytest.fixture(scope="module")
+def db(pg_cluster, tmp_path_factory) -> Iterator[dict[str, Ingested]]:
+    """One database for the module: a 4-band scene and a pan scene, ingested once."""
+    name = f"tiler_{uuid.uuid4().hex[:8]}"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    env = pg_cluster.env(name)
+    directory = tmp_path_factory.mktemp("presets")
+    suffix = uuid.uuid4().hex[:6]
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        with psycopg.connect(autocommit=True) as conn:
+            scenes = {
+                "ms": ingest(conn, directory / "ms", f"gf2-{suffix}"),
+                "pan": ingest_pan(conn, directory / "pan", f"pan-{suffix}"),
+            }
+        yield scenes
+    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def client(db, pg_cluster) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings())) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def ms(db) -> Ingested:
+    return db["ms"]
+
+
+def tile_url(base: str, preset: str, tile) -> str:
+    return f"{base}/presets/{preset}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+
+
+def test_false_color_red_channel_follows_the_nir_band(client, ms):
+    tile = ms.centre_tile(Z)
+    r = client.get(tile_url(ms.url, "false-color", tile))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    img = decode(r.content)
+    assert img.shape == (4, 256, 256) and img.dtype == np.uint8
+    valid = img[3] > 0
+    assert valid.mean() > 0.9
+    for channel, band in enumerate(("nir", "red", "green")):
+        source = source_pixels(ms.cog, tile, [BAND[band]])[0]
+        expected = to_8_bit(source, *ms.stretch(BAND[band]))
+        got = img[channel].astype("float64")
+        assert correlation(got[valid], expected[valid]) > 0.98, band
+        assert np.median(np.abs(got[valid] - expected[valid])) <= 2, band
+    # The first channel is not the red band rendered the same way (true colour's first channel).
+    red = to_8_bit(source_pixels(ms.cog, tile, [BAND["red"]])[0], *ms.stretch(BAND["red"]))
+    assert np.median(np.abs(img[0][valid] - red[valid])) > 5
+
+
+def test_true_color_renders_red_green_blue_stretched_by_the_stored_statistics(client, ms):
+    tile = ms.centre_tile(Z)
+    img = decode(client.get(tile_url(ms.url, "true-color", tile)).content)
+    valid = img[3] > 0
+    for channel, band in enumerate(("red", "green", "blue")):
+        source = source_pixels(ms.cog, tile, [BAND[band]])[0]
+        expected = to_8_bit(source, *ms.stretch(BAND[band]))
+        assert np.median(np.abs(img[channel][valid] - expected[valid])) <= 2, band
+    # Stretched, not squeezed into the data type's range: the image uses the 8-bit range.
+    assert img[:3][:, valid].std() > 20
+
+
+def test_ndvi_uses_a_colour_map_green_where_vegetation_is(client, ms):
+    tile = ms.centre_tile(Z)
+    r = client.get(tile_url(ms.url, "ndvi", tile))
+    assert r.status_code == 200, r.text
+    img = decode(r.content).astype("float64")
+    nir, red = source_pixels(ms.cog, tile, [BAND["nir"], BAND["red"]])
+    ndvi = (nir - red) / (nir + red)
+    valid = img[3] > 0
+    # rdylgn: red for low NDVI, green for high; green minus red follows NDVI.
+    assert correlation((img[1] - img[0])[valid], ndvi[valid]) > 0.9
+    assert img.shape[0] == 4
+
+
+def test_pan_preset_on_a_panchromatic_item_and_not_on_a_multispectral_one(client, db, ms):
+    pan = db["pan"]
+    tile = pan.centre_tile(Z)
+    r = client.get(tile_url(pan.url, "pan", tile))
+    assert r.status_code == 200, r.text
+    img = decode(r.content)
+    assert img.shape == (2, 256, 256)  # grey + alpha
+    expected = to_8_bit(source_pixels(pan.cog, tile, [1])[0], *pan.stretch(1))
+    assert np.median(np.abs(img[0] - expected)) <= 2
+    missing = client.get(tile_url(ms.url, "pan", ms.centre_tile(Z)))
+    assert missing.status_code == 404
+    assert "available: false-color, ndvi, true-color" in missing.json()["detail"]
+
+
+def test_unknown_preset_is_404_naming_the_presets(client, ms):
+    r = client.get(tile_url(ms.url, "infrared", ms.centre_tile(Z)))
+    assert r.status_code == 404
+    assert "unknown preset 'infrared'" in r.json()["detail"]
+
+
+def test_preset_tilejson_has_bounds_zooms_and_a_template_qgis_keeps(client, ms):
+    r = client.get(f"{ms.url}/presets/true-color/WebMercatorQuad/tilejson.json")
+    assert r.status_code == 200, r.text
+    tilejson = r.json()
+    # The extent of the asset's grid (rio-tiler), which holds the item's valid-pixel footprint.
+    assert tilejson["bounds"] == pytest.approx(ms.item["bbox"], abs=0.01)
+    assert 8 <= tilejson["minzoom"] < tilejson["maxzoom"] <= 14
+    (template,) = tilejson["tiles"]
+    assert "|" not in template and "#" not in template and "%7C" not in template.upper()
+    tile = ms.centre_tile(tilejson["maxzoom"])
+    url = template.format(z=tile.z, x=tile.x, y=tile.y)
+    assert client.get(url).status_code == 200
+
+
+def test_preset_wmts_has_a_layer_per_preset_with_the_item_extent(client, ms):
+    r = client.get(f"{ms.url}/presets/WMTSCapabilities.xml", params={"api_key": "k-123"})
+    assert r.status_code == 200, r.text
+    assert len(r.content) < 20_000  # titiler's lists every tile matrix set: 190-390 KB
+    wmts = WebMapTileService(str(r.url), xml=r.content)
+    assert set(wmts.contents) == {"true-color", "false-color", "ndvi"}
+    assert list(wmts.tilematrixsets) == ["WebMercatorQuad"]
+    layer = wmts.contents["false-color"]
+    assert layer.boundingBoxWGS84 == pytest.approx(tuple(ms.item["bbox"]), abs=1e-9)
+    limits = layer.tilematrixsetlinks["WebMercatorQuad"].tilematrixlimits
+    tilejson = client.get(f"{ms.url}/presets/false-color/WebMercatorQuad/tilejson.json").json()
+    assert sorted(map(int, limits)) == list(range(tilejson["minzoom"], tilejson["maxzoom"] + 1))
+    z = tilejson["maxzoom"]
+    tile = ms.centre_tile(z)
+    assert limits[str(z)].mintilecol <= tile.x <= limits[str(z)].maxtilecol
+    assert limits[str(z)].mintilerow <= tile.y <= limits[str(z)].maxtilerow
+    template = layer.resourceURLs[0]["template"]
+    assert "api_key=k-123" in template  # QGIS sends no header for WMTS tiles
+    url = template.format(TileMatrix=tile.z, TileCol=tile.x, TileRow=tile.y)
+    via_wmts = client.get(url)
+    assert via_wmts.status_code == 200
+    direct = client.get(tile_url(ms.url, "false-color", tile))
+    assert via_wmts.content == direct.content
+
+
+def test_collection_preset_mosaic_and_its_wmts(client, ms):
+    base = f"/collections/{ms.collection}"
+    tile = ms.centre_tile(Z)
+    r = client.get(tile_url(base, "false-color", tile))
+    assert r.status_code == 200, r.text
+    img = decode(r.content)
+    nir = source_pixels(ms.cog, tile, [BAND["nir"]])[0]
+    valid = img[3] > 0
+    assert correlation(img[0][valid], nir[valid]) > 0.98
+    doc = client.get(f"{base}/presets/WMTSCapabilities.xml")
+    wmts = WebMapTileService(str(doc.url), xml=doc.content)
+    assert set(wmts.contents) == {"true-color", "false-color", "ndvi"}
+    template = wmts.contents["ndvi"].resourceURLs[0]["template"]
+    assert urlsplit(template).path.startswith(f"{base}/presets/ndvi/tiles/WebMercatorQuad/")
+
+
+def test_search_preset_mosaic_and_its_wmts(client, ms):
+    search = client.post("/searches/register", json={"collections": [ms.collection]}).json()
+    base = f"/searches/{search['id']}"
+    tile = ms.centre_tile(Z)
+    r = client.get(tile_url(base, "true-color", tile))
+    assert r.status_code == 200, r.text
+    doc = client.get(f"{base}/presets/WMTSCapabilities.xml")
+    assert doc.status_code == 200, doc.text
+    wmts = WebMapTileService(str(doc.url), xml=doc.content)
+    assert set(wmts.contents) == {"true-color", "false-color", "ndvi"}
+
+
+def test_raw_titiler_parameters_still_work_next_to_presets(client, ms):
+    tile = ms.centre_tile(Z)
+    r = client.get(
+        f"{ms.url}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
+        params={"assets": "data|bidx=4", "rescale": "0,5000"},
+    )
+    assert r.status_code == 200, r.text
+    expected = to_8_bit(source_pixels(ms.cog, tile, [4])[0], 0, 5000)
+    assert np.median(np.abs(decode(r.content)[0] - expected)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "says"),
+    [
+        ("presets/nope/tiles/WebMercatorQuad/{z}/{x}/{y}.png", {}, 404, "unknown preset"),
+        ("presets/true-color/tiles/WebMercatorQuad/40/1/1.png", {}, 400, "zoom 40"),
+        ("tiles/WebMercatorQuad/40/1/1.png", {"assets": "data"}, 400, "zoom 40"),
+        ("presets/true-color/tiles/WebMercatorQuad/3/9/9.png", {}, 400, "outside"),
+        ("presets/true-color/tiles/WebMercatorQuad/13/0/0.png", {}, 404, "outside bounds"),
+        (
+            "tiles/WebMercatorQuad/{z}/{x}/{y}.png",
+            {"assets": "data", "expression": "(b4-b3)/(b4+b3"},
+            400,
+            "expression",
+        ),
+        (
+            "tiles/WebMercatorQuad/{z}/{x}/{y}.png",
+            {"assets": "data", "expression": "(b9-b3)/(b9+b3)"},
+            400,
+            "b9",
+        ),
+        ("tiles/WebMercatorQuad/{z}/{x}/{y}.png", {"assets": "nope"}, 404, "nope"),
+    ],
+)
+def test_bad_input_is_a_4xx_that_names_the_problem(client, ms, path, params, status, says):
+    tile = ms.centre_tile(Z)
+    url = f"{ms.url}/" + path.format(z=tile.z, x=tile.x, y=tile.y)
+    r = client.get(url, params=params)
+    assert r.status_code == status, r.text
+    assert says in r.json()["detail"]
