@@ -6,7 +6,9 @@ Run with `uvicorn csdr_catalog.app:create_app --factory`.
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from fastapi.utils import generate_unique_id
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.models.extensions import Extensions
 
@@ -19,6 +21,15 @@ from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def _aggregations_by_get_only(router: APIRouter) -> None:
+    """Serve the list of aggregations by GET only. Upstream registers GET and POST on one route,
+    whose OpenAPI operation id then comes from a set's iteration order: random per process."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path.endswith("/aggregations"):
+            route.methods = {"GET"}
+            route.unique_id = generate_unique_id(route)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api.extensions.append(aggregation)
     aggregation.register(app)
+    _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     errors.install(app)
