@@ -38,6 +38,7 @@ from titiler.pgstac.factory import (
 from titiler.pgstac.reader import PgSTACReader
 
 from csdr_tiler import health, wmts
+from csdr_tiler.caching import ItemCacheMiddleware
 from csdr_tiler.dependencies import (
     ItemParams,
     LatestCollectionParams,
@@ -220,7 +221,13 @@ def add_reference_routes(app: FastAPI) -> None:
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
-    """CORS, Cache-Control on cacheable GETs, and compression of non-image responses."""
+    """Item response cache (innermost, so cached answers get the headers below), CORS,
+    Cache-Control on cacheable GETs, compression of non-image responses, request ids."""
+    app.add_middleware(
+        ItemCacheMiddleware,
+        max_bytes=settings.response_cache_max_bytes,
+        max_entry_bytes=settings.response_cache_max_entry_bytes,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

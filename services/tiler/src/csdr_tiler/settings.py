@@ -38,3 +38,7 @@ class Settings(BaseSettings):
     """Item versions (and their presets) kept in memory per process."""
     collections_cache_ttl_s: float = 60.0
     """How long a collection's presets (bands, stretch of its latest items) are reused."""
+    response_cache_max_bytes: int = 128 * 1024 * 1024
+    """Rendered item responses (tiles, TileJSON, WMTS) kept in memory per process."""
+    response_cache_max_entry_bytes: int = 2 * 1024 * 1024
+    """Larger responses (big previews, crops) are rendered every time."""
