@@ -5,10 +5,16 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from csdr_access import ANONYMOUS, Authenticator, InvalidKey, api_key_from, visible_collections
+from csdr_access import ANONYMOUS, AccessControl, InvalidKey, api_key_from
 from csdr_access.admin import AdminError, add_org, issue_key, revoke_key, set_policy
 from csdr_access.cli import main
-from csdr_access.principals import authenticate
+
+UNCACHED = AccessControl(ttl_s=0)
+
+
+def authenticate(conn, key):
+    return UNCACHED.principal(conn, key)
+
 
 POLICIES = {
     "open": "public",
@@ -65,16 +71,38 @@ def keys(conn):
     return keys
 
 
+EXPECTED = {
+    "anonymous": {"open", "no-policy"},
+    "partner A": {"open", "no-policy", "members", "thai-only"},
+    "partner B": {"open", "no-policy", "members"},
+    "admin": {"open", "no-policy", "members", "thai-only", "inhouse"},
+}
+
+
 def test_visibility_matrix(conn, keys):
-    expected = {
-        "anonymous": {"open", "no-policy"},
-        "partner A": {"open", "no-policy", "members", "thai-only"},
-        "partner B": {"open", "no-policy", "members"},
-        "admin": {"open", "no-policy", "members", "thai-only", "inhouse"},
-    }
-    for who, visible in expected.items():
+    for who, visible in EXPECTED.items():
         principal = ANONYMOUS if who == "anonymous" else authenticate(conn, keys[who])
-        assert visible_collections(conn, principal) == visible, who
+        assert UNCACHED.visible(conn, principal) == visible, who
+
+
+def test_asyncpg_path_applies_the_same_rule(conn, keys, pg_env):
+    import asyncio
+
+    import asyncpg
+
+    async def check():
+        aconn = await asyncpg.connect()
+        try:
+            for who, visible in EXPECTED.items():
+                key = None if who == "anonymous" else keys[who]
+                principal = await UNCACHED.principal_async(aconn, key)
+                assert await UNCACHED.visible_async(aconn, principal) == visible, who
+            with pytest.raises(InvalidKey, match="revoked"):
+                await UNCACHED.principal_async(aconn, keys["revoked"])
+        finally:
+            await aconn.close()
+
+    asyncio.run(check())
 
 
 def test_bad_revoked_expired_keys_are_refused_with_the_reason(conn, keys):
@@ -89,13 +117,14 @@ def test_bad_revoked_expired_keys_are_refused_with_the_reason(conn, keys):
 
 
 def test_revocation_takes_effect_within_the_cache_time(conn, keys):
-    auth = Authenticator(ttl_s=0.5)
+    access = AccessControl(ttl_s=0.5)
     key = keys["partner B"]
-    assert auth(conn, key).org == "KenSpace"
+    assert access.principal(conn, key).org == "KenSpace"
     revoke_key(conn, key.split("_")[1], "test")
+    assert access.principal(conn, key).org == "KenSpace"  # cached for at most ttl_s
     time.sleep(0.6)
     with pytest.raises(InvalidKey, match="revoked"):
-        auth(conn, key)
+        access.principal(conn, key)
 
 
 def test_keys_are_stored_as_digests_and_never_audited(conn, keys):

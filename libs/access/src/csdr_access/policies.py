@@ -2,10 +2,6 @@
 
 from enum import StrEnum
 
-import psycopg
-
-from csdr_access.principals import Principal
-
 
 class Policy(StrEnum):
     """Who may see a collection (a collection with no policy is public)."""
@@ -16,27 +12,14 @@ class Policy(StrEnum):
     PRIVATE = "private"  # node administrators only
 
 
-# Administrators see every collection; everyone else what the policies grant them.
+# The rule. $1: administrator, $2: any valid key, $3: the key's organisation.
 VISIBLE_SQL = """
 SELECT c.id FROM pgstac.collections c
 LEFT JOIN csdr.collection_policies p ON p.collection = c.id
-WHERE %(admin)s
+WHERE $1::boolean
    OR p.policy IS NULL OR p.policy = 'public'
-   OR (p.policy = 'registered' AND %(authenticated)s)
+   OR (p.policy = 'registered' AND $2::boolean)
    OR (p.policy = 'partners' AND EXISTS (
         SELECT 1 FROM csdr.collection_partners cp
-        WHERE cp.collection = c.id AND cp.org_id = %(org_id)s))
+        WHERE cp.collection = c.id AND cp.org_id = $3::bigint))
 """
-
-
-def visible_collections(conn: psycopg.Connection, principal: Principal) -> frozenset[str]:
-    """The ids of the collections `principal` may see: the rule every read path applies."""
-    rows = conn.execute(
-        VISIBLE_SQL,
-        {
-            "admin": principal.is_admin,
-            "authenticated": principal.authenticated,
-            "org_id": principal.org_id,
-        },
-    ).fetchall()
-    return frozenset(r[0] for r in rows)

@@ -1,0 +1,107 @@
+"""The access checks every service makes, over psycopg (tiler, ingest) or asyncpg (catalog, push),
+with the same SQL and a short cache: a revoked key or a changed policy takes effect within
+`ttl_s` seconds everywhere."""
+
+import threading
+import time
+from collections.abc import Hashable
+from typing import Any
+
+import psycopg
+
+from csdr_access.keys import digest, prefix_of
+from csdr_access.policies import VISIBLE_SQL
+from csdr_access.principals import (
+    ANONYMOUS,
+    KEY_SQL,
+    TOUCH_SQL,
+    InvalidKey,
+    Principal,
+    principal_from,
+)
+
+
+def _visible_args(p: Principal) -> tuple[bool, bool, int | None]:
+    return (p.is_admin, p.authenticated, p.org_id)
+
+
+class AccessControl:
+    """Authenticate keys and list visible collections, cached for `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float = 2.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._cache: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, key: Hashable) -> Any:
+        with self._lock:
+            hit = self._cache.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _put(self, key: Hashable, value: Any) -> Any:
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self.ttl_s, value)
+        return value
+
+    @staticmethod
+    def _raise_or_return(result: Principal | InvalidKey) -> Principal:
+        if isinstance(result, InvalidKey):
+            raise result
+        return result
+
+    def principal(self, conn: psycopg.Connection, key: str | None) -> Principal:
+        """The caller for `key` (anonymous when None); raises InvalidKey."""
+        if key is None:
+            return ANONYMOUS
+        cached = self._get(("key", digest(key)))
+        if cached is None:
+            row = None
+            if prefix := prefix_of(key):
+                with psycopg.RawCursor(conn) as cur:
+                    row = cur.execute(KEY_SQL, (prefix,)).fetchone()
+            try:
+                cached = principal_from(key, row)
+                with psycopg.RawCursor(conn) as cur:
+                    cur.execute(TOUCH_SQL, (prefix,))
+            except InvalidKey as exc:
+                cached = exc
+            self._put(("key", digest(key)), cached)
+        return self._raise_or_return(cached)
+
+    async def principal_async(self, conn: Any, key: str | None) -> Principal:
+        """principal() over an asyncpg connection."""
+        if key is None:
+            return ANONYMOUS
+        cached = self._get(("key", digest(key)))
+        if cached is None:
+            prefix = prefix_of(key)
+            row = await conn.fetchrow(KEY_SQL, prefix) if prefix else None
+            try:
+                cached = principal_from(key, row)
+                await conn.execute(TOUCH_SQL, prefix)
+            except InvalidKey as exc:
+                cached = exc
+            self._put(("key", digest(key)), cached)
+        return self._raise_or_return(cached)
+
+    def visible(self, conn: psycopg.Connection, principal: Principal) -> frozenset[str]:
+        """The collections `principal` may see."""
+        args = _visible_args(principal)
+        cached = self._get(("visible", args))
+        if cached is None:
+            with psycopg.RawCursor(conn) as cur:
+                rows = cur.execute(VISIBLE_SQL, args).fetchall()
+            cached = self._put(("visible", args), frozenset(r[0] for r in rows))
+        return cached
+
+    async def visible_async(self, conn: Any, principal: Principal) -> frozenset[str]:
+        """visible() over an asyncpg connection."""
+        args = _visible_args(principal)
+        cached = self._get(("visible", args))
+        if cached is None:
+            rows = await conn.fetch(VISIBLE_SQL, *args)
+            cached = self._put(("visible", args), frozenset(r[0] for r in rows))
+        return cached
