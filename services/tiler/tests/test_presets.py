@@ -238,3 +238,88 @@ def test_bad_input_is_a_4xx_that_names_the_problem(client, ms, path, params, sta
     r = client.get(url, params=params)
     assert r.status_code == status, r.text
     assert says in r.json()["detail"]
+
+
+def area_around(ms: Ingested, half_deg: float = 0.01) -> dict:
+    """A GeoJSON square feature at the footprint's centre, wholly inside the scene."""
+    west, south, east, north = ms.item["bbox"]
+    lon, lat = (west + east) / 2, (south + north) / 2
+    ring = [
+        [lon - half_deg, lat - half_deg],
+        [lon + half_deg, lat - half_deg],
+        [lon + half_deg, lat + half_deg],
+        [lon - half_deg, lat + half_deg],
+        [lon - half_deg, lat - half_deg],
+    ]
+    return {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+
+
+def source_ndvi_in(ms: Ingested, feature: dict) -> np.ndarray:
+    """NDVI of the COG's pixels inside the feature, read by rasterio directly."""
+    import rasterio
+    from rasterio.features import geometry_mask
+    from rasterio.warp import transform_geom
+    from rasterio.windows import from_bounds as window_from_bounds
+    from shapely.geometry import shape
+
+    with rasterio.open(ms.cog) as src:
+        geom = transform_geom("EPSG:4326", src.crs, feature["geometry"])
+        window = (
+            window_from_bounds(*shape(geom).bounds, src.transform).round_offsets().round_lengths()
+        )
+        nir, red = src.read([BAND["nir"], BAND["red"]], window=window).astype("float64")
+        inside = ~geometry_mask([geom], nir.shape, src.window_transform(window))
+    return ((nir - red) / (nir + red))[inside & (nir > 0)]
+
+
+def test_ndvi_statistics_over_a_geojson_area_for_the_item_and_the_mosaic(client, ms):
+    feature = area_around(ms)
+    expected = source_ndvi_in(ms, feature)
+    for base in (ms.url, f"/collections/{ms.collection}"):
+        r = client.post(f"{base}/presets/ndvi/statistics", json=feature, params={"max_size": 2048})
+        assert r.status_code == 200, (base, r.text)
+        (stats,) = r.json()["properties"]["statistics"].values()
+        assert stats["mean"] == pytest.approx(expected.mean(), abs=0.02), base
+        assert stats["min"] >= -1 and stats["max"] <= 1
+        counts, edges = stats["histogram"]
+        assert sum(counts) > 0.8 * expected.size and len(edges) == len(counts) + 1
+    # The raw titiler expression gives the same NDVI.
+    raw = client.post(
+        f"{ms.url}/statistics",
+        json=feature,
+        params={"assets": "data", "expression": "(b4-b3)/(b4+b3)", "max_size": 2048},
+    )
+    (raw_stats,) = raw.json()["properties"]["statistics"].values()
+    assert raw_stats["mean"] == pytest.approx(expected.mean(), abs=0.02)
+
+
+def test_point_preview_and_cropped_geotiff(client, ms):
+    import rasterio
+    from rasterio.io import MemoryFile
+
+    west, south, east, north = ms.item["bbox"]
+    lon, lat = (west + east) / 2, (south + north) / 2
+    point = client.get(f"{ms.url}/presets/false-color/point/{lon},{lat}")
+    assert point.status_code == 200, point.text
+    with rasterio.open(ms.cog) as src:
+        (x,), (y,) = rasterio.warp.transform("EPSG:4326", src.crs, [lon], [lat])
+        row, col = src.index(x, y)
+        expected = src.read([4, 3, 2], window=((row, row + 1), (col, col + 1)))
+    # The point answers the preset's bands (NIR, red, green) as stored, before any stretch.
+    assert point.json()["values"] == [float(v) for v in expected.ravel()]
+
+    preview = client.get(f"{ms.url}/presets/true-color/preview.png", params={"max_size": 256})
+    assert preview.status_code == 200 and decode(preview.content).shape[0] == 4
+
+    bbox = f"{lon - 0.02},{lat - 0.02},{lon + 0.02},{lat + 0.02}"
+    crop = client.get(f"{ms.url}/bbox/{bbox}.tif", params={"assets": "data|bidx=4"})
+    assert crop.status_code == 200, crop.text
+    with MemoryFile(crop.content) as mem, mem.open() as tif:
+        assert tif.crs.to_epsg() == 4326
+        assert tif.bounds.left == pytest.approx(lon - 0.02, abs=1e-6)
+        band = tif.read(1)
+        assert band.dtype == np.uint16 and band.max() > 0
