@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from conftest import TEMPLATE_DB, free_port
+from csdr_access.admin import add_org, issue_key
 from csdr_ingest.synthetic import DEMO_SCENES, Scene, write_scene
 from infra.local.pgcluster import Cluster
 from services.push.tests.conftest import SECRET, stac_item
@@ -52,6 +53,7 @@ class PushNode:
     env: dict[str, str]
     base: Path
     push_port: int
+    writer_key: str = ""
     push_proc: subprocess.Popen[bytes] | None = None
 
     def start_push(self) -> None:
@@ -109,7 +111,15 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
         ingest = stack.enter_context(service("csdr_ingest.app:create_app", free_port(), env, base))
         env["CSDR_PUSH_CATALOG_URL"] = catalog
-        n = PushNode(catalog, ingest, f"http://127.0.0.1:{push_port}", env, base, push_port)
+        n = PushNode(
+            catalog,
+            ingest,
+            f"http://127.0.0.1:{push_port}",
+            env,
+            base,
+            push_port,
+            writer_key=ingest_key(pg_cluster.conninfo(name)),
+        )
         n.start_push()
         try:
             yield n
@@ -156,16 +166,33 @@ def ingest(node: PushNode, scene: Scene, collection: str) -> None:
     assert job["status"] == "succeeded", job
 
 
+def ingest_key(conninfo: str) -> str:
+    """A key with the ingest scope: the transactions API accepts writes only with one."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        add_org(conn, "Test writer", "CN", "main", "test")
+        return issue_key(conn, "Test writer", ["ingest"], "test")[0]
+
+
 def post_item(node: PushNode, collection: str, item_id: str, **props: Any) -> None:
     item = {**stac_item(item_id, **props), "collection": collection}
-    r = httpx.post(f"{node.catalog}/collections/{collection}/items", json=item, timeout=30)
+    r = httpx.post(
+        f"{node.catalog}/collections/{collection}/items",
+        json=item,
+        timeout=30,
+        headers={"X-API-Key": node.writer_key},
+    )
     assert r.status_code in (200, 201), r.text
 
 
 def ensure_collection(node: PushNode, collection: str) -> None:
     from services.push.tests.conftest import COLLECTION
 
-    r = httpx.post(f"{node.catalog}/collections", json={**COLLECTION, "id": collection}, timeout=30)
+    r = httpx.post(
+        f"{node.catalog}/collections",
+        json={**COLLECTION, "id": collection},
+        timeout=30,
+        headers={"X-API-Key": node.writer_key},
+    )
     assert r.status_code in (200, 201), r.text
 
 

@@ -1,3 +1,4 @@
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -32,7 +33,12 @@ def test_transactions_are_off_by_default(client):
 
 
 def test_transactions_on_when_enabled(pg_env):
-    with TestClient(create_app(Settings(transactions=True))) as c:
+    from csdr_access.admin import add_org, issue_key
+
+    with psycopg.connect(autocommit=True) as conn:
+        add_org(conn, "Writers", "CN", "main", "test")
+        key = issue_key(conn, "Writers", ["ingest"], "test")[0]
+    with TestClient(create_app(Settings(transactions=True)), headers={"X-API-Key": key}) as c:
         collection = {
             "type": "Collection",
             "id": "t1",

@@ -87,20 +87,25 @@ class AccessControl:
             self._put(("key", digest(key)), cached)
         return self._raise_or_return(cached)
 
-    def visible(self, conn: psycopg.Connection, principal: Principal) -> frozenset[str]:
-        """The collections `principal` may see."""
+    def visible(
+        self, conn: psycopg.Connection, principal: Principal, fresh: bool = False
+    ) -> frozenset[str]:
+        """The collections `principal` may see (`fresh`: bypass the cache, e.g. for a
+        collection created a moment ago)."""
         args = _visible_args(principal)
-        cached = self._get(("visible", args))
+        cached = None if fresh else self._get(("visible", args))
         if cached is None:
             with psycopg.RawCursor(conn) as cur:
                 rows = cur.execute(VISIBLE_SQL, args).fetchall()
             cached = self._put(("visible", args), frozenset(r[0] for r in rows))
         return cached
 
-    async def visible_async(self, conn: Any, principal: Principal) -> frozenset[str]:
-        """visible() over an asyncpg connection."""
+    async def visible_async(
+        self, conn: Any, principal: Principal, fresh: bool = False
+    ) -> frozenset[str]:
+        """visible() over an asyncpg connection or pool."""
         args = _visible_args(principal)
-        cached = self._get(("visible", args))
+        cached = None if fresh else self._get(("visible", args))
         if cached is None:
             rows = await conn.fetch(VISIBLE_SQL, *args)
             cached = self._put(("visible", args), frozenset(r[0] for r in rows))

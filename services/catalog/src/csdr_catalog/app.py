@@ -11,8 +11,11 @@ from fastapi.routing import APIRoute
 from fastapi.utils import generate_unique_id
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.models.extensions import Extensions
+from starlette.middleware import Middleware
 
+from csdr_access import AccessControl
 from csdr_catalog import errors, health
+from csdr_catalog.access import AccessMiddleware
 from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
 from csdr_catalog.http_cache import DocumentCacheMiddleware
@@ -62,6 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
+    # Innermost, so CORS and compression also apply to its 401/403/404 answers.
+    app.user_middleware.append(
+        Middleware(
+            AccessMiddleware,
+            access=AccessControl(ttl_s=settings.access_ttl_s),
+            writes=settings.transactions,
+        )
+    )
     errors.install(app)
     app.include_router(health.router)
     return app

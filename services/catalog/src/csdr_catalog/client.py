@@ -7,7 +7,9 @@ for what this node does on every search before and after pgSTAC answers:
 - `numberMatched` when asked (`counts.py`);
 - Fields extension responses served as `application/geo+json` (upstream returns a bare
   `JSONResponse` for them, media type `application/json`);
-- the landing page links every collection as a `child`, so a harvester can walk the catalog.
+- the landing page links every collection as a `child`, so a harvester can walk the catalog;
+- searches, aggregations, the collections list and the landing page cover only the collections
+  the caller may see (`access.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from stac_fastapi.types.stac import ItemCollection, LandingPage
 from stac_pydantic.shared import MimeTypes
 
 from csdr_catalog import filters
+from csdr_catalog.access import restrict, visible_of
 from csdr_catalog.counts import number_matched
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import check_bbox_order
@@ -70,6 +73,7 @@ class CatalogClient(CoreCrudClient):
                 "SELECT id, content->>'title' AS title FROM pgstac.collections"
                 " WHERE coalesce(content->>'type', 'Collection') = 'Collection' ORDER BY id"
             )
+        visible = visible_of(request)
         landing["links"].extend(
             {
                 "rel": "child",
@@ -78,8 +82,15 @@ class CatalogClient(CoreCrudClient):
                 "href": f"{base_url}collections/{row['id']}",
             }
             for row in rows
+            if visible is None or row["id"] in visible
         )
         return landing
+
+    async def all_collections(self, request: Request, **kwargs: Any) -> Any:
+        """GET /collections, limited to the collections the caller may see."""
+        return await super().all_collections(
+            request, visible_ids=restrict(None, visible_of(request)), **kwargs
+        )
 
     def _clean_search_args(
         self,
@@ -87,9 +98,11 @@ class CatalogClient(CoreCrudClient):
         filter_query: str | None = None,
         filter_lang: str | None = None,
         count: bool | None = None,
+        visible_ids: list[str] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Upstream's cleaning, with the CQL2 text parsed through our cache."""
+        """Upstream's cleaning, with the CQL2 text parsed through our cache (and, for the
+        collections list, pgSTAC's `ids` limited to the visible collections)."""
         if filter_query is not None:
             if filter_lang in (None, "cql2-text"):
                 base_args["filter"] = filters.parse_cql2_text(filter_query)
@@ -101,12 +114,16 @@ class CatalogClient(CoreCrudClient):
             base_args["filter_lang"] = "cql2-json"
         if count is not None:
             base_args["count"] = count
-        return super()._clean_search_args(base_args=base_args, **kwargs)
+        clean = super()._clean_search_args(base_args=base_args, **kwargs)
+        if visible_ids is not None:  # set after cleaning, which would drop an empty list
+            clean["ids"] = visible_ids
+        return clean
 
     async def prepare_search(self, search_request: PgstacSearch, request: Request) -> bool:
         """Check and normalise a search in place (see the module docstring); True when the
         client asked for numberMatched. Aggregations use it too, so both read a search alike."""
         search_request.conf = None  # pgSTAC settings are the operator's, never the client's
+        search_request.collections = restrict(search_request.collections, visible_of(request))
         check_bbox_order(search_request.bbox)
         query = getattr(search_request, "query", None)
         expr = getattr(search_request, "filter_expr", None)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     """How long pgSTAC may reuse a search's count."""
     cache_max_age_s: int = 60
     """Cache-Control max-age of collection and item documents (they also carry an ETag)."""
+    access_ttl_s: float = 2.0
+    """How long a key check or a visibility list is reused: revocations apply within this time."""
     queryables_ttl_s: float = 30.0
     """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
 

@@ -1,0 +1,178 @@
+"""Who sees what through the STAC API: every principal against every policy on every read path."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
+
+from conftest import TEMPLATE_DB
+from csdr_access.admin import add_org, issue_key, revoke_key, set_policy
+from csdr_catalog.app import create_app
+from csdr_catalog.settings import Settings
+
+POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
+SEES = {  # principal -> collections it may see
+    "anonymous": {"open"},
+    "registered": {"open", "members"},
+    "partner A": {"open", "members", "thai"},
+    "partner B": {"open", "members"},
+    "admin": {"open", "members", "thai", "inhouse"},
+}
+
+
+def collection(cid: str) -> dict:
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": cid,
+        "description": f"{cid} scenes",
+        "license": "other",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[100, 10, 101, 11]]},
+            "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
+        },
+    }
+
+
+def item(cid: str) -> dict:
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": f"{cid}-scene",
+        "collection": cid,
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[100, 10], [101, 10], [101, 11], [100, 11], [100, 10]]],
+        },
+        "bbox": [100, 10, 101, 11],
+        "links": [],
+        "assets": {},
+        "properties": {"datetime": "2024-03-01T03:00:00Z", "platform": "gf-1"},
+    }
+
+
+@pytest.fixture(scope="module")
+def setup(pg_cluster) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    name = f"acc_{uuid.uuid4().hex[:10]}"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    env = pg_cluster.env(name)
+    with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
+        for cid in POLICIES:
+            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection(cid)),))
+            conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(item(cid)),))
+        for org, country, kind in [
+            ("GISTDA", "TH", "partner"),
+            ("KenSpace", "KE", "partner"),
+            ("CRESDA", "CN", "main"),
+            ("UNOOSA", "AT", "agency"),
+        ]:
+            add_org(conn, org, country, kind, "test")
+        for cid, policy in POLICIES.items():
+            set_policy(conn, cid, policy, ["GISTDA"] if policy == "partners" else [], "test")
+        keys = {
+            "registered": issue_key(conn, "UNOOSA", ["read"], "test")[0],
+            "partner A": issue_key(conn, "GISTDA", ["read"], "test")[0],
+            "partner B": issue_key(conn, "KenSpace", ["read"], "test")[0],
+            "admin": issue_key(conn, "CRESDA", ["admin"], "test")[0],
+            "ingest": issue_key(conn, "CRESDA", ["read", "ingest"], "test")[0],
+        }
+        revoked, prefix = issue_key(conn, "GISTDA", ["read"], "test")
+        revoke_key(conn, prefix, "test")
+        expired, prefix = issue_key(conn, "GISTDA", ["read"], "test", date.today() + timedelta(1))
+        conn.execute(
+            "UPDATE csdr.api_keys SET expires_at = now() - interval '1 hour' WHERE prefix = %s",
+            (prefix,),
+        )
+        keys |= {"revoked": revoked, "expired": expired}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        app = create_app(Settings(transactions=True, access_ttl_s=0))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client, keys
+    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def as_(keys: dict[str, str], who: str) -> dict[str, str]:
+    return {} if who == "anonymous" else {"Authorization": f"Bearer {keys[who]}"}
+
+
+@pytest.mark.parametrize("who", list(SEES))
+def test_every_read_path_shows_exactly_what_the_policy_allows(setup, who):
+    client, keys = setup
+    headers = as_(keys, who)
+    sees = SEES[who]
+    hidden = set(POLICIES) - sees
+
+    def get(path, **params):
+        r = client.get(path, headers=headers, params=params)
+        for cid in hidden - {path.split("/")[2] if path.count("/") > 1 else ""}:
+            assert cid not in r.text, (path, cid)  # never named in an answer about other things
+        return r
+
+    landing = get("/").json()
+    assert {
+        link["href"].rsplit("/", 1)[1] for link in landing["links"] if link["rel"] == "child"
+    } == sees
+    assert {c["id"] for c in get("/collections").json()["collections"]} == sees
+    for cid in POLICIES:
+        expected = 200 if cid in sees else 404
+        assert get(f"/collections/{cid}").status_code == expected
+        assert get(f"/collections/{cid}/items").status_code == expected
+        assert get(f"/collections/{cid}/items/{cid}-scene").status_code == expected
+        assert get(f"/collections/{cid}/queryables").status_code == expected
+    found = {f["collection"] for f in get("/search", limit=100).json()["features"]}
+    assert found == sees
+    asked = client.post("/search", headers=headers, json={"collections": list(POLICIES)})
+    assert {f["collection"] for f in asked.json()["features"]} == sees
+    counts = get("/aggregate", aggregations="collection_frequency").json()
+    buckets = {b["key"] for a in counts["aggregations"] for b in a.get("buckets", [])}
+    assert buckets == sees
+
+
+@pytest.mark.parametrize("how", ["bearer", "header", "query"])
+def test_keys_are_accepted_in_three_places(setup, how):
+    client, keys = setup
+    key = keys["partner A"]
+    kwargs = {
+        "bearer": {"headers": {"Authorization": f"Bearer {key}"}},
+        "header": {"headers": {"X-API-Key": key}},
+        "query": {"params": {"api_key": key}},
+    }[how]
+    assert client.get("/collections/thai", **kwargs).status_code == 200
+
+
+@pytest.mark.parametrize("who", ["revoked", "expired"])
+def test_bad_keys_answer_401_with_the_reason(setup, who):
+    client, keys = setup
+    r = client.get("/collections", headers=as_(keys, who))
+    assert r.status_code == 401
+    assert r.json()["code"] == "Unauthorized" and who in r.json()["description"]
+    r = client.get("/search", params={"api_key": "csdr_deadbeef_" + "x" * 43})
+    assert r.status_code == 401 and "not valid" in r.json()["description"]
+
+
+def test_writes_need_the_ingest_scope(setup):
+    client, keys = setup
+    body = collection("new-one")
+    assert client.post("/collections", json=body).status_code == 401
+    assert client.post("/collections", json=body, headers=as_(keys, "partner A")).status_code == 403
+    assert client.post("/collections", json=body, headers=as_(keys, "ingest")).status_code in (
+        200,
+        201,
+    )
+
+
+def test_authenticated_answers_are_not_cached_publicly(setup):
+    client, keys = setup
+    r = client.get("/collections/open", headers=as_(keys, "partner A"))
+    assert "private" in r.headers["cache-control"]
+    assert "Authorization" in r.headers["vary"]
