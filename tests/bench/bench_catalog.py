@@ -1,0 +1,351 @@
+"""Item search at a million scenes: our catalog (`csdr_catalog`) against stock stac-fastapi-pgstac,
+both as real one-worker uvicorn processes, and against the raw `pgstac.search()` SQL call.
+
+Two databases hold the same items (CSDR_BENCH_ITEMS, default 1,000,000, over four collections and
+five years), both loaded with pypgstac's Loader in its plain insert mode from the same dehydrated
+rows (`catalog_rows.py`):
+- ours: every migration of the node (pgSTAC, the indexed queryables of 0003, the tuning of 0008),
+  so collections are partitioned as the node partitions them;
+- stock: `pypgstac migrate` only, pgSTAC's default settings, one partition per collection.
+Each server is warmed up, then each of seven queries is sent in a bounded sequential loop over one
+keep-alive connection. Prints per query our p50/p95, stock p50, the speed-up and our API time over
+the SQL time; asserts only that ours, stock and SQL return the same ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import psycopg
+import pytest
+from pypgstac.db import PgstacDB
+from pypgstac.load import Loader, Methods
+
+from conftest import TEMPLATE_DB, free_port
+from infra.db.migrate import migrate_pgstac
+from infra.local.pgcluster import Cluster
+from tests.bench import catalog_rows
+from tests.e2e import catalog_scenes
+from tests.e2e.processes import service
+
+ITEMS = int(os.environ.get("CSDR_BENCH_ITEMS", "1000000"))
+WARMUP = 3
+ROUNDS = 60  # requests per query against ours and SQL
+STOCK_ROUNDS = 30  # stock is slower: fewer rounds, and the time budget below
+BUDGET_S = 20.0  # a loop stops early once it has spent this long (after at least 5 requests)
+LIMIT = 10
+GOALS = {"p50_ms": 15.0, "p95_ms": 40.0, "speedup": 2.0, "api_over_sql": 1.3}
+
+
+@dataclass
+class Query:
+    """One question asked three ways: through an API by HTTP, and to pgSTAC in SQL."""
+
+    name: str
+    method: str
+    path: str
+    search: dict[str, Any]
+    """The pgSTAC search the API call amounts to (what SQL is timed with)."""
+    params: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+
+    def send(self, client: httpx.Client) -> httpx.Response:
+        """Send the HTTP request."""
+        if self.method == "GET":
+            return client.get(self.path, params=self.params)
+        return client.post(self.path, json=self.body)
+
+
+CLOUD_LT_20 = {"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]}
+POINT = {"type": "Point", "coordinates": [116.39, 39.91]}  # Beijing
+QUERIES = [
+    Query(
+        "bbox+date+cloud GET cql2-text",
+        "GET",
+        "/search",
+        {
+            "bbox": [110.0, 30.0, 115.0, 35.0],
+            "datetime": "2023-03-01T00:00:00Z/2023-08-31T23:59:59Z",
+            "filter": CLOUD_LT_20,
+            "filter-lang": "cql2-json",
+            "limit": LIMIT,
+        },
+        params={
+            "bbox": "110,30,115,35",
+            "datetime": "2023-03-01T00:00:00Z/2023-08-31T23:59:59Z",
+            "filter": "eo:cloud_cover < 20",
+            "filter-lang": "cql2-text",
+            "limit": str(LIMIT),
+        },
+    ),
+    Query(
+        "bbox+date+cloud POST cql2-json",
+        "POST",
+        "/search",
+        {
+            "bbox": [100.0, 25.0, 106.0, 31.0],
+            "datetime": "2022-01-01T00:00:00Z/2022-12-31T23:59:59Z",
+            "filter": CLOUD_LT_20,
+            "filter-lang": "cql2-json",
+            "limit": LIMIT,
+        },
+        body={
+            "bbox": [100.0, 25.0, 106.0, 31.0],
+            "datetime": "2022-01-01T00:00:00Z/2022-12-31T23:59:59Z",
+            "filter": CLOUD_LT_20,
+            "filter-lang": "cql2-json",
+            "limit": LIMIT,
+        },
+    ),
+    Query(
+        "collection sorted by date",
+        "POST",
+        "/search",
+        {
+            "collections": ["gf2-pms-l1a"],
+            "sortby": [{"field": "datetime", "direction": "desc"}],
+            "limit": LIMIT,
+        },
+        body={
+            "collections": ["gf2-pms-l1a"],
+            "sortby": [{"field": "datetime", "direction": "desc"}],
+            "limit": LIMIT,
+        },
+    ),
+    Query(
+        "collection items page",
+        "GET",
+        "/collections/gf1-wfv-l1a/items",
+        {"collections": ["gf1-wfv-l1a"], "limit": LIMIT},
+        params={"limit": str(LIMIT)},
+    ),
+    Query(
+        "small bbox",
+        "GET",
+        "/search",
+        {"bbox": [121.4, 31.1, 121.6, 31.3], "limit": LIMIT},
+        params={"bbox": "121.4,31.1,121.6,31.3", "limit": str(LIMIT)},
+    ),
+    Query(
+        "sort by cloud cover",
+        "POST",
+        "/search",
+        {"sortby": [{"field": "properties.eo:cloud_cover", "direction": "asc"}], "limit": LIMIT},
+        body={
+            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "asc"}],
+            "limit": LIMIT,
+        },
+    ),
+    Query(
+        "point+date+sort",
+        "POST",
+        "/search",
+        {
+            "intersects": POINT,
+            "datetime": "2021-01-01T00:00:00Z/2022-12-31T23:59:59Z",
+            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "asc"}],
+            "limit": LIMIT,
+        },
+        body={
+            "intersects": POINT,
+            "datetime": "2021-01-01T00:00:00Z/2022-12-31T23:59:59Z",
+            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "asc"}],
+            "limit": LIMIT,
+        },
+    ),
+]
+
+
+@dataclass
+class Timings:
+    """One query's latencies against one target, and the ids of its answer."""
+
+    seconds: list[float]
+    ids: list[str]
+
+    def ms(self, q: float) -> float:
+        return float(np.percentile(self.seconds, q)) * 1000
+
+
+def bounded_loop(call: Callable[[], list[str]], rounds: int) -> Timings:
+    """Warm up, then call up to `rounds` times or until BUDGET_S is spent (at least 5 calls)."""
+    for _ in range(WARMUP):
+        ids = call()
+    seconds: list[float] = []
+    spent = 0.0
+    while len(seconds) < rounds and (len(seconds) < 5 or spent < BUDGET_S):
+        start = time.perf_counter()
+        got = call()
+        seconds.append(time.perf_counter() - start)
+        spent += seconds[-1]
+        assert got == ids, "the same request answered different ids"
+    return Timings(seconds, ids)
+
+
+def http_loop(base: str, query: Query, rounds: int) -> Timings:
+    """Time `query` against an API over one keep-alive connection."""
+    with httpx.Client(base_url=base, timeout=120) as client:
+
+        def call() -> list[str]:
+            resp = query.send(client)
+            assert resp.status_code == 200, f"{base}{query.path}: {resp.status_code} {resp.text}"
+            return [f["id"] for f in orjson.loads(resp.content)["features"]]
+
+        return bounded_loop(call, rounds)
+
+
+def sql_loop(env: dict[str, str], query: Query, rounds: int) -> Timings:
+    """Time `pgstac.search()` for the query's search, fetched as text, on one connection."""
+    options = "options='-c search_path=pgstac,public'"
+    body = orjson.dumps(query.search).decode()
+    with psycopg.connect(f"{catalog_scenes.conninfo(env)} {options}", autocommit=True) as conn:
+
+        def call() -> list[str]:
+            row = conn.execute("SELECT search(%s::text::jsonb)::text", (body,)).fetchone()
+            assert row is not None
+            return [f["id"] for f in orjson.loads(row[0])["features"]]
+
+        return bounded_loop(call, rounds)
+
+
+def check_rows(env: dict[str, str], rows: list[tuple[str, ...]]) -> None:
+    """The fast rows equal what pypgstac's Loader makes of the same items, hydrated."""
+    options = "options='-c search_path=pgstac,public'"
+    with psycopg.connect(f"{catalog_scenes.conninfo(env)} {options}", autocommit=True) as conn:
+        loader = Loader(PgstacDB(connection=conn))
+        for row in rows:
+            want = loader.format_item(catalog_rows.hydrated(row))
+            assert (want["id"], want["geometry"], want["collection"]) == row[:3]
+            assert (want["datetime"], want["end_datetime"]) == row[3:5]
+            assert orjson.loads(want["content"]) == orjson.loads(row[5])
+
+
+def load_collections(env: dict[str, str]) -> None:
+    """Load the sensors' collections with pypgstac's Loader."""
+    options = "options='-c search_path=pgstac,public'"
+    with psycopg.connect(f"{catalog_scenes.conninfo(env)} {options}", autocommit=True) as conn:
+        cols = [catalog_scenes.collection(s) for s in catalog_scenes.SENSORS]
+        Loader(PgstacDB(connection=conn)).load_collections(iter(cols), insert_mode=Methods.insert)
+
+
+def load_items(env: dict[str, str], rows_file: Path, timings: dict[str, float], name: str) -> None:
+    """Load the rows file with pypgstac's Loader, then VACUUM ANALYZE."""
+    options = "options='-c search_path=pgstac,public'"
+    with psycopg.connect(f"{catalog_scenes.conninfo(env)} {options}", autocommit=True) as conn:
+        loader = Loader(PgstacDB(connection=conn))
+        start = time.perf_counter()
+        loader.load_items(
+            str(rows_file), insert_mode=Methods.insert, dehydrated=True, chunksize=50_000
+        )
+        timings[f"{name} load"] = time.perf_counter() - start
+        start = time.perf_counter()
+        conn.execute("VACUUM ANALYZE pgstac.items")
+        timings[f"{name} vacuum analyze"] = time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def databases(
+    pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, dict[str, str]]]:
+    """`ours` and `stock`, each holding the same ITEMS items."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"ours": f"bench_cat_ours_{tag}", "stock": f"bench_cat_stock_{tag}"}
+    pg_cluster.create_database(names["ours"], template=TEMPLATE_DB)
+    pg_cluster.create_database(names["stock"])
+    envs = {k: pg_cluster.env(v) for k, v in names.items()}
+    timings: dict[str, float] = {}
+    try:
+        migrate_pgstac(pg_cluster.conninfo(names["stock"]))
+        for env in envs.values():
+            load_collections(env)
+        start = time.perf_counter()
+        rows_file = catalog_rows.write_rows(tmp_path_factory.mktemp("rows") / "items.tsv", ITEMS)
+        timings["generate rows"] = time.perf_counter() - start
+        with rows_file.open() as f:
+            # 200 rows across every collection and year.
+            lines = itertools.islice(f, 0, None, max(1, ITEMS // 200))
+            sample = [tuple(line.rstrip("\n").split("\t")) for line in lines]
+        check_rows(envs["stock"], sample)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            done = [pool.submit(load_items, envs[k], rows_file, timings, k) for k in envs]
+            for future in done:
+                future.result()
+        timings["both loads, in parallel"] = time.perf_counter() - start
+        rows_file.unlink()
+        print(
+            f"\nCatalog bench setup, {ITEMS:,} items: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        )
+        yield envs
+    finally:
+        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def apis(
+    databases: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Our catalog on `ours`, stock stac-fastapi-pgstac on `stock`: name -> base URL."""
+    logs = tmp_path_factory.mktemp("catalog-bench-logs")
+    with ExitStack() as stack:
+        yield {
+            "ours": stack.enter_context(
+                service("csdr_catalog.app:create_app", free_port(), databases["ours"], logs)
+            ),
+            "stock": stack.enter_context(
+                service(
+                    "stac_fastapi.pgstac.app:create_app",
+                    free_port(),
+                    databases["stock"],
+                    logs,
+                    ready_path="/_mgmt/ping",
+                )
+            ),
+        }
+
+
+def test_search_ours_vs_stock_vs_sql(
+    databases: dict[str, dict[str, str]], apis: dict[str, str]
+) -> None:
+    rows = []
+    for query in QUERIES:
+        ours = http_loop(apis["ours"], query, ROUNDS)
+        stock = http_loop(apis["stock"], query, STOCK_ROUNDS)
+        sql = sql_loop(databases["ours"], query, ROUNDS)
+        assert len(ours.ids) > 0, f"{query.name}: no results, comparing ids would prove nothing"
+        assert ours.ids == stock.ids == sql.ids, f"{query.name}: ours, stock and SQL differ"
+        rows.append((query, ours, stock, sql))
+
+    print(
+        f"\nItem search at {ITEMS:,} items, limit {LIMIT}, sequential keep-alive requests "
+        f"(ours and SQL up to {ROUNDS}, stock up to {STOCK_ROUNDS}, each loop <= {BUDGET_S:.0f} s)"
+    )
+    print(
+        f"{'query':<32}{'ours p50':>9}{'p95':>7}{'stock p50':>10}{'speedup':>8}"
+        f"{'SQL p50':>8}{'API/SQL':>8}"
+    )
+    for query, ours, stock, sql in rows:
+        speedup, over_sql = stock.ms(50) / ours.ms(50), ours.ms(50) / sql.ms(50)
+        print(
+            f"{query.name:<32}{ours.ms(50):>9.1f}{ours.ms(95):>7.1f}{stock.ms(50):>10.1f}"
+            f"{speedup:>7.1f}x{sql.ms(50):>8.1f}{over_sql:>7.2f}x"
+        )
+    print(
+        f"Goals: p50 <= {GOALS['p50_ms']:.0f} ms, p95 <= {GOALS['p95_ms']:.0f} ms, "
+        f">= {GOALS['speedup']:.0f}x stock at p50, API/SQL <= {GOALS['api_over_sql']}x"
+    )
