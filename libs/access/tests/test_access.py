@@ -190,3 +190,15 @@ def test_cli_round_trip(conn, capsys):
     assert main(["key", "revoke", key.split("_")[1]]) == 1
     assert "no active key" in capsys.readouterr().err
     assert main(["policy", "set", "open", "partners"]) == 1
+
+
+def test_rate_limiter_allows_bursts_then_paces():
+    from csdr_access.ratelimit import RateLimiter
+
+    limiter = RateLimiter(rate_per_s=10, burst=3)
+    assert [limiter.acquire("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter.acquire("k")
+    assert 0 < wait <= 0.1 and RateLimiter.retry_after(wait) == "1"
+    assert limiter.acquire("other") == 0.0  # buckets are per caller
+    time.sleep(0.15)
+    assert limiter.acquire("k") == 0.0

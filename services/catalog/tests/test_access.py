@@ -176,3 +176,50 @@ def test_authenticated_answers_are_not_cached_publicly(setup):
     r = client.get("/collections/open", headers=as_(keys, "partner A"))
     assert "private" in r.headers["cache-control"]
     assert "Authorization" in r.headers["vary"]
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(pg_env):
+    with psycopg.connect(autocommit=True) as conn:
+        add_org(conn, "Busy", "TH", "partner", "test")
+        key = issue_key(conn, "Busy", ["read"], "test")[0]
+    settings = Settings(rate_limit_per_s=1, rate_limit_burst=2)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        keyed = {"X-API-Key": key}
+        codes = [client.get("/collections", headers=keyed).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        r = client.get("/collections", headers=keyed)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["code"] == "TooManyRequests"
+        assert client.get("/collections").status_code == 200  # another caller: not limited
+        assert client.get("/healthz", headers=keyed).status_code == 200  # health never is
+
+
+def test_admin_endpoints_do_what_the_cli_does(setup):
+    client, keys = setup
+    admin_h = as_(keys, "admin")
+    assert client.get("/admin/keys").status_code == 401
+    assert client.get("/admin/keys", headers=as_(keys, "partner A")).status_code == 403
+    r = client.post(
+        "/admin/organisations",
+        headers=admin_h,
+        json={"name": "INPE", "country": "BR", "kind": "partner"},
+    )
+    assert r.status_code == 201
+    r = client.post("/admin/keys", headers=admin_h, json={"org": "INPE", "scopes": ["read"]})
+    assert r.status_code == 201
+    inpe = r.json()["key"]
+    assert client.get("/collections/inhouse", headers={"X-API-Key": inpe}).status_code == 404
+    r = client.put(
+        "/admin/policies/inhouse", headers=admin_h, json={"policy": "partners", "orgs": ["INPE"]}
+    )
+    assert r.status_code == 200
+    assert client.get("/collections/inhouse", headers={"X-API-Key": inpe}).status_code == 200
+    listing = client.get("/admin/keys", headers=admin_h, params={"org": "INPE"}).json()
+    assert [k["prefix"] for k in listing] == [r_prefix := inpe.split("_")[1]]
+    assert inpe.split("_", 2)[2] not in str(listing)
+    assert client.delete(f"/admin/keys/{r_prefix}", headers=admin_h).status_code == 204
+    assert client.get("/collections", headers={"X-API-Key": inpe}).status_code == 401
+    r = client.put("/admin/policies/inhouse", headers=admin_h, json={"policy": "partners"})
+    assert r.status_code == 400 and "at least one" in r.json()["description"]
+    r = client.put("/admin/policies/inhouse", headers=admin_h, json={"policy": "private"})
+    assert r.status_code == 200

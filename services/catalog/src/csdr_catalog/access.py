@@ -1,10 +1,11 @@
 """Who may see what in the STAC API.
 
 A middleware turns the request's API key into a principal and the set of collections it may see
-(csdr_access's one rule), answers 401 for a bad key, 404 for any `/collections/{id}...` path whose
-collection is invisible (as if it did not exist), 401/403 for writes without the `ingest` scope,
-and marks responses to authenticated requests `Cache-Control: private`. The client then limits
-searches, aggregations, the collections list and the landing page to the visible collections.
+(csdr_access's one rule) and answers: 401 for a bad key; 429 past a key's rate limit; 404 for any
+`/collections/{id}...` path whose collection is invisible (as if it did not exist); 401/403 for
+writes without the `ingest` scope. It marks answers to keyed requests `Cache-Control: private`.
+The client then limits searches, aggregations, the collections list and the landing page to the
+visible collections.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csdr_access import ANONYMOUS, AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access.ratelimit import RateLimiter
 
 # Paths that say nothing about the catalog's contents.
 OPEN_PATHS = ("/healthz", "/readyz", "/api", "/api.html", "/docs", "/_mgmt/ping")
@@ -61,9 +63,12 @@ async def _send_error(
 class AccessMiddleware:
     """Apply the access rule to every request (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, access: AccessControl, writes: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, access: AccessControl, limiter: RateLimiter, writes: bool
+    ) -> None:
         self.app = app
         self.access = access
+        self.limiter = limiter
         self.writes = writes  # the transactions extension is served: writes need `ingest`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,6 +83,16 @@ class AccessMiddleware:
             principal = await self.access.principal_async(pool, key)
         except InvalidKey as exc:
             await _send_error(send, 401, "Unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
+            return
+        wait_s = self.limiter.acquire(principal.key_prefix) if principal.key_prefix else 0.0
+        if wait_s:
+            await _send_error(
+                send,
+                429,
+                "TooManyRequests",
+                "rate limit reached; retry later",
+                {"Retry-After": RateLimiter.retry_after(wait_s)},
+            )
             return
         visible = None if principal.is_admin else await self.access.visible_async(pool, principal)
         collection = _collection_in(path)

@@ -14,7 +14,8 @@ from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware import Middleware
 
 from csdr_access import AccessControl
-from csdr_catalog import errors, health
+from csdr_access.ratelimit import RateLimiter
+from csdr_catalog import admin, errors, health
 from csdr_catalog.access import AccessMiddleware
 from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
@@ -70,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Middleware(
             AccessMiddleware,
             access=AccessControl(ttl_s=settings.access_ttl_s),
+            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
             writes=settings.transactions,
         )
     )
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(admin.router)
     return app

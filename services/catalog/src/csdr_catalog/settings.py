@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     """Cache-Control max-age of collection and item documents (they also carry an ETag)."""
     access_ttl_s: float = 2.0
     """How long a key check or a visibility list is reused: revocations apply within this time."""
+    rate_limit_per_s: float = 50.0
+    """Requests a second allowed per API key, on average (anonymous requests are not limited
+    here: put a reverse proxy's limit in front for those)."""
+    rate_limit_burst: int = 200
+    """Requests a caller may make at once before the rate applies."""
     queryables_ttl_s: float = 30.0
     """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
 
