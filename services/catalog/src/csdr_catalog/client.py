@@ -125,6 +125,11 @@ class CatalogClient(CoreCrudClient):
         search_request.conf = None  # pgSTAC settings are the operator's, never the client's
         search_request.collections = restrict(search_request.collections, visible_of(request))
         check_bbox_order(search_request.bbox)
+        fields = getattr(search_request, "fields", None)
+        if fields is not None and fields.include:
+            # Items are hydrated here, after pgSTAC applied `fields` (settings.py): the id and
+            # collection pgSTAC keeps would be dropped again unless included by name.
+            fields.include = set(fields.include) | {"id", "collection"}
         query = getattr(search_request, "query", None)
         expr = getattr(search_request, "filter_expr", None)
         if expr is not None and not isinstance(expr, dict):
