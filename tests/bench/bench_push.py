@@ -21,6 +21,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import TEMPLATE_DB, free_port
+from csdr_access.admin import add_org, issue_key
 from csdr_push import events
 from services.push.tests.conftest import COLLECTION, SECRET, stac_item
 from services.push.tests.receiver import Receiver
@@ -72,7 +73,10 @@ def test_push_latency_and_fan_out(database, tmp_path):
         service("csdr_push.app:create_app", free_port(), env, tmp_path) as push,
     ):
         db.execute("SELECT pgstac.create_collection(%s)", (Jsonb(COLLECTION),))
-        # One subscription through the API (checks and compiles the filter), cloned in SQL.
+        add_org(db, "Bench partner", "TH", "partner", "bench")
+        key = issue_key(db, "Bench partner", ["read"], "bench")[0]
+        # One subscription through the API (checks and compiles the filter), cloned in SQL with
+        # its owner, so the access rule is judged for every one as in production.
         r = httpx.post(
             f"{push}/subscriptions",
             json={
@@ -81,6 +85,7 @@ def test_push_latency_and_fan_out(database, tmp_path):
                 "webhook": {"url": receiver.url, "secret": SECRET},
             },
             timeout=30,
+            headers={"X-API-Key": key},
         )
         assert r.status_code == 201, r.text
         rng = random.Random(7)
@@ -89,9 +94,9 @@ def test_push_latency_and_fan_out(database, tmp_path):
             lon, lat = rng.uniform(-170, 100), rng.uniform(-60, 30)  # never over the delta
             elsewhere.append([lon, lat, lon + 2, lat + 2])
         db.execute(
-            "INSERT INTO csdr.subscriptions (collections, area, geometry, filter, filter_where,"
-            " webhook_url, webhook_secret)"
-            " SELECT collections, jsonb_build_object('bbox', b), pgstac.stac_geom("
+            "INSERT INTO csdr.subscriptions (owner, collections, area, geometry, filter,"
+            " filter_where, webhook_url, webhook_secret)"
+            " SELECT owner, collections, jsonb_build_object('bbox', b), pgstac.stac_geom("
             "  jsonb_build_object('bbox', b)), filter, filter_where, webhook_url, webhook_secret"
             " FROM csdr.subscriptions, jsonb_array_elements(%s::jsonb) AS b",
             (Jsonb([DELTA] * (MATCHING - 1) + elsewhere),),

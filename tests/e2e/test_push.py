@@ -1,7 +1,8 @@
 """Push end to end: ingest (POST /jobs), the catalog's transactions API and the push service as
 real processes over one database; a webhook receiver on 127.0.0.1 verifies every delivery with
 `standardwebhooks`. The receiver goes down for 30 s, the push worker is SIGKILLed mid-delivery:
-nothing is lost, and a repeated delivery carries the same webhook-id."""
+nothing is lost, and a repeated delivery carries the same webhook-id. Writers use a key with the
+ingest scope; the subscriber is a partner organisation with a read key."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class PushNode:
     base: Path
     push_port: int
     writer_key: str = ""
+    reader_key: str = ""
     push_proc: subprocess.Popen[bytes] | None = None
 
     def start_push(self) -> None:
@@ -118,7 +120,7 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
             env,
             base,
             push_port,
-            writer_key=ingest_key(pg_cluster.conninfo(name)),
+            *keys(pg_cluster.conninfo(name)),
         )
         n.start_push()
         try:
@@ -138,6 +140,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def subscribe(node: PushNode, receiver: Receiver, collection: str) -> dict[str, Any]:
+    ensure_collection(node, collection)  # a partner may name only collections it can see
     r = httpx.post(
         f"{node.push}/subscriptions",
         json={
@@ -147,6 +150,7 @@ def subscribe(node: PushNode, receiver: Receiver, collection: str) -> dict[str, 
             "webhook": {"url": receiver.url, "secret": SECRET},
         },
         timeout=10,
+        headers={"Authorization": f"Bearer {node.reader_key}"},
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
@@ -155,22 +159,31 @@ def subscribe(node: PushNode, receiver: Receiver, collection: str) -> dict[str, 
 def ingest(node: PushNode, scene: Scene, collection: str) -> None:
     (node.base / "scenes").mkdir(exist_ok=True)
     path = write_scene(scene, node.base / "scenes")
+    headers = {"X-API-Key": node.writer_key}
     job = httpx.post(
-        f"{node.ingest}/jobs", json={"source": str(path), "collection": collection}, timeout=10
+        f"{node.ingest}/jobs",
+        json={"source": str(path), "collection": collection},
+        timeout=10,
+        headers=headers,
     ).json()
     deadline = time.monotonic() + 120
     while job["status"] not in ("succeeded", "failed"):
         assert time.monotonic() < deadline, job
         time.sleep(0.2)
-        job = httpx.get(f"{node.ingest}/jobs/{job['id']}", timeout=10).json()
+        job = httpx.get(f"{node.ingest}/jobs/{job['id']}", timeout=10, headers=headers).json()
     assert job["status"] == "succeeded", job
 
 
-def ingest_key(conninfo: str) -> str:
-    """A key with the ingest scope: the transactions API accepts writes only with one."""
+def keys(conninfo: str) -> tuple[str, str]:
+    """A key with the ingest scope (ingest and the transactions API write only with one), and a
+    partner organisation's read key for the subscriptions."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         add_org(conn, "Test writer", "CN", "main", "test")
-        return issue_key(conn, "Test writer", ["ingest"], "test")[0]
+        add_org(conn, "Test partner", "TH", "partner", "test")
+        return (
+            issue_key(conn, "Test writer", ["ingest"], "test")[0],
+            issue_key(conn, "Test partner", ["read"], "test")[0],
+        )
 
 
 def post_item(node: PushNode, collection: str, item_id: str, **props: Any) -> None:
@@ -187,6 +200,8 @@ def post_item(node: PushNode, collection: str, item_id: str, **props: Any) -> No
 def ensure_collection(node: PushNode, collection: str) -> None:
     from services.push.tests.conftest import COLLECTION
 
+    if httpx.get(f"{node.catalog}/collections/{collection}", timeout=10).status_code == 200:
+        return
     r = httpx.post(
         f"{node.catalog}/collections",
         json={**COLLECTION, "id": collection},
@@ -264,7 +279,9 @@ def test_worker_killed_mid_delivery_loses_nothing(node, receiver):
     deadline = time.monotonic() + 60
     while True:
         deliveries = httpx.get(
-            f"{node.push}/subscriptions/{sub['id']}/deliveries", timeout=10
+            f"{node.push}/subscriptions/{sub['id']}/deliveries",
+            timeout=10,
+            headers={"X-API-Key": node.reader_key},
         ).json()["deliveries"]
         if len(deliveries) == 2 and all(d["status"] == "delivered" for d in deliveries):
             break
@@ -288,6 +305,12 @@ def test_feed_parses_with_feedparser(node, receiver):
     for n in range(3):
         post_item(node, "e2e-feed", f"FEED_{n}", **{"eo:cloud_cover": n})
     receiver.wait_for(3, SECRET, timeout_s=30)
-    parsed = feedparser.parse(httpx.get(f"{node.push}/subscriptions/{sub['id']}/feed").content)
+    feed = f"{node.push}/subscriptions/{sub['id']}/feed"
+    assert httpx.get(feed).status_code == 401
+    parsed = feedparser.parse(httpx.get(feed, params={"api_key": node.reader_key}).content)
     assert not parsed.bozo, parsed.bozo_exception
     assert [e.title for e in parsed.entries] == [f"FEED_{n} (created)" for n in (2, 1, 0)]
+    # The item's link carries the key (QGIS-like readers send no headers) and opens.
+    item = {link.rel: link.href for link in parsed.entries[0].links}["alternate"]
+    assert f"api_key={node.reader_key}" in item
+    assert httpx.get(item, timeout=10).json()["id"] == "FEED_2"

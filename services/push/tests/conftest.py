@@ -6,6 +6,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import free_port
+from csdr_access.admin import add_org, issue_key
 from services.push.tests.receiver import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example
@@ -54,6 +55,24 @@ def db(pg_env: dict[str, str]) -> Iterator[psycopg.Connection]:
         conn.execute("SET search_path TO pgstac, public")  # delete_item needs it
         conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(COLLECTION),))
         yield conn
+
+
+ORGS = {  # who -> (organisation, country, kind, scopes)
+    "partner A": ("GISTDA", "TH", "partner", ["read"]),
+    "partner B": ("KenSpace", "KE", "partner", ["read"]),
+    "admin": ("CRESDA", "CN", "main", ["admin"]),
+    "registered": ("UNOOSA", "AT", "agency", ["read"]),
+}
+
+
+@pytest.fixture
+def keys(db: psycopg.Connection) -> dict[str, str]:
+    """A key for each of four organisations: two partners, the node's admin, an agency."""
+    issued = {}
+    for who, (org, country, kind, scopes) in ORGS.items():
+        add_org(db, org, country, kind, "test")
+        issued[who] = issue_key(db, org, scopes, "test")[0]
+    return issued
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ FAST = {
 
 
 @pytest.fixture
-def client(pg_env):
-    with TestClient(create_app(Settings(**FAST))) as c:
+def client(pg_env, keys):
+    with TestClient(create_app(Settings(**FAST)), headers={"X-API-Key": keys["partner A"]}) as c:
         yield c
 
 
@@ -84,9 +84,9 @@ def test_a_tampered_body_does_not_verify(client, receiver, upsert):
         Webhook(SECRET).verify(got.body.replace(b"GF-1", b"GF-2"), got.headers)
 
 
-def test_failures_are_retried_then_dead_lettered_and_redelivered(pg_env, receiver, upsert):
+def test_failures_are_retried_then_dead_lettered_and_redelivered(pg_env, keys, receiver, upsert):
     settings = Settings(**{**FAST, "max_attempts": 3, "pause_after_failing_s": 3600})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": keys["partner A"]}) as client:
         sub = subscribe(client, receiver)
         receiver.status = 503
         upsert(stac_item("match", **{"eo:cloud_cover": 5}))
@@ -110,9 +110,9 @@ def test_failures_are_retried_then_dead_lettered_and_redelivered(pg_env, receive
         assert client.post(f"{url}/{dead['id']}/retry").status_code == 404
 
 
-def test_an_endpoint_that_keeps_failing_pauses_its_subscription(pg_env, receiver, upsert):
+def test_an_endpoint_that_keeps_failing_pauses_its_subscription(pg_env, keys, receiver, upsert):
     settings = Settings(**{**FAST, "max_attempts": 100, "pause_after_failing_s": 0.5})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": keys["partner A"]}) as client:
         sub = subscribe(client, receiver)
         receiver.status = 500
         upsert(stac_item("match", **{"eo:cloud_cover": 5}))

@@ -13,9 +13,9 @@ LOW_CLOUD = {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 20]}
 
 
 @pytest.fixture
-def client(pg_env):
+def client(pg_env, keys):
     settings = Settings(allow_private_targets=True, worker=False)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers={"X-API-Key": keys["partner A"]}) as c:
         yield c
 
 
@@ -35,7 +35,7 @@ def test_create_read_list_replace_delete(client):
     assert r.status_code == 201, r.text
     sub = r.json()
     assert r.headers["location"].endswith(f"/subscriptions/{sub['id']}")
-    assert sub["status"] == "active" and sub["owner"] is None
+    assert sub["status"] == "active" and sub["owner"] == "GISTDA"
     assert sub["bbox"] == [118.5, 37.5, 119.5, 38.5] and sub["filter"] == LOW_CLOUD
     assert "secret" not in sub["webhook"]
     assert client.get(f"/subscriptions/{sub['id']}").json() == sub
@@ -125,8 +125,9 @@ def test_bad_input_is_400_with_the_reason(client, overrides, code, reason):
     assert r.json()["code"] == code and reason in r.json()["description"], r.json()
 
 
-def test_private_targets_are_refused_unless_allowed(pg_env):
-    with TestClient(create_app(Settings(worker=False))) as client:
+def test_private_targets_are_refused_unless_allowed(pg_env, keys):
+    app = create_app(Settings(worker=False))
+    with TestClient(app, headers={"X-API-Key": keys["partner A"]}) as client:
         hook = {"url": f"http://127.0.0.1:{free_port()}/hook", "secret": SECRET}
         r = client.post("/subscriptions", json=body(webhook=hook))
         assert r.status_code == 400 and "private" in r.json()["description"]

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from csdr_access import AccessControl
 from csdr_push import db, health
 from csdr_push.errors import add_exception_handlers
 from csdr_push.logs import configure_logging
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     add_exception_handlers(app)
     app.include_router(subscriptions.router)
     app.include_router(health.router)

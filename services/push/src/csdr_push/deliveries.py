@@ -1,7 +1,9 @@
 """Deliveries (csdr.deliveries): one per matching (subscription, event), claimed by workers with
 FOR UPDATE SKIP LOCKED, retried with exponential backoff and jitter, dead-lettered after
-max_attempts. A claim pushes next_attempt_at one lease ahead: a worker that dies mid-delivery
-leaves the delivery to be claimed again, and the receiver sees the same webhook-id twice."""
+max_attempts, or withheld when, at the moment it would be sent, the subscription's owner may no
+longer see the item's collection. A claim pushes next_attempt_at one lease ahead: a worker that
+dies mid-delivery leaves the delivery to be claimed again, and the receiver sees the same
+webhook-id twice."""
 
 import random
 import uuid
@@ -18,6 +20,7 @@ COLUMNS = (
     " last_status_code, last_error, created_at, delivered_at, dead_at"
 )
 TEST_EVENT = "org.csdr.test"
+WITHHELD = "withheld: the subscription's owner may no longer see this item's collection"
 
 
 class DeliveryNotFound(PushError):
@@ -84,23 +87,39 @@ async def redeliver(
 
 
 async def claim(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[asyncpg.Record]:
-    """Claim up to `limit` due deliveries of active subscriptions, with what sending needs."""
+    """Claim up to `limit` due deliveries of active subscriptions, with what sending needs.
+
+    Access is judged now, at delivery time: a delivery whose owner may no longer see the item's
+    collection (its policy changed since the match) becomes `withheld` instead of being claimed,
+    and is not returned."""
     return await pool.fetch(
         "WITH due AS ("
         "  SELECT d.id, d.event_id, d.subscription_id FROM csdr.deliveries d"
         "  JOIN csdr.subscriptions s ON s.id = d.subscription_id"
         "  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.status = 'active'"
-        "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
-        " UPDATE csdr.deliveries d SET attempts = d.attempts + 1, last_attempt_at = now(),"
-        "  next_attempt_at = now() + $2::interval"
-        " FROM due JOIN csdr.subscriptions s ON s.id = due.subscription_id"
-        "  LEFT JOIN csdr.item_events e ON e.id = due.event_id"
-        " WHERE d.id = due.id"
-        " RETURNING d.id, d.subscription_id, d.type, d.attempts, d.payload, d.created_at,"
+        "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
+        " judged AS ("
+        "  SELECT due.id, (e.id IS NULL OR csdr.owner_may_see(s.owner, e.collection)) AS allowed"
+        "  FROM due JOIN csdr.subscriptions s ON s.id = due.subscription_id"
+        "  LEFT JOIN csdr.item_events e ON e.id = due.event_id),"
+        " claimed AS ("
+        "  UPDATE csdr.deliveries d SET"
+        "   status = CASE WHEN j.allowed THEN d.status ELSE 'withheld' END,"
+        "   attempts = CASE WHEN j.allowed THEN d.attempts + 1 ELSE d.attempts END,"
+        "   last_attempt_at = CASE WHEN j.allowed THEN now() ELSE d.last_attempt_at END,"
+        "   last_error = CASE WHEN j.allowed THEN d.last_error ELSE $3 END,"
+        "   next_attempt_at = now() + $2::interval"
+        "  FROM judged j WHERE d.id = j.id"
+        "  RETURNING d.*, j.allowed)"
+        " SELECT c.id, c.subscription_id, c.type, c.attempts, c.payload, c.created_at,"
         "  s.webhook_url, s.webhook_secret, e.item, e.collection, e.item_id,"
-        "  e.created_at AS event_time",
+        "  e.created_at AS event_time"
+        " FROM claimed c JOIN csdr.subscriptions s ON s.id = c.subscription_id"
+        "  LEFT JOIN csdr.item_events e ON e.id = c.event_id"
+        " WHERE c.allowed",
         limit,
         timedelta(seconds=lease_s),
+        WITHHELD,
     )
 
 

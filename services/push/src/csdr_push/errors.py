@@ -16,6 +16,7 @@ class PushError(Exception):
 
     code = "PushError"
     status = 400
+    headers: dict[str, str] | None = None
 
 
 class InvalidSubscription(PushError):
@@ -36,8 +37,23 @@ class InvalidWebhook(InvalidSubscription):
     code = "InvalidWebhook"
 
 
+class Unauthorized(PushError):
+    """No API key, or one that is malformed, unknown, revoked or expired."""
+
+    code = "Unauthorized"
+    status = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(PushError):
+    """A valid API key without the scope this request needs."""
+
+    code = "Forbidden"
+    status = 403
+
+
 class SubscriptionNotFound(PushError):
-    """No subscription with that id."""
+    """No subscription with that id that the caller's organisation owns."""
 
     code = "NotFound"
     status = 404
@@ -47,7 +63,9 @@ def add_exception_handlers(app: FastAPI) -> None:
     """Answer every API error as `{"code", "description"}`; bad requests are 400, not 422."""
 
     async def push_error(request: Request, exc: PushError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "description": str(exc)}, exc.status)
+        return JSONResponse(
+            {"code": exc.code, "description": str(exc)}, exc.status, headers=exc.headers
+        )
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTPStatus(exc.status_code).phrase.replace(" ", "")

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
 
 import asyncpg
@@ -19,11 +20,15 @@ MEDIA_TYPE = "application/atom+xml"
 async def latest_matches(
     conn: asyncpg.Connection, subscription_id: uuid.UUID, limit: int
 ) -> list[asyncpg.Record]:
-    """The latest item events matched by a subscription, newest first."""
+    """The latest item events matched by a subscription whose collection its owner may see now
+    (the rule deliveries follow), newest first."""
     return await conn.fetch(
         "SELECT e.id, e.type, e.collection, e.item_id, e.created_at, e.item"
         " FROM csdr.deliveries d JOIN csdr.item_events e ON e.id = d.event_id"
-        " WHERE d.subscription_id = $1 ORDER BY e.id DESC LIMIT $2",
+        " JOIN csdr.subscriptions s ON s.id = d.subscription_id"
+        " WHERE d.subscription_id = $1 AND d.status <> 'withheld'"
+        "  AND csdr.owner_may_see(s.owner, e.collection)"
+        " ORDER BY e.id DESC LIMIT $2",
         subscription_id,
         limit,
     )
@@ -34,8 +39,10 @@ def render(
     matches: list[asyncpg.Record],
     self_url: str,
     settings: Settings,
+    api_key: str | None = None,
 ) -> bytes:
-    """The Atom document for a subscription and its latest matches."""
+    """The Atom document for a subscription and its latest matches; `api_key` (when the reader
+    sent it as `?api_key=`, as QGIS does) is carried into the links, so they open too."""
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     _text(feed, "id", f"urn:uuid:{subscription['id']}")
@@ -46,24 +53,34 @@ def render(
     author = ET.SubElement(feed, f"{{{ATOM}}}author")
     _text(author, "name", "CSDR node")
     for match in matches:
-        feed.append(_entry(match, settings))
+        feed.append(_entry(match, settings, api_key))
     return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
 
 
-def _entry(match: asyncpg.Record, settings: Settings) -> ET.Element:
+def _with_key(url: str, api_key: str | None) -> str:
+    if api_key is None:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'api_key': api_key})}"
+
+
+def _entry(match: asyncpg.Record, settings: Settings, api_key: str | None) -> ET.Element:
     item = match["item"] or {}
     props = item.get("properties") or {}
     entry = ET.Element(f"{{{ATOM}}}entry")
     _text(entry, "id", f"urn:csdr:event:{match['id']}")
     _text(entry, "title", f"{match['item_id']} ({match['type']})")
     _text(entry, "updated", _rfc3339(match["created_at"]))
-    url = events.item_url(settings, match["collection"], match["item_id"])
+    url = _with_key(events.item_url(settings, match["collection"], match["item_id"]), api_key)
     ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=url, type="application/geo+json")
     if item:
         for link in events.item_links(item, settings):
             if link["rel"] == "tilejson":
                 ET.SubElement(
-                    entry, f"{{{ATOM}}}link", rel="related", href=link["href"], type=link["type"]
+                    entry,
+                    f"{{{ATOM}}}link",
+                    rel="related",
+                    href=_with_key(link["href"], api_key),
+                    type=link["type"],
                 )
     ET.SubElement(entry, f"{{{ATOM}}}category", term=match["collection"])
     facts = [f"acquired {props['datetime']}" if props.get("datetime") else None]

@@ -50,5 +50,7 @@ class Settings(BaseSettings):
     """A subscription whose endpoint failed every attempt for this long is paused."""
     feed_size: int = 50
     """Entries in a subscription's Atom feed."""
+    access_ttl_s: float = 2.0
+    """How long a key check is reused: a revoked key stops working within this time."""
     readiness_timeout_s: float = 1.0
     log_level: str = "INFO"

@@ -11,8 +11,11 @@ from csdr_push import areas, filters, targets
 from csdr_push.errors import InvalidSubscription, SubscriptionNotFound
 from csdr_push.settings import Settings
 
+# `owner` is shown by its organisation's name. Queries that take `owner` as a scope match every
+# subscription when it is None (administrators), else only that organisation's.
 COLUMNS = (
-    "id, owner, collections, area, filter, webhook_url, status, paused_reason, failing_since,"
+    "id, (SELECT o.name FROM csdr.organisations o WHERE o.id = owner) AS owner, collections,"
+    " area, filter, webhook_url, status, paused_reason, failing_since,"
     " created_at, updated_at"
 )
 
@@ -56,8 +59,8 @@ async def check(conn: asyncpg.Connection, spec: Spec, settings: Settings) -> Che
     return Checked(spec, geometry, filter_json, filter_where)
 
 
-async def create(conn: asyncpg.Connection, checked: Checked, owner: str | None) -> dict[str, Any]:
-    """Store a checked subscription; return it."""
+async def create(conn: asyncpg.Connection, checked: Checked, owner: int | None) -> dict[str, Any]:
+    """Store a checked subscription owned by organisation `owner`; return it."""
     s = checked.spec
     row = await conn.fetchrow(
         "INSERT INTO csdr.subscriptions (owner, collections, area, geometry, filter, filter_where,"
@@ -78,7 +81,7 @@ async def create(conn: asyncpg.Connection, checked: Checked, owner: str | None) 
 
 
 async def replace(
-    conn: asyncpg.Connection, subscription_id: uuid.UUID, checked: Checked
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, checked: Checked, owner: int | None
 ) -> dict[str, Any]:
     """Replace what a subscription asks for; its status and deliveries stay."""
     s = checked.spec
@@ -86,7 +89,7 @@ async def replace(
         "UPDATE csdr.subscriptions SET collections = $2, area = $3, geometry = ST_GeomFromEWKB($4),"
         " filter = $5, filter_where = $6, webhook_url = $7, webhook_secret = $8,"
         " updated_at = now()"
-        f" WHERE id = $1 RETURNING {COLUMNS}",
+        f" WHERE id = $1 AND ($9::bigint IS NULL OR owner = $9) RETURNING {COLUMNS}",
         subscription_id,
         s.collections,
         s.area,
@@ -95,57 +98,77 @@ async def replace(
         checked.filter_where,
         s.webhook_url,
         s.webhook_secret,
+        owner,
     )
     return _found(row, subscription_id)
 
 
-async def get(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> dict[str, Any]:
-    """One subscription; SubscriptionNotFound when there is none."""
+async def get(
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, owner: int | None
+) -> dict[str, Any]:
+    """One subscription; SubscriptionNotFound when there is none for `owner`."""
     row = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM csdr.subscriptions WHERE id = $1", subscription_id
+        f"SELECT {COLUMNS} FROM csdr.subscriptions"
+        " WHERE id = $1 AND ($2::bigint IS NULL OR owner = $2)",
+        subscription_id,
+        owner,
     )
     return _found(row, subscription_id)
 
 
-async def list_all(conn: asyncpg.Connection, limit: int, offset: int) -> list[dict[str, Any]]:
-    """Subscriptions, oldest first."""
+async def list_all(
+    conn: asyncpg.Connection, owner: int | None, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """Subscriptions of `owner`, oldest first."""
     rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM csdr.subscriptions ORDER BY created_at, id LIMIT $1 OFFSET $2",
+        f"SELECT {COLUMNS} FROM csdr.subscriptions WHERE $1::bigint IS NULL OR owner = $1"
+        " ORDER BY created_at, id LIMIT $2 OFFSET $3",
+        owner,
         limit,
         offset,
     )
     return [dict(r) for r in rows]
 
 
-async def delete(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> None:
+async def delete(conn: asyncpg.Connection, subscription_id: uuid.UUID, owner: int | None) -> None:
     """Delete a subscription and its deliveries."""
-    status = await conn.execute("DELETE FROM csdr.subscriptions WHERE id = $1", subscription_id)
+    status = await conn.execute(
+        "DELETE FROM csdr.subscriptions WHERE id = $1 AND ($2::bigint IS NULL OR owner = $2)",
+        subscription_id,
+        owner,
+    )
     if status == "DELETE 0":
         raise SubscriptionNotFound(f"no subscription {subscription_id}")
 
 
 async def pause(
-    conn: asyncpg.Connection, subscription_id: uuid.UUID, reason: str
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, reason: str, owner: int | None
 ) -> dict[str, Any]:
     """Stop sending; matching deliveries keep accumulating until resume."""
     row = await conn.fetchrow(
         "UPDATE csdr.subscriptions SET status = 'paused', paused_reason = $2, updated_at = now()"
-        f" WHERE id = $1 RETURNING {COLUMNS}",
+        f" WHERE id = $1 AND ($3::bigint IS NULL OR owner = $3) RETURNING {COLUMNS}",
         subscription_id,
         reason,
+        owner,
     )
     return _found(row, subscription_id)
 
 
-async def resume(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> dict[str, Any]:
+async def resume(
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, owner: int | None
+) -> dict[str, Any]:
     """Send again: pending deliveries are due now and the failure clock starts over."""
     async with conn.transaction():
         row = await conn.fetchrow(
             "UPDATE csdr.subscriptions SET status = 'active', paused_reason = NULL,"
             " failing_since = NULL, updated_at = now()"
-            f" WHERE id = $1 RETURNING {COLUMNS}",
+            f" WHERE id = $1 AND ($2::bigint IS NULL OR owner = $2) RETURNING {COLUMNS}",
             subscription_id,
+            owner,
         )
+        if row is None:
+            raise SubscriptionNotFound(f"no subscription {subscription_id}")
         await conn.execute(
             "UPDATE csdr.deliveries SET next_attempt_at = now()"
             " WHERE subscription_id = $1 AND status = 'pending'",

@@ -1,5 +1,6 @@
 """Subscriptions API: create, list, read, replace, delete, pause, resume, test, deliveries,
-dead-letter redelivery, and the Atom feed."""
+dead-letter redelivery, and the Atom feed. Every route needs an API key with the `read` scope and
+touches only the subscriptions of the key's organisation (administrators: all)."""
 
 import datetime as dt
 import uuid
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from csdr_push import deliveries, feed, subscriptions
+from csdr_push.access import PrincipalDep, check_collections, owner_scope
 from csdr_push.db import PoolDep
 
 router = APIRouter(prefix="/subscriptions", tags=["Subscriptions"])
@@ -73,7 +75,11 @@ class Subscription(BaseModel):
     """A subscription as stored."""
 
     id: uuid.UUID
-    owner: str | None = Field(None, description="Principal that owns it (set by access control)")
+    owner: str | None = Field(
+        None,
+        description="Organisation that owns it: that of the key that created it (none for"
+        " subscriptions made before access control)",
+    )
     collections: list[str] | None
     bbox: list[float] | None = None
     intersects: dict[str, Any] | None = None
@@ -100,7 +106,9 @@ class Delivery(BaseModel):
     subscription_id: uuid.UUID
     event_id: int | None
     type: str
-    status: Literal["pending", "delivered", "dead"]
+    status: Literal["pending", "delivered", "dead", "withheld"] = Field(
+        description="`withheld`: not sent, the owner may no longer see the item's collection"
+    )
     attempts: int
     next_attempt_at: dt.datetime
     last_attempt_at: dt.datetime | None
@@ -136,14 +144,20 @@ def _out(row: dict[str, Any], request: Request) -> dict[str, Any]:
     "", status_code=201, response_model=Subscription, summary="Subscribe to new matching items"
 )
 async def create_subscription(
-    body: SubscriptionIn, pool: PoolDep, request: Request, response: Response
+    body: SubscriptionIn,
+    pool: PoolDep,
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
 ) -> dict[str, Any]:
-    """Check and store the subscription; every item committed from now on that matches it is
+    """Check and store the subscription, owned by the key's organisation; every item committed
+    from now on that matches it, in a collection that organisation may see when it is sent, is
     delivered to the webhook."""
     settings = request.app.state.settings
+    await check_collections(request, pool, principal, body.collections)
     async with pool.acquire() as conn:
         checked = await subscriptions.check(conn, body.spec(), settings)
-        row = await subscriptions.create(conn, checked, owner=None)
+        row = await subscriptions.create(conn, checked, owner=principal.org_id)
     out = _out(row, request)
     response.headers["Location"] = out["links"][0]["href"]
     return out
@@ -152,60 +166,75 @@ async def create_subscription(
 @router.get("", response_model=SubscriptionList, summary="List subscriptions")
 async def list_subscriptions(
     pool: PoolDep,
+    principal: PrincipalDep,
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
-    """Subscriptions, oldest first."""
+    """The organisation's subscriptions (an administrator's: all), oldest first."""
     async with pool.acquire() as conn:
-        rows = await subscriptions.list_all(conn, limit, offset)
+        rows = await subscriptions.list_all(conn, owner_scope(principal), limit, offset)
     return {"subscriptions": [_out(r, request) for r in rows]}
 
 
 @router.get("/{subscription_id}", response_model=Subscription, summary="A subscription")
 async def get_subscription(
-    subscription_id: uuid.UUID, pool: PoolDep, request: Request
+    subscription_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep, request: Request
 ) -> dict[str, Any]:
     """The subscription with its status and, when paused, the reason."""
     async with pool.acquire() as conn:
-        return _out(await subscriptions.get(conn, subscription_id), request)
+        row = await subscriptions.get(conn, subscription_id, owner_scope(principal))
+    return _out(row, request)
 
 
 @router.put("/{subscription_id}", response_model=Subscription, summary="Replace a subscription")
 async def replace_subscription(
-    subscription_id: uuid.UUID, body: SubscriptionIn, pool: PoolDep, request: Request
+    subscription_id: uuid.UUID,
+    body: SubscriptionIn,
+    pool: PoolDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> dict[str, Any]:
-    """Replace what the subscription asks for; its status and past deliveries stay."""
+    """Replace what the subscription asks for; its owner, status and past deliveries stay."""
+    scope = owner_scope(principal)
     async with pool.acquire() as conn:
+        await subscriptions.get(conn, subscription_id, scope)  # 404 before judging the body
+        await check_collections(request, pool, principal, body.collections)
         checked = await subscriptions.check(conn, body.spec(), request.app.state.settings)
-        return _out(await subscriptions.replace(conn, subscription_id, checked), request)
+        row = await subscriptions.replace(conn, subscription_id, checked, scope)
+    return _out(row, request)
 
 
 @router.delete("/{subscription_id}", status_code=204, summary="Delete a subscription")
-async def delete_subscription(subscription_id: uuid.UUID, pool: PoolDep) -> Response:
+async def delete_subscription(
+    subscription_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep
+) -> Response:
     """Delete the subscription and its deliveries."""
     async with pool.acquire() as conn:
-        await subscriptions.delete(conn, subscription_id)
+        await subscriptions.delete(conn, subscription_id, owner_scope(principal))
     return Response(status_code=204)
 
 
 @router.post("/{subscription_id}/pause", response_model=Subscription, summary="Pause deliveries")
 async def pause_subscription(
-    subscription_id: uuid.UUID, pool: PoolDep, request: Request
+    subscription_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep, request: Request
 ) -> dict[str, Any]:
     """Stop sending; matches keep being recorded and are sent after resume."""
     async with pool.acquire() as conn:
-        row = await subscriptions.pause(conn, subscription_id, "paused by request")
+        row = await subscriptions.pause(
+            conn, subscription_id, "paused by request", owner_scope(principal)
+        )
     return _out(row, request)
 
 
 @router.post("/{subscription_id}/resume", response_model=Subscription, summary="Resume deliveries")
 async def resume_subscription(
-    subscription_id: uuid.UUID, pool: PoolDep, request: Request
+    subscription_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep, request: Request
 ) -> dict[str, Any]:
     """Send again, starting with what accumulated while paused."""
     async with pool.acquire() as conn:
-        return _out(await subscriptions.resume(conn, subscription_id), request)
+        row = await subscriptions.resume(conn, subscription_id, owner_scope(principal))
+    return _out(row, request)
 
 
 @router.post(
@@ -214,9 +243,12 @@ async def resume_subscription(
     response_model=Delivery,
     summary="Send a test event",
 )
-async def test_subscription(subscription_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
+async def test_subscription(
+    subscription_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Queue a signed `org.csdr.test` event; follow it in the deliveries."""
     async with pool.acquire() as conn:
+        await subscriptions.get(conn, subscription_id, owner_scope(principal))
         return await deliveries.enqueue_test(conn, subscription_id)
 
 
@@ -228,14 +260,15 @@ async def test_subscription(subscription_id: uuid.UUID, pool: PoolDep) -> dict[s
 async def list_deliveries(
     subscription_id: uuid.UUID,
     pool: PoolDep,
-    status: Literal["pending", "delivered", "dead"] | None = Query(
+    principal: PrincipalDep,
+    status: Literal["pending", "delivered", "dead", "withheld"] | None = Query(
         None, description="Only these (`dead`: the dead letters)"
     ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """The latest deliveries, newest first, with attempts and the last error."""
     async with pool.acquire() as conn:
-        await subscriptions.get(conn, subscription_id)
+        await subscriptions.get(conn, subscription_id, owner_scope(principal))
         return {"deliveries": await deliveries.list_for(conn, subscription_id, status, limit)}
 
 
@@ -246,10 +279,11 @@ async def list_deliveries(
     summary="Redeliver a dead letter",
 )
 async def retry_delivery(
-    subscription_id: uuid.UUID, delivery_id: uuid.UUID, pool: PoolDep
+    subscription_id: uuid.UUID, delivery_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Queue a dead letter again with a fresh attempt budget (same webhook-id)."""
     async with pool.acquire() as conn:
+        await subscriptions.get(conn, subscription_id, owner_scope(principal))
         return await deliveries.redeliver(conn, subscription_id, delivery_id)
 
 
@@ -260,12 +294,16 @@ async def retry_delivery(
     summary="Atom feed of the latest matching items",
 )
 async def subscription_feed(
-    subscription_id: uuid.UUID, pool: PoolDep, request: Request
+    subscription_id: uuid.UUID, pool: PoolDep, principal: PrincipalDep, request: Request
 ) -> Response:
-    """The latest items this subscription matched, newest first, as Atom."""
+    """The latest items this subscription matched whose collection its owner may see now, newest
+    first, as Atom. Feed readers that cannot send headers pass the key as `?api_key=`; the links
+    in the feed then carry it too."""
     settings = request.app.state.settings
     async with pool.acquire() as conn:
-        row = await subscriptions.get(conn, subscription_id)
+        row = await subscriptions.get(conn, subscription_id, owner_scope(principal))
         matches = await feed.latest_matches(conn, subscription_id, settings.feed_size)
-    document = feed.render(row, matches, str(request.url), settings)
+    document = feed.render(
+        row, matches, str(request.url), settings, request.query_params.get("api_key")
+    )
     return Response(document, media_type=feed.MEDIA_TYPE)
