@@ -214,3 +214,14 @@ def test_items_and_collections_validate_against_their_schemas(conn, settings, tm
     broken = {**item, "properties": {**item["properties"], "view:off_nadir": 120}}
     with pytest.raises(AssertionError, match="view"):
         validate(broken, "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json")
+
+
+def test_orthorectified_pixels_have_the_xml_gsd_on_an_aligned_grid(conn, settings, tmp_path):
+    package = write_lookalike(WFV, tmp_path / "in", max_size=500, archive=None)
+    gsd = parse_metadata(next(package.glob("*.xml"))).gsd
+    [item] = ingest_path(package, conn, settings)
+    with rasterio.open(item["assets"]["data"]["href"]) as cog:
+        assert cog.crs.to_epsg() == 32645  # UTM zone of the scene centre (89.0 E, 23.8 N)
+        assert (cog.transform.a, -cog.transform.e) == (gsd, gsd)
+        assert cog.transform.c % gsd == 0 and cog.transform.f % gsd == 0
+        assert item["properties"]["gsd"] == gsd == item["assets"]["data"]["gsd"]

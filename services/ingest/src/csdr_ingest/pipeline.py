@@ -277,7 +277,9 @@ def ingest_product(
             cogs[part.key] = stage.path(".tif", part.key)
             with open_source(part.raster) as src:
                 try:
-                    with georeferenced(src, part.rpc_sidecar, settings.dem) as geo:
+                    with georeferenced(
+                        src, part.rpc_sidecar, settings.dem, part.metadata.gsd, settings.work_dir
+                    ) as geo:
                         write_cog(geo, cogs[part.key], settings.compression, settings.blocksize)
                 except RasterioError as exc:
                     raise SourceUnreadable(

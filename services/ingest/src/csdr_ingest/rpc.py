@@ -1,27 +1,39 @@
 """Orthorectification of sensor-geometry (L1A) TIFFs with their rational polynomial coefficients.
 
-The TIFF is read through a GDAL warped VRT into the UTM zone of its centre at its native GSD, so
-the COG writer pulls orthorectified blocks straight from the source in one pass (no intermediate
-file). The RPC transformer is given a height: the RPB's HEIGHT_OFF, or a DEM (RPC_DEM) when the
-node has one; with neither GDAL projects at height 0, which moved a GF-1 corner by ~250 m
-(../shared/fixtures/cresda/README.md).
+A TIFF without a CRS is warped once with GDAL's RPC transformer (rasterio.warp.reproject with
+`rpcs=`) into the UTM zone of its centre, on a grid of exactly the XML's ImageGSD aligned on
+multiples of it (so the parts of a split scene share one grid), into a temporary tiled GTiff that
+the COG writer then copies. The RPC transformer is given a height: the RPB's HEIGHT_OFF, or a DEM
+(RPC_DEM) when the node has one; with neither GDAL projects at height 0, which moved a GF-1
+corner by ~250 m (../shared/fixtures/cresda/README.md).
+
+Why not a warped VRT straight into the COG driver: the driver reads its source twice (once for
+the overviews, once for the full resolution), so the warp ran twice: 257 CPU s against 191 for
+warp-then-COG on a 12000 x 13719 x 4 scene (tests/bench/bench_cresda.py). rasterio's WarpedVRT
+also ignores RPCs when given an explicit grid (rasterio 1.4), so it could not honour the GSD.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import rasterio
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.rpc import RPC
-from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform, reproject
 
 from csdr_ingest.errors import RpcMissing
 
 ORTHO_NODATA = 0
+# Per warp chunk; GDAL's default (64 MB) makes many small chunks on a 12000 x 13719 scene.
+WARP_MEMORY_MB = 256
 
 
 def utm_crs(lon: float, lat: float) -> CRS:
@@ -37,11 +49,83 @@ def transformer_options(rpcs: RPC, dem: Path | None) -> dict[str, object]:
     return {"RPC_HEIGHT": rpcs.height_off}
 
 
+def snapped_grid(transform: Affine, width: int, height: int, gsd: float) -> tuple[Affine, int, int]:
+    """The grid of `gsd` pixels, aligned on multiples of `gsd`, covering a north-up grid."""
+    left, top = transform.c, transform.f
+    right, bottom = left + width * transform.a, top + height * transform.e
+    west, north = math.floor(left / gsd) * gsd, math.ceil(top / gsd) * gsd
+    cols = math.ceil((right - west) / gsd - 1e-9)
+    rows = math.ceil((north - bottom) / gsd - 1e-9)
+    return Affine(gsd, 0, west, 0, -gsd, north), cols, rows
+
+
+def ortho_grid(
+    src: rasterio.DatasetReader, crs: CRS, gsd: float | None, dem: Path | None
+) -> tuple[Affine, int, int]:
+    """The output grid: GDAL's suggested extent for the RPC footprint, at `gsd` metres (None:
+    GDAL's suggested resolution, the source's pixel count kept along the diagonal)."""
+    rpcs = src.rpcs
+    transform, width, height = calculate_default_transform(
+        None,
+        crs,
+        src.width,
+        src.height,
+        rpcs=rpcs,
+        **transformer_options(rpcs, dem),
+    )
+    if gsd is None:
+        return transform, width, height
+    return snapped_grid(transform, width, height, gsd)
+
+
+def orthorectify(
+    src: rasterio.DatasetReader, dst: Path, gsd: float | None, dem: Path | None
+) -> None:
+    """Warp `src` with its RPCs into a tiled GTiff at `dst` (UTM zone of its centre)."""
+    rpcs = src.rpcs
+    crs = utm_crs(rpcs.long_off, rpcs.lat_off)
+    transform, width, height = ortho_grid(src, crs, gsd, dem)
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": src.count,
+        "dtype": src.dtypes[0],
+        "crs": crs,
+        "transform": transform,
+        "nodata": ORTHO_NODATA,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "BIGTIFF": "IF_SAFER",
+    }
+    bands = list(range(1, src.count + 1))
+    with rasterio.open(dst, "w", **profile) as out:
+        reproject(
+            rasterio.band(src, bands),
+            rasterio.band(out, bands),
+            rpcs=rpcs,
+            dst_crs=crs,
+            dst_transform=transform,
+            dst_nodata=ORTHO_NODATA,
+            resampling=Resampling.bilinear,
+            num_threads=os.cpu_count() or 1,
+            warp_mem_limit=WARP_MEMORY_MB,
+            **transformer_options(rpcs, dem),
+        )
+        out.descriptions = src.descriptions
+
+
 @contextmanager
 def georeferenced(
-    src: rasterio.DatasetReader, sidecar: Path, dem: Path | None = None
-) -> Iterator[rasterio.DatasetReader | WarpedVRT]:
-    """The dataset itself when it has a CRS; else its RPC orthorectification as a warped VRT."""
+    src: rasterio.DatasetReader,
+    sidecar: Path,
+    dem: Path | None = None,
+    gsd: float | None = None,
+    work_dir: Path | None = None,
+) -> Iterator[rasterio.DatasetReader]:
+    """The dataset itself when it has a CRS; else its RPC orthorectification at `gsd` metres,
+    in a temporary file under `work_dir` removed on exit."""
     if src.crs is not None:
         yield src
         return
@@ -50,20 +134,10 @@ def georeferenced(
             f"{Path(src.name).name} is in sensor geometry (no CRS) and its RPC file"
             f" {sidecar.name} is missing from the package: it cannot be placed on the map"
         )
-    rpcs = src.rpcs
-    crs = utm_crs(rpcs.long_off, rpcs.lat_off)
-    options = transformer_options(rpcs, dem)
-    # The output grid is GDAL's suggestion (GDALSuggestedWarpOutput2: the source's pixel count
-    # kept along the diagonal, i.e. the native GSD to within a few per cent). rasterio's WarpedVRT
-    # uses the RPCs only when it lets GDAL choose the grid: given a transform, it builds a
-    # geotransform-based transformer and the output comes back empty (rasterio 1.4 _warp.pyx).
-    with WarpedVRT(
-        src,
-        crs=crs,
-        nodata=ORTHO_NODATA,
-        resampling=Resampling.bilinear,
-        warp_mem_limit=256,
-        NUM_THREADS="ALL_CPUS",
-        **options,
-    ) as vrt:
-        yield vrt
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="csdr-ortho-", dir=work_dir) as tmp:
+        path = Path(tmp) / f"{Path(src.name).stem}.ortho.tif"
+        orthorectify(src, path, gsd, dem)
+        with rasterio.open(path) as ortho:
+            yield ortho
