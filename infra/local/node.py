@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 
@@ -206,15 +205,12 @@ def ingest_demo(node: Node) -> list[str]:
     return item_ids
 
 
-# True colour for the demo's blue, green, red, nir bands (titiler 2.x band selection).
-TRUE_COLOUR = "assets=" + quote("data|bidx=3,2,1", safe="") + "&rescale=600,2200"
-
-
 def qgis_xyz_url(node: Node, item_id: str) -> str:
-    """A true-colour XYZ template for one demo item, ready to paste into QGIS."""
+    """A true-colour XYZ template for one demo item, ready to paste into QGIS (the preset is in
+    the path: no `|` or `#` for QGIS to mangle)."""
     return (
         f"{node.url('tiler')}/collections/{DEMO_COLLECTION}/items/{item_id}"
-        f"/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{TRUE_COLOUR}"
+        "/presets/true-color/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
     )
 
 
@@ -248,9 +244,11 @@ CSDR node is up (data in {node.data_dir})
 
 QGIS -> Layer -> Add Layer -> Add XYZ Layer..., paste as URL:
   {qgis_xyz_url(node, items[0])}
-QGIS -> Add WMS/WMTS Layer..., new connection with this URL, layer TiTiler_WebMercatorQuad_default:
-  {first}/WMTSCapabilities.xml?{TRUE_COLOUR}
-TileJSON: {first}/WebMercatorQuad/tilejson.json?{TRUE_COLOUR}
+QGIS -> Add WMS/WMTS Layer..., new connection with this URL (layers true-color, false-color, ndvi):
+  {first}/presets/WMTSCapabilities.xml
+  or the whole collection as one mosaic, latest scene on top:
+  {tiler}/collections/{DEMO_COLLECTION}/presets/WMTSCapabilities.xml
+TileJSON: {first}/presets/true-color/WebMercatorQuad/tilejson.json
 Stop with: make down""")
 
 
