@@ -1,8 +1,10 @@
 """The whole node on this machine: `python -m infra.local.node up|down|status` (via make).
 
 `up` is idempotent: it starts only what is not running and ingests only demo scenes not yet in
-the catalog, so a second `up` changes nothing. `down` stops what `up` started; data stays in the
-data directory (CSDR_DATA_DIR, default .data/) for the next `up`.
+the catalog, so a second `up` changes nothing. It registers the node's own organisation (`main`)
+and keeps an admin key for it in `<data dir>/admin.key` (mode 600), issued once through
+csdr_access.admin; POST /jobs needs a key with the ingest scope. `down` stops what `up` started;
+data stays in the data directory (CSDR_DATA_DIR, default .data/) for the next `up`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
 }
 DEMO_COLLECTION = "csdr-demo"
+MAIN_ORG = "main"
 READY_TIMEOUT_S = 90
 
 
@@ -68,6 +71,11 @@ class Node:
     def url(self, service: str) -> str:
         """Base URL of a service."""
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        """Where this node's own admin key is kept (mode 600; never printed)."""
+        return self.data_dir / "admin.key"
 
     def pid_file(self, service: str) -> Path:
         """Where the pid of a running service is kept."""
@@ -173,12 +181,41 @@ def stop_service(node: Node, service: str) -> bool:
     return True
 
 
-def ingest_demo(node: Node) -> list[str]:
+def admin_key(node: Node) -> str:
+    """The node's admin key: the one in admin.key while it is valid, else a new one for the
+    `main` organisation (registered first when missing), written to admin.key with mode 600."""
+    import psycopg
+
+    from csdr_access import AccessControl, InvalidKey
+    from csdr_access.admin import add_org, issue_key
+
+    path = node.admin_key_file
+    with psycopg.connect(node.cluster.conninfo(), autocommit=True) as conn:
+        if path.exists():
+            key = path.read_text().strip()
+            try:
+                if AccessControl(ttl_s=0).principal(conn, key).is_admin:
+                    return key
+            except InvalidKey:
+                pass  # revoked, expired, or from a database since wiped: issue another
+        exists = conn.execute("SELECT 1 FROM csdr.organisations WHERE name = %s", (MAIN_ORG,))
+        if exists.fetchone() is None:
+            add_org(conn, MAIN_ORG, "CN", "main", "make-up")
+        key, prefix = issue_key(conn, MAIN_ORG, ["admin"], "make-up", label="make up")
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    print(f"issued the node's admin key {prefix} (organisation {MAIN_ORG}); it is in {path}")
+    return key
+
+
+def ingest_demo(node: Node, key: str) -> list[str]:
     """Generate the demo scenes and ingest, through POST /jobs, those not yet in the catalog."""
     from csdr_ingest.synthetic import write_demo_scenes
 
     item_ids = []
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
         pending = {}
         for path in write_demo_scenes(node.data_dir / "demo"):
             item_ids.append(path.stem)
@@ -229,7 +266,8 @@ def up(node: Node) -> None:
         start_service(node, service)
     for service in SERVICES:
         wait_ready(node, service)
-    items = ingest_demo(node)
+    key = admin_key(node)
+    items = ingest_demo(node, key)
     tiler, catalog = node.url("tiler"), node.url("catalog")
     first = f"{tiler}/collections/{DEMO_COLLECTION}/items/{items[0]}"
     print(f"""
@@ -241,6 +279,7 @@ CSDR node is up (data in {node.data_dir})
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
              (its PG* variables: source {env_file})
   Demo items {catalog}/collections/{DEMO_COLLECTION}/items
+  Admin key  in {node.admin_key_file} (keep it secret; manage keys with csdr-admin)
 
 QGIS -> Layer -> Add Layer -> Add XYZ Layer..., paste as URL:
   {qgis_xyz_url(node, items[0])}

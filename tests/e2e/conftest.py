@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from conftest import TEMPLATE_DB, free_port
+from csdr_access.admin import add_org, issue_key
 from infra.local.pgcluster import Cluster
 from tests.e2e.processes import service
 
@@ -26,6 +27,8 @@ class Node:
     ingest: str
     assets_dir: Path
     env: dict[str, str]
+    ingest_headers: dict[str, str]
+    """Headers with a key of the ingest scope: POST /jobs and GET /jobs/{id} need one."""
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,9 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
             svc: stack.enter_context(service(f"csdr_{svc}.app:create_app", free_port(), env, base))
             for svc in ("catalog", "tiler", "ingest")
         }
-        yield Node(**urls, assets_dir=base / "assets", env=env)
+        with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
+            add_org(conn, "E2E node", "CN", "main", "test")
+            key = issue_key(conn, "E2E node", ["ingest"], "test")[0]
+        yield Node(**urls, assets_dir=base / "assets", env=env, ingest_headers={"X-API-Key": key})
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import httpx
@@ -74,10 +75,19 @@ def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
             url = url.replace("{z}/{x}/{y}", f"{tile.z}/{tile.x}/{tile.y}")
         assert httpx.get(url, timeout=30).status_code == 200, url
 
+    key_file = Path(node_env["CSDR_DATA_DIR"], "admin.key")
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert str(key_file) in first.stdout and key not in first.stdout + first.stderr
+    ingest = f"http://127.0.0.1:{node_env['CSDR_INGEST_PORT']}/jobs/{uuid.uuid4()}"
+    assert httpx.get(ingest, timeout=10).status_code == 401
+    assert httpx.get(ingest, headers={"X-API-Key": key}, timeout=10).status_code == 404
+
     assets = sorted(Path(node_env["CSDR_DATA_DIR"], "assets").rglob("*"))
     second = make("up", node_env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "ingested" not in second.stdout
+    assert key_file.read_text().strip() == key  # the same key, not a new one each time
     assert demo_items(catalog) == items
     assert sorted(Path(node_env["CSDR_DATA_DIR"], "assets").rglob("*")) == assets
 

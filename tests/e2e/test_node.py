@@ -31,11 +31,13 @@ WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 
 
 def run_job(node, source: Path) -> dict:
-    r = httpx.post(f"{node.ingest}/jobs", json={"source": str(source), "collection": COLLECTION})
+    body = {"source": str(source), "collection": COLLECTION}
+    assert httpx.post(f"{node.ingest}/jobs", json=body).status_code == 401  # a key is needed
+    r = httpx.post(f"{node.ingest}/jobs", json=body, headers=node.ingest_headers)
     assert r.status_code == 202, r.text
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        job = httpx.get(f"{node.ingest}/jobs/{r.json()['id']}").json()
+        job = httpx.get(f"{node.ingest}/jobs/{r.json()['id']}", headers=node.ingest_headers).json()
         if job["status"] in ("succeeded", "failed"):
             return job
         time.sleep(0.2)

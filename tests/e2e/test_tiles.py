@@ -30,10 +30,12 @@ FALSE_COLOR = [4, 3, 2]
 @pytest.fixture(scope="module")
 def item(node, tmp_path_factory) -> dict:
     source = write_scene(SCENE, tmp_path_factory.mktemp("inbox"))
-    r = httpx.post(f"{node.ingest}/jobs", json={"source": str(source), "collection": COLLECTION})
+    body = {"source": str(source), "collection": COLLECTION}
+    r = httpx.post(f"{node.ingest}/jobs", json=body, headers=node.ingest_headers)
     assert r.status_code == 202, r.text
     deadline = time.monotonic() + 120
-    while (job := httpx.get(f"{node.ingest}/jobs/{r.json()['id']}").json())["status"] not in (
+    job_url = f"{node.ingest}/jobs/{r.json()['id']}"
+    while (job := httpx.get(job_url, headers=node.ingest_headers).json())["status"] not in (
         "succeeded",
         "failed",
     ):

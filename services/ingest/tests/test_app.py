@@ -7,8 +7,9 @@ from csdr_ingest.app import create_app
 
 
 @pytest.fixture
-def client(pg_env, settings):
-    with TestClient(create_app(settings.model_copy(update={"poll_interval_s": 0.2}))) as c:
+def client(pg_env, settings, ingest_key):
+    app = create_app(settings.model_copy(update={"poll_interval_s": 0.2}))
+    with TestClient(app, headers={"X-API-Key": ingest_key}) as c:
         yield c
 
 

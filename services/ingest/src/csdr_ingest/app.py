@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from csdr_access import AccessControl
 from csdr_ingest import health
 from csdr_ingest.errors import add_exception_handlers
 from csdr_ingest.inbox import Watcher
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     add_exception_handlers(app)
     app.include_router(jobs.router)
     app.include_router(health.router)

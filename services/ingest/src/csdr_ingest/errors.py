@@ -66,7 +66,9 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTPStatus(exc.status_code).phrase.replace(" ", "")
-        return JSONResponse({"code": code, "description": str(exc.detail)}, exc.status_code)
+        return JSONResponse(
+            {"code": code, "description": str(exc.detail)}, exc.status_code, headers=exc.headers
+        )
 
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = 2.0
     """How often idle workers look for jobs queued by other processes."""
     readiness_timeout_s: float = 1.0
+    access_ttl_s: float = 2.0
+    """How long a key check is reused: a revoked key stops working within this time."""
     dem: Path | None = None
     """A DEM GDAL can read (RPC_DEM) for orthorectification; else the RPB's mean height."""
     work_dir: Path | None = None

@@ -1,4 +1,5 @@
-"""POST /jobs queues an input for ingest; GET /jobs/{id} tells how it went."""
+"""POST /jobs queues an input for ingest; GET /jobs/{id} tells how it went. Both need an API key
+with the `ingest` scope."""
 
 import datetime as dt
 import uuid
@@ -10,6 +11,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field, field_validator
 
 from csdr_ingest import jobs
+from csdr_ingest.access import IngestPrincipal
 
 router = APIRouter(prefix="/jobs", tags=["Jobs"])
 
@@ -70,7 +72,9 @@ class Job(BaseModel):
 
 
 @router.post("", status_code=202, response_model=Job, summary="Queue an input for ingest")
-def create_job(body: JobRequest, pool: PoolDep, request: Request) -> dict[str, Any]:
+def create_job(
+    body: JobRequest, pool: PoolDep, request: Request, principal: IngestPrincipal
+) -> dict[str, Any]:
     """Queue the job; it runs in the background (poll GET /jobs/{id})."""
     job = jobs.enqueue(pool, body.source, body.collection, body.datetime)
     assert job is not None  # only inbox jobs can collide
@@ -79,7 +83,7 @@ def create_job(body: JobRequest, pool: PoolDep, request: Request) -> dict[str, A
 
 
 @router.get("/{job_id}", response_model=Job, summary="A job's status and outcome")
-def get_job(job_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
+def get_job(job_id: uuid.UUID, pool: PoolDep, principal: IngestPrincipal) -> dict[str, Any]:
     """The job, with its items when it succeeded or its error when it failed."""
     job = jobs.get(pool, job_id)
     if job is None:
