@@ -32,6 +32,16 @@ def new_collection(collection_id: str, license_: str) -> dict[str, Any]:
     }
 
 
+def lock_collection(conn: psycopg.Connection, collection: str) -> None:
+    """Hold, until the transaction ends, the right to publish into `collection`; take it before
+    touching pgSTAC's tables. Two processes creating the same collection (or the same new
+    partition) at once deadlocked inside pgSTAC (tests/bench/bench_cresda.py); a publish takes
+    milliseconds, and the raster work before it still runs in parallel."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('csdr.publish'), hashtext(%s))", (collection,)
+    )
+
+
 def item_exists(conn: psycopg.Connection, collection: str, item_id: str) -> bool:
     """True when pgSTAC holds this item."""
     row = conn.execute(
@@ -59,6 +69,7 @@ def publish_item(
     the collection's extent."""
     collection = item["collection"]
     conn.execute("SET LOCAL search_path TO pgstac, public")  # pgSTAC's functions need it
+    lock_collection(conn, collection)
     exists = conn.execute(
         "SELECT 1 FROM pgstac.collections WHERE id = %s", (collection,)
     ).fetchone()

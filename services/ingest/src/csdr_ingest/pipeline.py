@@ -129,6 +129,7 @@ def publish(
 ) -> None:
     """Upsert the item in one transaction, then delete the files of the version it replaced."""
     with conn.transaction():
+        pgstac.lock_collection(conn, stage.collection)
         replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)
         pgstac.publish_item(conn, item, stage.settings.collection_license, collection_template)
     current = {str(p) for p in stage.written}

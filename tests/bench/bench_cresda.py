@@ -1,0 +1,263 @@
+"""CRESDA package ingest: a GF-1 WFV-sized look-alike (12000 x 13719 x 4 uint16, textured, the real
+RPB, tar.gz) from tarball to registered item, against the two-step baseline in the same run
+(unpack, GDAL warp with the RPCs to a GTiff via rasterio, then GDAL's COG driver via
+rasterio.shutil.copy). Each run is its own process, so its peak memory (VmHWM) is its own. Then
+two packages are ingested at once, to see whether they keep both cores busy. Prints ratios;
+asserts only correctness.
+
+`CSDR_BENCH_CRESDA_FACTOR=N` downscales the scene by N (RPB and XML scaled to match) for a quick
+look; the goals are for N=1. Run one ingest by hand:
+python -m tests.bench.bench_cresda {ours,baseline} PACKAGE WORK_DIR  (PG* variables for `ours`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.warp import calculate_default_transform, reproject
+from rio_cogeo.cogeo import cog_validate
+
+from csdr_ingest.cresda.lookalike import write_lookalike
+from csdr_ingest.packages import unpacked
+from csdr_ingest.pipeline import ingest_path
+from csdr_ingest.rpc import utm_crs
+from csdr_ingest.settings import Settings
+
+REPO_ROOT = Path(__file__).parents[2]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "cresda"
+WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
+FACTOR = int(os.environ.get("CSDR_BENCH_CRESDA_FACTOR", "1"))
+# The parallel run only measures CPU use: a quarter of the pixels (half a side) is enough.
+PARALLEL_FACTOR = FACTOR * 2
+CHILD_TIMEOUT_S = 3600
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; not ru_maxrss, which survives fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def cpu_s() -> float:
+    """CPU seconds used so far by this process, user + system, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_ours(package: Path, work: Path) -> None:
+    """The ingest pipeline, as the service runs it, into the database of the PG* variables."""
+    settings = Settings(assets_dir=work / "assets", work_dir=work / "tmp")
+    with psycopg.connect(autocommit=True) as conn:
+        [item] = ingest_path(package, conn, settings)
+    print(json.dumps({"item": item["id"], "cog": item["assets"]["data"]["href"]}))
+
+
+def run_baseline(package: Path, work: Path) -> None:
+    """Unpack, `gdalwarp`-like RPC warp to a tiled GTiff, then GDAL's COG driver."""
+    (work / "tmp").mkdir(parents=True, exist_ok=True)
+    with unpacked(package, work / "tmp") as root:
+        tiff = next(root.rglob("*.tiff"))
+        with rasterio.open(tiff) as src:
+            rpcs = src.rpcs
+            crs = utm_crs(rpcs.long_off, rpcs.lat_off)
+            transform, width, height = calculate_default_transform(
+                None, crs, src.width, src.height, rpcs=rpcs, RPC_HEIGHT=rpcs.height_off
+            )
+            warped = work / "tmp" / "warped.tif"
+            profile = {
+                "driver": "GTiff",
+                "width": width,
+                "height": height,
+                "count": src.count,
+                "dtype": src.dtypes[0],
+                "crs": crs,
+                "transform": transform,
+                "nodata": 0,
+                "tiled": True,
+                "blockxsize": 512,
+                "blockysize": 512,
+                "BIGTIFF": "IF_SAFER",
+            }
+            bands = list(range(1, src.count + 1))
+            with rasterio.open(warped, "w", **profile) as dst:
+                reproject(
+                    rasterio.band(src, bands),
+                    rasterio.band(dst, bands),
+                    rpcs=rpcs,
+                    dst_crs=crs,
+                    dst_transform=transform,
+                    dst_nodata=0,
+                    resampling=Resampling.bilinear,
+                    num_threads=os.cpu_count() or 1,
+                    RPC_HEIGHT=rpcs.height_off,
+                )
+    cog = work / "baseline.tif"
+    rasterio.shutil.copy(
+        warped,
+        cog,
+        driver="COG",
+        COMPRESS="DEFLATE",
+        PREDICTOR=2,
+        BLOCKSIZE=512,
+        OVERVIEW_RESAMPLING="AVERAGE",
+        NUM_THREADS="ALL_CPUS",
+    )
+    warped.unlink()
+    print(json.dumps({"cog": str(cog)}))
+
+
+RUNNERS = {"ours": run_ours, "baseline": run_baseline}
+
+
+def main() -> None:
+    """One measured run in this process: its wall and CPU time and peak RSS, as JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("runner", choices=RUNNERS)
+    parser.add_argument("package", type=Path)
+    parser.add_argument("work", type=Path)
+    args = parser.parse_args()
+    start, cpu_start = time.perf_counter(), cpu_s()
+    RUNNERS[args.runner](args.package, args.work)
+    seconds, cpu = time.perf_counter() - start, cpu_s() - cpu_start
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_mb": peak_rss_mb()}))
+
+
+def start(runner: str, package: Path, work: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.bench_cresda", runner, str(package), str(work)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    assert proc.returncode == 0, err[-3000:]
+    lines = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
+    return lines[-2] | lines[-1]
+
+
+def build_packages(out: Path, factor: int, count: int) -> tuple[list[Path], int, int, int]:
+    """`count` tar.gz look-alikes of the WFV fixture with distinct ProductIDs (the TIFF is
+    written once and hard-linked); return them and the TIFF's width, height, bands."""
+    folder = write_lookalike(WFV, out / "src", max_size=13719 // factor, archive=None)
+    tiff = next(folder.glob("*.tiff"))
+    with rasterio.open(tiff) as src:
+        shape = (src.width, src.height, src.count)
+    packages = []
+    for n in range(count):
+        copy = out / f"p{n}" / folder.name
+        copy.mkdir(parents=True)
+        for f in folder.iterdir():
+            if f.suffix == ".xml":
+                text = f.read_text(encoding="utf-8")
+                text = re.sub(
+                    r"<ProductID>(\d+)</ProductID>", rf"<ProductID>\g<1>{n}</ProductID>", text
+                )
+                (copy / f.name).write_text(text, encoding="utf-8")
+            else:
+                os.link(f, copy / f.name)
+        target = out / f"p{n}" / f"{folder.name}.tar.gz"
+        with tarfile.open(target, "w:gz", compresslevel=1) as tf:
+            tf.add(copy, arcname=folder.name)
+        shutil.rmtree(copy)
+        packages.append(target)
+    shutil.rmtree(folder)
+    return packages, *shape
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], int, int, int]:
+    started = time.perf_counter()
+    built = build_packages(tmp_path_factory.mktemp("cresda-bench"), FACTOR, 1)
+    size_mb = built[0][0].stat().st_size / 2**20
+    print(
+        f"\ninput: {built[1]}x{built[2]}x{built[3]} uint16 package built in "
+        f"{time.perf_counter() - started:.0f} s ({size_mb:.0f} MB tar.gz)"
+    )
+    return built
+
+
+def test_package_ingest_vs_warp_then_cog(packages, database, tmp_path: Path) -> None:
+    [package], width, height, count = packages
+    ours = result(start("ours", package, tmp_path / "ours", database))
+    base = result(start("baseline", package, tmp_path / "base", database))
+
+    for cog in (ours["cog"], base["cog"]):
+        valid, errors, _ = cog_validate(cog, quiet=True)
+        assert valid, f"{cog}: {errors}"
+    with psycopg.connect(**_libpq(database)) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pgstac.items WHERE id = %s", (ours["item"],)
+        ).fetchone() == (1,)
+
+    source_mb = width * height * count * 2 / 1e6
+    ratio = ours["seconds"] / base["seconds"]
+    print(
+        f"\nCRESDA package {width}x{height}x{count} uint16 ({source_mb:.0f} MB of source pixels),"
+        " tar.gz -> registered item, one process per run"
+    )
+    print(f"{'run':<34}{'wall s':>8}{'CPU s':>8}{'peak RSS MB':>13}{'MB/s':>8}")
+    for name, r in (("ours (ingest_path)", ours), ("baseline (warp GTiff, COG driver)", base)):
+        print(
+            f"{name:<34}{r['seconds']:>8.1f}{r['cpu_s']:>8.1f}{r['peak_mb']:>13.0f}"
+            f"{source_mb / r['seconds']:>8.1f}"
+        )
+    print(
+        f"package ingest: ours {ours['seconds']:.1f} s vs baseline {base['seconds']:.1f} s -> "
+        f"{ratio:.2f}x time (goal <= 0.7), {ours['cpu_s'] / base['cpu_s']:.2f}x CPU, "
+        f"peak {ours['peak_mb'] / 1024:.2f} GiB (goal <= 2), {source_mb / ours['seconds']:.1f} MB/s"
+        " of source pixels"
+    )
+
+
+def _libpq(env: dict[str, str]) -> dict[str, str]:
+    keys = {
+        "PGHOST": "host",
+        "PGPORT": "port",
+        "PGUSER": "user",
+        "PGPASSWORD": "password",
+        "PGDATABASE": "dbname",
+    }
+    return {keys[k]: v for k, v in env.items() if k in keys}
+
+
+def test_two_packages_at_once_keep_both_cores_busy(database, tmp_path: Path) -> None:
+    pair, width, height, count = build_packages(tmp_path / "in", PARALLEL_FACTOR, 2)
+    started = time.perf_counter()
+    procs = [start("ours", p, tmp_path / f"w{i}", database) for i, p in enumerate(pair)]
+    runs = [result(p) for p in procs]
+    wall = time.perf_counter() - started
+    cpu = sum(r["cpu_s"] for r in runs)
+    cores = os.cpu_count() or 1
+    with psycopg.connect(**_libpq(database)) as conn:
+        assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (2,)
+    print(
+        f"\ntwo {width}x{height}x{count} packages ingested at once: {wall:.1f} s wall, "
+        f"{cpu:.1f} CPU s -> {cpu / wall:.2f} of {cores} cores busy "
+        f"({cpu / wall / cores:.0%}); peak RSS {max(r['peak_mb'] for r in runs):.0f} MB each"
+    )
+
+
+if __name__ == "__main__":
+    main()
