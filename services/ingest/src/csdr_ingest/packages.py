@@ -6,17 +6,42 @@ absolute paths or `..` are refused) and removed afterwards, whatever happens.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from csdr_ingest.errors import PackageInvalid, SourceNotFound
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+SCRATCH = re.compile(r"^csdr-[a-z]+-(\d+)-")
+
+
+def scratch_prefix(kind: str) -> str:
+    """Prefix of a temporary directory of this process (`csdr-<kind>-<pid>-`): the pid lets a
+    restarted worker remove what a killed one left (remove_abandoned_scratch)."""
+    return f"csdr-{kind}-{os.getpid()}-"
+
+
+def scratch_root(work_dir: Path | None) -> Path:
+    """Where packages are unpacked and scenes orthorectified."""
+    return work_dir if work_dir is not None else Path(tempfile.gettempdir())
+
+
+def remove_abandoned_scratch(work_dir: Path | None, alive: Callable[[int], bool]) -> int:
+    """Delete temporary directories of processes that died (kill -9 skips their cleanup)."""
+    root, count = scratch_root(work_dir), 0
+    for path in root.glob("csdr-*-*-*") if root.is_dir() else []:
+        match = SCRATCH.match(path.name)
+        if match and path.is_dir() and not alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            count += 1
+    return count
 
 
 def is_archive(path: Path) -> bool:
@@ -34,7 +59,7 @@ def unpacked(path: Path, work_dir: Path | None = None) -> Iterator[Path]:
         raise SourceNotFound(f"{path}: no such file on the ingest server")
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix="csdr-package-", dir=work_dir))
+    target = Path(tempfile.mkdtemp(prefix=scratch_prefix("package"), dir=work_dir))
     try:
         _extract(path, target)
         yield target

@@ -43,7 +43,7 @@ from csdr_ingest.errors import (
     SourceUnreadable,
 )
 from csdr_ingest.items import acquisition_time, build_item, item_id_for
-from csdr_ingest.packages import is_archive, unpacked
+from csdr_ingest.packages import is_archive, remove_abandoned_scratch, unpacked
 from csdr_ingest.rpc import georeferenced
 from csdr_ingest.settings import Settings
 from csdr_ingest.thumbnail import write_thumbnail
@@ -140,7 +140,8 @@ def publish(
 
 
 def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:
-    """Delete files of versions whose writer on this host died; return how many versions."""
+    """Delete files of versions whose writer on this host died, and the unpacked packages and
+    orthorectified scratch files of dead processes; return how many were removed."""
     pending = settings.assets_dir / PENDING_DIR
     host, count = socket.gethostname(), 0
     for marker in sorted(pending.glob("*.json")) if pending.is_dir() else []:
@@ -156,7 +157,7 @@ def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:
         _remove_version(item_dir, info["version"], keep)
         marker.unlink(missing_ok=True)
         count += 1
-    return count
+    return count + remove_abandoned_scratch(settings.work_dir, _alive)
 
 
 def _alive(pid: int) -> bool:

@@ -30,6 +30,7 @@ from rasterio.rpc import RPC
 from rasterio.warp import calculate_default_transform, reproject
 
 from csdr_ingest.errors import RpcMissing
+from csdr_ingest.packages import scratch_prefix
 
 ORTHO_NODATA = 0
 # Per warp chunk; GDAL's default (64 MB) makes many small chunks on a 12000 x 13719 scene.
@@ -136,7 +137,7 @@ def georeferenced(
         )
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="csdr-ortho-", dir=work_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("ortho"), dir=work_dir) as tmp:
         path = Path(tmp) / f"{Path(src.name).stem}.ortho.tif"
         orthorectify(src, path, gsd, dem)
         with rasterio.open(path) as ortho:
