@@ -339,8 +339,6 @@ def test_search_ours_vs_stock_vs_sql(
         ours = http_loop(apis["ours"], query, ROUNDS)
         stock = http_loop(apis["stock"], query, STOCK_ROUNDS)
         sql = sql_loop(databases["ours"], query, ROUNDS)
-        assert len(ours.ids) > 0, f"{query.name}: no results, comparing ids would prove nothing"
-        assert ours.ids == stock.ids == sql.ids, f"{query.name}: ours, stock and SQL differ"
         rows.append((query, ours, stock, sql))
 
     print(
@@ -357,7 +355,14 @@ def test_search_ours_vs_stock_vs_sql(
             f"{query.name:<32}{ours.ms(50):>9.1f}{ours.ms(95):>7.1f}{stock.ms(50):>10.1f}"
             f"{speedup:>7.1f}x{sql.ms(50):>8.1f}{over_sql:>7.2f}x"
         )
+    differ = [q.name for q, ours, stock, sql in rows if not ours.ids == stock.ids == sql.ids]
+    for query, ours, stock, sql in rows:
+        if query.name in differ:
+            print(f"{query.name} ids:\n  ours  {ours.ids}\n  stock {stock.ids}\n  SQL   {sql.ids}")
     print(
         f"Goals: p50 <= {GOALS['p50_ms']:.0f} ms, p95 <= {GOALS['p95_ms']:.0f} ms, "
         f">= {GOALS['speedup']:.0f}x stock at p50, API/SQL <= {GOALS['api_over_sql']}x"
     )
+    # Equal ids prove nothing if a query finds nothing; checked after printing, to see all rows.
+    assert all(ours.ids for _, ours, _, _ in rows), "a query found no items"
+    assert not differ, f"ours, stock and SQL answer different ids for: {differ}"
