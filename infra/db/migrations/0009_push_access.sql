@@ -19,8 +19,8 @@ ALTER TABLE csdr.deliveries DROP CONSTRAINT deliveries_status_check;
 ALTER TABLE csdr.deliveries ADD CONSTRAINT deliveries_status_check
     CHECK (status IN ('pending', 'delivered', 'dead', 'withheld'));
 
--- csdr_access.policies.VISIBLE_SQL, verbatim ($1 administrator, $2 any valid key, $3 the
--- organisation): services/push/tests/test_access.py fails if the two ever differ.
+-- The access rule, in one place: which collections a principal may see ($1 administrator, $2 any
+-- valid key, $3 the organisation). csdr_access calls it for every service; push's fan-out below.
 CREATE FUNCTION csdr.visible_collections(boolean, boolean, bigint) RETURNS SETOF text
 LANGUAGE sql STABLE AS $rule$
 SELECT c.id FROM pgstac.collections c

@@ -18,7 +18,6 @@ from psycopg.types.json import Jsonb
 
 from conftest import free_port
 from csdr_access.admin import issue_key, revoke_key, set_policy
-from csdr_access.policies import VISIBLE_SQL
 from csdr_push.app import create_app
 from csdr_push.settings import Settings
 from services.push.tests.conftest import COLLECTION, ORGS, SECRET, stac_item
@@ -102,13 +101,6 @@ def settled(db: psycopg.Connection, timeout_s: float = 30) -> None:
 
 def received_items(receiver: Receiver) -> list[str]:
     return [e["subject"] for e in receiver.item_events(SECRET)]
-
-
-def test_the_database_applies_csdr_access_rule_verbatim(db):
-    (body,) = db.execute(
-        "SELECT prosrc FROM pg_proc WHERE oid = 'csdr.visible_collections'::regproc"
-    ).fetchone()
-    assert body.strip() == VISIBLE_SQL.strip()
 
 
 def test_keys_are_required_and_bad_ones_answer_401_with_the_reason(app, keys, db):

@@ -12,14 +12,6 @@ class Policy(StrEnum):
     PRIVATE = "private"  # node administrators only
 
 
-# The rule. $1: administrator, $2: any valid key, $3: the key's organisation.
-VISIBLE_SQL = """
-SELECT c.id FROM pgstac.collections c
-LEFT JOIN csdr.collection_policies p ON p.collection = c.id
-WHERE $1::boolean
-   OR p.policy IS NULL OR p.policy = 'public'
-   OR (p.policy = 'registered' AND $2::boolean)
-   OR (p.policy = 'partners' AND EXISTS (
-        SELECT 1 FROM csdr.collection_partners cp
-        WHERE cp.collection = c.id AND cp.org_id = $3::bigint))
-"""
+# The rule itself is the database function csdr.visible_collections(admin, authenticated, org id)
+# (infra/db/migrations/0009_push_access.sql), so services and push's SQL fan-out share one text.
+VISIBLE_SQL = "SELECT csdr.visible_collections($1::boolean, $2::boolean, $3::bigint)"
