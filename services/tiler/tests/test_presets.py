@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from owslib.wmts import WebMapTileService
 
 from conftest import TEMPLATE_DB
+from csdr_access.admin import add_org, issue_key
 from csdr_tiler.app import create_app
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import (
@@ -146,7 +147,10 @@ def test_preset_tilejson_has_bounds_zooms_and_a_template_qgis_keeps(client, ms):
 
 
 def test_preset_wmts_has_a_layer_per_preset_with_the_item_extent(client, ms):
-    r = client.get(f"{ms.url}/presets/WMTSCapabilities.xml", params={"api_key": "k-123"})
+    with psycopg.connect(autocommit=True) as conn:
+        add_org(conn, "WMTS user", "TH", "partner", "test")
+        key = issue_key(conn, "WMTS user", ["read"], "test")[0]
+    r = client.get(f"{ms.url}/presets/WMTSCapabilities.xml", params={"api_key": key})
     assert r.status_code == 200, r.text
     assert len(r.content) < 20_000  # titiler's lists every tile matrix set: 190-390 KB
     wmts = WebMapTileService(str(r.url), xml=r.content)
@@ -162,7 +166,7 @@ def test_preset_wmts_has_a_layer_per_preset_with_the_item_extent(client, ms):
     assert limits[str(z)].mintilecol <= tile.x <= limits[str(z)].maxtilecol
     assert limits[str(z)].mintilerow <= tile.y <= limits[str(z)].maxtilerow
     template = layer.resourceURLs[0]["template"]
-    assert "api_key=k-123" in template  # QGIS sends no header for WMTS tiles
+    assert f"api_key={key}" in template  # QGIS sends no header for WMTS tiles
     url = template.format(TileMatrix=tile.z, TileCol=tile.x, TileRow=tile.y)
     via_wmts = client.get(url)
     assert via_wmts.status_code == 200

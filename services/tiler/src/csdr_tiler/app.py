@@ -32,12 +32,15 @@ from titiler.pgstac.dependencies import CollectionIdParams, SearchIdParams
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import (
     MosaicTilerFactory,
-    add_search_list_route,
     add_search_register_route,
 )
 from titiler.pgstac.reader import PgSTACReader
 
+from csdr_access import AccessControl
+from csdr_access.ratelimit import RateLimiter
 from csdr_tiler import health, wmts
+from csdr_tiler import searches as searches_list
+from csdr_tiler.access import AccessMiddleware
 from csdr_tiler.caching import ItemCacheMiddleware
 from csdr_tiler.dependencies import (
     ItemParams,
@@ -50,6 +53,7 @@ from csdr_tiler.dependencies import (
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
 from csdr_tiler.items import Catalogue
 from csdr_tiler.logs import configure_logging
+from csdr_tiler.mosaics import VisibleBackend, VisibleBackendParams
 from csdr_tiler.settings import Settings
 
 # Responses a browser or CDN must not keep: health, and the list of searches, which grows.
@@ -87,6 +91,11 @@ TILE_ROUTES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
         [Depends(ValidTile)],
     )
 ]
+# Every mosaic reads only the scenes the caller may see (csdr_tiler.mosaics).
+VISIBLE_MOSAICS: dict[str, Any] = {
+    "backend": VisibleBackend,
+    "backend_dependency": VisibleBackendParams,
+}
 PRESET_DEPENDENCIES: dict[str, Any] = {
     "layer_dependency": PresetLayerParams,
     "render_dependency": PresetRenderParams,
@@ -119,6 +128,7 @@ def add_search_routes(app: FastAPI) -> None:
         router_prefix="/searches/{search_id}/presets/{preset}",
         add_statistics=True,
         add_part=True,
+        **VISIBLE_MOSAICS,
         **PRESET_DEPENDENCIES,
     )
     app.include_router(
@@ -127,6 +137,7 @@ def add_search_routes(app: FastAPI) -> None:
     searches = MosaicTilerFactory(
         path_dependency=SearchIdParams,
         router_prefix="/searches/{search_id}",
+        **VISIBLE_MOSAICS,
         add_statistics=True,
         add_viewer=True,
         add_part=True,
@@ -135,7 +146,7 @@ def add_search_routes(app: FastAPI) -> None:
         route_dependencies=TILE_ROUTES,
     )
     app.include_router(searches.router, prefix="/searches/{search_id}", tags=["STAC Search"])
-    add_search_list_route(app, prefix="/searches", tags=["STAC Search"])
+    app.include_router(searches_list.router)  # upstream's, limited to visible searches
     # The register route answers with TileJSON links for the search's `defaults` renders when
     # these dependencies accept them.
     add_search_register_route(
@@ -163,6 +174,7 @@ def add_collection_routes(app: FastAPI) -> None:
         router_prefix="/collections/{collection_id}/presets/{preset}",
         add_statistics=True,
         add_part=True,
+        **VISIBLE_MOSAICS,
         **PRESET_DEPENDENCIES,
     )
     app.include_router(
@@ -173,6 +185,7 @@ def add_collection_routes(app: FastAPI) -> None:
     collections = MosaicTilerFactory(
         path_dependency=CollectionIdParams,
         router_prefix="/collections/{collection_id}",
+        **VISIBLE_MOSAICS,
         add_statistics=True,
         add_viewer=True,
         add_part=True,
@@ -221,21 +234,28 @@ def add_reference_routes(app: FastAPI) -> None:
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Item response cache (innermost, so cached answers get the headers below), CORS,
-    Cache-Control on cacheable GETs, compression of non-image responses, request ids."""
+    """Item response cache (innermost, so cached answers get the headers below), Cache-Control
+    on cacheable GETs, access control (outside both: nothing is answered, from the cache or
+    not, before the caller is judged; keyed answers become private), CORS (outside it, so a
+    401 carries CORS headers), compression of non-image responses, request ids."""
     app.add_middleware(
         ItemCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
         max_entry_bytes=settings.response_cache_max_entry_bytes,
     )
     app.add_middleware(
+        CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS
+    )
+    app.add_middleware(
+        AccessMiddleware,
+        access=AccessControl(ttl_s=settings.access_ttl_s),
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
+    app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization", "X-API-Key"],
-    )
-    app.add_middleware(
-        CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS
     )
     app.add_middleware(CompressionMiddleware, exclude_mediatype=IMAGE_MEDIA_TYPES)
     app.add_middleware(RequestIdMiddleware)

@@ -5,6 +5,10 @@ The version is a hash of the item's row (csdr_tiler.items), read once per reques
 primary-key lookup; a re-ingest changes it, so the next request renders afresh and every earlier
 ETag stops matching. Mosaics (collections, searches) change with any new scene and are not cached
 here.
+
+Answers about an item of a restricted collection are kept per API key (csdr_tiler.access says
+who may share each answer), so a cached answer or a 304 never reaches a caller who may not see
+the item: the access check runs before this cache, and the key is in the ETag.
 """
 
 import hashlib
@@ -52,9 +56,11 @@ class ResponseCache:
                 self._cache[etag] = response
 
 
-def etag_for(version: str, scope: Scope) -> str:
-    """A strong ETag from the item version and the request's path and query."""
+def etag_for(version: str, scope: Scope, audience: str = "public") -> str:
+    """A strong ETag from the item version, who may share the answer (`public`, or one key for
+    a restricted collection) and the request's path and query."""
     digest = hashlib.sha256(version.encode())
+    digest.update(b"\0" + audience.encode() + b"\0")
     digest.update(scope["path"].encode())
     digest.update(b"?" + scope.get("query_string", b""))
     return f'"{digest.hexdigest()[:32]}"'
@@ -77,7 +83,9 @@ class ItemCacheMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer from the cache or a 304 when possible, else render and remember."""
         match = ITEM_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
-        if match is None or scope["method"] not in ("GET", "HEAD"):
+        # Set by csdr_tiler.access once the caller may see the item; without it, no caching.
+        audience = scope.get("state", {}).get("cache_audience") if match else None
+        if match is None or audience is None or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         # The app's Catalogue, created in its lifespan (Starlette puts the app in the scope).
@@ -90,7 +98,7 @@ class ItemCacheMiddleware:
             await self.app(scope, receive, send)  # the route answers the 404
             return
         scope.setdefault("state", {})["item_version"] = version
-        etag = etag_for(version, scope)
+        etag = etag_for(version, scope, audience)
         headers = dict(scope.get("headers") or [])
         if matches(headers.get(b"if-none-match", b""), etag):
             await send(

@@ -17,6 +17,7 @@ from rio_tiler.types import AssetType, ColorMapType
 from titiler.core.dependencies import DefaultDependency
 from titiler.pgstac.dependencies import get_collection_id
 
+from csdr_tiler.access import visible_of
 from csdr_tiler.items import Catalogue
 from csdr_tiler.presets import Preset
 
@@ -60,7 +61,7 @@ def available_presets(request: Request) -> dict[str, Preset]:
         return catalogue.item_presets(item, version)
     if "collection_id" in params:
         return catalogue.collection_presets(params["collection_id"])
-    return catalogue.search_presets(params["search_id"])
+    return catalogue.search_presets(params["search_id"], visible_of(request))
 
 
 def PresetParam(

@@ -156,6 +156,16 @@ class Catalogue:
         bounds = tuple(row[1]) if row[1] and len(row[1]) == 4 else None
         return Search([str(c) for c in row[0]], bounds)
 
-    def search_presets(self, search_id: str) -> dict[str, Preset]:
-        """Presets for a registered search: those of the first collection it names."""
-        return self.collection_presets(self.search(search_id).collections[0])
+    def search_collection(self, search_id: str, visible: frozenset[str] | None) -> str:
+        """The collection a registered search takes its presets and zooms from: the first it
+        names that the caller sees (`visible`; None: all), so no restricted scene sets them."""
+        named = self.search(search_id).collections
+        seen = [c for c in named if visible is None or c in visible]
+        if not seen:
+            raise SearchNotFound(f"no registered search '{search_id}'")
+        return seen[0]
+
+    def search_presets(self, search_id: str, visible: frozenset[str] | None) -> dict[str, Preset]:
+        """Presets for a registered search: those of the first collection it names that the
+        caller sees."""
+        return self.collection_presets(self.search_collection(search_id, visible))

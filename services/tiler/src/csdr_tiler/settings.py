@@ -42,3 +42,11 @@ class Settings(BaseSettings):
     """Rendered item responses (tiles, TileJSON, WMTS) kept in memory per process."""
     response_cache_max_entry_bytes: int = 2 * 1024 * 1024
     """Larger responses (big previews, crops) are rendered every time."""
+    access_ttl_s: float = 2.0
+    """How long a key check or a visibility list is reused: revocations apply within this time."""
+    rate_limit_per_s: float = 50.0
+    """Requests a second allowed per API key, on average (anonymous requests are not limited
+    here: put a reverse proxy's limit in front for those)."""
+    rate_limit_burst: int = 400
+    """Requests a caller may make at once before the rate applies (a QGIS map redraw asks for
+    dozens of tiles at once)."""

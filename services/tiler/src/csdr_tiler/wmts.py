@@ -14,6 +14,7 @@ from xml.etree import ElementTree as ET
 import morecantile
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from csdr_tiler.access import visible_of
 from csdr_tiler.dependencies import CatalogueDep, ItemParams, request_item_version
 from csdr_tiler.presets import Preset
 from csdr_tiler.zooms import Extent, collection_extent, item_extent
@@ -213,6 +214,7 @@ def search_wmts(
 ) -> Response:
     """A registered search's mosaic as WMTS layers, one per preset of its first collection."""
     search = catalogue.search(search_id)
-    presets = catalogue.search_presets(search_id)
-    extent = collection_extent(catalogue, search.collections[0], search.bounds)
+    collection = catalogue.search_collection(search_id, visible_of(request))
+    presets = catalogue.collection_presets(collection)
+    extent = collection_extent(catalogue, collection, search.bounds)
     return _document(request, search_id, f"/searches/{search_id}", extent, presets)

@@ -1,0 +1,259 @@
+"""Who may see which tiles: csdr_access's one rule on every tiler path.
+
+A middleware turns the request's API key (Bearer, X-API-Key or `?api_key=`, which QGIS XYZ layers
+need) into a principal and the collections it may see, and answers:
+- 401 `{"code", "description"}` for a bad, revoked or expired key; 429 past a key's rate limit;
+- 404 for `/collections/{id}/...` (items, mosaics, presets, WMTS) whose collection is invisible,
+  with the body a nonexistent one gets (both are answered here, so they cannot differ);
+- 404 for `/searches/{id}/...` when the search names collections and the caller sees none of
+  them; its `/info` (which shows the search's collection list and SQL) also when it names any
+  invisible one. Every mosaic is further filtered at tile time (csdr_tiler.mosaics).
+It marks answers to keyed requests `Cache-Control: private`, tells the item response cache who
+may share a cached answer, and, when the key came as `?api_key=`, adds it to the links of the
+search register, list and info answers (TileJSON and WMTS documents copy the query already).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import anyio.to_thread
+from psycopg_pool import ConnectionPool
+from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from csdr_access import ANONYMOUS, AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access.ratelimit import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+# Paths that say nothing about the node's imagery.
+OPEN_PATHS = ("/healthz", "/readyz", "/api", "/docs")
+COLLECTION_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)(?:/items/(?P<item>[^/]+))?")
+SEARCH_PATH = re.compile(r"^/searches/(?P<search>[^/]+)(?P<rest>/.*)?$")
+SEARCH_LIST_PATHS = ("/searches", "/searches/", "/searches/list")
+NOT_SEARCH_IDS = ("register", "list")
+SEARCH_COLLECTIONS_SQL = "SELECT search -> 'collections' FROM pgstac.searches WHERE hash = %s"
+
+
+def principal_of(request: Any) -> Principal:
+    """The principal the middleware found for this request."""
+    return getattr(request.state, "principal", ANONYMOUS)
+
+
+def visible_of(request: Any) -> frozenset[str] | None:
+    """The collections this request may see; None means all (an administrator)."""
+    return getattr(request.state, "visible", frozenset())
+
+
+def with_key(url: str, key: str) -> str:
+    """`url` with `api_key=key` in its query (once)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "api_key"]
+    # Keep `{tileMatrixSetId}`-style template braces readable, as upstream writes them.
+    encoded = urlencode([*query, ("api_key", key)], safe="{}")
+    return urlunsplit(parts._replace(query=encoded))
+
+
+def has_links(path: str) -> bool:
+    """Whether the path answers JSON with links we build (search register, list and info)."""
+    if path == "/searches/register" or path in SEARCH_LIST_PATHS:
+        return True
+    found = SEARCH_PATH.match(path)
+    return found is not None and found["rest"] == "/info"
+
+
+def add_key_to_links(document: Any, key: str) -> Any:
+    """Every `links[].href` in a JSON document, with the key added."""
+    if isinstance(document, dict):
+        for name, value in document.items():
+            if name == "links" and isinstance(value, list):
+                for link in value:
+                    if isinstance(link, dict) and isinstance(link.get("href"), str):
+                        link["href"] = with_key(link["href"], key)
+            else:
+                add_key_to_links(value, key)
+    elif isinstance(document, list):
+        for value in document:
+            add_key_to_links(value, key)
+    return document
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    raw_body = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(raw_body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": raw_body})
+
+
+def _search_collections(pool: ConnectionPool, search_id: str) -> tuple[bool, list[str] | None]:
+    """(exists, the collections the registered search names, or None when it names none)."""
+    with pool.connection() as conn:
+        row = conn.execute(SEARCH_COLLECTIONS_SQL, (search_id,)).fetchone()
+    if row is None:
+        return False, None
+    return True, [str(c) for c in row[0]] if row[0] else None
+
+
+class Judge:
+    """The database side of the middleware, run in a worker thread (psycopg's pool is sync)."""
+
+    def __init__(self, pool: ConnectionPool, access: AccessControl) -> None:
+        """Check keys and visibility through `pool` with `access`'s cache."""
+        self.pool = pool
+        self.access = access
+
+    def principal(self, key: str | None) -> Principal:
+        """The caller; raises InvalidKey."""
+        if key is None:
+            return ANONYMOUS
+        with self.pool.connection() as conn:
+            return self.access.principal(conn, key)
+
+    def visible(self, principal: Principal, fresh: bool = False) -> frozenset[str]:
+        """Every collection `principal` may see (an administrator: every existing one)."""
+        with self.pool.connection() as conn:
+            return self.access.visible(conn, principal, fresh)
+
+    def sees_collection(self, principal: Principal, collection: str) -> bool:
+        """Whether the collection exists and is visible (uncached when the cache says no:
+        perhaps it was created a moment ago)."""
+        return collection in self.visible(principal) or collection in self.visible(
+            principal, fresh=True
+        )
+
+    def is_public(self, collection: str) -> bool:
+        """Whether anyone at all may see the collection."""
+        return collection in self.visible(ANONYMOUS)
+
+    def sees_search(self, principal: Principal, search_id: str, metadata: bool) -> bool:
+        """Whether the caller may use the registered search: it exists, and it names no
+        collection or a visible one (`metadata`, for /info: only visible ones)."""
+        exists, named = _search_collections(self.pool, search_id)
+        if not exists:
+            return False
+        if principal.is_admin or not named:
+            return True
+        visible = self.visible(principal)
+        return set(named) <= visible if metadata else bool(visible.intersection(named))
+
+
+class AccessMiddleware:
+    """Apply the access rule to every request (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, access: AccessControl, limiter: RateLimiter) -> None:
+        """Wrap `app`; keys and visibility are checked with `access`, rates with `limiter`."""
+        self.app = app
+        self.access = access
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate, check the path, then pass on with the principal in the request state."""
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or path.startswith(OPEN_PATHS):
+            await self.app(scope, receive, send)
+            return
+        query = QueryParams(scope.get("query_string", b""))
+        headers = Headers(scope=scope)
+        key = api_key_from(headers, query)
+        key_in_query = key is not None and api_key_from(headers, {}) is None
+        judge = Judge(scope["app"].state.dbpool, self.access)
+        try:
+            principal = await anyio.to_thread.run_sync(judge.principal, key)
+        except InvalidKey as exc:
+            await _send_json(
+                send,
+                401,
+                {"code": "Unauthorized", "description": str(exc)},
+                {"WWW-Authenticate": "Bearer"},
+            )
+            return
+        wait_s = self.limiter.acquire(principal.key_prefix) if principal.key_prefix else 0.0
+        if wait_s:
+            await _send_json(
+                send,
+                429,
+                {"code": "TooManyRequests", "description": "rate limit reached; retry later"},
+                {"Retry-After": RateLimiter.retry_after(wait_s)},
+            )
+            return
+        state: dict[str, Any] = {"principal": principal}
+        if (found := COLLECTION_PATH.match(path)) is not None:
+            collection = unquote(found["collection"])
+            if not await anyio.to_thread.run_sync(judge.sees_collection, principal, collection):
+                if found["item"] is not None:
+                    detail = f"no item '{unquote(found['item'])}' in collection '{collection}'"
+                else:
+                    detail = f"no collection '{collection}'"
+                await _send_json(send, 404, {"detail": detail})
+                return
+            if found["item"] is not None:
+                # Who may share the item response cache's answers: everyone for a public
+                # collection, else only the same key.
+                public = await anyio.to_thread.run_sync(judge.is_public, collection)
+                state["cache_audience"] = "public" if public else f"key:{principal.key_prefix}"
+        elif (found := SEARCH_PATH.match(path)) is not None and found["search"] not in (
+            NOT_SEARCH_IDS
+        ):
+            search_id = found["search"]
+            metadata = found["rest"] == "/info"
+            if not await anyio.to_thread.run_sync(
+                judge.sees_search, principal, search_id, metadata
+            ):
+                await _send_json(send, 404, {"detail": f"no registered search '{search_id}'"})
+                return
+        state["visible"] = (
+            None if principal.is_admin else await anyio.to_thread.run_sync(judge.visible, principal)
+        )
+        scope.setdefault("state", {}).update(state)
+        if key_in_query and path in SEARCH_LIST_PATHS:
+            # Upstream's list route takes every other query parameter as a metadata filter.
+            rest = [(k, v) for k, v in query.multi_items() if k != "api_key"]
+            scope["query_string"] = urlencode(rest).encode()
+        rewrite = key_in_query and has_links(path)
+        await self.app(scope, receive, self._sender(send, principal, key if rewrite else None))
+
+    @staticmethod
+    def _sender(send: Send, principal: Principal, link_key: str | None) -> Send:
+        """Private caching for keyed answers; the key added to JSON links when `link_key`."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def send_access(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.append("Vary", "Authorization, X-API-Key")
+                if principal.authenticated:
+                    cache = headers.get("cache-control")
+                    if cache and "no-store" not in cache:
+                        headers["Cache-Control"] = cache.replace("public", "private")
+                    else:
+                        headers["Cache-Control"] = "private, no-store"
+                json_answer = headers.get("content-type", "").startswith("application/json")
+                if link_key is None or message["status"] != 200 or not json_answer:
+                    await send(message)
+                    return
+                start = message
+                return
+            if not start:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            assert link_key is not None  # only then is `start` held back
+            body = json.dumps(add_key_to_links(json.loads(b"".join(chunks)), link_key)).encode()
+            headers = MutableHeaders(scope=start)
+            headers["content-length"] = str(len(body))
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        return send_access
