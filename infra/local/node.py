@@ -139,6 +139,7 @@ def start_service(node: Node, service: str) -> None:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--no-access-log",  # it would write `?api_key=` values (QGIS keys) to disk
             ],
             env={**os.environ, **node.service_env()},
             cwd=node.data_dir,

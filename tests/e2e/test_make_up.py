@@ -82,6 +82,11 @@ def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
     ingest = f"http://127.0.0.1:{node_env['CSDR_INGEST_PORT']}/jobs/{uuid.uuid4()}"
     assert httpx.get(ingest, timeout=10).status_code == 401
     assert httpx.get(ingest, headers={"X-API-Key": key}, timeout=10).status_code == 404
+    # A key in the query (how QGIS sends it) reaches no log file.
+    assert httpx.get(f"{catalog}/collections", params={"api_key": key}).status_code == 200
+    secret = key.split("_", 2)[2]
+    for log in Path(node_env["CSDR_DATA_DIR"], "logs").glob("*.log"):
+        assert secret not in log.read_text(errors="replace"), log
 
     assets = sorted(Path(node_env["CSDR_DATA_DIR"], "assets").rglob("*"))
     second = make("up", node_env)
