@@ -3,12 +3,14 @@ over one fresh database of the session's throwaway cluster."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -29,6 +31,22 @@ class Node:
     env: dict[str, str]
     ingest_headers: dict[str, str]
     """Headers with a key of the ingest scope: POST /jobs and GET /jobs/{id} need one."""
+
+    def run_job(self, source: Path, collection: str, timeout_s: float = 120) -> dict:
+        """Queue `source` through POST /jobs and return the job once it has finished."""
+        body = {"source": str(source), "collection": collection}
+        r = httpx.post(f"{self.ingest}/jobs", json=body, headers=self.ingest_headers)
+        assert r.status_code == 202, r.text
+        job_url = f"{self.ingest}/jobs/{r.json()['id']}"
+        deadline = time.monotonic() + timeout_s
+        while (job := httpx.get(job_url, headers=self.ingest_headers).json())["status"] not in (
+            "succeeded",
+            "failed",
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(job)
+            time.sleep(0.2)
+        return job
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ comes out findable with pystac-client and viewable as tiles, TileJSON and WMTS."
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,15 +32,7 @@ WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 def run_job(node, source: Path) -> dict:
     body = {"source": str(source), "collection": COLLECTION}
     assert httpx.post(f"{node.ingest}/jobs", json=body).status_code == 401  # a key is needed
-    r = httpx.post(f"{node.ingest}/jobs", json=body, headers=node.ingest_headers)
-    assert r.status_code == 202, r.text
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{node.ingest}/jobs/{r.json()['id']}", headers=node.ingest_headers).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(job)
+    return node.run_job(source, COLLECTION)
 
 
 @pytest.fixture(scope="module")

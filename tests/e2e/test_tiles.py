@@ -4,8 +4,6 @@ the same pixels as a rasterio read of the ingested COG; owslib parses every WMTS
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import morecantile
 import numpy as np
@@ -30,17 +28,7 @@ FALSE_COLOR = [4, 3, 2]
 @pytest.fixture(scope="module")
 def item(node, tmp_path_factory) -> dict:
     source = write_scene(SCENE, tmp_path_factory.mktemp("inbox"))
-    body = {"source": str(source), "collection": COLLECTION}
-    r = httpx.post(f"{node.ingest}/jobs", json=body, headers=node.ingest_headers)
-    assert r.status_code == 202, r.text
-    deadline = time.monotonic() + 120
-    job_url = f"{node.ingest}/jobs/{r.json()['id']}"
-    while (job := httpx.get(job_url, headers=node.ingest_headers).json())["status"] not in (
-        "succeeded",
-        "failed",
-    ):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+    job = node.run_job(source, COLLECTION)
     assert job["status"] == "succeeded", job
     return httpx.get(f"{node.catalog}/collections/{COLLECTION}/items/{SCENE.name}").json()
 

@@ -34,17 +34,7 @@ class Restricted:
 @pytest.fixture(scope="module")
 def restricted(node, pg_cluster, tmp_path_factory) -> Restricted:
     source = write_scene(SCENE, tmp_path_factory.mktemp("inbox"))
-    body = {"source": str(source), "collection": COLLECTION}
-    r = httpx.post(f"{node.ingest}/jobs", json=body, headers=node.ingest_headers)
-    assert r.status_code == 202, r.text
-    deadline = time.monotonic() + 120
-    job_url = f"{node.ingest}/jobs/{r.json()['id']}"
-    while (job := httpx.get(job_url, headers=node.ingest_headers).json())["status"] not in (
-        "succeeded",
-        "failed",
-    ):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+    job = node.run_job(source, COLLECTION)
     assert job["status"] == "succeeded", job
     with psycopg.connect(pg_cluster.conninfo(node.env["PGDATABASE"]), autocommit=True) as conn:
         add_org(conn, "E2E partner", "TH", "partner", "test")
