@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
 
 import psycopg
 import pytest
@@ -12,9 +11,10 @@ from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
 from conftest import TEMPLATE_DB
-from csdr_access.admin import add_org, issue_key, revoke_key, set_policy
+from csdr_access.admin import add_org, issue_key
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
+from tests.access_principals import grant
 
 POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
 SEES = {  # principal -> collections it may see
@@ -67,30 +67,7 @@ def setup(pg_cluster) -> Iterator[tuple[TestClient, dict[str, str]]]:
         for cid in POLICIES:
             conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection(cid)),))
             conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(item(cid)),))
-        for org, country, kind in [
-            ("GISTDA", "TH", "partner"),
-            ("KenSpace", "KE", "partner"),
-            ("CRESDA", "CN", "main"),
-            ("UNOOSA", "AT", "agency"),
-        ]:
-            add_org(conn, org, country, kind, "test")
-        for cid, policy in POLICIES.items():
-            set_policy(conn, cid, policy, ["GISTDA"] if policy == "partners" else [], "test")
-        keys = {
-            "registered": issue_key(conn, "UNOOSA", ["read"], "test")[0],
-            "partner A": issue_key(conn, "GISTDA", ["read"], "test")[0],
-            "partner B": issue_key(conn, "KenSpace", ["read"], "test")[0],
-            "admin": issue_key(conn, "CRESDA", ["admin"], "test")[0],
-            "ingest": issue_key(conn, "CRESDA", ["read", "ingest"], "test")[0],
-        }
-        revoked, prefix = issue_key(conn, "GISTDA", ["read"], "test")
-        revoke_key(conn, prefix, "test")
-        expired, prefix = issue_key(conn, "GISTDA", ["read"], "test", date.today() + timedelta(1))
-        conn.execute(
-            "UPDATE csdr.api_keys SET expires_at = now() - interval '1 hour' WHERE prefix = %s",
-            (prefix,),
-        )
-        keys |= {"revoked": revoked, "expired": expired}
+        keys = {who: key for who, (key, _) in grant(conn, POLICIES).items()}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)

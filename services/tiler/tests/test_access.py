@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import psycopg
@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
 from conftest import TEMPLATE_DB
-from csdr_access.admin import add_org, issue_key, revoke_key, set_policy
+from csdr_access.admin import add_org, issue_key, revoke_key
 from csdr_tiler.app import create_app
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import SMALL, WEB_MERCATOR, correlation, decode, ingest
+from tests.access_principals import grant
 
 POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
 SEES = {  # principal -> collections it may see
@@ -103,28 +104,7 @@ def node(pg_cluster, tmp_path_factory) -> Iterator[Node]:
             ingest(conn, directory / "inhouse", "inhouse", scene=later, name="inhouse-scene")
             collection_copy(conn, "open", "members")
             collection_copy(conn, "open", "thai")
-            for org, country, kind in [
-                ("GISTDA", "TH", "partner"),
-                ("KenSpace", "KE", "partner"),
-                ("CRESDA", "CN", "main"),
-                ("UNOOSA", "AT", "agency"),
-            ]:
-                add_org(conn, org, country, kind, "test")
-            for cid, policy in POLICIES.items():
-                set_policy(conn, cid, policy, ["GISTDA"] if policy == "partners" else [], "test")
-            issued = {
-                "registered": issue_key(conn, "UNOOSA", ["read"], "test"),
-                "partner A": issue_key(conn, "GISTDA", ["read"], "test"),
-                "partner B": issue_key(conn, "KenSpace", ["read"], "test"),
-                "admin": issue_key(conn, "CRESDA", ["admin"], "test"),
-                "revoked": issue_key(conn, "GISTDA", ["read"], "test"),
-                "expired": issue_key(conn, "GISTDA", ["read"], "test", date.today() + timedelta(1)),
-            }
-            revoke_key(conn, issued["revoked"][1], "test")
-            conn.execute(
-                "UPDATE csdr.api_keys SET expires_at = now() - interval '1 hour' WHERE prefix = %s",
-                (issued["expired"][1],),
-            )
+            issued = grant(conn, POLICIES)
         app = create_app(Settings(access_ttl_s=0.5))
         with TestClient(app, raise_server_exceptions=False) as client:
             admin = {"X-API-Key": issued["admin"][0]}

@@ -1,0 +1,39 @@
+"""The principals of the access matrix tests: four organisations, the collection policies under
+test, and one key per principal (a revoked and an expired one included)."""
+
+from datetime import date, timedelta
+
+import psycopg
+
+from csdr_access.admin import add_org, issue_key, revoke_key, set_policy
+
+ORGANISATIONS = [
+    ("GISTDA", "TH", "partner"),  # partner A: the one `partners` collections list
+    ("KenSpace", "KE", "partner"),  # partner B
+    ("CRESDA", "CN", "main"),
+    ("UNOOSA", "AT", "agency"),  # registered, nothing more
+]
+
+
+def grant(conn: psycopg.Connection, policies: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Register the organisations, set `policies` (partners: GISTDA), issue the keys; return
+    principal -> (key, prefix)."""
+    for org, country, kind in ORGANISATIONS:
+        add_org(conn, org, country, kind, "test")
+    for cid, policy in policies.items():
+        set_policy(conn, cid, policy, ["GISTDA"] if policy == "partners" else [], "test")
+    issued = {
+        "registered": issue_key(conn, "UNOOSA", ["read"], "test"),
+        "partner A": issue_key(conn, "GISTDA", ["read"], "test"),
+        "partner B": issue_key(conn, "KenSpace", ["read"], "test"),
+        "admin": issue_key(conn, "CRESDA", ["admin"], "test"),
+        "ingest": issue_key(conn, "CRESDA", ["read", "ingest"], "test"),
+        "revoked": issue_key(conn, "GISTDA", ["read"], "test"),
+        "expired": issue_key(conn, "GISTDA", ["read"], "test", date.today() + timedelta(1)),
+    }
+    revoke_key(conn, issued["revoked"][1], "test")
+    conn.execute(
+        "UPDATE csdr.api_keys SET expires_at = now() - interval '1 hour' WHERE prefix = %s",
+        (issued["expired"][1],),
+    )
+    return issued
