@@ -16,11 +16,11 @@ from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
+from tests.e2e.qgis import HALF_WORLD, centre_tile, xyz_layer
 
 COLLECTION = "e2e-tiles"
 SCENE = DEMO_SCENES[0]
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
-HALF_WORLD = 20037508.342789244
 # False colour: NIR, red, green of the 4-band (blue, green, red, nir) scene.
 FALSE_COLOR = [4, 3, 2]
 
@@ -77,12 +77,6 @@ def assert_same_pixels(got: np.ndarray, expected: np.ndarray) -> None:
         assert np.corrcoef(g.ravel(), e.ravel())[0, 1] > 0.95, i
 
 
-def centre_tile(item: dict, z: int) -> morecantile.Tile:
-    """The tile at z holding the footprint's centre (a 2 x 2 block from it is in the scene)."""
-    west, south, east, north = item["bbox"]
-    return WEB_MERCATOR.tile((west + east) / 2, (south + north) / 2, z)
-
-
 def test_gdal_reads_the_preset_xyz_template_like_qgis(node, item, tmp_path):
     tilejson = httpx.get(
         f"{item_base(node, item)}/presets/false-color/WebMercatorQuad/tilejson.json"
@@ -93,20 +87,7 @@ def test_gdal_reads_the_preset_xyz_template_like_qgis(node, item, tmp_path):
     template = f"{tiles}/${{z}}/${{x}}/${{y}}.png"
     assert "|" not in template and "#" not in template
     # GDAL's WMS driver with a TMS service description: what QGIS's XYZ layer is built on.
-    description = tmp_path / "xyz.xml"
-    description.write_text(
-        f"""<GDAL_WMS>
-  <Service name="TMS"><ServerUrl>{template}</ServerUrl></Service>
-  <DataWindow>
-    <UpperLeftX>-{HALF_WORLD}</UpperLeftX><UpperLeftY>{HALF_WORLD}</UpperLeftY>
-    <LowerRightX>{HALF_WORLD}</LowerRightX><LowerRightY>-{HALF_WORLD}</LowerRightY>
-    <TileLevel>{z}</TileLevel><TileCountX>1</TileCountX><TileCountY>1</TileCountY>
-    <YOrigin>top</YOrigin>
-  </DataWindow>
-  <Projection>EPSG:3857</Projection>
-  <BlockSizeX>256</BlockSizeX><BlockSizeY>256</BlockSizeY><BandsCount>4</BandsCount>
-</GDAL_WMS>"""
-    )
+    description = xyz_layer(tmp_path / "xyz.xml", template, z)
     tile = centre_tile(item, z)
     with rasterio.open(description) as ds:
         assert ds.width == 256 * 2**z

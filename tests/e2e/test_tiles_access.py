@@ -17,11 +17,11 @@ import rasterio.windows
 
 from csdr_access.admin import add_org, issue_key, revoke_key, set_policy
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
+from tests.e2e.qgis import centre_tile, xyz_layer
 
 COLLECTION = "e2e-restricted"
 SCENE = replace(DEMO_SCENES[1], size=512, gsd=24.0, name="E2E_RESTRICTED_SCENE")
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
-HALF_WORLD = 20037508.342789244
 
 
 @dataclass
@@ -52,11 +52,6 @@ def restricted(node, pg_cluster, tmp_path_factory) -> Restricted:
     return Restricted(base, key, item)
 
 
-def centre_tile(item: dict, z: int) -> morecantile.Tile:
-    west, south, east, north = item["bbox"]
-    return WEB_MERCATOR.tile((west + east) / 2, (south + north) / 2, z)
-
-
 def test_a_qgis_xyz_template_with_the_key_serves_the_restricted_scene(restricted, tmp_path):
     tilejson = httpx.get(
         f"{restricted.base}/presets/false-color/WebMercatorQuad/tilejson.json",
@@ -73,20 +68,7 @@ def test_a_qgis_xyz_template_with_the_key_serves_the_restricted_scene(restricted
     assert httpx.get(plain, params={"api_key": restricted.key}).status_code == 200
     # GDAL's WMS driver with a TMS service: what a QGIS XYZ layer is built on.
     template = f"{tiles}/${{z}}/${{x}}/${{y}}.png?api_key={restricted.key}"
-    description = tmp_path / "xyz.xml"
-    description.write_text(
-        f"""<GDAL_WMS>
-  <Service name="TMS"><ServerUrl>{template}</ServerUrl></Service>
-  <DataWindow>
-    <UpperLeftX>-{HALF_WORLD}</UpperLeftX><UpperLeftY>{HALF_WORLD}</UpperLeftY>
-    <LowerRightX>{HALF_WORLD}</LowerRightX><LowerRightY>-{HALF_WORLD}</LowerRightY>
-    <TileLevel>{z}</TileLevel><TileCountX>1</TileCountX><TileCountY>1</TileCountY>
-    <YOrigin>top</YOrigin>
-  </DataWindow>
-  <Projection>EPSG:3857</Projection>
-  <BlockSizeX>256</BlockSizeX><BlockSizeY>256</BlockSizeY><BandsCount>4</BandsCount>
-</GDAL_WMS>"""
-    )
+    description = xyz_layer(tmp_path / "xyz.xml", template, z)
     with rasterio.open(description) as ds:
         got = ds.read(window=rasterio.windows.Window(tile.x * 256, tile.y * 256, 256, 256))
     direct = httpx.get(plain, params={"api_key": restricted.key})
