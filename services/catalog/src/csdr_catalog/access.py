@@ -3,7 +3,9 @@
 A middleware turns the request's API key into a principal and the set of collections it may see
 (csdr_access's one rule) and answers: 401 for a bad key; 429 past a key's rate limit; 404 for any
 `/collections/{id}...` path whose collection is invisible (as if it did not exist); 401/403 for
-writes without the `ingest` scope. It marks answers to keyed requests `Cache-Control: private`.
+writes without the `ingest` scope. It marks answers to keyed requests `Cache-Control: private`
+and, when the key came as `?api_key=`, carries it into every link to this node in the answer
+(next pages, items, downloads, tiles).
 The client then limits searches, aggregations, the collections list and the landing page to the
 visible collections.
 """
@@ -15,9 +17,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csdr_access import ANONYMOUS, AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access.links import key_carrying_send
 from csdr_access.ratelimit import RateLimiter
 
 # Paths that say nothing about the catalog's contents.
@@ -64,12 +68,18 @@ class AccessMiddleware:
     """Apply the access rule to every request (see the module docstring)."""
 
     def __init__(
-        self, app: ASGIApp, access: AccessControl, limiter: RateLimiter, writes: bool
+        self,
+        app: ASGIApp,
+        access: AccessControl,
+        limiter: RateLimiter,
+        writes: bool,
+        linked_urls: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.access = access
         self.limiter = limiter
         self.writes = writes  # the transactions extension is served: writes need `ingest`
+        self.linked_urls = linked_urls  # other services of this node we link to (the tiler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate, check the path, then pass on with the principal in request.state."""
@@ -77,7 +87,9 @@ class AccessMiddleware:
         if scope["type"] != "http" or path.startswith(OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        key = api_key_from(Headers(scope=scope), QueryParams(scope.get("query_string", b"")))
+        headers = Headers(scope=scope)
+        key = api_key_from(headers, QueryParams(scope.get("query_string", b"")))
+        key_in_query = key is not None and api_key_from(headers, {}) is None
         pool = scope["app"].state.readpool
         try:
             principal = await self.access.principal_async(pool, key)
@@ -127,4 +139,9 @@ class AccessMiddleware:
                     headers["Cache-Control"] = "private, no-store"
             await send(message)
 
+        if key_in_query:
+            assert key is not None
+            own = (str(Request(scope).base_url), *self.linked_urls)
+            await self.app(scope, receive, key_carrying_send(send_private, key, own))
+            return
         await self.app(scope, receive, send_private)

@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
-from csdr_catalog import admin, errors, health
+from csdr_catalog import admin, downloads, errors, health
 from csdr_catalog.access import AccessMiddleware
 from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     aggregation.register(app)
     _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
+    app.state.asset_roots = downloads.AssetRoots(settings.asset_roots)
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     # Innermost, so CORS and compression also apply to its 401/403/404 answers.
     app.user_middleware.append(
@@ -73,9 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             access=AccessControl(ttl_s=settings.access_ttl_s),
             limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
             writes=settings.transactions,
+            linked_urls=(settings.tiler_url,) if settings.tiler_url else (),
         )
     )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(downloads.router)
     return app

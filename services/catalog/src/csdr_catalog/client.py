@@ -9,7 +9,8 @@ for what this node does on every search before and after pgSTAC answers:
   `JSONResponse` for them, media type `application/json`);
 - the landing page links every collection as a `child`, so a harvester can walk the catalog;
 - searches, aggregations, the collections list and the landing page cover only the collections
-  the caller may see (`access.py`).
+  the caller may see (`access.py`);
+- items point their local assets at the download route (`downloads.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from stac_pydantic.shared import MimeTypes
 from csdr_catalog import filters
 from csdr_catalog.access import restrict, visible_of
 from csdr_catalog.counts import number_matched
+from csdr_catalog.downloads import publish_assets
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import check_bbox_order
 
@@ -161,6 +163,9 @@ class CatalogClient(CoreCrudClient):
             # pgSTAC raises on searches it cannot run (an operator it lacks); PostgreSQL on values
             # of the wrong type ('abc' compared with a number): both are the request's fault.
             raise InvalidQueryParameter(f"pgSTAC cannot run this search: {exc}") from exc
+        base_url, roots = get_base_url(request), request.app.state.asset_roots
+        for feature in result.get("features", []):
+            publish_assets(feature, base_url, roots)
         if count:
             async with request.app.state.get_connection(request, "r") as conn:
                 matched = await number_matched(

@@ -1,9 +1,10 @@
 """Catalog settings (`CSDR_CATALOG_*`); the database comes from the libpq `PG*` variables."""
 
 from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from stac_fastapi.pgstac.config import Settings as StacSettings
 
@@ -33,7 +34,9 @@ SEARCH_EXTENSIONS = [
 class Settings(BaseSettings):
     """What an operator may set for the catalog."""
 
-    model_config = SettingsConfigDict(env_prefix="CSDR_CATALOG_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CSDR_CATALOG_", extra="ignore", populate_by_name=True
+    )
 
     title: str = "CSDR Node"
     description: str = (
@@ -62,6 +65,14 @@ class Settings(BaseSettings):
     here: put a reverse proxy's limit in front for those)."""
     rate_limit_burst: int = 200
     """Requests a caller may make at once before the rate applies."""
+    asset_roots: CommaList = Field(
+        default_factory=lambda: [str(Path(".data/assets").resolve())],
+        validation_alias=AliasChoices("CSDR_CATALOG_ASSET_ROOTS", "CSDR_INGEST_ASSETS_DIR"),
+    )
+    """Directories whose files are served as asset downloads (ingest's asset store by default);
+    assets elsewhere keep their hrefs and are not served."""
+    tiler_url: str | None = None
+    """Public URL of this node's tiler; a key given as `?api_key=` is carried into links to it."""
     queryables_ttl_s: float = 30.0
     """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
 

@@ -5,11 +5,11 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
 
 import asyncpg
 
+from csdr_access.links import with_key
 from csdr_push import events
 from csdr_push.settings import Settings
 
@@ -58,9 +58,7 @@ def render(
 
 
 def _with_key(url: str, api_key: str | None) -> str:
-    if api_key is None:
-        return url
-    return f"{url}{'&' if '?' in url else '?'}{urlencode({'api_key': api_key})}"
+    return with_key(url, api_key) if api_key else url
 
 
 def _entry(match: asyncpg.Record, settings: Settings, api_key: str | None) -> ET.Element:

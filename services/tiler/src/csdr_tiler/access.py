@@ -19,14 +19,16 @@ import json
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode
 
 import anyio.to_thread
 from psycopg_pool import ConnectionPool
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csdr_access import ANONYMOUS, AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access.links import key_carrying_send
 from csdr_access.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -50,37 +52,12 @@ def visible_of(request: Any) -> frozenset[str] | None:
     return getattr(request.state, "visible", frozenset())
 
 
-def with_key(url: str, key: str) -> str:
-    """`url` with `api_key=key` in its query (once)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "api_key"]
-    # Keep `{tileMatrixSetId}`-style template braces readable, as upstream writes them.
-    encoded = urlencode([*query, ("api_key", key)], safe="{}")
-    return urlunsplit(parts._replace(query=encoded))
-
-
 def has_links(path: str) -> bool:
     """Whether the path answers JSON with links we build (search register, list and info)."""
     if path == "/searches/register" or path in SEARCH_LIST_PATHS:
         return True
     found = SEARCH_PATH.match(path)
     return found is not None and found["rest"] == "/info"
-
-
-def add_key_to_links(document: Any, key: str) -> Any:
-    """Every `links[].href` in a JSON document, with the key added."""
-    if isinstance(document, dict):
-        for name, value in document.items():
-            if name == "links" and isinstance(value, list):
-                for link in value:
-                    if isinstance(link, dict) and isinstance(link.get("href"), str):
-                        link["href"] = with_key(link["href"], key)
-            else:
-                add_key_to_links(value, key)
-    elif isinstance(document, list):
-        for value in document:
-            add_key_to_links(value, key)
-    return document
 
 
 async def _send_json(
@@ -217,17 +194,16 @@ class AccessMiddleware:
             # Upstream's list route takes every other query parameter as a metadata filter.
             rest = [(k, v) for k, v in query.multi_items() if k != "api_key"]
             scope["query_string"] = urlencode(rest).encode()
-        rewrite = key_in_query and has_links(path)
-        await self.app(scope, receive, self._sender(send, principal, key if rewrite else None))
+        sender = self._sender(send, principal)
+        if key_in_query and has_links(path):
+            sender = key_carrying_send(sender, str(key), (str(Request(scope).base_url),))
+        await self.app(scope, receive, sender)
 
     @staticmethod
-    def _sender(send: Send, principal: Principal, link_key: str | None) -> Send:
-        """Private caching for keyed answers; the key added to JSON links when `link_key`."""
-        start: Message = {}
-        chunks: list[bytes] = []
+    def _sender(send: Send, principal: Principal) -> Send:
+        """Private caching for keyed answers."""
 
         async def send_access(message: Message) -> None:
-            nonlocal start
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.append("Vary", "Authorization, X-API-Key")
@@ -237,23 +213,6 @@ class AccessMiddleware:
                         headers["Cache-Control"] = cache.replace("public", "private")
                     else:
                         headers["Cache-Control"] = "private, no-store"
-                json_answer = headers.get("content-type", "").startswith("application/json")
-                if link_key is None or message["status"] != 200 or not json_answer:
-                    await send(message)
-                    return
-                start = message
-                return
-            if not start:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            assert link_key is not None  # only then is `start` held back
-            body = json.dumps(add_key_to_links(json.loads(b"".join(chunks)), link_key)).encode()
-            headers = MutableHeaders(scope=start)
-            headers["content-length"] = str(len(body))
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
+            await send(message)
 
         return send_access
