@@ -88,6 +88,8 @@ class Node:
             "CSDR_INGEST_ASSETS_DIR": str(self.data_dir / "assets"),
             # Packages dropped here are ingested; archive/ and quarantine/ sit beside it.
             "CSDR_INGEST_INBOX": str(self.data_dir / "inbox"),
+            # The catalog links items to their tiles (and serves the asset store as downloads).
+            "CSDR_CATALOG_TILER_URL": self.url("tiler"),
             # Push links events to this node's API and tiles, and refuses webhooks at its ports.
             "CSDR_PUSH_CATALOG_URL": self.url("catalog"),
             "CSDR_PUSH_TILER_URL": self.url("tiler"),
