@@ -26,7 +26,7 @@ from conftest import free_port
 from csdr_ingest.pipeline import ingest_file
 from csdr_ingest.settings import Settings
 from csdr_ingest.synthetic import write_demo_scenes
-from csdr_tiler.presets import derive_presets
+from csdr_render.presets import derive_presets
 from tests.e2e.processes import service
 
 COLLECTION = "bench"

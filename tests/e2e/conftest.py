@@ -55,15 +55,17 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     name = f"e2e_{uuid.uuid4().hex[:8]}"
     pg_cluster.create_database(name, template=TEMPLATE_DB)
     base = tmp_path_factory.mktemp("node")
+    ports = {svc: free_port() for svc in ("catalog", "tiler", "ingest")}
     env = {
         **pg_cluster.env(name),
         "CSDR_INGEST_ASSETS_DIR": str(base / "assets"),
         "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
+        "CSDR_CATALOG_TILER_URL": f"http://127.0.0.1:{ports['tiler']}",
     }
     with ExitStack() as stack:
         urls = {
-            svc: stack.enter_context(service(f"csdr_{svc}.app:create_app", free_port(), env, base))
-            for svc in ("catalog", "tiler", "ingest")
+            svc: stack.enter_context(service(f"csdr_{svc}.app:create_app", port, env, base))
+            for svc, port in ports.items()
         }
         with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
             add_org(conn, "E2E node", "CN", "main", "test")

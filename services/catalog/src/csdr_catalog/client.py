@@ -10,7 +10,9 @@ for what this node does on every search before and after pgSTAC answers:
 - the landing page links every collection as a `child`, so a harvester can walk the catalog;
 - searches, aggregations, the collections list and the landing page cover only the collections
   the caller may see (`access.py`);
-- items point their local assets at the download route (`downloads.py`).
+- items point their local assets at the download route (`downloads.py`);
+- items and collections link their map layers ("copy for QGIS": XYZ, TileJSON, WMTS) on this
+  node's tiler, when it is configured (`csdr_render.links`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from csdr_catalog.counts import number_matched
 from csdr_catalog.downloads import publish_assets
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import check_bbox_order
+from csdr_render.links import collection_map_links, item_map_links
 
 GEOJSON = MimeTypes.geojson.value
 
@@ -55,6 +58,13 @@ def _check_geojson_text(name: str, text: str | None) -> None:
         raise InvalidQueryParameter(f"{name} must be a GeoJSON geometry: {exc}") from exc
     if not isinstance(value, dict) or "type" not in value:
         raise InvalidQueryParameter(f"{name} must be a GeoJSON geometry object")
+
+
+def _add_map_links(collection: Any, request: Request) -> None:
+    """Append the collection mosaic's map links, when the tiler is known."""
+    tiler_url = request.app.state.csdr_settings.tiler_url
+    if tiler_url and isinstance(collection.get("links"), list) and "id" in collection:
+        collection["links"] += collection_map_links(tiler_url, collection)
 
 
 @attr.s
@@ -90,9 +100,19 @@ class CatalogClient(CoreCrudClient):
 
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:
         """GET /collections, limited to the collections the caller may see."""
-        return await super().all_collections(
+        result = await super().all_collections(
             request, visible_ids=restrict(None, visible_of(request)), **kwargs
         )
+        if isinstance(result, dict):  # a Fields answer is a bare response: left as asked
+            for collection in result.get("collections", []):
+                _add_map_links(collection, request)
+        return result
+
+    async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+        """GET /collections/{id}, with the collection mosaic's map links."""
+        collection = await super().get_collection(collection_id, request, **kwargs)
+        _add_map_links(collection, request)
+        return collection
 
     def _clean_search_args(
         self,
@@ -164,7 +184,10 @@ class CatalogClient(CoreCrudClient):
             # of the wrong type ('abc' compared with a number): both are the request's fault.
             raise InvalidQueryParameter(f"pgSTAC cannot run this search: {exc}") from exc
         base_url, roots = get_base_url(request), request.app.state.asset_roots
+        tiler_url = request.app.state.csdr_settings.tiler_url
         for feature in result.get("features", []):
+            if tiler_url and isinstance(feature.get("links"), list) and "id" in feature:
+                feature["links"] += item_map_links(tiler_url, feature)
             publish_assets(feature, base_url, roots)
         if count:
             async with request.app.state.get_connection(request, "r") as conn:

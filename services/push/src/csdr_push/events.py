@@ -16,6 +16,7 @@ from urllib.parse import quote
 from standardwebhooks import Webhook
 
 from csdr_push.settings import Settings
+from csdr_render.links import MAP_RELS, item_map_links
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 EVENT_TYPES = {"created": "org.csdr.item.created", "updated": "org.csdr.item.updated"}
@@ -26,20 +27,8 @@ def item_url(settings: Settings, collection: str, item_id: str) -> str:
     return f"{settings.catalog_url}/collections/{quote(collection)}/items/{quote(item_id)}"
 
 
-def tile_asset(item: Mapping[str, Any]) -> str | None:
-    """The asset tiles are made from: the first with the `data` role, else the first GeoTIFF."""
-    assets = item.get("assets") or {}
-    for key, asset in assets.items():
-        if "data" in (asset.get("roles") or []):
-            return str(key)
-    for key, asset in assets.items():
-        if "image/tiff" in (asset.get("type") or ""):
-            return str(key)
-    return None
-
-
-def item_links(item: Mapping[str, Any], settings: Settings) -> list[dict[str, str]]:
-    """Links to the item, its collection and, when it has a raster, its tiles and TileJSON."""
+def item_links(item: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """Links to the item, its collection and, when it has a raster, its map layers."""
     collection, item_id = str(item["collection"]), str(item["id"])
     links = [
         {
@@ -53,24 +42,7 @@ def item_links(item: Mapping[str, Any], settings: Settings) -> list[dict[str, st
             "type": "application/json",
         },
     ]
-    asset = tile_asset(item)
-    if asset:
-        base = f"{settings.tiler_url}/collections/{quote(collection)}/items/{quote(item_id)}"
-        links += [
-            {
-                "rel": "xyz",
-                "href": f"{base}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?assets={quote(asset)}",
-                "type": "image/png",
-                "title": "Map tiles (XYZ)",
-            },
-            {
-                "rel": "tilejson",
-                "href": f"{base}/WebMercatorQuad/tilejson.json?assets={quote(asset)}",
-                "type": "application/json",
-                "title": "TileJSON",
-            },
-        ]
-    return links
+    return links + item_map_links(settings.tiler_url, item)
 
 
 def with_links(item: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -78,7 +50,7 @@ def with_links(item: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     kept = [
         link
         for link in item.get("links") or []
-        if link.get("rel") not in ("self", "collection", "root", "parent", "xyz", "tilejson")
+        if link.get("rel") not in ("self", "collection", "root", "parent", *MAP_RELS)
     ]
     return {**item, "links": item_links(item, settings) + kept}
 

@@ -17,9 +17,9 @@ from rio_tiler.types import AssetType, ColorMapType
 from titiler.core.dependencies import DefaultDependency
 from titiler.pgstac.dependencies import get_collection_id
 
+from csdr_render.presets import Preset
 from csdr_tiler.access import visible_of
 from csdr_tiler.items import Catalogue
-from csdr_tiler.presets import Preset
 
 
 def get_catalogue(request: Request) -> Catalogue:

@@ -15,7 +15,7 @@ import pystac
 from cachetools import LRUCache, TTLCache
 from psycopg_pool import ConnectionPool
 
-from csdr_tiler.presets import Preset, derive_presets, merge_stretches
+from csdr_render.presets import Preset, derive_presets, merge_stretches
 
 logger = logging.getLogger(__name__)
 

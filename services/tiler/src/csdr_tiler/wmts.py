@@ -14,9 +14,9 @@ from xml.etree import ElementTree as ET
 import morecantile
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from csdr_render.presets import Preset
 from csdr_tiler.access import visible_of
 from csdr_tiler.dependencies import CatalogueDep, ItemParams, request_item_version
-from csdr_tiler.presets import Preset
 from csdr_tiler.zooms import Extent, collection_extent, item_extent
 
 TMS_ID = "WebMercatorQuad"
