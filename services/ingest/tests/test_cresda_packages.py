@@ -1,30 +1,31 @@
 """Look-alike packages of every fixture through the real pipeline into pgSTAC."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
 import rasterio
-from jsonschema import Draft7Validator
-from pyproj import Geod
 from rasterio.transform import RPCTransformer
-from rasterio.warp import transform as warp_transform
-from referencing import Registry, Resource
-from shapely.geometry import Point, Polygon, shape
+from shapely.geometry import Polygon, shape
 
-from csdr_ingest.cresda.lookalike import texture, write_lookalike
+from csdr_ingest.cresda.lookalike import write_lookalike
 from csdr_ingest.cresda.metadata import parse_metadata
 from csdr_ingest.errors import PackageInvalid, RpcMissing
 from csdr_ingest.pipeline import ingest_path
+from services.ingest.tests.cresda_checks import (
+    ITEM_SCHEMA,
+    files_under,
+    max_corner_distance_m,
+    ortho_and_source_values,
+    validate,
+    validate_published,
+)
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cresda"
-SCHEMAS = Path(__file__).resolve().parents[3].parent / "shared" / "stac-schemas"
 WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
 PMS = FIXTURES / "GF1_PMS1_E69.4_N33.3_20220624_L1A0006547030"
 GF2 = FIXTURES / "GF2_PMS2_W72.3_S36.7_20230213_L1A2147483647"
-GEOD = Geod(ellps="WGS84")
 
 # fixture, parts dropped from the look-alike, expected id, UTC times, cloud cover, assets
 CASES = [
@@ -60,22 +61,6 @@ CASES = [
 def conn(pg_env):
     with psycopg.connect(autocommit=True) as c:
         yield c
-
-
-def files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
-
-
-def max_corner_distance_m(geometry: dict, corners: list[tuple[float, float]]) -> float:
-    """Largest distance (metres) from an XML corner to the item's footprint outline."""
-    outline = shape(geometry).exterior if shape(geometry).geom_type == "Polygon" else None
-    assert outline is not None
-    worst = 0.0
-    for lon, lat in corners:
-        nearest = outline.interpolate(outline.project(Point(lon, lat)))
-        _, _, d = GEOD.inv(lon, lat, nearest.x, nearest.y)
-        worst = max(worst, d)
-    return worst
 
 
 @pytest.mark.parametrize(("fixture", "drop", "item_id", "times", "cloud", "parts"), CASES)
@@ -122,19 +107,10 @@ def test_orthorectified_pixel_is_the_source_pixel_gdal_rpc_maps_the_point_to(
     checked = 0
     with rasterio.open(cog) as ortho, RPCTransformer(rpcs, RPC_HEIGHT=height) as rpc:
         for lon, lat in [(88.6, 24.5), (89.0, 23.9), (89.3, 23.4), (88.4, 24.0), (89.6, 24.2)]:
-            # The output pixel holding the point, and the lon/lat of that pixel's centre.
-            [x], [y] = warp_transform("EPSG:4326", ortho.crs, [lon], [lat])
-            r, c = ortho.index(x, y)
-            cx, cy = ortho.xy(r, c)
-            [clon], [clat] = warp_transform(ortho.crs, "EPSG:4326", [cx], [cy])
-            [value] = next(ortho.sample([(cx, cy)], indexes=[3]))
+            value, expected = ortho_and_source_values(ortho, rpc, lon, lat, 3, 3)
             if value == 0:
                 continue  # outside the swath
-            row, col = rpc.rowcol(clon, clat, op=lambda v: v)  # fractional source position
-            # GDAL's RPC transformer counts from the top-left corner of the first pixel; the
-            # texture is sampled at pixel centres.
-            expected = texture(3, np.array(row - 0.5), np.array(col - 0.5))
-            assert abs(float(value) - float(expected)) < 6, (lon, lat, value, expected)
+            assert abs(value - expected) < 6, (lon, lat, value, expected)
             checked += 1
     assert checked >= 4
 
@@ -174,46 +150,16 @@ def test_reingest_replaces_item_and_files_and_zip_works(conn, settings, tmp_path
     assert set(files_under(settings.assets_dir / "gf1-wfv")) == hrefs
 
 
-def _validator(schema_url: str, registry: Registry) -> Draft7Validator:
-    schema = registry.get_or_retrieve(schema_url).value.contents
-    return Draft7Validator(schema, registry=registry)
-
-
-def _registry() -> Registry:
-    def retrieve(uri: str) -> Resource:
-        path = SCHEMAS / uri.split("://", 1)[1].split("#")[0]
-        return Resource.from_contents(json.loads(path.read_text()))
-
-    return Registry(retrieve=retrieve)  # type: ignore[call-arg]
-
-
-def validate(document: dict, core_url: str) -> None:
-    registry = _registry()
-    for url in [core_url, *document.get("stac_extensions", [])]:
-        errors = list(_validator(url, registry).iter_errors(document))
-        assert not errors, f"{url}: {[e.message for e in errors[:3]]}"
-
-
 def test_items_and_collections_validate_against_their_schemas(conn, settings, tmp_path):
     [item] = ingest_path(write_lookalike(PMS, tmp_path / "in", max_size=300), conn, settings)
-    stored = conn.execute("SELECT pgstac.get_item(%s, %s)", (item["id"], item["collection"]))
-    item = stored.fetchone()[0]
-    # The STAC API serves stored items with their links; an item naming a collection must link
-    # to it (item-spec 1.1), which the API adds (the e2e inbox test validates a served item).
-    item["links"] = [{"rel": "collection", "href": "http://node/collections/gf1-pms"}]
-    collection = conn.execute("SELECT pgstac.get_collection('gf1-pms')").fetchone()[0]
-    validate(item, "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json")
-    validate(
-        collection,
-        "https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/collection.json",
-    )
+    item, collection = validate_published(conn, item)
     assert collection["license"] and collection["providers"] and collection["keywords"]
     assert {"true-color", "false-color", "ndvi"} <= set(collection["renders"])
     assert collection["extent"]["temporal"]["interval"][0][0].startswith("2022-06-24T05:39:07")
     # A schema violation is caught (the test can fail).
     broken = {**item, "properties": {**item["properties"], "view:off_nadir": 120}}
     with pytest.raises(AssertionError, match="view"):
-        validate(broken, "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json")
+        validate(broken, ITEM_SCHEMA)
 
 
 def test_orthorectified_pixels_have_the_xml_gsd_on_an_aligned_grid(conn, settings, tmp_path):

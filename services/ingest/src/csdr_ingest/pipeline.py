@@ -18,7 +18,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,11 @@ from csdr_ingest.cresda.bands import bands_for
 from csdr_ingest.cresda.collections import collection_for, collection_id
 from csdr_ingest.cresda.items import build_product_item
 from csdr_ingest.cresda.items import item_id_for as product_item_id
-from csdr_ingest.cresda.metadata import is_product_metadata
-from csdr_ingest.cresda.products import Product, find_products
+from csdr_ingest.cresda.metadata import ProductMetadata, is_product_metadata
+from csdr_ingest.cresda.mosaic import orthomosaic
+from csdr_ingest.cresda.products import BANDS, SEGMENTS, SINGLE, Part, Product, find_products
+from csdr_ingest.cresda.rpctext import read_rpc_txt
+from csdr_ingest.cresda.stack import stacked
 from csdr_ingest.errors import (
     NotGeoreferenced,
     PackageInvalid,
@@ -252,18 +255,62 @@ def ingest_package(
 def check_product(product: Product) -> None:
     """Fail before writing anything when a part cannot be read or placed on the map."""
     for part in product.parts:
-        with open_source(part.raster) as src:
-            if src.crs is None and not src.rpcs:
-                raise RpcMissing(
-                    f"{part.raster.name} is in sensor geometry (no CRS) and its RPC file"
-                    f" {part.rpc_sidecar.name} is missing from the package"
-                )
-            size = (part.metadata.width, part.metadata.height)
-            if None not in size and size != (src.width, src.height):
-                raise PackageInvalid(
-                    f"{part.raster.name} is {src.width} x {src.height} pixels but"
-                    f" {part.metadata.source.name} describes {size[0]} x {size[1]}"
-                )
+        for raster in part.rasters:
+            with open_source(raster) as src:
+                if part.layout == BANDS:
+                    continue  # map-projected band files: stack.check_aligned judges them
+                if src.crs is None:
+                    check_rpcs(part, raster, src)
+                size = (part.metadata.width, part.metadata.height)
+                if part.layout == SINGLE and None not in size and size != (src.width, src.height):
+                    raise PackageInvalid(
+                        f"{raster.name} is {src.width} x {src.height} pixels but"
+                        f" {part.metadata.source.name} describes {size[0]} x {size[1]}"
+                    )
+
+
+def check_rpcs(part: Part, raster: Path, src: rasterio.DatasetReader) -> None:
+    """A sensor-geometry image needs a readable RPC file beside it."""
+    sidecar = part.rpc_sidecar(raster)
+    if sidecar.name.endswith("_rpc.txt") and sidecar.is_file():
+        read_rpc_txt(sidecar)  # GDAL skips a damaged one silently: refuse it by name
+    if src.rpcs:
+        return
+    if sidecar.is_file():
+        raise PackageInvalid(
+            f"{sidecar.name}: GDAL reads no RPC model from this file, so {raster.name}"
+            " (sensor geometry, no CRS) cannot be placed on the map"
+        )
+    raise RpcMissing(
+        f"{raster.name} is in sensor geometry (no CRS) and its RPC file"
+        f" {sidecar.name} is missing from the package"
+    )
+
+
+@contextmanager
+def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReader]:
+    """A part's image on the map, ready for the COG writer: one image orthorectified when in
+    sensor geometry, segments orthorectified into one mosaic, band files stacked."""
+    if part.layout == BANDS:
+        with stacked(part.rasters, settings.work_dir) as stack:
+            yield stack
+        return
+    with ExitStack() as opened:
+        sources = [opened.enter_context(open_source(r)) for r in part.rasters]
+        if part.layout == SEGMENTS:
+            with orthomosaic(sources, part.metadata, settings.dem, settings.work_dir) as mosaic:
+                yield mosaic
+            return
+        [src] = sources
+        if src.crs is not None:
+            # Map-projected already: straight to the COG, with the fill around the swath as nodata.
+            with stacked([part.raster], settings.work_dir) as projected:
+                yield projected
+            return
+        with georeferenced(
+            src, part.rpc_sidecar(part.raster), settings.dem, part.metadata.gsd, settings.work_dir
+        ) as geo:
+            yield geo
 
 
 def ingest_product(
@@ -277,27 +324,23 @@ def ingest_product(
         cogs: dict[str, Path] = {}
         for part in product.parts:
             cogs[part.key] = stage.path(".tif", part.key)
-            with open_source(part.raster) as src:
-                try:
-                    with georeferenced(
-                        src, part.rpc_sidecar, settings.dem, part.metadata.gsd, settings.work_dir
-                    ) as geo:
-                        write_cog(geo, cogs[part.key], settings.compression, settings.blocksize)
-                except RasterioError as exc:
-                    raise SourceUnreadable(
-                        f"{part.raster.name}: reading the image failed ({exc})"
-                    ) from exc
-        primary = product.parts[0]
-        thumb = stage.path(".png")
-        with rasterio.open(cogs[primary.key]) as published:
-            names = [b.common_name for b in bands_for(meta.satellite, meta.sensor, published.count)]
-            rgb = [names.index(c) + 1 for c in ("red", "green", "blue")] if "red" in names else [1]
-            write_thumbnail(published, thumb, rgb)
+            try:
+                with part_image(part, settings) as image:
+                    write_cog(image, cogs[part.key], settings.compression, settings.blocksize)
+            except RasterioError as exc:
+                names = ", ".join(r.name for r in part.rasters)
+                raise SourceUnreadable(f"{names}: reading the image failed ({exc})") from exc
         copies = {"metadata": stage.path(".xml", "metadata")}
         shutil.copyfile(meta.source, copies["metadata"])
         if product.browse is not None:
             copies["overview"] = stage.path(".jpg", "overview")
             shutil.copyfile(product.browse, copies["overview"])
+        if product.thumbnail is not None:  # the delivered thumbnail (LASAC `_ico.jpg`)
+            thumb = stage.path(".jpg", "thumbnail")
+            shutil.copyfile(product.thumbnail, thumb)
+        else:
+            thumb = stage.path(".png")
+            render_thumbnail(cogs[product.parts[0].key], meta, thumb)
         item = build_product_item(product, item_id, cid, cogs, thumb, copies)
         template = collection_for(
             meta.satellite,
@@ -308,8 +351,19 @@ def ingest_product(
             },
             [p.metadata.gsd for p in product.parts],
             settings,
+            "image/png" if thumb.suffix == ".png" else "image/jpeg",
         )
         template["id"] = cid
         publish(conn, stage, item, template)
     logger.info("published %s/%s from package %s", cid, item_id, meta.source.parent.name)
     return item
+
+
+def render_thumbnail(cog: Path, meta: ProductMetadata, thumb: Path) -> None:
+    """A PNG thumbnail of a published COG: true colour when it has red, green and blue."""
+    with rasterio.open(cog) as published:
+        names = [b.common_name for b in bands_for(meta.satellite, meta.sensor, published.count)]
+        rgb = [1]
+        if {"red", "green", "blue"} <= set(names):
+            rgb = [names.index(c) + 1 for c in ("red", "green", "blue")]
+        write_thumbnail(published, thumb, rgb)

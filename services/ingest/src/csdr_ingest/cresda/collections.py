@@ -48,6 +48,7 @@ PLATFORMS = {
     "ZY303": Platform("zy-3-03", "ziyuan", "ZY-3 03", "Ziyuan-3 03"),
     "ZY1E": Platform("zy-1e", "ziyuan", "ZY-1E", "Ziyuan-1 02D"),
     "CBERS4": Platform("cbers-4", "cbers", "CBERS-4", "CBERS-4"),
+    "CBERS04": Platform("cbers-4", "cbers", "CBERS-4", "CBERS-4"),
     "HJ1A": Platform("hj-1a", "hj-1", "HJ-1A", "Huanjing-1A"),
     "HJ1B": Platform("hj-1b", "hj-1", "HJ-1B", "Huanjing-1B"),
 }
@@ -60,6 +61,10 @@ INSTRUMENTS = {
     "PAN": ("PANMUX", "Panchromatic and multispectral camera"),
     "TMS": ("TLC", "Three-line stereo mapping camera"),
     "DLC": ("DLC", "Dual-line stereo camera"),
+    # ZY-3's three-line camera views, delivered by LASAC as separate products.
+    "NAD": ("TLC", "Three-line camera, nadir view"),
+    "FWD": ("TLC", "Three-line camera, forward view"),
+    "BWD": ("TLC", "Three-line camera, backward view"),
 }
 
 
@@ -124,11 +129,17 @@ def _renders(asset: str, bands: tuple[Band, ...]) -> dict[str, Any]:
 
 
 def collection_for(
-    satellite: str, sensor: str, part_bands: dict[str, int], gsds: list[float], settings: Settings
+    satellite: str,
+    sensor: str,
+    part_bands: dict[str, int],
+    gsds: list[float],
+    settings: Settings,
+    thumbnail_type: str = "image/png",
 ) -> dict[str, Any]:
     """The collection a product of `satellite`/`sensor` goes to, as created on first ingest.
 
-    `part_bands` maps each asset key (`data`, `mss`, `pan`) to its band count."""
+    `part_bands` maps each asset key (`data`, `mss`, `pan`) to its band count;
+    `thumbnail_type` is image/jpeg where the delivered thumbnails are kept."""
     platform = platform_of(satellite)
     family = sensor_family(sensor)
     gcmd_instrument, instrument_title = INSTRUMENTS.get(family, (family, family))
@@ -146,7 +157,7 @@ def collection_for(
         }
         renders = renders or _renders(key, bands)
     item_assets |= {
-        "thumbnail": {"type": "image/png", "roles": ["thumbnail"], "title": "Thumbnail"},
+        "thumbnail": {"type": thumbnail_type, "roles": ["thumbnail"], "title": "Thumbnail"},
         "overview": {"type": "image/jpeg", "roles": ["overview"], "title": "Browse image"},
         "metadata": {"type": "application/xml", "roles": ["metadata"], "title": "CRESDA XML"},
     }
@@ -161,12 +172,21 @@ def collection_for(
                 "title": "Data policy",
             }
         )
-    return {
+    # The render extension needs at least one render: a panchromatic-only collection has none.
+    extensions = (
+        ("item-assets", "render", "eo", "view", "sat")
+        if renders
+        else (
+            "item-assets",
+            "eo",
+            "view",
+            "sat",
+        )
+    )
+    collection: dict[str, Any] = {
         "type": "Collection",
         "stac_version": "1.1.0",
-        "stac_extensions": [
-            STAC_EXTENSIONS[e] for e in ("item-assets", "render", "eo", "view", "sat")
-        ],
+        "stac_extensions": [STAC_EXTENSIONS[e] for e in extensions],
         "id": cid,
         "title": f"{platform.title} {family} ({instrument_title})",
         "description": (
@@ -208,6 +228,8 @@ def collection_for(
             "eo:bands": _band_summary(tuple(all_bands)),
         },
         "item_assets": item_assets,
-        "renders": renders,
         "links": links,
     }
+    if renders:
+        collection["renders"] = renders
+    return collection

@@ -124,7 +124,8 @@ def build_product_item(
     copies: dict[str, Path],
 ) -> dict[str, Any]:
     """The item for a product whose parts were written as `cogs` (asset key -> COG path);
-    `copies` are the shipped files kept as assets (`metadata` XML, `overview` browse JPEG)."""
+    `copies` are the shipped files kept as assets (`metadata` XML, `overview` browse JPEG);
+    `thumbnail` is a PNG rendered from the COG or the delivered JPEG."""
     meta = product.metadata
     assets: dict[str, Any] = {}
     footprints = []
@@ -133,11 +134,12 @@ def build_product_item(
         assets[part.key] = asset
         footprints.append(footprint)
     geometry = unary_union(footprints)
+    delivered = thumbnail.suffix.lower() != ".png"
     assets["thumbnail"] = {
         "href": str(thumbnail),
-        "type": "image/png",
+        "type": "image/jpeg" if delivered else "image/png",
         "roles": ["thumbnail"],
-        "title": "Thumbnail",
+        "title": "Thumbnail (as delivered)" if delivered else "Thumbnail",
     }
     if "overview" in copies:
         assets["overview"] = {

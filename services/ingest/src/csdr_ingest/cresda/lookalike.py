@@ -66,10 +66,13 @@ def scale_xml(text: str, factor: int) -> str:
     return text
 
 
-def write_tiff(path: Path, width: int, height: int, count: int, block_rows: int = 512) -> None:
+def write_tiff(
+    path: Path, width: int, height: int, count: int, block_rows: int = 512, first_band: int = 1
+) -> None:
     """A plain (sensor-geometry, no CRS) uint16 TIFF with the look-alike texture, written in row
     blocks from broadcast row/column vectors, so a full-size 12000 x 13719 scene takes seconds
-    and little memory."""
+    and little memory. Band i carries texture(first_band + i - 1): files given different
+    `first_band`s have different pixels."""
     profile = {"driver": "GTiff", "width": width, "height": height, "count": count}
     cols = np.arange(width, dtype="float64")[np.newaxis, :]
     with rasterio.open(path, "w", dtype="uint16", tiled=True, **profile) as dst:
@@ -77,7 +80,8 @@ def write_tiff(path: Path, width: int, height: int, count: int, block_rows: int 
             rows = np.arange(top, min(top + block_rows, height), dtype="float64")[:, np.newaxis]
             window = Window(0, top, width, rows.shape[0])
             # All bands of a window at once: the TIFF is pixel-interleaved.
-            block = np.stack([texture(b, rows, cols) for b in range(1, count + 1)])
+            bands = range(first_band, first_band + count)
+            block = np.stack([texture(b, rows, cols) for b in bands])
             dst.write(block.astype("uint16"), window=window)
 
 

@@ -1,7 +1,8 @@
 """Product metadata of CRESDA deliveries, read into one shape whatever the XML schema.
 
-Two schemas are read: `ProductMetaData` (flat, GF-1/2/6 from CRESDA) and `<root><data>`
-(lower-camel tags, HJ-1 and CBERS-04). LASAC's `sensor_corrected_metadata` is not read yet.
+Three schemas are read: `ProductMetaData` (flat, GF-1/2/6 from CRESDA), `<root><data>`
+(lower-camel tags, HJ-1 and CBERS-04) and LASAC's `sensor_corrected_metadata` (nested
+`productInfo/...`, ZY-3 and GF-7).
 Facts checked against real files are in ../shared/fixtures/cresda/README.md: `ReceiveTime` is UTC
 while `StartTime`/`EndTime`/`CenterTime` are Beijing time without a zone marker; `SolarZenith` is
 a zenith angle but `SatelliteZenith` behaves as an elevation; `CloudPercent` above 100 is unknown.
@@ -19,7 +20,7 @@ from csdr_ingest.errors import PackageInvalid
 
 # CRESDA stamps acquisition times in Beijing time (UTC+8) without saying so.
 BEIJING = timezone(timedelta(hours=8), "CST")
-PRODUCT_ROOTS = {"ProductMetaData", "root"}
+PRODUCT_ROOTS = {"ProductMetaData", "root", "sensor_corrected_metadata"}
 
 
 @dataclass(frozen=True)
@@ -88,20 +89,33 @@ def parse_metadata(path: Path) -> ProductMetadata:
             return _flat(path, root)
         if root.tag == "root":
             return _lower_camel(path, root)
+        if root.tag == "sensor_corrected_metadata":
+            return _lasac(path, root)
     except (KeyError, ValueError) as exc:
         raise PackageInvalid(f"{path.name}: {exc}") from exc
     raise PackageInvalid(f"{path.name}: root <{root.tag}> is not a CRESDA product metadata schema")
 
 
+TIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y:%m:%d %H:%M:%S",
+    # LASAC's compact form (TimeStamp/CenterTime, e.g. 20160930111133.250).
+    "%Y%m%d%H%M%S.%f",
+    "%Y%m%d%H%M%S",
+)
+
+
 def beijing_to_utc(text: str) -> datetime:
-    """A CRESDA Beijing-time stamp ('YYYY-MM-DD HH:MM:SS[.fff]') as an aware UTC datetime."""
+    """A Beijing-time stamp ('YYYY-MM-DD HH:MM:SS[.fff]' or 'YYYYMMDDHHMMSS[.fff]') as an aware
+    UTC datetime."""
     value = text.strip().replace("T", " ")
-    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M:%S"):
+    for fmt in TIME_FORMATS:
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=BEIJING).astimezone(UTC)
         except ValueError:
             continue
-    raise ValueError(f"time {text!r} is not 'YYYY-MM-DD HH:MM:SS'")
+    raise ValueError(f"time {text!r} is not 'YYYY-MM-DD HH:MM:SS' nor 'YYYYMMDDHHMMSS'")
 
 
 def cloud_cover(value: float | None) -> float | None:
@@ -237,4 +251,93 @@ def _lower_camel(path: Path, root: ET.Element) -> ProductMetadata:
             "Long",
             "Lat",
         ),
+    )
+
+
+def _descendant(elem: ET.Element, name: str) -> str | None:
+    """Text of the first descendant with this tag (case-insensitive), None when absent/empty."""
+    lname = name.lower()
+    node = next((n for n in elem.iter() if n.tag.lower() == lname), None)
+    text = node.text.strip() if node is not None and node.text else ""
+    return text or None
+
+
+def _lasac_gsd(info: ET.Element) -> float:
+    """`ImageGSD` is a number, or nested `Line`/`Sample` spacings: their mean."""
+    node = _child(info, "ImageGSD")
+    if node is None:
+        raise KeyError("required tag <productInfo/ImageGSD> is missing")
+    if len(node):
+        spacings = [_float(_find(node, n)) for n in ("Line", "Sample")]
+        values = [v for v in spacings if v is not None]
+        if not values:
+            raise KeyError("<ImageGSD> has neither <Line> nor <Sample>")
+        return sum(values) / len(values)
+    return float(_req(info, "ImageGSD"))
+
+
+def _lasac_corners(info: ET.Element) -> Corners | None:
+    """`ProductGeographicRange/{LeftTop,RightTop,RightBottom,LeftBottom}Point`, whose longitude
+    tag is spelled `Longtitude` in LASAC files (`Longitude` accepted too)."""
+    rng = _child(info, "ProductGeographicRange")
+    if rng is None:
+        return None
+    points = []
+    for key in ("LeftTopPoint", "RightTopPoint", "RightBottomPoint", "LeftBottomPoint"):
+        lon = _find(rng, key, "Longtitude") or _find(rng, key, "Longitude")
+        lat = _find(rng, key, "Latitude")
+        if lon is None or lat is None:
+            return None
+        points.append((float(lon), float(lat)))
+    return Corners(*points)
+
+
+def _lasac(path: Path, root: ET.Element) -> ProductMetadata:
+    """`sensor_corrected_metadata`: LASAC (Land Satellite Remote Sensing Application Center)
+    ZY-3 and GF-7 sensor-corrected products; tags nested under `productInfo` (or `ProductInfo`:
+    the case varies between deliveries).
+
+    Times (`TimeStamp/StartTime|CenterTime|EndTime`) are read as Beijing time, like CRESDA's:
+    ZY-3 geometric processing converts the line times of its auxiliary data to UTC by
+    subtracting 28800 s (Alchemilla/StarMapIdentification, GeometryProcess/GeoTime_ZY3.cpp),
+    and ZY-3 crosses the equator descending at 10:30 local solar time, which LASAC product
+    names of Chinese scenes (`ZY3_01a_..._20120310_104056_...`) fit only in UTC+8."""
+    info = _child(root, "productInfo")
+    if info is None:
+        raise KeyError("<sensor_corrected_metadata> has no <productInfo> element")
+    stamp = _child(info, "TimeStamp")
+    if stamp is None:
+        raise KeyError("required tag <productInfo/TimeStamp> is missing")
+    center = beijing_to_utc(_req(stamp, "CenterTime"))
+    start_text, end_text = _find(stamp, "StartTime"), _find(stamp, "EndTime")
+    roll = _float(_find(info, "RollViewingAngle"))
+    pitch = _float(_find(info, "PitchViewingAngle"))
+    product_id = _descendant(info, "ProductID") or _find(root, "processInfo", "ProduceID")
+    if product_id is None:
+        raise KeyError("required tag <productInfo/ProductID> (or processInfo/ProduceID) is missing")
+    return ProductMetadata(
+        source=path,
+        schema="sensor_corrected_metadata",
+        satellite=_req(info, "SatelliteID").replace("-", ""),
+        sensor=_req(info, "SensorID").replace("-", ""),
+        product_id=product_id,
+        scene_id=_find(info, "SceneID"),
+        level=_level(_req(info, "ProductLevel")),
+        start=beijing_to_utc(start_text) if start_text else center,
+        end=beijing_to_utc(end_text) if end_text else center,
+        center=center,
+        gsd=_lasac_gsd(info),
+        width=None,
+        height=None,
+        bands=_bands(_find(info, "Bands")),
+        cloud_cover=cloud_cover(_float(_find(info, "CloudPercent"))),
+        orbit=_int(_find(info, "OrbitID")),
+        path=_int(_find(info, "ScenePath")),
+        row=_int(_find(info, "SceneRow")),
+        # SunAltitude is the sun's elevation above the horizon (degrees).
+        sun_elevation=_float(_find(info, "SunAltitude")),
+        sun_azimuth=_float(_find(info, "SunAzimuth")),
+        incidence_angle=None,
+        off_nadir=None if roll is None or pitch is None else math.hypot(roll, pitch),
+        corners=_lasac_corners(info),
     )
