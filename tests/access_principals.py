@@ -7,6 +7,16 @@ import psycopg
 
 from csdr_access.admin import add_org, issue_key, revoke_key, set_policy
 
+# The matrix: one collection per policy, and what each principal may see of them.
+POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
+SEES = {
+    "anonymous": {"open"},
+    "registered": {"open", "members"},
+    "partner A": {"open", "members", "thai"},
+    "partner B": {"open", "members"},
+    "admin": {"open", "members", "thai", "inhouse"},
+}
+
 ORGANISATIONS = [
     ("GISTDA", "TH", "partner"),  # partner A: the one `partners` collections list
     ("KenSpace", "KE", "partner"),  # partner B
@@ -37,3 +47,8 @@ def grant(conn: psycopg.Connection, policies: dict[str, str]) -> dict[str, tuple
         (issued["expired"][1],),
     )
     return issued
+
+
+def key_headers(keys: dict[str, str], who: str) -> dict[str, str]:
+    """The headers a principal's requests carry (none for the anonymous one)."""
+    return {} if who == "anonymous" else {"Authorization": f"Bearer {keys[who]}"}

@@ -14,16 +14,8 @@ from conftest import TEMPLATE_DB
 from csdr_access.admin import add_org, issue_key
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
-from tests.access_principals import grant
-
-POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
-SEES = {  # principal -> collections it may see
-    "anonymous": {"open"},
-    "registered": {"open", "members"},
-    "partner A": {"open", "members", "thai"},
-    "partner B": {"open", "members"},
-    "admin": {"open", "members", "thai", "inhouse"},
-}
+from tests.access_principals import POLICIES, SEES, grant
+from tests.access_principals import key_headers as as_
 
 
 def collection(cid: str) -> dict:
@@ -76,10 +68,6 @@ def setup(pg_cluster) -> Iterator[tuple[TestClient, dict[str, str]]]:
             yield client, keys
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def as_(keys: dict[str, str], who: str) -> dict[str, str]:
-    return {} if who == "anonymous" else {"Authorization": f"Bearer {keys[who]}"}
 
 
 @pytest.mark.parametrize("who", list(SEES))

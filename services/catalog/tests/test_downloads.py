@@ -18,16 +18,9 @@ from psycopg.types.json import Jsonb
 from conftest import TEMPLATE_DB
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
-from tests.access_principals import grant
+from tests.access_principals import POLICIES, SEES, grant
+from tests.access_principals import key_headers as as_
 
-POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
-SEES = {
-    "anonymous": {"open"},
-    "registered": {"open", "members"},
-    "partner A": {"open", "members", "thai"},
-    "partner B": {"open", "members"},
-    "admin": {"open", "members", "thai", "inhouse"},
-}
 POLICY_PAGE = "https://data-policy.example.org/csdr"
 TILER = "http://tiles.example.test"
 
@@ -105,10 +98,6 @@ def setup(pg_cluster, store) -> Iterator[tuple[TestClient, dict[str, str]]]:
             yield client, keys
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def as_(keys: dict[str, str], who: str) -> dict[str, str]:
-    return {} if who == "anonymous" else {"Authorization": f"Bearer {keys[who]}"}
 
 
 def download(cid: str, asset: str = "data", n: int = 0) -> str:

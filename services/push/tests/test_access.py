@@ -22,14 +22,11 @@ from csdr_push.app import create_app
 from csdr_push.settings import Settings
 from services.push.tests.conftest import COLLECTION, ORGS, SECRET, stac_item
 from services.push.tests.receiver import Receiver
+from tests.access_principals import POLICIES
+from tests.access_principals import SEES as MATRIX
 
-POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
-SEES = {  # owner -> the collections its subscriptions may receive
-    "partner A": {"open", "members", "thai"},
-    "partner B": {"open", "members"},
-    "admin": {"open", "members", "thai", "inhouse"},
-    "registered": {"open", "members"},
-}
+# Owners of subscriptions hold keys: every principal of the matrix but the anonymous one.
+SEES = {who: sees for who, sees in MATRIX.items() if who != "anonymous"}
 FAST = {
     "allow_private_targets": True,
     "poll_interval_s": 0.2,

@@ -20,16 +20,8 @@ from csdr_access.admin import add_org, issue_key, revoke_key
 from csdr_tiler.app import create_app
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import SMALL, WEB_MERCATOR, correlation, decode, ingest
-from tests.access_principals import grant
+from tests.access_principals import POLICIES, SEES, grant
 
-POLICIES = {"open": "public", "members": "registered", "thai": "partners", "inhouse": "private"}
-SEES = {  # principal -> collections it may see
-    "anonymous": {"open"},
-    "registered": {"open", "members"},
-    "partner A": {"open", "members", "thai"},
-    "partner B": {"open", "members"},
-    "admin": {"open", "members", "thai", "inhouse"},
-}
 Z = 13
 RAW = "assets=data%7Cbidx%3D3%2C2%2C1&rescale=0%2C4000"
 
