@@ -49,6 +49,42 @@ def grant(conn: psycopg.Connection, policies: dict[str, str]) -> dict[str, tuple
     return issued
 
 
+def collection(cid: str, **extra: object) -> dict:
+    """A minimal collection of the matrix (fields in `extra` replace the defaults)."""
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": cid,
+        "description": f"{cid} scenes",
+        "license": "other",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[100, 10, 101, 11]]},
+            "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
+        },
+        **extra,
+    }
+
+
+def item(cid: str, item_id: str | None = None, day: int = 1, **extra: object) -> dict:
+    """A minimal item of collection `cid` (`<cid>-scene` unless named), acquired on March `day`."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id or f"{cid}-scene",
+        "collection": cid,
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[100, 10], [101, 10], [101, 11], [100, 11], [100, 10]]],
+        },
+        "bbox": [100, 10, 101, 11],
+        "links": [],
+        "assets": {},
+        "properties": {"datetime": f"2024-03-{day:02d}T03:00:00Z", "platform": "gf-1"},
+        **extra,
+    }
+
+
 def key_headers(keys: dict[str, str], who: str) -> dict[str, str]:
     """The headers a principal's requests carry (none for the anonymous one)."""
     return {} if who == "anonymous" else {"Authorization": f"Bearer {keys[who]}"}

@@ -14,40 +14,8 @@ from conftest import TEMPLATE_DB
 from csdr_access.admin import add_org, issue_key
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
-from tests.access_principals import POLICIES, SEES, grant
+from tests.access_principals import POLICIES, SEES, collection, grant, item
 from tests.access_principals import key_headers as as_
-
-
-def collection(cid: str) -> dict:
-    return {
-        "type": "Collection",
-        "stac_version": "1.1.0",
-        "id": cid,
-        "description": f"{cid} scenes",
-        "license": "other",
-        "links": [],
-        "extent": {
-            "spatial": {"bbox": [[100, 10, 101, 11]]},
-            "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
-        },
-    }
-
-
-def item(cid: str) -> dict:
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": f"{cid}-scene",
-        "collection": cid,
-        "geometry": {
-            "type": "Polygon",
-            "coordinates": [[[100, 10], [101, 10], [101, 11], [100, 11], [100, 10]]],
-        },
-        "bbox": [100, 10, 101, 11],
-        "links": [],
-        "assets": {},
-        "properties": {"datetime": "2024-03-01T03:00:00Z", "platform": "gf-1"},
-    }
 
 
 @pytest.fixture(scope="module")

@@ -18,43 +18,11 @@ from psycopg.types.json import Jsonb
 from conftest import TEMPLATE_DB
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
-from tests.access_principals import POLICIES, SEES, grant
+from tests.access_principals import POLICIES, SEES, collection, grant, item
 from tests.access_principals import key_headers as as_
 
 POLICY_PAGE = "https://data-policy.example.org/csdr"
 TILER = "http://tiles.example.test"
-
-
-def collection(cid: str) -> dict:
-    return {
-        "type": "Collection",
-        "stac_version": "1.1.0",
-        "id": cid,
-        "description": f"{cid} scenes",
-        "license": "other",
-        "links": [{"rel": "license", "href": POLICY_PAGE, "type": "text/html"}],
-        "extent": {
-            "spatial": {"bbox": [[100, 10, 101, 11]]},
-            "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
-        },
-    }
-
-
-def item(cid: str, n: int, assets: dict) -> dict:
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": f"{cid}-scene-{n}",
-        "collection": cid,
-        "geometry": {
-            "type": "Polygon",
-            "coordinates": [[[100, 10], [101, 10], [101, 11], [100, 11], [100, 10]]],
-        },
-        "bbox": [100, 10, 101, 11],
-        "links": [{"rel": "license", "href": POLICY_PAGE}],
-        "assets": assets,
-        "properties": {"datetime": f"2024-03-0{n + 1}T03:00:00Z", "platform": "gf-1"},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +46,10 @@ def setup(pg_cluster, store) -> Iterator[tuple[TestClient, dict[str, str]]]:
     env = pg_cluster.env(name)
     with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
         for cid in POLICIES:
-            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection(cid)),))
+            license = [{"rel": "license", "href": POLICY_PAGE, "type": "text/html"}]
+            conn.execute(
+                "SELECT pgstac.create_collection(%s)", (Jsonb(collection(cid, links=license)),)
+            )
             for n in range(2):
                 assets = {
                     "data": {"href": str(store[cid]), "type": "image/tiff", "roles": ["data"]},
@@ -88,7 +59,8 @@ def setup(pg_cluster, store) -> Iterator[tuple[TestClient, dict[str, str]]]:
                     "climb": {"href": f"{store['root']}/open/../../{store['outside'].name}"},
                     "gone": {"href": str(store["root"] / cid / "deleted.tif")},
                 }
-                conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(item(cid, n, assets)),))
+                scene = item(cid, f"{cid}-scene-{n}", n + 1, assets=assets, links=license)
+                conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(scene),))
         keys = {who: key for who, (key, _) in grant(conn, POLICIES).items()}
     settings = Settings(access_ttl_s=0, asset_roots=[str(store["root"])], tiler_url=TILER)
     with pytest.MonkeyPatch.context() as mp:
