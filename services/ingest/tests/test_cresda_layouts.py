@@ -12,6 +12,7 @@ from rasterio.warp import transform as warp_transform
 from shapely.geometry import Point, shape
 
 from csdr_ingest.cresda.bands import calibration_for
+from csdr_ingest.cresda.collections import collection_id, platform_of
 from csdr_ingest.cresda.lookalike_layouts import (
     GF6_SEGMENTS,
     GF6_WFV_NAME,
@@ -25,7 +26,7 @@ from csdr_ingest.cresda.lookalike_layouts import (
 from csdr_ingest.cresda.metadata import parse_metadata
 from csdr_ingest.cresda.rpctext import format_rpc_txt, read_rpc_txt, scale_rpc_txt
 from csdr_ingest.errors import PackageInvalid, RpcMissing
-from csdr_ingest.pipeline import ingest_path
+from csdr_ingest.pipeline import ingest_path, is_package
 from services.ingest.tests.cresda_checks import (
     files_under,
     max_corner_distance_m,
@@ -183,6 +184,19 @@ def test_hj_ccd_bands_are_stacked_in_order_without_reprojection(conn, settings, 
         assert all(v > 0 for v in expected)
     assert_near_xml_corners(item, source / f"{HJ_NAME}.XML")
     validate_published(conn, item)
+
+
+def test_unpacked_hj_folder_with_upper_case_xml_is_a_package(conn, settings, tmp_path):
+    folder = write_hj_ccd_lookalike(tmp_path / "in", max_size=200, archive=None)
+    assert is_package(folder) and not list(folder.glob("*.xml"))
+    [item] = ingest_path(folder, conn, settings)
+    assert item["id"] == "HJ1A_CCD2_20121204_L20000902055"
+
+
+def test_cbers04_gets_its_platform_and_own_collection():
+    assert collection_id("CBERS04", "MUX") == "cbers04-mux"
+    assert platform_of("CBERS04").platform == "cbers-4"
+    assert collection_id("HJ1B", "CCD1") == "hj1b-ccd" != collection_id("HJ1A", "CCD2")
 
 
 def test_hj_ccd_package_missing_a_band_tif_fails_naming_it(conn, settings, tmp_path):

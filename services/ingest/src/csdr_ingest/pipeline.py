@@ -217,9 +217,10 @@ def ingest_file(
 
 
 def is_package(path: Path) -> bool:
-    """True for a package archive, or a folder holding a product XML at its top level."""
+    """True for a package archive, or a folder holding a product XML (`.xml` or `.XML`, as
+    HJ-1/CBERS deliver) at its top level."""
     if path.is_dir():
-        return any(is_product_metadata(p) for p in path.glob("*.xml"))
+        return any(is_product_metadata(p) for p in path.iterdir() if p.is_file())
     return is_archive(path)
 
 
@@ -235,8 +236,8 @@ def ingest_path(
         return ingest_package(path, conn, settings, collection)
     if path.is_dir():
         raise PackageInvalid(
-            f"{path.name}: the folder holds no product metadata XML (ProductMetaData or"
-            " <root><data>), so it is not a scene package"
+            f"{path.name}: the folder holds no product metadata XML (ProductMetaData,"
+            " <root><data> or sensor_corrected_metadata), so it is not a scene package"
         )
     return [ingest_file(path, conn, settings, collection, when)]
 

@@ -79,14 +79,11 @@ def ortho_grid(
     return snapped_grid(transform, width, height, gsd)
 
 
-def orthorectify(
-    src: rasterio.DatasetReader, dst: Path, gsd: float | None, dem: Path | None
-) -> None:
-    """Warp `src` with its RPCs into a tiled GTiff at `dst` (UTM zone of its centre)."""
-    rpcs = src.rpcs
-    crs = utm_crs(rpcs.long_off, rpcs.lat_off)
-    transform, width, height = ortho_grid(src, crs, gsd, dem)
-    profile = {
+def ortho_profile(
+    src: rasterio.DatasetReader, crs: CRS, transform: Affine, width: int, height: int
+) -> dict[str, object]:
+    """Creation profile of the tiled GTiff an orthorectification is warped into."""
+    return {
         "driver": "GTiff",
         "width": width,
         "height": height,
@@ -100,20 +97,40 @@ def orthorectify(
         "blockysize": 512,
         "BIGTIFF": "IF_SAFER",
     }
+
+
+def warp_rpc(
+    src: rasterio.DatasetReader,
+    out: rasterio.io.DatasetWriter,
+    dem: Path | None,
+    init_dest: bool = True,
+) -> None:
+    """Warp every band of `src` with its RPCs onto the grid of `out`; with `init_dest` False
+    the pixels `src` does not cover keep what `out` holds (segments of one mosaic)."""
     bands = list(range(1, src.count + 1))
-    with rasterio.open(dst, "w", **profile) as out:
-        reproject(
-            rasterio.band(src, bands),
-            rasterio.band(out, bands),
-            rpcs=rpcs,
-            dst_crs=crs,
-            dst_transform=transform,
-            dst_nodata=ORTHO_NODATA,
-            resampling=Resampling.bilinear,
-            num_threads=os.cpu_count() or 1,
-            warp_mem_limit=WARP_MEMORY_MB,
-            **transformer_options(rpcs, dem),
-        )
+    reproject(
+        rasterio.band(src, bands),
+        rasterio.band(out, bands),
+        rpcs=src.rpcs,
+        dst_crs=out.crs,
+        dst_transform=out.transform,
+        dst_nodata=ORTHO_NODATA,
+        init_dest_nodata=init_dest,
+        resampling=Resampling.bilinear,
+        num_threads=os.cpu_count() or 1,
+        warp_mem_limit=WARP_MEMORY_MB,
+        **transformer_options(src.rpcs, dem),
+    )
+
+
+def orthorectify(
+    src: rasterio.DatasetReader, dst: Path, gsd: float | None, dem: Path | None
+) -> None:
+    """Warp `src` with its RPCs into a tiled GTiff at `dst` (UTM zone of its centre)."""
+    crs = utm_crs(src.rpcs.long_off, src.rpcs.lat_off)
+    transform, width, height = ortho_grid(src, crs, gsd, dem)
+    with rasterio.open(dst, "w", **ortho_profile(src, crs, transform, width, height)) as out:
+        warp_rpc(src, out, dem)
         out.descriptions = src.descriptions
 
 

@@ -12,7 +12,6 @@ rest; where segments overlap, the later one wins.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +20,11 @@ from pathlib import Path
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
-from rasterio.warp import reproject
 
 from csdr_ingest.cresda.metadata import ProductMetadata
 from csdr_ingest.errors import PackageInvalid
 from csdr_ingest.packages import scratch_prefix
-from csdr_ingest.rpc import ORTHO_NODATA, WARP_MEMORY_MB, ortho_grid, transformer_options, utm_crs
+from csdr_ingest.rpc import ortho_grid, ortho_profile, utm_crs, warp_rpc
 
 
 def product_centre(
@@ -85,36 +82,9 @@ def mosaic_segments(
     crs = utm_crs(*centre)
     transform, width, height = union_grid(segments, crs, gsd, dem)
     first = segments[0]
-    bands = list(range(1, first.count + 1))
-    profile = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": first.count,
-        "dtype": first.dtypes[0],
-        "crs": crs,
-        "transform": transform,
-        "nodata": ORTHO_NODATA,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "BIGTIFF": "IF_SAFER",
-    }
-    with rasterio.open(dst, "w", **profile) as out:
+    with rasterio.open(dst, "w", **ortho_profile(first, crs, transform, width, height)) as out:
         for src in segments:
-            reproject(
-                rasterio.band(src, bands),
-                rasterio.band(out, bands),
-                rpcs=src.rpcs,
-                dst_crs=crs,
-                dst_transform=transform,
-                dst_nodata=ORTHO_NODATA,
-                init_dest_nodata=False,
-                resampling=Resampling.bilinear,
-                num_threads=os.cpu_count() or 1,
-                warp_mem_limit=WARP_MEMORY_MB,
-                **transformer_options(src.rpcs, dem),
-            )
+            warp_rpc(src, out, dem, init_dest=False)
         out.descriptions = first.descriptions
 
 
