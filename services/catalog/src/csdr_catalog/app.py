@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
-from csdr_catalog import admin, downloads, errors, health
+from csdr_catalog import admin, db, downloads, errors, health
 from csdr_catalog.access import AccessMiddleware
 from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
@@ -54,7 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             count_stats_ttl_s=settings.count_stats_ttl_s,
         )
 
-    api = instantiate_api(client=client, extensions=extensions, settings=stac_settings)
+    api = instantiate_api(
+        client=client,
+        extensions=extensions,
+        lifespan=db.lifespan(writes=settings.transactions),
+        settings=stac_settings,
+    )
     app = api.app
     # The aggregation models extend the search models instantiate_api has just built, so the
     # extension joins afterwards; the client reads api.extensions for conformance and links.

@@ -33,6 +33,8 @@ async def number_matched(
         "context_estimated_count": str(exact_below),
         "context_estimated_cost": "0",
         "context_stats_ttl": f"{stats_ttl_s} seconds",
+        # The read pool runs pgSTAC read-only (db.py); the counts cache is the write it needs.
+        "readonly": "false",
     }
     where = {k: v for k, v in search.items() if k not in ("limit", "token", "sortby", "fields")}
     row = await conn.fetchrow(STATS_SQL, orjson.dumps(where).decode(), orjson.dumps(conf).decode())
