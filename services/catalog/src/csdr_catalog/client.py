@@ -41,11 +41,14 @@ from csdr_render.links import collection_map_links, item_map_links
 GEOJSON = MimeTypes.geojson.value
 
 
-def _as_geojson(result: Any) -> Any:
-    """Give an upstream `JSONResponse` of features the GeoJSON media type."""
+def _as_geojson(result: Any) -> Response:
+    """An answer of features as a GeoJSON response, serialised by orjson here: a plain dict would
+    go through FastAPI's `jsonable_encoder`, ~40% of the process's CPU per 10-item page (py-spy),
+    then through the standard library's json. Upstream's Fields answers are already responses."""
     if isinstance(result, Response):
         result.headers["content-type"] = GEOJSON
-    return result
+        return result
+    return Response(orjson.dumps(result), media_type=GEOJSON)
 
 
 def _check_geojson_text(name: str, text: str | None) -> None:
@@ -207,7 +210,7 @@ class CatalogClient(CoreCrudClient):
         query: str | None = None,
         intersects: str | None = None,
         **kwargs: Any,
-    ) -> ItemCollection:
+    ) -> Response:
         """GET /search, with `query` and `intersects` checked before upstream parses them."""
         if query is not None:
             query = orjson.dumps(filters.parse_query_text(query)).decode()
@@ -217,14 +220,14 @@ class CatalogClient(CoreCrudClient):
 
     async def post_search(
         self, search_request: PgstacSearch, request: Request, **kwargs: Any
-    ) -> ItemCollection:
-        """POST /search, Fields responses as GeoJSON."""
+    ) -> Response:
+        """POST /search, answered as GeoJSON."""
         return _as_geojson(await super().post_search(search_request, request, **kwargs))
 
     async def item_collection(
         self, collection_id: str, request: Request, query: str | None = None, **kwargs: Any
-    ) -> ItemCollection:
-        """GET /collections/{id}/items, with `query` checked and Fields responses as GeoJSON."""
+    ) -> Response:
+        """GET /collections/{id}/items, with `query` checked, answered as GeoJSON."""
         if query is not None:
             query = orjson.dumps(filters.parse_query_text(query)).decode()
         result = await super().item_collection(collection_id, request, query=query, **kwargs)
