@@ -70,7 +70,7 @@ async def _send_json(
     await send({"type": "http.response.body", "body": raw_body})
 
 
-def _search_collections(pool: ConnectionPool, search_id: str) -> tuple[bool, list[str] | None]:
+def search_collections(pool: ConnectionPool, search_id: str) -> tuple[bool, list[str] | None]:
     """(exists, the collections the registered search names, or None when it names none)."""
     with pool.connection() as conn:
         row = conn.execute(SEARCH_COLLECTIONS_SQL, (search_id,)).fetchone()
@@ -113,7 +113,7 @@ class Judge:
     def sees_search(self, principal: Principal, search_id: str, metadata: bool) -> bool:
         """Whether the caller may use the registered search: it exists, and it names no
         collection or a visible one (`metadata`, for /info: only visible ones)."""
-        exists, named = _search_collections(self.pool, search_id)
+        exists, named = search_collections(self.pool, search_id)
         if not exists:
             return False
         if principal.is_admin or not named:

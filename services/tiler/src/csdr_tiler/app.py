@@ -4,7 +4,7 @@ Run with `uvicorn csdr_tiler.app:create_app --factory`. Composed like `titiler.p
 import-time app we do not use, without its debug, asset and external-dataset endpoints.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,14 +34,14 @@ from titiler.pgstac.factory import (
     MosaicTilerFactory,
     add_search_register_route,
 )
-from titiler.pgstac.reader import PgSTACReader
 
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
-from csdr_tiler.caching import ItemCacheMiddleware
+from csdr_tiler.caching import Freshness, TileCacheMiddleware
+from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_native_grids
 from csdr_tiler.dependencies import (
     ItemParams,
     LatestCollectionParams,
@@ -51,9 +51,11 @@ from csdr_tiler.dependencies import (
     ValidTile,
 )
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
-from csdr_tiler.items import Catalogue
+from csdr_tiler.items import Catalogue, CollectionNotFound
 from csdr_tiler.logs import configure_logging
-from csdr_tiler.mosaics import VisibleBackend, VisibleBackendParams
+from csdr_tiler.mosaics import VisibleBackend, VisibleBackendParams, pyramid_renderer
+from csdr_tiler.pyramid import Pyramid, Refresher
+from csdr_tiler.render import render_tile
 from csdr_tiler.settings import Settings
 
 # Responses a browser or CDN must not keep: health, and the list of searches, which grows.
@@ -92,9 +94,12 @@ TILE_ROUTES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
     )
 ]
 # Every mosaic reads only the scenes the caller may see (csdr_tiler.mosaics).
+# Scenes of a mosaic are read through the pool of open COGs (csdr_tiler.datasets).
 VISIBLE_MOSAICS: dict[str, Any] = {
     "backend": VisibleBackend,
     "backend_dependency": VisibleBackendParams,
+    "dataset_reader": SceneReader,
+    "render_func": render_tile,
 }
 PRESET_DEPENDENCIES: dict[str, Any] = {
     "layer_dependency": PresetLayerParams,
@@ -104,19 +109,42 @@ PRESET_DEPENDENCIES: dict[str, Any] = {
     "route_dependencies": TILE_ROUTES,
     "templates": TEMPLATES,
 }
+# Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render.
+ITEM_READING: dict[str, Any] = {"reader": ItemReader, "render_func": render_tile}
+
+
+def preset_assets(catalogue: Catalogue) -> Callable[[str], list[str]]:
+    """The assets a collection's presets read: those its pyramid holds."""
+
+    def assets_of(collection_id: str) -> list[str]:
+        try:
+            presets = catalogue.collection_presets(collection_id)
+        except CollectionNotFound:
+            return []
+        return sorted({p.asset for p in presets.values()})
+
+    return assets_of
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Hold titiler-pgstac's connection pool (`app.state.dbpool`) for the app's lifetime."""
+    """Hold titiler-pgstac's connection pool (`app.state.dbpool`), the item and preset cache
+    and the low-zoom pyramids (with their refresher thread) for the app's lifetime."""
     await connect_to_db(app, pool_kwargs=POOL_KWARGS)
     settings: Settings = app.state.csdr_settings
-    app.state.csdr_catalogue = Catalogue(
-        app.state.dbpool, settings.items_cache_size, settings.collections_cache_ttl_s
-    )
+    pool = app.state.dbpool
+    catalogue = Catalogue(pool, settings.items_cache_size, settings.collections_cache_ttl_s)
+    app.state.csdr_catalogue = catalogue
+    pyramid = Pyramid(pool, pyramid_renderer(pool), settings.pyramid_cache_tiles)
+    app.state.csdr_pyramid = pyramid
+    refresher = Refresher(pyramid, preset_assets(catalogue), settings.pyramid_refresh_s)
+    if settings.pyramid_refresh_s > 0:
+        refresher.start()
     try:
         yield
     finally:
+        if settings.pyramid_refresh_s > 0:
+            refresher.stop()
         await close_db_connection(app)
 
 
@@ -202,9 +230,9 @@ def add_item_routes(app: FastAPI) -> None:
     """One scene: `/collections/{collection_id}/items/{item_id}/...` with titiler's parameters,
     and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...`."""
     presets = MultiBaseTilerFactory(
-        reader=PgSTACReader,
         path_dependency=ItemParams,
         router_prefix="/collections/{collection_id}/items/{item_id}/presets/{preset}",
+        **ITEM_READING,
         **PRESET_DEPENDENCIES,
     )
     app.include_router(
@@ -213,9 +241,9 @@ def add_item_routes(app: FastAPI) -> None:
         tags=["STAC Item"],
     )
     items = MultiBaseTilerFactory(
-        reader=PgSTACReader,
         path_dependency=ItemParams,
         router_prefix="/collections/{collection_id}/items/{item_id}",
+        **ITEM_READING,
         add_viewer=True,
         extensions=[wmtsExtension()],
         templates=TEMPLATES,
@@ -234,14 +262,16 @@ def add_reference_routes(app: FastAPI) -> None:
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Item response cache (innermost, so cached answers get the headers below), Cache-Control
-    on cacheable GETs, access control (outside both: nothing is answered, from the cache or
-    not, before the caller is judged; keyed answers become private), CORS (outside it, so a
-    401 carries CORS headers), compression of non-image responses, request ids."""
+    """Tile response cache with per-answer Cache-Control (innermost, so cached answers get the
+    headers below), Cache-Control on other cacheable GETs, access control (outside both:
+    nothing is answered, from the cache or not, before the caller is judged; keyed answers
+    become private), CORS (outside it, so a 401 carries CORS headers), compression of
+    non-image responses, request ids."""
     app.add_middleware(
-        ItemCacheMiddleware,
+        TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
         max_entry_bytes=settings.response_cache_max_entry_bytes,
+        freshness=Freshness(settings.cache_min_max_age_s, settings.cache_max_max_age_s),
     )
     app.add_middleware(
         CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS
@@ -274,6 +304,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.csdr_settings = settings
+    POOL.max_idle = settings.open_datasets
+    remember_native_grids()
     update_openapi(app)
     add_exception_handlers(app)
     app.include_router(wmts.router)

@@ -1,28 +1,47 @@
-"""HTTP caching of everything under one item: an ETag tied to the item's version, 304 on a
-matching If-None-Match, and a bounded in-process cache of the rendered responses.
+"""HTTP caching of tiles: ETags tied to what the pixels come from, 304 on a matching
+If-None-Match, Cache-Control per answer, and a bounded in-process cache of rendered responses.
 
-The version is a hash of the item's row (csdr_tiler.items), read once per request with a
-primary-key lookup; a re-ingest changes it, so the next request renders afresh and every earlier
-ETag stops matching. Mosaics (collections, searches) change with any new scene and are not cached
-here.
+- Everything under one item (`/collections/{c}/items/{i}/...`): the version is a hash of the
+  item's row (csdr_tiler.items), read with a primary-key lookup; a re-ingest changes it.
+- Mosaic tiles (`/collections/{c}/[presets/{p}/]tiles/...`, `/searches/{id}/[presets/{p}/]tiles/
+  ...`, WebMercatorQuad): the version is the generation of the tile (its ancestor at the
+  pyramid's deepest zoom, below it) in each collection the mosaic reads for this caller, counted
+  by the database for every write of an item under it (migration 0011), plus the preset's
+  stretch for preset routes. Other mosaic answers (TileJSON, WMTS, statistics) are not cached.
 
-Answers about an item of a restricted collection are kept per API key (csdr_tiler.access says
-who may share each answer), so a cached answer or a 304 never reaches a caller who may not see
-the item: the access check runs before this cache, and the key is in the ETag.
+Cache-Control max-age follows how long ago the pixels last changed: a tenth of that time, the
+heuristic freshness of RFC 9111 section 4.2.2, between a floor and a ceiling (settings). A scene
+ingested a minute ago may well be re-ingested (a fix); one untouched for a year will not change
+tomorrow. Browsers and CDNs revalidate with the ETag when it runs out.
+
+Answers about an item of a restricted collection are kept per API key, mosaic answers per set of
+collections read (csdr_tiler.access judged the caller before this runs), so a cached answer or a
+304 never reaches a caller who may not see it.
 """
 
 import hashlib
 import re
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import anyio.to_thread
 from cachetools import LRUCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from csdr_render.presets import Preset
+from csdr_tiler.access import search_collections
 from csdr_tiler.items import Catalogue, ItemNotFound
+from csdr_tiler.pyramid import Pyramid
 
 ITEM_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)/items/(?P<item>[^/]+)/")
+MOSAIC_TILE_PATH = re.compile(
+    r"^/(?:collections/(?P<collection>[^/]+)|searches/(?P<search>[^/]+))"
+    r"(?:/presets/(?P<preset>[^/]+))?"
+    r"/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)(?:\.\w+)?$"
+)
+ALL_COLLECTIONS_SQL = "SELECT id FROM pgstac.collections ORDER BY id"
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,41 @@ class Cached:
 
     headers: list[tuple[bytes, bytes]]
     body: bytes
+
+
+@dataclass(frozen=True)
+class Version:
+    """What an answer's ETag is made of, and when its pixels last changed (None: unknown)."""
+
+    tag: str
+    changed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Cache-Control bounds: max-age is a tenth of the age of the last change, within these."""
+
+    min_s: int
+    max_s: int
+
+    def max_age(self, changed_at: datetime | None, now: datetime | None = None) -> int:
+        """Seconds a client may reuse an answer whose pixels last changed at `changed_at`."""
+        if changed_at is None:
+            return self.max_s
+        age_s = ((now or datetime.now(UTC)) - changed_at).total_seconds()
+        return int(min(self.max_s, max(self.min_s, age_s / 10)))
+
+    def headers(self, changed_at: datetime | None) -> list[tuple[bytes, bytes]]:
+        """Cache-Control, and Last-Modified when the change time is known."""
+        found = [(b"cache-control", f"public, max-age={self.max_age(changed_at)}".encode())]
+        if changed_at is not None:
+            found.append(
+                (
+                    b"last-modified",
+                    format_datetime(changed_at.astimezone(UTC), usegmt=True).encode(),
+                )
+            )
+        return found
 
 
 class ResponseCache:
@@ -57,8 +111,8 @@ class ResponseCache:
 
 
 def etag_for(version: str, scope: Scope, audience: str = "public") -> str:
-    """A strong ETag from the item version, who may share the answer (`public`, or one key for
-    a restricted collection) and the request's path and query."""
+    """A strong ETag from the version, who may share the answer (`public`, one key for a
+    restricted item, the collections a mosaic read) and the request's path and query."""
     digest = hashlib.sha256(version.encode())
     digest.update(b"\0" + audience.encode() + b"\0")
     digest.update(scope["path"].encode())
@@ -72,51 +126,140 @@ def matches(if_none_match: bytes, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-class ItemCacheMiddleware:
-    """ETag, 304 and the response cache for GETs under `/collections/{c}/items/{i}/`."""
+def without_cache_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Response headers minus those this middleware sets per answer."""
+    return [(k, v) for k, v in headers if k.lower() not in (b"cache-control", b"last-modified")]
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_entry_bytes: int) -> None:
+
+class MosaicVersions:
+    """The version of a mosaic tile for one caller (see the module docstring)."""
+
+    def __init__(self, catalogue: Catalogue, pyramid: Pyramid) -> None:
+        """Read presets through `catalogue` and generations through `pyramid`."""
+        self.catalogue = catalogue
+        self.pyramid = pyramid
+
+    def collections(self, search_id: str, visible: frozenset[str] | None) -> list[str]:
+        """The collections a registered search reads for a caller who sees `visible`."""
+        _, named = search_collections(self.catalogue.pool, search_id)
+        if named:
+            return sorted(c for c in named if visible is None or c in visible)
+        if visible is not None:
+            return sorted(visible)
+        with self.catalogue.pool.connection() as conn:
+            return [str(r[0]) for r in conn.execute(ALL_COLLECTIONS_SQL).fetchall()]
+
+    def version(
+        self, match: re.Match[str], visible: frozenset[str] | None
+    ) -> tuple[Version, list[str]]:
+        """The tile's version and the collections it reads."""
+        presets: dict[str, Preset] = {}
+        if match["collection"] is not None:
+            collections = [match["collection"]]
+            if match["preset"]:
+                presets = self.catalogue.collection_presets(match["collection"])
+        else:
+            collections = self.collections(match["search"], visible)
+            if match["preset"]:
+                presets = self.catalogue.search_presets(match["search"], visible)
+        z, x, y = self.pyramid.versioning_tile(int(match["z"]), int(match["x"]), int(match["y"]))
+        generations = self.pyramid.generations(collections, z, x, y)
+        tag = repr(sorted((c, g.generation) for c, g in generations.items()))
+        if match["preset"]:
+            tag += repr(presets.get(match["preset"]))
+        times = [g.changed_at for g in generations.values() if g.changed_at is not None]
+        return Version(tag, max(times) if times else None), collections
+
+
+class TileCacheMiddleware:
+    """ETag, 304, Cache-Control and the response cache for item answers and mosaic tiles."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, max_entry_bytes: int, freshness: Freshness
+    ) -> None:
         """Wrap `app` with a cache of up to `max_bytes` of responses."""
         self.app = app
         self.cache = ResponseCache(max_bytes, max_entry_bytes)
+        self.freshness = freshness
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer from the cache or a 304 when possible, else render and remember."""
-        match = ITEM_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
-        # Set by csdr_tiler.access once the caller may see the item; without it, no caching.
-        audience = scope.get("state", {}).get("cache_audience") if match else None
-        if match is None or audience is None or scope["method"] not in ("GET", "HEAD"):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        # The app's Catalogue, created in its lifespan (Starlette puts the app in the scope).
-        catalogue: Catalogue = scope["app"].state.csdr_catalogue
-        try:
-            version = await anyio.to_thread.run_sync(
-                catalogue.item_version, match["collection"], match["item"]
-            )
-        except ItemNotFound:
-            await self.app(scope, receive, send)  # the route answers the 404
+        state = scope.setdefault("state", {})
+        path = scope.get("path", "")
+        found: tuple[Version, str] | None = None
+        if (item := ITEM_PATH.match(path)) is not None:
+            found = await self._item_version(scope, item)
+        elif (tile := MOSAIC_TILE_PATH.match(path)) is not None and "principal" in state:
+            found = await self._mosaic_version(scope, tile)
+        if found is None:
+            await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["item_version"] = version
-        etag = etag_for(version, scope, audience)
+        version, audience = found
+        etag = etag_for(version.tag, scope, audience)
+        cache_headers = self.freshness.headers(version.changed_at)
         headers = dict(scope.get("headers") or [])
         if matches(headers.get(b"if-none-match", b""), etag):
             await send(
                 {
                     "type": "http.response.start",
                     "status": 304,
-                    "headers": [(b"etag", etag.encode())],
+                    "headers": [(b"etag", etag.encode()), *cache_headers],
                 }
             )
             await send({"type": "http.response.body", "body": b""})
             return
         if (hit := self.cache.get(etag)) is not None:
-            await send({"type": "http.response.start", "status": 200, "headers": hit.headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*hit.headers, *cache_headers],
+                }
+            )
             await send({"type": "http.response.body", "body": hit.body})
             return
-        await self._render(scope, receive, send, etag)
+        await self._render(scope, receive, send, etag, cache_headers)
 
-    async def _render(self, scope: Scope, receive: Receive, send: Send, etag: str) -> None:
+    async def _item_version(self, scope: Scope, match: re.Match[str]) -> tuple[Version, str] | None:
+        # Set by csdr_tiler.access once the caller may see the item; without it, no caching.
+        audience = scope["state"].get("cache_audience")
+        if audience is None:
+            return None
+        # The app's Catalogue, created in its lifespan (Starlette puts the app in the scope).
+        catalogue: Catalogue = scope["app"].state.csdr_catalogue
+        try:
+            found = await anyio.to_thread.run_sync(
+                catalogue.item_version, match["collection"], match["item"]
+            )
+        except ItemNotFound:
+            return None  # the route answers the 404
+        scope["state"]["item_version"] = found
+        return Version(found.version, found.changed_at), audience
+
+    async def _mosaic_version(
+        self, scope: Scope, match: re.Match[str]
+    ) -> tuple[Version, str] | None:
+        app_state = scope["app"].state
+        versions = MosaicVersions(app_state.csdr_catalogue, app_state.csdr_pyramid)
+        try:
+            version, collections = await anyio.to_thread.run_sync(
+                versions.version, match, scope["state"].get("visible", frozenset())
+            )
+        except LookupError:
+            return None  # no such collection or search, no presets: the route answers
+        return version, "mosaic:" + ",".join(collections)
+
+    async def _render(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        etag: str,
+        cache_headers: list[tuple[bytes, bytes]],
+    ) -> None:
         start: Message = {}
         chunks: list[bytes] = []
 
@@ -124,9 +267,10 @@ class ItemCacheMiddleware:
             nonlocal start
             if message["type"] == "http.response.start":
                 if message["status"] == 200:
-                    message["headers"] = [*message.get("headers", []), (b"etag", etag.encode())]
-                start = message
-            elif start.get("status") == 200 and message["type"] == "http.response.body":
+                    own = without_cache_headers(list(message.get("headers", [])))
+                    message["headers"] = [*own, (b"etag", etag.encode()), *cache_headers]
+                    start = {**message, "headers": own + [(b"etag", etag.encode())]}
+            elif start and message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     self.cache.put(etag, Cached(list(start["headers"]), b"".join(chunks)))

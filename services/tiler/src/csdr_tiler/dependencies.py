@@ -15,11 +15,11 @@ from fastapi import Depends, HTTPException, Path, Request
 from rio_tiler.colormap import cmap
 from rio_tiler.types import AssetType, ColorMapType
 from titiler.core.dependencies import DefaultDependency
-from titiler.pgstac.dependencies import get_collection_id
 
 from csdr_render.presets import Preset
 from csdr_tiler.access import visible_of
-from csdr_tiler.items import Catalogue
+from csdr_tiler.items import Catalogue, ItemVersion
+from csdr_tiler.mosaics import latest_search_id
 
 
 def get_catalogue(request: Request) -> Catalogue:
@@ -33,11 +33,11 @@ CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 
 def request_item_version(request: Request, collection_id: str, item_id: str) -> str:
     """The item's version, read once per request (the HTTP cache may have read it already)."""
-    version: str | None = getattr(request.state, "item_version", None)
+    version: ItemVersion | None = getattr(request.state, "item_version", None)
     if version is None:
         version = get_catalogue(request).item_version(collection_id, item_id)
         request.state.item_version = version
-    return version
+    return version.version
 
 
 def ItemParams(
@@ -115,29 +115,12 @@ def PresetColormap(preset: PresetDep) -> ColorMapType | None:
     return cmap.get(preset.colormap_name) if preset.colormap_name else None
 
 
-# A collection mosaic shows the latest scene on top; between scenes of the same time, the
-# least cloudy (pgSTAC sort syntax, as in a STAC search's `sortby`).
-LATEST_LEAST_CLOUDY = "-datetime,eo:cloud_cover"
-
-
 def LatestCollectionParams(
     request: Request,
     collection_id: Annotated[str, Path(description="STAC Collection Identifier")],
 ) -> str:
     """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic."""
-    # Every argument by name: upstream's cache key function takes them all.
-    search_id = get_collection_id(
-        request.app.state.dbpool,
-        collection_id=collection_id,
-        ids=None,
-        bbox=None,
-        datetime=None,
-        query=None,
-        sortby=LATEST_LEAST_CLOUDY,
-        filter_expr=None,
-        filter_lang="cql2-text",
-    )
-    return str(search_id)
+    return latest_search_id(request.app.state.dbpool, collection_id)
 
 
 def ValidTile(request: Request) -> None:

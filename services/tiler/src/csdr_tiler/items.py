@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import pystac
@@ -21,8 +22,16 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A hash of the whole row (content, geometry, datetimes): any write of the item changes it.
-VERSION_SQL = "SELECT md5(i::text) FROM pgstac.items i WHERE i.collection = %s AND i.id = %s"
+# A hash of the whole row (content, geometry, datetimes): any write of the item changes it; and
+# when it last changed: its latest event (written by the database for every writer, migration
+# 0004), else the `updated` the writer stated.
+VERSION_SQL = """
+    SELECT md5(i::text),
+           (SELECT e.created_at FROM csdr.item_events e
+            WHERE e.collection = i.collection AND e.item_id = i.id ORDER BY e.id DESC LIMIT 1),
+           i.content -> 'properties' ->> 'updated'
+    FROM pgstac.items i WHERE i.collection = %s AND i.id = %s
+"""
 ITEM_SQL = "SELECT pgstac.get_item(%s, %s)"
 # The latest items of a collection, hydrated (pgSTAC stores item fields shared with the
 # collection's item_assets only once, in the collection).
@@ -57,6 +66,23 @@ class SearchNotFound(LookupError):
 
 
 @dataclass(frozen=True)
+class ItemVersion:
+    """An item's version (a hash of its row) and when it last changed, if known."""
+
+    version: str
+    changed_at: datetime | None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time with a zone, or None for anything else."""
+    try:
+        found = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return found if found is not None and found.tzinfo is not None else None
+
+
+@dataclass(frozen=True)
 class Search:
     """What the tiler needs of a registered search: its collections and registered bounds."""
 
@@ -86,13 +112,13 @@ class Catalogue:
             cache[key] = value
         return value
 
-    def item_version(self, collection_id: str, item_id: str) -> str:
+    def item_version(self, collection_id: str, item_id: str) -> ItemVersion:
         """The item's current version; ItemNotFound when it does not exist."""
         with self.pool.connection() as conn:
             row = conn.execute(VERSION_SQL, (collection_id, item_id)).fetchone()
         if row is None:
             raise ItemNotFound(f"no item '{item_id}' in collection '{collection_id}'")
-        return str(row[0])
+        return ItemVersion(str(row[0]), row[1] or parse_time(row[2]))
 
     def item(self, collection_id: str, item_id: str, version: str) -> pystac.Item:
         """The item at `version`, from the cache or pgSTAC."""

@@ -12,22 +12,38 @@ registered once (pgSTAC's `search_query`, keyed by content) and remembered per p
 Filtering the rows afterwards would be wrong, not only slower: pgSTAC's `skipcovered` and
 `exitwhenfull` drop a public scene that lies under a private one, and filtering after that would
 leave a hole where the public scene's pixels belong.
+
+The scenes under a geometry are asked of pgSTAC on every call (`ScenesBackend`): titiler-pgstac
+keeps each answer for 5 minutes (`get_assets`' TTL cache), so a deleted or re-ingested scene kept
+showing in mosaics that long. Repeated tiles are answered from the tiler's response cache
+instead, under an ETag tied to the tile's generation (csdr_tiler.caching).
+
+A collection's "latest, least cloudy first" mosaic at low zoom comes from its pyramid
+(csdr_tiler.pyramid) rather than from thousands of scenes.
 """
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import attr
 from cachetools import LRUCache
 from geojson_pydantic.geometries import Geometry
+from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError
+from rio_tiler.models import ImageData
 from starlette.requests import Request
-from titiler.pgstac.backend import PGSTACBackend
-from titiler.pgstac.dependencies import BackendParams
+from titiler.pgstac.backend import PGSTACBackend, pgstac_config
+from titiler.pgstac.dependencies import BackendParams, get_collection_id
+from titiler.pgstac.errors import MosaicNotFoundError
 from titiler.pgstac.reader import Item
+
+from csdr_tiler.datasets import SceneReader
+from csdr_tiler.pyramid import Pyramid, RenderBase
 
 # Derived searches are not mosaics of their own: titiler's and our search lists show only
 # `metadata.type == "mosaic"`.
@@ -65,12 +81,114 @@ def derived_search(
     return str(row[0])
 
 
+# A collection mosaic shows the latest scene on top; between scenes of the same time, the
+# least cloudy (pgSTAC sort syntax, as in a STAC search's `sortby`).
+LATEST_LEAST_CLOUDY = "-datetime,eo:cloud_cover"
+# A deepest pyramid tile reads every scene under it: more than titiler-pgstac's default of 100
+# scenes a search, and time to find them in a large archive.
+PYRAMID_SEARCH = {"items_limit": 2000, "scan_limit": 200_000, "time_limit": 60}
+
+
+def latest_search_id(pool: ConnectionPool, collection_id: str) -> str:
+    """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic."""
+    # Every argument by name: upstream's cache key function takes them all.
+    search_id = get_collection_id(
+        pool,
+        collection_id=collection_id,
+        ids=None,
+        bbox=None,
+        datetime=None,
+        query=None,
+        sortby=LATEST_LEAST_CLOUDY,
+        filter_expr=None,
+        filter_lang="cql2-text",
+    )
+    return str(search_id)
+
+
+def pyramid_renderer(pool: ConnectionPool) -> RenderBase:
+    """What renders a deepest pyramid tile: the collection's mosaic of one asset, every band,
+    read from the scenes through the pool of open COGs."""
+
+    def render(collection: str, asset: str, z: int, x: int, y: int) -> ImageData | None:
+        backend = ScenesBackend(latest_search_id(pool, collection), pool, reader=SceneReader)
+        try:
+            image, _ = backend.tile(x, y, z, search_options=PYRAMID_SEARCH, assets=[asset])
+        except (NoAssetFoundError, EmptyMosaicError):
+            return None
+        return image
+
+    return render
+
+
+GEOJSONSEARCH_SQL = "SELECT * FROM pgstac.geojsonsearch(%s, %s, %s, %s, %s, %s, %s, %s)"
+# What a mosaic needs of each scene (titiler-pgstac's default `fields`).
+SCENE_FIELDS = {"include": ["assets", "id", "bbox", "collection"]}
+
+
+def search_scenes(
+    pool: ConnectionPool,
+    search_id: str,
+    geom: Geometry,
+    fields: dict[str, Any] | None = None,
+    scan_limit: int | None = None,
+    items_limit: int | None = None,
+    time_limit: int | None = None,
+    exitwhenfull: bool | None = None,
+    skipcovered: bool | None = None,
+) -> list[Item]:
+    """pgSTAC's scenes of a registered search under `geom`, in its order (titiler-pgstac's
+    defaults for every limit left out)."""
+    with pool.connection() as conn:
+        try:
+            row = conn.execute(
+                GEOJSONSEARCH_SQL,
+                (
+                    geom.model_dump_json(exclude_none=True),
+                    search_id,
+                    json.dumps(fields or SCENE_FIELDS),
+                    scan_limit or pgstac_config.scan_limit,
+                    items_limit or pgstac_config.items_limit,
+                    f"{time_limit or pgstac_config.time_limit} seconds",
+                    pgstac_config.exitwhenfull if exitwhenfull is None else exitwhenfull,
+                    pgstac_config.skipcovered if skipcovered is None else skipcovered,
+                ),
+            ).fetchone()
+        except (pg_errors.RaiseException, pg_errors.NotNullViolation) as exc:
+            raise MosaicNotFoundError(f"SearchId `{search_id}` not found") from exc
+    return [cast(Item, feature) for feature in (row[0] if row else {}).get("features", [])]
+
+
 @attr.s
-class VisibleBackend(PGSTACBackend):
-    """PGSTACBackend whose scenes come only from the caller's visible collections."""
+class ScenesBackend(PGSTACBackend):
+    """PGSTACBackend asking pgSTAC for the scenes of every tile (no 5-minute cache)."""
+
+    def get_assets(self, geom: Geometry, **kwargs: Any) -> list[Item]:
+        """The scenes under `geom`, in the search's order."""
+        return search_scenes(self.pool, str(self.input), geom, **kwargs)
+
+
+@attr.s
+class VisibleBackend(ScenesBackend):
+    """ScenesBackend whose scenes come only from the caller's visible collections; a
+    collection's own mosaic reads its pyramid at low zoom."""
 
     visible: frozenset[str] | None = attr.ib(default=None)
     """The caller's visible collections; None: all (an administrator)."""
+    pyramid: Pyramid | None = attr.ib(default=None)
+    """The collections' low-zoom pyramids, for `pyramid_collection`'s mosaic."""
+    pyramid_collection: str | None = attr.ib(default=None)
+    """Set when this mosaic is that collection's "latest, least cloudy first" one."""
+
+    def tile(  # type: ignore[override]
+        self, x: int, y: int, z: int, search_options: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[ImageData, list[str]]:
+        """From the pyramid when the tile is one it holds, else from the scenes."""
+        if self.pyramid is not None and self.pyramid_collection is not None:
+            image = self.pyramid.image(self.pyramid_collection, self.tms, x, y, z, kwargs)
+            if image is not None:
+                return image, [f"{self.pyramid_collection} (pyramid z{z})"]
+        return super().tile(x, y, z, search_options=search_options, **kwargs)
 
     def search_for_caller(self) -> str | None:
         """The search to run for this caller: the registered one, a derived one, or None when
@@ -90,26 +208,25 @@ class VisibleBackend(PGSTACBackend):
         search_id = self.search_for_caller()
         if search_id is None:
             return []
-        if search_id == self.input:
-            return super().get_assets(geom, **kwargs)
-        derived = PGSTACBackend(
-            search_id,
-            self.pool,
-            tms=self.tms,
-            reader=self.reader,
-            reader_options=self.reader_options,
-        )
-        return derived.get_assets(geom, **kwargs)
+        return search_scenes(self.pool, search_id, geom, **kwargs)
 
 
 @dataclass(init=False)
 class VisibleBackendParams(BackendParams):
     """titiler-pgstac's backend parameters plus the caller's visible collections (set on the
-    request by csdr_tiler.access)."""
+    request by csdr_tiler.access) and, on a collection's preset mosaic, its pyramid."""
 
     visible: frozenset[str] | None = field(init=False)
+    pyramid: Pyramid | None = field(init=False)
+    pyramid_collection: str | None = field(init=False)
 
     def __init__(self, request: Request):
         """The pool, and the visibility the access middleware found (none: see nothing)."""
         super().__init__(request)
         self.visible = getattr(request.state, "visible", frozenset())
+        params = request.path_params
+        # `/collections/{collection_id}/presets/{preset}/...` is the "latest, least cloudy
+        # first" mosaic the pyramid holds; the raw collection route may narrow its search.
+        on_preset_mosaic = "collection_id" in params and "preset" in params
+        self.pyramid = request.app.state.csdr_pyramid if on_preset_mosaic else None
+        self.pyramid_collection = params["collection_id"] if on_preset_mosaic else None

@@ -30,7 +30,13 @@ class Settings(BaseSettings):
     """Path prefix when served behind a proxy that strips it."""
     cors_origins: CommaList = ["*"]
     cachecontrol: str = "public, max-age=3600"
-    """Cache-Control header for successful GET responses (tiles, TileJSON, WMTS)."""
+    """Cache-Control header for successful GET responses other than item answers and mosaic
+    tiles (TileJSON and WMTS of mosaics, colour maps, tile matrix sets)."""
+    cache_min_max_age_s: int = 60
+    """Item answers and mosaic tiles: max-age is a tenth of the time since their pixels last
+    changed, at least this..."""
+    cache_max_max_age_s: int = 86400
+    """...and at most this (also when the time of the last change is unknown)."""
     readiness_timeout_s: float = 1.0
     """How long /readyz waits for the database before answering 503."""
     log_level: str = "INFO"
@@ -42,6 +48,12 @@ class Settings(BaseSettings):
     """Rendered item responses (tiles, TileJSON, WMTS) kept in memory per process."""
     response_cache_max_entry_bytes: int = 2 * 1024 * 1024
     """Larger responses (big previews, crops) are rendered every time."""
+    pyramid_cache_tiles: int = 128
+    """Decoded low-zoom pyramid tiles kept in memory per process (256 x 256 x bands each)."""
+    pyramid_refresh_s: float = 5.0
+    """How often changed pyramids are rendered ahead of requests (0: only when requested)."""
+    open_datasets: int = 256
+    """Opened COGs kept between requests per process (0: open every asset for every read)."""
     access_ttl_s: float = 2.0
     """How long a key check or a visibility list is reused: revocations apply within this time."""
     rate_limit_per_s: float = 50.0

@@ -1,0 +1,199 @@
+"""Open COGs kept between requests, and the STAC readers that borrow them.
+
+rio-tiler opens every asset for every tile (`rasterio.open`, header and overview parsing, a
+rasterio environment set up and torn down) and closes it again, which also throws away GDAL's
+block cache for that file: neighbouring tiles decompress the same 512 x 512 blocks again. Here
+an opened `Reader` is lent to one thread at a time and put back afterwards, keyed by the file's
+identity (path, inode, modification time, size), so a re-ingest that replaces a COG at the same
+path opens the new file. Only local files are kept: an object in S3 can change under the same
+URL without a cheap way to notice.
+
+rio-tiler also recomputes a dataset's native grid in the output CRS for every tile
+(`calculate_default_transform`: GDALSuggestedWarpOutput2, which holds the GIL, a sixth of the
+GIL time of a tile here); its answer depends only on the dataset's CRS, size and bounds, so
+`remember_native_grids` memoizes it for rio-tiler's tile reads.
+
+`ItemReader` (one scene) and `SceneReader` (a scene inside a mosaic) are titiler-pgstac's readers
+with their asset reader swapped for the pool's, and, for one asset, the read done in the calling
+thread rather than in a thread pool created for that one read.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import attr
+import rasterio
+import rio_tiler.utils
+from morecantile import TileMatrixSet
+from rasterio import warp
+from rio_tiler.errors import RioTilerError
+from rio_tiler.io import Reader
+from rio_tiler.io.base import MultiBaseReader
+from rio_tiler.models import ImageData
+from rio_tiler.types import AssetType
+from rio_tiler.utils import cast_to_sequence
+from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
+
+logger = logging.getLogger(__name__)
+
+# Our COGs carry their overviews and masks inside: no sidecar file to look for, so GDAL need not
+# list the asset directory (thousands of files) on open.
+OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+def local_path(url: str) -> str | None:
+    """The filesystem path of a local asset href, or None for a remote one."""
+    parts = urlsplit(url)
+    if parts.scheme in ("", "file") and not url.startswith("/vsi"):
+        return parts.path if parts.scheme == "file" else url
+    return None
+
+
+class ReaderPool:
+    """Idle opened `Reader`s by file identity, bounded, least recently used closed first."""
+
+    def __init__(self, max_idle: int = 256) -> None:
+        """Keep at most `max_idle` readers open while nobody uses them."""
+        self.max_idle = max_idle
+        self._lock = threading.Lock()
+        self._idle: OrderedDict[Hashable, list[Reader]] = OrderedDict()
+        self._count = 0
+
+    def _key(self, url: str, tms: TileMatrixSet, options: dict[str, Any]) -> Hashable | None:
+        path = local_path(url)
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # let rasterio report the missing file
+        return (path, st.st_ino, st.st_mtime_ns, st.st_size, tms.id, repr(sorted(options.items())))
+
+    def _take(self, key: Hashable) -> Reader | None:
+        with self._lock:
+            readers = self._idle.get(key)
+            if not readers:
+                return None
+            reader = readers.pop()
+            self._count -= 1
+            if not readers:
+                del self._idle[key]
+            return reader
+
+    def _give(self, key: Hashable, reader: Reader) -> None:
+        evicted: list[Reader] = []
+        with self._lock:
+            self._idle.setdefault(key, []).append(reader)
+            self._idle.move_to_end(key)
+            self._count += 1
+            while self._count > self.max_idle:
+                _, readers = next(iter(self._idle.items()))
+                evicted.append(readers.pop(0))
+                self._count -= 1
+                if not readers:
+                    self._idle.popitem(last=False)
+        for old in evicted:
+            old.close()
+
+    def clear(self) -> None:
+        """Close every idle reader."""
+        with self._lock:
+            idle = [r for readers in self._idle.values() for r in readers]
+            self._idle.clear()
+            self._count = 0
+        for reader in idle:
+            reader.close()
+
+    @contextmanager
+    def lend(self, url: str, tms: TileMatrixSet, **options: Any) -> Iterator[Reader]:
+        """A reader of `url` for this thread alone until the block ends (rio-tiler's `reader`
+        slot: called with the asset href, the tile matrix set and the reader options)."""
+        key = self._key(url, tms, options) if self.max_idle > 0 else None
+        if key is None:
+            with Reader(url, tms=tms, **options) as reader:
+                yield reader
+            return
+        reader = self._take(key)
+        if reader is None:
+            with rasterio.Env(**OPEN_OPTIONS):
+                reader = Reader(url, tms=tms, **options)
+        try:
+            yield reader
+        except RioTilerError:
+            self._give(key, reader)  # the request was wrong (outside bounds...), not the file
+            raise
+        except BaseException:
+            reader.close()  # a failed read may leave the dataset in any state
+            raise
+        self._give(key, reader)
+
+
+POOL = ReaderPool()
+
+_native_grid = functools.lru_cache(maxsize=4096)(warp.calculate_default_transform)
+
+
+def _remembered_grid(
+    src_crs: Any, dst_crs: Any, width: int, height: int, *bounds: float, **kwargs: Any
+) -> Any:
+    """`calculate_default_transform`, memoized for rio-tiler's positional calls (CRS objects are
+    hashable); any call with keyword arguments is computed afresh."""
+    if kwargs:
+        return warp.calculate_default_transform(src_crs, dst_crs, width, height, *bounds, **kwargs)
+    return _native_grid(src_crs, dst_crs, width, height, *bounds)
+
+
+def remember_native_grids() -> None:
+    """Install the memoized native grid in rio-tiler's tile reading (`rio_tiler.utils`, which
+    offers no hook for it)."""
+    rio_tiler.utils.calculate_default_transform = _remembered_grid
+
+
+class OneAssetInThisThread(MultiBaseReader):
+    """Read a single asset in the calling thread: rio-tiler would start a thread pool for it."""
+
+    def tile(
+        self,
+        tile_x: int,
+        tile_y: int,
+        tile_z: int,
+        assets: Sequence[AssetType] | AssetType | None = None,
+        expression: str | None = None,
+        asset_as_band: bool = False,
+        **kwargs: Any,
+    ) -> ImageData:
+        """rio-tiler's multi-asset tile read."""
+        if len(cast_to_sequence(assets) or ()) == 1:
+            kwargs.setdefault("threads", 0)
+        return super().tile(
+            tile_x,
+            tile_y,
+            tile_z,
+            assets=assets,
+            expression=expression,
+            asset_as_band=asset_as_band,
+            **kwargs,
+        )
+
+
+@attr.s
+class ItemReader(OneAssetInThisThread, PgSTACReader):
+    """titiler-pgstac's item reader, reading through the pool."""
+
+    reader: Any = attr.ib(default=POOL.lend)
+
+
+@attr.s
+class SceneReader(OneAssetInThisThread, SimpleSTACReader):
+    """titiler-pgstac's reader of one scene in a mosaic, reading through the pool."""
+
+    reader: Any = attr.ib(default=POOL.lend)
