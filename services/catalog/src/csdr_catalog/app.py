@@ -10,7 +10,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.utils import generate_unique_id
 from stac_fastapi.pgstac.app import instantiate_api
-from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware import Middleware
 
 from csdr_access import AccessControl
@@ -23,6 +22,7 @@ from csdr_catalog.http_cache import DocumentCacheMiddleware
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
+from csdr_catalog.transactions import CatalogExtensions
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the STAC API; the database pools open in the lifespan, not here."""
     settings = settings or Settings()
     stac_settings = settings.stac_settings()
-    extensions = Extensions(
+    extensions = CatalogExtensions(
         settings=stac_settings,
         search_map={"conventions": SearchConventionsExtension()},
         item_collection_map={"conventions": SearchConventionsExtension()},
