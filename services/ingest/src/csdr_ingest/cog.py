@@ -12,7 +12,9 @@ import uuid
 from pathlib import Path
 
 import rasterio
+import rasterio.io
 import rasterio.shutil
+from rasterio.enums import Resampling
 from rio_cogeo.cogeo import cog_validate
 
 from csdr_ingest.errors import InvalidCog
@@ -21,6 +23,17 @@ from csdr_ingest.errors import InvalidCog
 def overview_levels(width: int, height: int, blocksize: int) -> int:
     """Number of 2x overviews needed for the smallest one to fit in one internal tile."""
     return max(0, math.ceil(math.log2(max(width, height) / blocksize)))
+
+
+def add_overviews(dataset: rasterio.io.DatasetWriter) -> None:
+    """Average `dataset`'s overviews (2x, 4x, ... until one fits in one of its blocks) into it,
+    nodata excluded, for the COG driver to copy (its default, OVERVIEWS=AUTO, takes a source's
+    own overviews) instead of building them through a compressed temporary file of its own."""
+    width, height = dataset.width, dataset.height
+    levels = overview_levels(width, height, max(dataset.block_shapes[0]))
+    if levels:
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+            dataset.build_overviews([2**i for i in range(1, levels + 1)], Resampling.average)
 
 
 def cog_options(dtype: str, compression: str, blocksize: int) -> dict[str, object]:

@@ -232,14 +232,15 @@ def ingest_path(
     when: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Publish a scene package (each product in it) or a single GeoTIFF; return the items."""
-    if is_package(path):
-        return ingest_package(path, conn, settings, collection)
-    if path.is_dir():
-        raise PackageInvalid(
-            f"{path.name}: the folder holds no product metadata XML (ProductMetaData,"
-            " <root><data> or sensor_corrected_metadata), so it is not a scene package"
-        )
-    return [ingest_file(path, conn, settings, collection, when)]
+    with rasterio.Env(**settings.gdal_config()):
+        if is_package(path):
+            return ingest_package(path, conn, settings, collection)
+        if path.is_dir():
+            raise PackageInvalid(
+                f"{path.name}: the folder holds no product metadata XML (ProductMetaData,"
+                " <root><data> or sensor_corrected_metadata), so it is not a scene package"
+            )
+        return [ingest_file(path, conn, settings, collection, when)]
 
 
 def ingest_package(

@@ -2,15 +2,27 @@
 
 A TIFF without a CRS is warped once with GDAL's RPC transformer (rasterio.warp.reproject with
 `rpcs=`) into the UTM zone of its centre, on a grid of exactly the XML's ImageGSD aligned on
-multiples of it (so the parts of a split scene share one grid), into a temporary tiled GTiff that
-the COG writer then copies. The RPC transformer is given a height: the RPB's HEIGHT_OFF, or a DEM
-(RPC_DEM) when the node has one; with neither GDAL projects at height 0, which moved a GF-1
-corner by ~250 m (../shared/fixtures/cresda/README.md).
+multiples of it (so the parts of a split scene share one grid), into a temporary tiled GTiff with
+its overviews, that the COG writer then copies. The RPC transformer is given a height: the RPB's
+HEIGHT_OFF, or a DEM (RPC_DEM) when the node has one; with neither GDAL projects at height 0,
+which moved a GF-1 corner by ~250 m (../shared/fixtures/cresda/README.md).
 
 Why not a warped VRT straight into the COG driver: the driver reads its source twice (once for
 the overviews, once for the full resolution), so the warp ran twice: 257 CPU s against 191 for
 warp-then-COG on a 12000 x 13719 x 4 scene (tests/bench/bench_cresda.py). rasterio's WarpedVRT
 also ignores RPCs when given an explicit grid (rasterio 1.4), so it could not honour the GSD.
+
+Costs measured on that scene (tests/bench/bench_cresda.py), and what they decided:
+- The warp runs without a destination nodata value (the GTiff gets its nodata afterwards): with
+  one, GDAL's warp kernel takes its general masked path, 2.4x the CPU of its unmasked bilinear
+  path, for identical pixels (pixels the source does not cover are 0 either way).
+- The warp's resampling scale is fixed at 1 (warp options XSCALE/YSCALE,
+  https://gdal.org/en/stable/api/gdalwarp_cpp.html): the output is at the native GSD, but GDAL
+  derives the scale per chunk from the chunk's source window, which the scene's rotation
+  inflates, so most chunks of a full-size scene were taken for a downsampling and resampled with
+  a widened kernel: 2.4x the warp CPU, and pixels that depended on the chunking.
+- The overviews are averaged into the temporary GTiff (uncompressed) before the COG copy: left
+  to the COG driver, they go through a compressed temporary file of its own, ~20 % more CPU.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from rasterio.enums import Resampling
 from rasterio.rpc import RPC
 from rasterio.warp import calculate_default_transform, reproject
 
+from csdr_ingest.cog import add_overviews
 from csdr_ingest.errors import RpcMissing
 from csdr_ingest.packages import scratch_prefix
 
@@ -106,32 +119,39 @@ def warp_rpc(
     init_dest: bool = True,
 ) -> None:
     """Warp every band of `src` with its RPCs onto the grid of `out`; with `init_dest` False
-    the pixels `src` does not cover keep what `out` holds (segments of one mosaic)."""
+    the pixels `src` does not cover keep what `out` holds (segments of one mosaic). `out`'s
+    nodata is lifted during the warp and put back after it (see the module doc)."""
     bands = list(range(1, src.count + 1))
+    nodata = out.nodata
+    out.nodata = None
     reproject(
         rasterio.band(src, bands),
         rasterio.band(out, bands),
         rpcs=src.rpcs,
         dst_crs=out.crs,
         dst_transform=out.transform,
-        dst_nodata=ORTHO_NODATA,
         init_dest_nodata=init_dest,
         resampling=Resampling.bilinear,
+        XSCALE=1,
+        YSCALE=1,
         num_threads=os.cpu_count() or 1,
         warp_mem_limit=WARP_MEMORY_MB,
         **transformer_options(src.rpcs, dem),
     )
+    out.nodata = nodata
 
 
 def orthorectify(
     src: rasterio.DatasetReader, dst: Path, gsd: float | None, dem: Path | None
 ) -> None:
-    """Warp `src` with its RPCs into a tiled GTiff at `dst` (UTM zone of its centre)."""
+    """Warp `src` with its RPCs into a tiled GTiff at `dst` (UTM zone of its centre), with
+    averaged overviews."""
     crs = utm_crs(src.rpcs.long_off, src.rpcs.lat_off)
     transform, width, height = ortho_grid(src, crs, gsd, dem)
     with rasterio.open(dst, "w", **ortho_profile(src, crs, transform, width, height)) as out:
         warp_rpc(src, out, dem)
         out.descriptions = src.descriptions
+        add_overviews(out)
 
 
 @contextmanager
