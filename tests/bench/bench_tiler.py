@@ -299,6 +299,7 @@ ARCHIVE_SCENES = 2000
 ARCHIVE_TILE = morecantile.Tile(x=26, y=12, z=5)  # 112.5-123.75 E, 31.95-40.98 N
 ARCHIVE_GOAL_S = 1.0
 ARCHIVE_REPEATS = 20
+STOCK_TIMEOUT_S = 120.0
 
 
 def archive_item(i: int, href: str, bbox: tuple[float, float, float, float]) -> dict:
@@ -428,9 +429,11 @@ def archive(pg_env: dict[str, str], tmp_path: Path) -> list[dict]:
     return items
 
 
-def timed_get(client: httpx.Client, path: str) -> tuple[float, httpx.Response]:
+def timed_get(
+    client: httpx.Client, path: str, timeout_s: float = 300
+) -> tuple[float, httpx.Response]:
     start = time.perf_counter()
-    r = client.get(path, timeout=900)
+    r = client.get(path, timeout=timeout_s)
     return time.perf_counter() - start, r
 
 
@@ -444,31 +447,37 @@ def test_z5_mosaic_over_2000_scenes_ours_vs_stock(
     )
     # Requests build the pyramid here (no background refresher), to time that too.
     ours_env = {**pg_env, "CSDR_TILER_PYRAMID_REFRESH_S": "0"}
-    with ExitStack() as stack:
-        ours = stack.enter_context(our_tiler(ours_env, tmp_path))
-        stock = stack.enter_context(stock_tiler(pg_env, tmp_path))
-        with httpx.Client(base_url=stock) as client:
-            # Once: rio-tiler warps the whole z5 extent at each scene's resolution (~2 s each).
-            stock_s, stock_r = timed_get(client, stock_path)
-        with httpx.Client(base_url=ours) as client:
-            build_s, first = timed_get(client, ours_path)
-            runs = [timed_get(client, f"{ours_path}?n={i}") for i in range(ARCHIVE_REPEATS)]
-            # One scene re-written (an update): the next request re-renders its branch.
-            changed = {**archive[777], "properties": {**archive[777]["properties"], "x": 1}}
-            with psycopg.connect(autocommit=True, options="-c search_path=pgstac,public") as c:
-                c.execute("SELECT update_item(%s)", (Jsonb(changed),))
-            repair_s, repaired = timed_get(client, f"{ours_path}?n=after-update")
-        # A new process: the pyramid from the database, nothing in memory.
-        fresh = stack.enter_context(our_tiler(ours_env, tmp_path))
-        with httpx.Client(base_url=fresh) as client:
-            fresh_runs = [timed_get(client, f"{ours_path}?n={i}") for i in range(ARCHIVE_REPEATS)]
+    with our_tiler(ours_env, tmp_path) as ours, httpx.Client(base_url=ours) as client:
+        build_s, first = timed_get(client, ours_path)
+        runs = [timed_get(client, f"{ours_path}?n={i}") for i in range(ARCHIVE_REPEATS)]
+        # One scene re-written (an update): the next request re-renders its branch.
+        changed = {**archive[777], "properties": {**archive[777]["properties"], "x": 1}}
+        with psycopg.connect(autocommit=True, options="-c search_path=pgstac,public") as c:
+            c.execute("SELECT update_item(%s)", (Jsonb(changed),))
+        repair_s, repaired = timed_get(client, f"{ours_path}?n=after-update")
+    # A new process: the pyramid from the database, nothing in memory.
+    with our_tiler(ours_env, tmp_path) as fresh, httpx.Client(base_url=fresh) as client:
+        fresh_runs = [timed_get(client, f"{ours_path}?n={i}") for i in range(ARCHIVE_REPEATS)]
+    # Stock last (it keeps reading after a client gives up): rio-tiler warps the whole z5
+    # extent at each scene's resolution, ~2 s a scene here, for up to 100 scenes.
+    with stock_tiler(pg_env, tmp_path) as stock, httpx.Client(base_url=stock) as client:
+        try:
+            stock_s, stock_r = timed_get(client, stock_path, STOCK_TIMEOUT_S)
+        except httpx.TimeoutException:
+            stock_s, stock_r = STOCK_TIMEOUT_S, None
 
     for _, r in [*runs, *fresh_runs, (0, first), (0, repaired)]:
         assert r.status_code == 200 and r.content[:4] == b"\x89PNG", r.text[:300]
-    assert stock_r.status_code == 200, stock_r.text[:300]
     ours_cover = (decode(first.content)[-1] > 0).mean()
-    stock_cover = (decode(stock_r.content)[-1] > 0).mean()
     assert ours_cover > 0.9, "the pyramid shows the whole archive"
+    if stock_r is not None:
+        assert stock_r.status_code == 200, stock_r.text[:300]
+        stock_answer = (
+            f"{stock_s * 1000:.0f} ms, {(decode(stock_r.content)[-1] > 0).mean():.0%} of the "
+            "tile drawn (pgSTAC stops at 100 scenes a search)"
+        )
+    else:
+        stock_answer = f"no answer within {STOCK_TIMEOUT_S:.0f} s (timed out)"
 
     def p95(samples: list[tuple[float, httpx.Response]]) -> float:
         return float(np.percentile([s for s, _ in samples], 95))
@@ -476,10 +485,7 @@ def test_z5_mosaic_over_2000_scenes_ours_vs_stock(
     print(
         f"\nz5 mosaic over {ARCHIVE_SCENES} scenes (tile {z}/{x}/{y}), {ARCHIVE_REPEATS} requests"
     )
-    print(
-        f"stock titiler-pgstac: {stock_s * 1000:.0f} ms, "
-        f"{stock_cover:.0%} of the tile drawn (pgSTAC stops at 100 scenes a search)"
-    )
+    print(f"stock titiler-pgstac: {stock_answer}")
     print(
         f"ours, first request (renders the pyramid under the tile): {build_s:.1f} s, "
         f"{ours_cover:.0%} drawn"
@@ -493,5 +499,6 @@ def test_z5_mosaic_over_2000_scenes_ours_vs_stock(
     print(
         f"z5 over {ARCHIVE_SCENES} scenes: p95 {worst * 1000:.0f} ms vs goal "
         f"{ARCHIVE_GOAL_S * 1000:.0f} ms = {worst / ARCHIVE_GOAL_S:.2f}x of the goal; "
-        f"{stock_s / worst:.1f}x faster than stock's {stock_s * 1000:.0f} ms"
+        f"stock {stock_s * 1000:.0f} ms{'+' if stock_r is None else ''} = "
+        f"{stock_s / worst:.0f}x{'+' if stock_r is None else ''} ours"
     )
