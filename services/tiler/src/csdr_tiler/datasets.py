@@ -60,8 +60,10 @@ def local_path(url: str) -> str | None:
     return None
 
 
-# Read a tile through the dataset's own footprint when that covers at most this share of it.
+# Read a tile through the dataset's own footprint when that covers at most this share of it
+# and the tile's pixels are this many times coarser than the dataset's coarsest overview.
 SMALL_FOOTPRINT = 0.25
+COARSER_THAN_OVERVIEWS = 2.0
 
 
 class FootprintReader(Reader):
@@ -70,10 +72,12 @@ class FootprintReader(Reader):
 
     rio-tiler warps the whole tile extent at the dataset's resolution (a z5 tile over a 30 km
     scene: a ~20000 px wide virtual raster, 2 s a scene here, however small the scene's share
-    of the tile; 100 s for the 12 km demo scene at z5), which is why low-zoom mosaics take
-    seconds per scene. The part is read on the tile's own pixel grid, so the pixels are the
-    same, except that for a reprojected scene GDAL's approximate transformer (error <= 0.125
-    px) picks the other nearest neighbour for a few percent of them.
+    of the tile; 100 s for the 12 km demo scene at z5: GDAL's overviews stop well above the
+    tile's resolution), which is why low-zoom mosaics take seconds per scene. Only then is the
+    footprint read, on the tile's own pixel grid: the same pixels, except that for a
+    reprojected scene GDAL's approximate transformer (error <= 0.125 px) picks the other
+    nearest neighbour for a few percent of them. Tiles the overviews serve are read as
+    rio-tiler reads them.
     """
 
     _footprints: dict[str, tuple[float, float, float, float]]
@@ -114,7 +118,14 @@ class FootprintReader(Reader):
             max(0, math.floor((top - north) / res_y)),
             min(height, math.ceil((top - south) / res_y)),
         )
-        if c1 <= c0 or r1 <= r0 or (c1 - c0) * (r1 - r0) > SMALL_FOOTPRINT * width * height:
+        assert self.dataset is not None and self.width  # opened in __attrs_post_init__
+        coarsest = (east - west) / self.width * max(self.dataset.overviews(1) or [1])
+        if (
+            c1 <= c0
+            or r1 <= r0
+            or (c1 - c0) * (r1 - r0) > SMALL_FOOTPRINT * width * height
+            or res_x < COARSER_THAN_OVERVIEWS * coarsest
+        ):
             return super().tile(*whole, **kwargs)
         part = self.part(
             (left + c0 * res_x, top - r1 * res_y, left + c1 * res_x, top - r0 * res_y),
