@@ -1,7 +1,6 @@
 """The tiler against a real pgSTAC database and a real COG: what a map user would check."""
 
 import uuid
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,15 +9,11 @@ import morecantile
 import numpy as np
 import psycopg
 import pytest
-import rasterio
 from fastapi.testclient import TestClient
 from owslib.wmts import WebMapTileService
 from psycopg.types.json import Jsonb
-from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
-from rasterio.transform import from_bounds, from_origin
-from rasterio.vrt import WarpedVRT
+from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_coords
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
@@ -26,6 +21,7 @@ from rio_stac import create_stac_item
 
 from csdr_tiler.app import create_app
 from csdr_tiler.settings import Settings
+from services.tiler.tests.scenes import decode, source_pixels
 
 # A GF-2-like 4-band scene (4 m, UTM 50N) on the Yellow River delta; the z15 tile around its
 # centre (~3.8 m pixels) lies wholly inside it.
@@ -140,32 +136,6 @@ def client(pg_env):
 
 def tile_path(tile: morecantile.Tile) -> str:
     return f"tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
-
-
-def decode(content: bytes) -> np.ndarray:
-    """An image response's bands, alpha last."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(content) as mem, mem.open() as img:
-            return img.read()
-
-
-def source_pixels(path: Path, tile: morecantile.Tile, bands: list[int], size: int) -> np.ndarray:
-    """The COG's pixels warped by GDAL onto the tile's Web Mercator grid."""
-    bounds = WEB_MERCATOR.xy_bounds(tile)
-    grid = from_bounds(*bounds, size, size)
-    with (
-        rasterio.open(path) as src,
-        WarpedVRT(
-            src,
-            crs="EPSG:3857",
-            transform=grid,
-            width=size,
-            height=size,
-            resampling=Resampling.nearest,
-        ) as vrt,
-    ):
-        return vrt.read(bands).astype("float64")
 
 
 def assert_same_image(got: np.ndarray, expected: np.ndarray) -> None:
