@@ -1,29 +1,23 @@
-"""Liveness and readiness: `/healthz` says the process answers, `/readyz` that the database does."""
+"""Readiness of ingest: the job queue's table answers."""
 
-import logging
+import asyncio
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import Request
 
-logger = logging.getLogger(__name__)
-router = APIRouter(tags=["Health"])
+from csdr_service.health import health_router
 
 
-@router.get("/healthz", summary="The process is alive")
-def healthz() -> dict[str, str]:
-    """Answer 200 while the process serves requests."""
-    return {"status": "ok"}
-
-
-@router.get("/readyz", summary="The database answers within the readiness timeout")
-def readyz(request: Request) -> JSONResponse:
-    """Answer 200 when the job queue's database answers in time, else 503."""
+def _query_jobs(request: Request) -> None:
     timeout_s = request.app.state.settings.readiness_timeout_s
-    try:
-        with request.app.state.pool.connection(timeout=timeout_s) as conn:
-            conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-            conn.execute("SELECT 1 FROM csdr.ingest_jobs LIMIT 1")
-    except Exception as exc:  # any failure to reach the database means "not ready"
-        logger.warning("readiness check failed: %r", exc)
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok"})
+    with request.app.state.pool.connection(timeout=timeout_s) as conn:
+        conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+        conn.execute("SELECT 1 FROM csdr.ingest_jobs LIMIT 1")
+
+
+async def _jobs(request: Request) -> dict[str, str]:
+    # psycopg's pool is synchronous: query in a thread so the readiness timeout can fire.
+    await asyncio.to_thread(_query_jobs, request)
+    return {}
+
+
+router = health_router(_jobs, lambda r: r.app.state.settings.readiness_timeout_s)

@@ -3,6 +3,7 @@
 Run with `uvicorn csdr_push.app:create_app --factory`.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,16 +12,17 @@ from fastapi import FastAPI
 from csdr_access import AccessControl
 from csdr_push import db, health
 from csdr_push.errors import add_exception_handlers
-from csdr_push.logs import configure_logging
 from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
 from csdr_push.worker import Worker
+from csdr_service.logs import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the push API; the pool and the worker start in the lifespan."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    # httpx logs every request at INFO: one line per delivery attempt is ours to write.
+    configure_logging(settings.log_level, quiet={"httpx": logging.WARNING})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ Run with `uvicorn csdr_tiler.app:create_app --factory`. Composed like `titiler.p
 import-time app we do not use, without its debug, asset and external-dataset endpoints.
 """
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +38,7 @@ from titiler.pgstac.factory import (
 
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
+from csdr_service.logs import configure_logging
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
@@ -52,7 +54,6 @@ from csdr_tiler.dependencies import (
 )
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
 from csdr_tiler.items import Catalogue, CollectionNotFound
-from csdr_tiler.logs import configure_logging
 from csdr_tiler.mosaics import VisibleBackend, VisibleBackendParams, pyramid_renderer
 from csdr_tiler.pyramid import Pyramid, Refresher
 from csdr_tiler.render import render_tile
@@ -294,7 +295,8 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the tiler; the database pool opens in the lifespan, not here."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    # rio-tiler logs every nodata/overview decision at INFO; upstream silences it the same way.
+    configure_logging(settings.log_level, quiet={"rio-tiler": logging.ERROR})
     app = FastAPI(
         title=settings.title,
         description=settings.description,

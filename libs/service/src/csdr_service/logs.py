@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Mapping
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,14 +21,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str) -> None:
-    """Send the root logger's records to stderr as JSON; calling it again only sets the level."""
+def configure_logging(level: str, quiet: Mapping[str, int] | None = None) -> None:
+    """Send the root logger's records to stderr as JSON (calling it again only sets the levels);
+    `quiet` raises the level of chatty upstream loggers, e.g. {"httpx": logging.WARNING}."""
     root = logging.getLogger()
     root.setLevel(level.upper())
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-    # httpx logs every request at INFO: one line per delivery attempt is ours to write.
-    for name in ("httpx", "httpx2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, name_level in (quiet or {}).items():
+        logging.getLogger(name).setLevel(name_level)

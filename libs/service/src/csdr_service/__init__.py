@@ -1,0 +1,1 @@
+"""Plumbing every CSDR Node service shares: JSON logs and the /healthz + /readyz routes."""

@@ -1,0 +1,72 @@
+"""The shared plumbing: readiness answers 503 for a probe that fails or hangs; logs are JSON."""
+
+import asyncio
+import json
+import logging
+import sys
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from csdr_service.health import health_router
+from csdr_service.logs import JsonFormatter, configure_logging
+
+
+def app_with(probe) -> TestClient:
+    app = FastAPI()
+    app.include_router(health_router(probe, lambda request: 0.2))
+    return TestClient(app)
+
+
+async def answers(request: Request) -> dict[str, str]:
+    return {"pgstac": "0.10.0"}
+
+
+async def refuses(request: Request) -> dict[str, str]:
+    raise ConnectionRefusedError("connection refused")
+
+
+async def hangs(request: Request) -> dict[str, str]:
+    await asyncio.sleep(30)
+    return {}
+
+
+def test_ready_adds_what_the_probe_reports():
+    client = app_with(answers)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "pgstac": "0.10.0"}
+
+
+@pytest.mark.parametrize("probe", [refuses, hangs], ids=["refuses", "hangs"])
+def test_not_ready_when_the_probe_fails_or_outlasts_the_timeout(probe):
+    client = app_with(probe)
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json() == {"status": "unavailable", "database": "unreachable"}
+    assert client.get("/healthz").status_code == 200
+
+
+def test_log_records_are_one_json_object_each():
+    try:
+        raise ValueError("bad band")
+    except ValueError:
+        record = logging.LogRecord("csdr.x", logging.ERROR, __file__, 1, "failed %s", ("x",), None)
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "ERROR" and entry["logger"] == "csdr.x"
+    assert entry["message"] == "failed x" and "ValueError: bad band" in entry["exc_info"]
+
+
+def test_configure_logging_quiets_named_loggers_once():
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        configure_logging("info", quiet={"chatty.upstream": logging.ERROR})
+        configure_logging("warning")
+        assert logging.getLogger("chatty.upstream").level == logging.ERROR
+        assert root.level == logging.WARNING
+        assert sum(isinstance(h.formatter, JsonFormatter) for h in root.handlers) == 1
+    finally:
+        root.handlers[:] = before
