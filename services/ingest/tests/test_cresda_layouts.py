@@ -14,6 +14,8 @@ from shapely.geometry import Point, shape
 from csdr_ingest.cresda.bands import calibration_for
 from csdr_ingest.cresda.collections import collection_id, platform_of
 from csdr_ingest.cresda.lookalike_layouts import (
+    CBERS_MUX_FIELDS,
+    CBERS_MUX_NAME,
     GF6_SEGMENTS,
     GF6_WFV_NAME,
     HJ_NAME,
@@ -197,6 +199,48 @@ def test_cbers04_gets_its_platform_and_own_collection():
     assert collection_id("CBERS04", "MUX") == "cbers04-mux"
     assert platform_of("CBERS04").platform == "cbers-4"
     assert collection_id("HJ1B", "CCD1") == "hj1b-ccd" != collection_id("HJ1A", "CCD2")
+    # The 5 m and 10 m products of CBERS-04's PAN camera belong to one collection.
+    assert collection_id("CBERS04", "PAN5M") == collection_id("CBERS04", "PAN10M") == "cbers04-pan"
+
+
+# CBERS-04 numbers its bands across its cameras: MUX is 5-8, the PAN camera's 10 m bands 2-4.
+CBERS_CASES = {
+    "mux-5-8": ({}, [("B5", "blue"), ("B6", "green"), ("B7", "red"), ("B8", "nir")]),
+    "pan10m-2-4": (
+        {"sensorId": "PAN10M", "bands": "2,3,4"},
+        [("B2", "green"), ("B3", "red"), ("B4", "nir")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CBERS_CASES)
+def test_cbers04_bands_are_named_by_their_numbers_across_cameras(conn, settings, tmp_path, case):
+    fields, expected = CBERS_CASES[case]
+    fields = CBERS_MUX_FIELDS | fields
+    package = write_hj_ccd_lookalike(
+        tmp_path / "in", max_size=200, name=CBERS_MUX_NAME, overrides=fields
+    )
+    [item] = ingest_path(package, conn, settings)
+    sensor = str(fields["sensorId"])
+    assert item["id"] == f"CBERS04_{sensor}_20151108_L20000371158"
+    assert item["properties"]["platform"] == "cbers-4"
+    assert item["properties"]["datetime"] == "2015-11-08T03:02:41Z"
+    bands = item["assets"]["data"]["eo:bands"]
+    assert [(b["name"], b["common_name"]) for b in bands] == expected
+    stored, collection = validate_published(conn, item)
+    # Collection presets follow the common names: no blue in the PAN camera's 10 m bands.
+    index = {common: i for i, (_, common) in enumerate(expected, start=1)}
+    renders = collection["renders"]
+    assert renders["false-color"]["bidx"] == [index["nir"], index["red"], index["green"]]
+    assert ("true-color" in renders) == ("blue" in index)
+    assert (
+        renders["ndvi"]["expression"]
+        == f"(b{index['nir']}-b{index['red']})/(b{index['nir']}+b{index['red']})"
+    )
+    # Stretches come from the statistics ingest stored, not from a fixed range.
+    [[low, high], *_] = renders["false-color"]["rescale"]
+    nir_stats = stored["assets"]["data"]["raster:bands"][index["nir"] - 1]["statistics"]
+    assert nir_stats["minimum"] <= low < high <= nir_stats["maximum"]
 
 
 def test_hj_ccd_package_missing_a_band_tif_fails_naming_it(conn, settings, tmp_path):

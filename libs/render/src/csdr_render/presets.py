@@ -47,6 +47,19 @@ class Preset:
             params.append(("colormap_name", self.colormap_name))
         return params
 
+    def render(self) -> dict[str, Any]:
+        """The same rendering as a STAC render extension object (a collection's `renders`)."""
+        obj: dict[str, Any] = {"title": self.title, "assets": [self.asset]}
+        if self.expression:
+            obj["expression"] = self.expression
+        else:
+            obj["bidx"] = list(self.indexes)
+        if self.rescale:
+            obj["rescale"] = [list(r) for r in self.rescale]
+        if self.colormap_name:
+            obj["colormap_name"] = self.colormap_name
+        return obj
+
 
 @dataclass
 class AssetBands:

@@ -50,6 +50,7 @@ from csdr_ingest.packages import is_archive, remove_abandoned_scratch, unpacked
 from csdr_ingest.rpc import georeferenced
 from csdr_ingest.settings import Settings
 from csdr_ingest.thumbnail import write_thumbnail
+from csdr_render.presets import derive_presets
 
 logger = logging.getLogger(__name__)
 
@@ -342,17 +343,15 @@ def ingest_product(
             shutil.copyfile(product.thumbnail, thumb)
         else:
             thumb = stage.path(".png")
-            render_thumbnail(cogs[product.parts[0].key], meta, thumb)
+            render_thumbnail(cogs[product.parts[0].key], product.parts[0].metadata, thumb)
         item = build_product_item(product, item_id, cid, cogs, thumb, copies)
         template = collection_for(
             meta.satellite,
             meta.sensor,
-            {
-                p.key: len(bands_for(meta.satellite, meta.sensor, len(p.metadata.bands) or 4))
-                for p in product.parts
-            },
+            {p.key: bands_for(p.metadata) for p in product.parts},
             [p.metadata.gsd for p in product.parts],
             settings,
+            {name: p.render() for name, p in derive_presets(item["assets"]).items()},
             "image/png" if thumb.suffix == ".png" else "image/jpeg",
         )
         template["id"] = cid
@@ -364,7 +363,7 @@ def ingest_product(
 def render_thumbnail(cog: Path, meta: ProductMetadata, thumb: Path) -> None:
     """A PNG thumbnail of a published COG: true colour when it has red, green and blue."""
     with rasterio.open(cog) as published:
-        names = [b.common_name for b in bands_for(meta.satellite, meta.sensor, published.count)]
+        names = [b.common_name for b in bands_for(meta, published.count)]
         rgb = [1]
         if {"red", "green", "blue"} <= set(names):
             rgb = [names.index(c) + 1 for c in ("red", "green", "blue")]

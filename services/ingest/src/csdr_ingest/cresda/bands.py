@@ -1,6 +1,8 @@
 """Spectral bands and absolute calibration of the CRESDA sensors.
 
-Band edges (micrometres) are from ../shared/fixtures/cresda/README.md (CRESDA sensor sheets);
+Band edges (micrometres) are from ../shared/fixtures/cresda/README.md (CRESDA sensor sheets) and,
+for CBERS-04, from the CBERS-3/4 instrument tables (CRESDA/INPE), whose bands are numbered across
+the four cameras (PAN 1-4, MUX 5-8, IRS 9-12, WFI 13-16) and named by that number in the XML;
 calibration gains and offsets are CRESDA's yearly published coefficients, as transcribed by the
 Gaofen-Batch project (calibration_coefficients.tsv beside this file):
 radiance L [W m-2 sr-1 um-1] = gain * DN + offset.
@@ -12,6 +14,10 @@ import csv
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from csdr_ingest.cresda.metadata import ProductMetadata
 
 CALIBRATION_TSV = Path(__file__).with_name("calibration_coefficients.tsv")
 
@@ -57,15 +63,42 @@ HJ1_CCD = (
     Band("B3", "red", 0.63, 0.69),
     Band("B4", "nir", 0.76, 0.90),
 )
+# CBERS-04 by band number: PANMUX (PAN 5 m, B2-B4 10 m), MUX 20 m, IRS 40/80 m, WFI 64 m.
+CBERS4 = {
+    1: Band("B1", "pan", 0.51, 0.85),
+    2: Band("B2", "green", 0.52, 0.59),
+    3: Band("B3", "red", 0.63, 0.69),
+    4: Band("B4", "nir", 0.77, 0.89),
+    5: Band("B5", "blue", 0.45, 0.52),
+    6: Band("B6", "green", 0.52, 0.59),
+    7: Band("B7", "red", 0.63, 0.69),
+    8: Band("B8", "nir", 0.77, 0.89),
+    9: Band("B9", "pan", 0.50, 0.90),
+    10: Band("B10", "swir16", 1.55, 1.75),
+    11: Band("B11", "swir22", 2.08, 2.35),
+    12: Band("B12", "lwir", 10.4, 12.5),
+    13: Band("B13", "blue", 0.45, 0.52),
+    14: Band("B14", "green", 0.52, 0.59),
+    15: Band("B15", "red", 0.63, 0.69),
+    16: Band("B16", "nir", 0.77, 0.89),
+}
+# Satellites whose XML names bands by a number that says which band it is.
+NUMBERED = {"CBERS4": CBERS4, "CBERS04": CBERS4}
 
 
-def bands_for(satellite: str, sensor: str, count: int) -> tuple[Band, ...]:
-    """The bands of a sensor part with `count` bands, in file order."""
+def bands_for(meta: ProductMetadata, count: int | None = None) -> tuple[Band, ...]:
+    """The bands, in file order, of the image `meta` describes (`count` bands when known from
+    the image itself; else as many as the XML lists, or 4)."""
+    numbers = meta.bands
+    count = count or len(numbers) or 4
+    table = NUMBERED.get(meta.satellite.upper())
+    if table and len(numbers) == count and all(n in table for n in numbers):
+        return tuple(table[n] for n in numbers)
     if count == 1:
         return PANCHROMATIC
-    if satellite.startswith("GF6") and sensor.startswith("WFV"):
+    if meta.satellite.startswith("GF6") and meta.sensor.startswith("WFV"):
         return GF6_WFV[:count]
-    if satellite.startswith("HJ1"):
+    if meta.satellite.startswith("HJ1"):
         return HJ1_CCD[:count]
     return MULTISPECTRAL[:count]
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from csdr_ingest.cresda.bands import Band, bands_for
+from csdr_ingest.cresda.bands import Band
 from csdr_ingest.settings import Settings
 
 STAC_EXTENSIONS = {
@@ -59,6 +59,8 @@ INSTRUMENTS = {
     "CCD": ("CCD", "Charge-Coupled Device camera"),
     "MUX": ("MUXCAM", "Multispectral camera"),
     "PAN": ("PANMUX", "Panchromatic and multispectral camera"),
+    "WFI": ("WFI", "Wide Field Imager"),
+    "IRS": ("IRSCAM", "Infrared Medium Resolution Scanner"),
     "TMS": ("TLC", "Three-line stereo mapping camera"),
     "DLC": ("DLC", "Dual-line stereo camera"),
     # ZY-3's three-line camera views, delivered by LASAC as separate products.
@@ -78,8 +80,9 @@ def platform_of(satellite: str) -> Platform:
 
 
 def sensor_family(sensor: str) -> str:
-    """`WFV3` -> `WFV`, `PMS2` -> `PMS`, `CCD1` -> `CCD`."""
-    return re.sub(r"\d+$", "", sensor.upper()) or sensor.upper()
+    """`WFV3` -> `WFV`, `PMS2` -> `PMS`, `CCD1` -> `CCD`; CBERS-04's `PAN5M`/`PAN10M` (the
+    5 m and 10 m products of one camera) -> `PAN`."""
+    return re.sub(r"\d+M?$", "", sensor.upper()) or sensor.upper()
 
 
 def collection_id(satellite: str, sensor: str) -> str:
@@ -99,55 +102,26 @@ def _band_summary(bands: tuple[Band, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def _renders(asset: str, bands: tuple[Band, ...]) -> dict[str, Any]:
-    """True colour, false colour and NDVI over the multispectral asset (1-based band indexes)."""
-    index = {b.common_name: i + 1 for i, b in reversed(list(enumerate(bands)))}
-    if not all(c in index for c in ("red", "green", "blue", "nir")):
-        return {}
-    red, green, blue, nir = (index[c] for c in ("red", "green", "blue", "nir"))
-    return {
-        "true-color": {
-            "title": "True colour",
-            "assets": [asset],
-            "bidx": [red, green, blue],
-            "rescale": [[0, 1023]],
-        },
-        "false-color": {
-            "title": "False colour (NIR, red, green)",
-            "assets": [asset],
-            "bidx": [nir, red, green],
-            "rescale": [[0, 1023]],
-        },
-        "ndvi": {
-            "title": "NDVI",
-            "assets": [asset],
-            "expression": f"(b{nir}-b{red})/(b{nir}+b{red})",
-            "rescale": [[-1, 1]],
-            "colormap_name": "rdylgn",
-        },
-    }
-
-
 def collection_for(
     satellite: str,
     sensor: str,
-    part_bands: dict[str, int],
+    part_bands: dict[str, tuple[Band, ...]],
     gsds: list[float],
     settings: Settings,
+    renders: dict[str, Any],
     thumbnail_type: str = "image/png",
 ) -> dict[str, Any]:
     """The collection a product of `satellite`/`sensor` goes to, as created on first ingest.
 
-    `part_bands` maps each asset key (`data`, `mss`, `pan`) to its band count;
+    `part_bands` maps each asset key (`data`, `mss`, `pan`) to its bands; `renders` are the
+    render extension objects of the presets the first item supports (csdr_render);
     `thumbnail_type` is image/jpeg where the delivered thumbnails are kept."""
     platform = platform_of(satellite)
     family = sensor_family(sensor)
     gcmd_instrument, instrument_title = INSTRUMENTS.get(family, (family, family))
     item_assets: dict[str, Any] = {}
-    renders: dict[str, Any] = {}
     all_bands: list[Band] = []
-    for key, count in part_bands.items():
-        bands = bands_for(satellite, sensor, count)
+    for key, bands in part_bands.items():
         all_bands += [b for b in bands if b not in all_bands]
         item_assets[key] = {
             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
@@ -155,7 +129,6 @@ def collection_for(
             "title": f"{key.upper() if key != 'data' else family} orthorectified COG",
             "eo:bands": _band_summary(bands),
         }
-        renders = renders or _renders(key, bands)
     item_assets |= {
         "thumbnail": {"type": thumbnail_type, "roles": ["thumbnail"], "title": "Thumbnail"},
         "overview": {"type": "image/jpeg", "roles": ["overview"], "title": "Browse image"},

@@ -77,7 +77,7 @@ def cog_asset(key: str, cog: Path, meta: ProductMetadata) -> tuple[dict[str, Any
         raster_bands = get_raster_info(src, max_size=1024)
         footprint = shape(valid_footprint(src))
         count = src.count
-    bands = bands_for(meta.satellite, meta.sensor, count)
+    bands = bands_for(meta, count)
     calibration = calibration_for(
         meta.satellite, meta.sensor, "" if key == "data" else key, meta.center.year
     )

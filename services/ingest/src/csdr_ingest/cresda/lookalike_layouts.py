@@ -1,5 +1,6 @@
 """Look-alike packages of the layouts no real sample of ships with the node: GF-6 WFV split into
-segments, HJ-1 CCD with one TIFF per band (or one multiband TIFF), LASAC ZY-3 products.
+segments, HJ-1 CCD and CBERS-04 MUX with one TIFF per band (or one multiband TIFF), LASAC ZY-3
+products.
 
 They follow ../shared/fixtures/cresda/README.md and the public code that reads them, and are
 built on the real fixtures where they can be: a GF-6 WFV segment's RPCs are the real GF-1 WFV3
@@ -251,8 +252,8 @@ def hj_band(scene: ProjectedScene, band: int) -> np.ndarray:
     return values
 
 
-def hj_xml(scene: ProjectedScene) -> str:
-    """The `<root><data>` product XML of the HJ look-alike."""
+def hj_xml(scene: ProjectedScene, overrides: dict[str, object] | None = None) -> str:
+    """The `<root><data>` product XML of the HJ look-alike (`overrides` replace its fields)."""
     ul, ur, lr, ll = scene.corners
     fields: dict[str, object] = {
         "productId": "902055",
@@ -287,7 +288,7 @@ def hj_xml(scene: ProjectedScene) -> str:
         "dataLowerLeftLat": ll[1],
         "dataLowerLeftLong": ll[0],
         "absCalibType": "ABSOLUTE",
-    }
+    } | (overrides or {})
     body = "".join(f"\n    <{k}>{v}</{k}>" for k, v in fields.items())
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<root>\n  <data>{body}\n  </data>\n</root>\n'
 
@@ -298,11 +299,15 @@ def write_hj_ccd_lookalike(
     per_band: bool = True,
     archive: str | None = "tar.gz",
     drop_band: int | None = None,
+    name: str = HJ_NAME,
+    overrides: dict[str, object] | None = None,
 ) -> Path:
     """An HJ-1A CCD2 LEVEL2 package: `.XML`, `-1.TIF`..`-4.TIF` (uint8, UTM 50N; band
-    `drop_band` left out) or one 4-band `.TIF`, and a browse `.JPG`."""
+    `drop_band` left out) or one 4-band `.TIF`, and a browse `.JPG`. Another satellite of the
+    same layout is `name` with XML `overrides`; its files are numbered by the XML's `bands`."""
     scene = hj_scene(max_size)
-    folder = out_dir / HJ_NAME
+    numbers = [int(b) for b in str((overrides or {}).get("bands", "1,2,3,4")).split(",")]
+    folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     profile = {
         "driver": "GTiff",
@@ -312,19 +317,36 @@ def write_hj_ccd_lookalike(
         "crs": HJ_CRS,
         "transform": scene.transform,
     }
-    bands = [hj_band(scene, b) for b in range(1, 5)]
+    bands = [hj_band(scene, b) for b in range(1, len(numbers) + 1)]
     if per_band:
-        for b, data in enumerate(bands, 1):
+        for b, data in zip(numbers, bands, strict=True):
             if b != drop_band:
-                with rasterio.open(folder / f"{HJ_NAME}-{b}.TIF", "w", count=1, **profile) as dst:
+                with rasterio.open(folder / f"{name}-{b}.TIF", "w", count=1, **profile) as dst:
                     dst.write(data, 1)
     else:
-        with rasterio.open(folder / f"{HJ_NAME}.TIF", "w", count=4, **profile) as dst:
+        with rasterio.open(folder / f"{name}.TIF", "w", count=len(bands), **profile) as dst:
             dst.write(np.stack(bands))
-    (folder / f"{HJ_NAME}.XML").write_text(hj_xml(scene), encoding="utf-8")
-    write_jpeg(folder / f"{HJ_NAME}.JPG", 96, 96, seed=1)
+    (folder / f"{name}.XML").write_text(hj_xml(scene, overrides), encoding="utf-8")
+    write_jpeg(folder / f"{name}.JPG", 96, 96, seed=1)
     return pack(folder, archive)
 
+
+# CBERS-04 MUX from CRESDA: the HJ layout, bands numbered 5-8 across the satellite's cameras.
+CBERS_MUX_NAME = "CBERS04-MUX-1-61-20151108-L20000371158"
+CBERS_MUX_FIELDS: dict[str, object] = {
+    "productId": "371158",
+    "sceneId": "1053379",
+    "satelliteId": "CBERS-04",
+    "sensorId": "MUX",
+    "orbitId": 5362,
+    "scenePath": 1,
+    "sceneRow": 61,
+    "sceneDate": "2015-11-08",
+    "sceneTime": "11:02:41",
+    "imagingStartTime": "2015-11-08 11:02:36",
+    "imagingStopTime": "2015-11-08 11:02:46",
+    "bands": "5,6,7,8",
+}
 
 # --- LASAC ZY-3: sensor_corrected_metadata, `_rpc.txt`, `_pre.jpg`, `_ico.jpg` ------------------
 
