@@ -18,10 +18,12 @@ from csdr_ingest.cresda.lookalike_layouts import (
     CBERS_MUX_NAME,
     GF6_SEGMENTS,
     GF6_WFV_NAME,
+    GF7_DLC_NAME,
     HJ_NAME,
     LASAC_NAME,
     segment_first_band,
     write_gf6_wfv_lookalike,
+    write_gf7_dlc_lookalike,
     write_hj_ccd_lookalike,
     write_lasac_lookalike,
 )
@@ -248,6 +250,36 @@ def test_hj_ccd_package_missing_a_band_tif_fails_naming_it(conn, settings, tmp_p
     with pytest.raises(PackageInvalid, match=rf"{HJ_NAME}-3\.TIF is missing"):
         ingest_path(package, conn, settings)
     assert_nothing_registered(conn, settings)
+
+
+# --- GF-7 DLC (`-BWDMUX`/`-BWDPAN`/`-FWDPAN` parts) -----------------------------------------------
+
+
+def test_gf7_dlc_parts_become_one_item_calibrated_per_camera_view(conn, settings, tmp_path):
+    package = write_gf7_dlc_lookalike(tmp_path / "in", max_size=300)
+    [item] = ingest_path(package, conn, settings)
+    assert item["id"] == "GF7_DLC_20220624_L1A0006547030" and item["collection"] == "gf7-dlc"
+    assert item["properties"]["platform"] == "gf-7"
+    assert item["properties"]["instruments"] == ["dlc"]
+    assert data_assets(item) == {"bwdmux", "bwdpan", "fwdpan"}
+    mux, pan = item["assets"]["bwdmux"], item["assets"]["bwdpan"]
+    assert [b["common_name"] for b in mux["eo:bands"]] == ["blue", "green", "red", "nir"]
+    assert [b["common_name"] for b in pan["eo:bands"]] == ["pan"]
+    # The table lists GF-7's backward cameras as sensor BWD; it has no forward-view coefficients,
+    # so the FWD PAN asset carries no scale rather than borrowed ones.
+    bwd_mux = calibration_for("GF7", "BWD", "MUX", 2022)
+    bwd_pan = calibration_for("GF7", "BWD", "PAN", 2022)
+    assert bwd_mux is not None and bwd_pan is not None
+    assert [b["scale"] for b in mux["raster:bands"]] == list(bwd_mux.gains)
+    assert pan["raster:bands"][0]["scale"] == bwd_pan.gains[0]
+    assert "scale" not in item["assets"]["fwdpan"]["raster:bands"][0]
+    assert_near_xml_corners(item, _xml_of(tmp_path, "BWDPAN"))
+    validate_published(conn, item)
+
+
+def _xml_of(tmp_path: Path, part: str) -> Path:
+    folder = write_gf7_dlc_lookalike(tmp_path / "xml", max_size=100, archive=None)
+    return folder / f"{GF7_DLC_NAME}-{part}.xml"
 
 
 # --- LASAC ZY-3 ---------------------------------------------------------------------------------

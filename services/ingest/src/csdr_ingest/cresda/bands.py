@@ -11,6 +11,7 @@ radiance L [W m-2 sr-1 um-1] = gain * DN + offset.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from csdr_ingest.cresda.metadata import ProductMetadata
 
 CALIBRATION_TSV = Path(__file__).with_name("calibration_coefficients.tsv")
+# A part named by camera view and camera (`BWDMUX`, `FWDPAN`): stereo cameras of GF-7 and ZY-3.
+VIEW_PREFIX = re.compile(r"^(BWD|FWD|NAD)(\w+)$")
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ def calibration_for(satellite: str, sensor: str, part: str, year: int) -> Calibr
     earliest later one (CRESDA publishes them late); None for a sensor with no table."""
     subsensor = "" if part in ("", "data") else part.upper()
     years = _table().get((satellite, sensor, subsensor))
+    view = VIEW_PREFIX.match(subsensor)
+    if not years and view:  # GF-7's `BWDMUX` part: the table lists it as sensor BWD, MUX
+        years = _table().get((satellite, view.group(1), view.group(2)))
     if not years:
         return None
     earlier = [y for y in years if y <= year]

@@ -1,6 +1,6 @@
 """Look-alike packages of the layouts no real sample of ships with the node: GF-6 WFV split into
-segments, HJ-1 CCD and CBERS-04 MUX with one TIFF per band (or one multiband TIFF), LASAC ZY-3
-products.
+segments, HJ-1 CCD and CBERS-04 MUX with one TIFF per band (or one multiband TIFF), GF-7 DLC
+(`-BWDMUX`/`-BWDPAN`/`-FWDPAN` parts), LASAC ZY-3 products.
 
 They follow ../shared/fixtures/cresda/README.md and the public code that reads them, and are
 built on the real fixtures where they can be: a GF-6 WFV segment's RPCs are the real GF-1 WFV3
@@ -31,7 +31,7 @@ from rasterio.rpc import RPC
 from rasterio.transform import RPCTransformer
 from rasterio.warp import transform as warp_transform
 
-from csdr_ingest.cresda.lookalike import scale_rpb, texture, write_tiff
+from csdr_ingest.cresda.lookalike import scale_rpb, texture, write_lookalike, write_tiff
 from csdr_ingest.cresda.rpctext import format_rpc_txt, scale_rpc_txt
 
 # The shared fixtures beside a source checkout (../shared/fixtures/cresda).
@@ -430,4 +430,31 @@ def write_lasac_lookalike(
     (folder / f"{LASAC_NAME}.xml").write_text(xml, encoding="utf-8")
     write_jpeg(folder / f"{LASAC_NAME}_pre.jpg", 128, 128, seed=2)
     write_jpeg(folder / f"{LASAC_NAME}_ico.jpg", 32, 32, seed=3)
+    return pack(folder, archive)
+
+
+# --- GF-7 DLC: `-BWDMUX`, `-BWDPAN`, `-FWDPAN` parts, each with its `.xml` and `.rpb` ----------
+
+GF7_DLC_NAME = "GF7_DLC_E69.4_N33.3_20220624_L1A0006547030"
+# The parts, built from the GF-1 PMS1 fixture's parts (the same pushbroom design: a 4-band MUX
+# and 1-band PAN cameras); the forward view re-uses the PAN RPCs (it sees the same ground).
+GF7_PARTS = {"BWDMUX": "MSS1", "BWDPAN": "PAN1", "FWDPAN": "PAN1"}
+
+
+def write_gf7_dlc_lookalike(
+    out_dir: Path, max_size: int = 300, archive: str | None = "tar.gz", fixtures: Path = FIXTURES
+) -> Path:
+    """A GF-7 dual-line-camera package: one `.xml` + `.tiff` + `.rpb` per part (GF7_PARTS),
+    SatelliteID GF7, SensorID DLC, the parts sharing one ProductID."""
+    built = write_lookalike(fixtures / PAN_FIXTURE, out_dir / "pms", max_size, archive=None)
+    folder = out_dir / GF7_DLC_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, source in GF7_PARTS.items():
+        for suffix in (".xml", ".tiff", ".rpb"):
+            shutil.copyfile(
+                built / f"{PAN_FIXTURE}-{source}{suffix}", folder / f"{GF7_DLC_NAME}-{part}{suffix}"
+            )
+        xml = folder / f"{GF7_DLC_NAME}-{part}.xml"
+        xml.write_text(set_tags(xml.read_text(), {"SatelliteID": "GF7", "SensorID": "DLC"}))
+    shutil.rmtree(built.parent)
     return pack(folder, archive)
