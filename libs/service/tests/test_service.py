@@ -1,4 +1,5 @@
-"""The shared plumbing: readiness answers 503 for a probe that fails or hangs; logs are JSON."""
+"""The shared plumbing: readiness answers 503 for a probe that fails or hangs; logs are JSON;
+errors have the node's shape and keep their causes in the log."""
 
 import asyncio
 import json
@@ -6,9 +7,11 @@ import logging
 import sys
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
+from csdr_service.errors import add_exception_handlers
 from csdr_service.health import health_router
 from csdr_service.logs import JsonFormatter, configure_logging
 
@@ -70,3 +73,47 @@ def test_configure_logging_quiets_named_loggers_once():
         assert sum(isinstance(h.formatter, JsonFormatter) for h in root.handlers) == 1
     finally:
         root.handlers[:] = before
+
+
+def errors_app() -> TestClient:
+    app = FastAPI()
+    add_exception_handlers(app, "demo")
+
+    class Body(BaseModel):
+        webhook: dict[str, int]
+
+    @app.post("/things")
+    async def create(body: Body) -> dict[str, str]:
+        return {}
+
+    @app.get("/locked")
+    async def locked() -> None:
+        raise HTTPException(401, "an API key is required", {"WWW-Authenticate": "Bearer"})
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("password=hunter2 in a connection string")
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_errors_have_the_node_shape_and_name_the_field():
+    client = errors_app()
+    r = client.post("/things", json={"webhook": {"secret": "x"}})
+    assert r.status_code == 400 and r.json()["code"] == "InvalidRequest"
+    assert r.json()["description"].startswith("webhook.secret: ")
+    r = client.get("/locked")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert r.json() == {"code": "Unauthorized", "description": "an API key is required"}
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.json()["code"] == "NotFound"
+
+
+def test_unexpected_errors_are_500_without_their_cause(caplog):
+    r = errors_app().get("/broken")
+    assert r.status_code == 500
+    assert r.json() == {
+        "code": "InternalError",
+        "description": "unexpected failure; see the demo log",
+    }
+    assert "hunter2" in caplog.text

@@ -1,1 +1,1 @@
-"""Plumbing every CSDR Node service shares: JSON logs and the /healthz + /readyz routes."""
+"""Plumbing every CSDR Node service shares: JSON logs, the health routes and the error shape."""

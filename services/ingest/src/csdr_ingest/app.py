@@ -11,11 +11,11 @@ from psycopg_pool import ConnectionPool
 
 from csdr_access import AccessControl
 from csdr_ingest import health
-from csdr_ingest.errors import add_exception_handlers
 from csdr_ingest.inbox import Watcher
 from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
+from csdr_service.errors import add_exception_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
-    add_exception_handlers(app)
+    add_exception_handlers(app, "ingest")
     app.include_router(jobs.router)
     app.include_router(health.router)
     return app

@@ -1,12 +1,5 @@
 """Why an input was rejected: each error names the problem in words an operator can act on."""
 
-from http import HTTPStatus
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 
 class IngestError(Exception):
     """An input that cannot be published; `code` is stable, the message says what to fix."""
@@ -59,22 +52,3 @@ class InvalidCog(IngestError):
     """The written file failed COG validation (a bug or a GDAL problem, never published)."""
 
     code = "InvalidCog"
-
-
-def add_exception_handlers(app: FastAPI) -> None:
-    """Answer every API error as `{"code", "description"}`; bad requests are 400, not 422."""
-
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTPStatus(exc.status_code).phrase.replace(" ", "")
-        return JSONResponse(
-            {"code": code, "description": str(exc.detail)}, exc.status_code, headers=exc.headers
-        )
-
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        return JSONResponse({"code": "InvalidRequest", "description": problems}, 400)
-
-    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]

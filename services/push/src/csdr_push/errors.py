@@ -1,14 +1,10 @@
 """Domain errors of push and the one map from them to HTTP answers `{"code", "description"}`."""
 
-import logging
-from http import HTTPStatus
-
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-logger = logging.getLogger(__name__)
+from csdr_service import errors as service_errors
+from csdr_service.errors import error_response
 
 
 class PushError(Exception):
@@ -60,30 +56,10 @@ class SubscriptionNotFound(PushError):
 
 
 def add_exception_handlers(app: FastAPI) -> None:
-    """Answer every API error as `{"code", "description"}`; bad requests are 400, not 422."""
+    """The node's error handlers, and push's own errors with their status and code."""
+    service_errors.add_exception_handlers(app, "push")
 
     async def push_error(request: Request, exc: PushError) -> JSONResponse:
-        return JSONResponse(
-            {"code": exc.code, "description": str(exc)}, exc.status, headers=exc.headers
-        )
-
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTPStatus(exc.status_code).phrase.replace(" ", "")
-        return JSONResponse({"code": code, "description": str(exc.detail)}, exc.status_code)
-
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        return JSONResponse({"code": "InvalidRequest", "description": problems}, 400)
-
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"code": "InternalError", "description": "unexpected failure; see the push log"}, 500
-        )
+        return error_response(exc.status, exc.code, str(exc), exc.headers)
 
     app.add_exception_handler(PushError, push_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, unexpected)
