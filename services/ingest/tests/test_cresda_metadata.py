@@ -1,11 +1,12 @@
 """The facts of ../shared/fixtures/cresda/README.md, read from the real XML files."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from csdr_ingest.cresda.bands import calibration_for
+from csdr_ingest.cresda.bands import bands_for, calibration_for
 from csdr_ingest.cresda.items import item_id_for
 from csdr_ingest.cresda.metadata import is_product_metadata, parse_metadata
 from csdr_ingest.errors import PackageInvalid
@@ -105,3 +106,29 @@ def test_calibration_of_the_acquisition_year_or_the_latest_before_it():
     pan = calibration_for("GF1", "PMS1", "pan", 2022)
     assert pan is not None and pan.gains == (0.1306,) and pan.offsets == (0.0,)
     assert calibration_for("GF9", "XYZ", "", 2020) is None
+
+
+# (SatelliteID, SensorID, XML Bands, band count) -> the last band's (name, common name, edges).
+BAND_TABLES = {
+    "gf1-wfv": (("GF1", "WFV3", (1, 2, 3, 4), 4), []),
+    "gf6-wfv": (("GF6", "WFV", (), 8), [("B8", "yellow", 0.59, 0.63)]),
+    "hj1b-ccd": (("HJ1B", "CCD1", (1, 2, 3, 4), 4), [("B4", "nir", 0.76, 0.90)]),
+    "zy02c-mux": (("ZY02C", "PMS", (2, 3, 4), 3), [("B4", "nir", 0.77, 0.89)]),
+    "zy02c-hrc": (("ZY02C", "HRC", (1,), 1), [("PAN", "pan", 0.50, 0.80)]),
+    "zy1e-vnic": (("ZY1E", "VNIC", (), 8), [("B9", "nir09", 0.871, 1.047)]),
+    "zy1e-pan": (("ZY1E", "VNIC", (1,), 1), [("B1", "pan", 0.451, 0.902)]),
+    "cbers04-irs": (("CBERS04", "IRS", (9, 10, 11, 12), 4), [("B12", "lwir", 10.4, 12.5)]),
+}
+
+
+@pytest.mark.parametrize("case", BAND_TABLES)
+def test_band_tables_per_satellite_and_sensor(case):
+    (satellite, sensor, numbers, count), expected = BAND_TABLES[case]
+    meta = replace(parse_metadata(WFV / f"{WFV.name}.xml"), satellite=satellite, sensor=sensor)
+    bands = bands_for(replace(meta, bands=numbers), count)
+    assert len(bands) == count and len({b.name for b in bands}) == count
+    last = bands[-1]
+    if expected:
+        assert [(last.name, last.common_name, last.low_um, last.high_um)] == expected
+    else:  # GF-1/GF-2: blue, green, red, nir
+        assert [b.common_name for b in bands] == ["blue", "green", "red", "nir"]

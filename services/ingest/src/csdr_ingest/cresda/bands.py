@@ -85,6 +85,36 @@ CBERS4 = {
     15: Band("B15", "red", 0.63, 0.69),
     16: Band("B16", "nir", 0.77, 0.89),
 }
+# ZY-1 02C P/MS camera: PAN B1 0.51-0.85 (5 m), MS B2-B4 (10 m); its HR camera's PAN 0.50-0.80.
+ZY02C_MS = (
+    Band("B2", "green", 0.52, 0.59),
+    Band("B3", "red", 0.63, 0.69),
+    Band("B4", "nir", 0.77, 0.89),
+)
+# ZY-1 02D (ZY1E) VNIC camera: PAN B1 0.451-0.902 (2.5 m), 8 MS bands B2-B9 (10 m) in file order.
+ZY1E_VNIC = (
+    Band("B2", "blue", 0.452, 0.521),
+    Band("B3", "green", 0.522, 0.607),
+    Band("B4", "red", 0.635, 0.694),
+    Band("B5", "nir", 0.776, 0.895),
+    Band("B6", "coastal", 0.416, 0.452),
+    Band("B7", "yellow", 0.591, 0.633),
+    Band("B8", "rededge", 0.708, 0.752),
+    Band("B9", "nir09", 0.871, 1.047),
+)
+# Multispectral bands in file order, by SatelliteID (and sensor), where they differ from GF-1/2's.
+MULTISPECTRAL_OF: dict[str | tuple[str, str], tuple[Band, ...]] = {
+    ("GF6", "WFV"): GF6_WFV,
+    "HJ1A": HJ1_CCD,
+    "HJ1B": HJ1_CCD,
+    "ZY02C": ZY02C_MS,
+    "ZY1E": ZY1E_VNIC,
+}
+PANCHROMATIC_OF: dict[str | tuple[str, str], tuple[Band, ...]] = {
+    ("ZY02C", "HRC"): (Band("PAN", "pan", 0.50, 0.80),),
+    "ZY02C": (Band("B1", "pan", 0.51, 0.85),),
+    "ZY1E": (Band("B1", "pan", 0.451, 0.902),),
+}
 # Satellites whose XML names bands by a number that says which band it is.
 NUMBERED = {"CBERS4": CBERS4, "CBERS04": CBERS4}
 
@@ -94,16 +124,15 @@ def bands_for(meta: ProductMetadata, count: int | None = None) -> tuple[Band, ..
     the image itself; else as many as the XML lists, or 4)."""
     numbers = meta.bands
     count = count or len(numbers) or 4
-    table = NUMBERED.get(meta.satellite.upper())
+    satellite, family = meta.satellite.upper(), re.sub(r"\d+$", "", meta.sensor.upper())
+    table = NUMBERED.get(satellite)
     if table and len(numbers) == count and all(n in table for n in numbers):
         return tuple(table[n] for n in numbers)
     if count == 1:
-        return PANCHROMATIC
-    if meta.satellite.startswith("GF6") and meta.sensor.startswith("WFV"):
-        return GF6_WFV[:count]
-    if meta.satellite.startswith("HJ1"):
-        return HJ1_CCD[:count]
-    return MULTISPECTRAL[:count]
+        found = PANCHROMATIC_OF.get((satellite, family)) or PANCHROMATIC_OF.get(satellite)
+        return found or PANCHROMATIC
+    found = MULTISPECTRAL_OF.get((satellite, family)) or MULTISPECTRAL_OF.get(satellite)
+    return (found or MULTISPECTRAL)[:count]
 
 
 @dataclass(frozen=True)
