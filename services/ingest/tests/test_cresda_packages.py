@@ -1,5 +1,8 @@
 """Look-alike packages of every fixture through the real pipeline into pgSTAC."""
 
+import io
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +140,23 @@ def test_corrupt_archive_and_folder_without_metadata_are_refused(conn, settings,
     (empty / "order.xml").write_text("<InterfaceFile/>")
     with pytest.raises(PackageInvalid, match="no product metadata"):
         ingest_path(empty, conn, settings)
+    assert files_under(settings.assets_dir) == []
+
+
+@pytest.mark.parametrize("archive", ["tar.gz", "zip"])
+def test_archive_member_escaping_the_package_is_refused_by_name(conn, settings, tmp_path, archive):
+    evil = tmp_path / f"evil.{archive}"
+    if archive == "zip":
+        with zipfile.ZipFile(evil, "w") as zf:
+            zf.writestr("../outside.xml", "<ProductMetaData/>")
+    else:
+        with tarfile.open(evil, "w:gz") as tf:
+            member = tarfile.TarInfo("../outside.xml")
+            member.size = 18
+            tf.addfile(member, io.BytesIO(b"<ProductMetaData/>"))
+    with pytest.raises(PackageInvalid, match=r"member '\.\./outside\.xml'"):
+        ingest_path(evil, conn, settings)
+    assert not (tmp_path / "outside.xml").exists()
     assert files_under(settings.assets_dir) == []
 
 
