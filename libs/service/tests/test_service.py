@@ -10,10 +10,12 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from csdr_service.errors import add_exception_handlers
 from csdr_service.health import health_router
 from csdr_service.logs import JsonFormatter, configure_logging
+from csdr_service.settings import CommaList, IntList
 
 
 def app_with(probe) -> TestClient:
@@ -117,3 +119,15 @@ def test_unexpected_errors_are_500_without_their_cause(caplog):
         "description": "unexpected failure; see the demo log",
     }
     assert "hunter2" in caplog.text
+
+
+def test_list_settings_read_commas_or_json(monkeypatch):
+    class Demo(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="DEMO_")
+        origins: CommaList = ["*"]
+        ports: IntList = [1]
+
+    monkeypatch.setenv("DEMO_ORIGINS", "https://a.example, https://b.example,")
+    monkeypatch.setenv("DEMO_PORTS", "[8081, 8082]")
+    assert Demo().origins == ["https://a.example", "https://b.example"]
+    assert Demo().ports == [8081, 8082]
