@@ -18,22 +18,27 @@ for what this node does on every search before and after pgSTAC answers:
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_plus
 
 import attr
 import orjson
-from asyncpg.exceptions import DataError, RaiseError
-from fastapi import Request, Response
+from asyncpg.exceptions import DataError, InvalidDatetimeFormatError, RaiseError
+from fastapi import HTTPException, Request, Response
+from pydantic import ValidationError
 from stac_fastapi.pgstac.core import CoreCrudClient
+from stac_fastapi.pgstac.models.links import ItemCollectionLinks, PagingLinks
 from stac_fastapi.pgstac.types.search import PgstacSearch
-from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_fastapi.types.errors import InvalidQueryParameter, NotFoundError
 from stac_fastapi.types.requests import get_base_url
 from stac_fastapi.types.stac import ItemCollection, LandingPage
-from stac_pydantic.shared import MimeTypes
+from stac_pydantic.shared import BBox, MimeTypes
 
 from csdr_catalog import filters
 from csdr_catalog.access import restrict, visible_of
 from csdr_catalog.counts import number_matched
 from csdr_catalog.downloads import publish_assets
+from csdr_catalog.features import PageFeatures
+from csdr_catalog.item_search import COLLECTION_TYPE_SQL, ItemSearch
 from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import check_bbox_order
 from csdr_render.links import collection_map_links, item_map_links
@@ -77,6 +82,7 @@ class CatalogClient(CoreCrudClient):
     known_properties: KnownProperties = attr.ib(factory=lambda: KnownProperties(ttl_s=30.0))
     count_exact_below: int = attr.ib(default=100_000)
     count_stats_ttl_s: int = attr.ib(default=60)
+    item_search: ItemSearch = attr.ib(factory=ItemSearch)
 
     async def landing_page(self, **kwargs: Any) -> LandingPage:
         """Upstream's landing page plus one `child` link per collection, for harvesters."""
@@ -177,32 +183,76 @@ class CatalogClient(CoreCrudClient):
             search_request.filter_lang = "cql2-json"
         return count
 
-    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
-        """Check and normalise the search, run it in pgSTAC, add numberMatched when asked."""
+    async def _search_base(
+        self, search_request: PgstacSearch, request: Request, collection_id: str | None = None
+    ) -> ItemCollection:
+        """Check and normalise the search, read its page (`item_search.py`: what pgstac.search()
+        answers, composed from pgSTAC's pieces), serve its items (`features.py`), add
+        numberMatched when asked. With `collection_id` (an items page), 404 unless that
+        collection exists, as upstream's `get_collection` check answers."""
         count = await self.prepare_search(search_request, request)
+        # Items leave pgSTAC dehydrated and are merged with their base item here (settings.py).
+        search_request.conf = {"nohydrate": True}
+        search = search_request.model_dump(mode="json", by_alias=True, exclude_none=True)
         try:
-            result = await super()._search_base(search_request, request)
+            async with request.app.state.get_connection(request, "r") as conn:
+                page = await self.item_search.search(conn, search, collection_type_of=collection_id)
+                matched = None
+                if count:
+                    matched = await number_matched(
+                        conn, search, self.count_exact_below, self.count_stats_ttl_s
+                    )
+        except InvalidDatetimeFormatError as exc:
+            raise InvalidQueryParameter(
+                f"Datetime parameter {search_request.datetime} is invalid."
+            ) from exc
         except (RaiseError, DataError) as exc:
-            # pgSTAC raises on searches it cannot run (an operator it lacks); PostgreSQL on values
-            # of the wrong type ('abc' compared with a number): both are the request's fault.
+            # pgSTAC raises on searches it cannot run (an operator it lacks, a bad token);
+            # PostgreSQL on values of the wrong type ('abc' compared with a number): both are the
+            # request's fault.
             raise InvalidQueryParameter(f"pgSTAC cannot run this search: {exc}") from exc
+        if collection_id is not None and page.collection_type != "Collection":
+            raise NotFoundError(f"Collection {collection_id} does not exist.")
+        fields = getattr(search_request, "fields", None)
         base_url, roots = get_base_url(request), request.app.state.asset_roots
+        base_items: dict[str, dict[str, Any]] = {}
+
+        async def base_item_of(collection: str) -> dict[str, Any]:
+            if collection not in base_items:
+                base_items[collection] = await self._get_base_item(collection, request=request)
+            return base_items[collection]
+
+        served = PageFeatures(
+            base_url,
+            include=fields.include if fields and fields.include else set(),
+            exclude=fields.exclude if fields and fields.exclude else set(),
+            strip_markers=request.app.state.settings.exclude_hydrate_markers,
+            base_item_of=base_item_of,
+        )
         tiler_url = request.app.state.csdr_settings.tiler_url
-        for feature in result.get("features", []):
+        features = []
+        for row in page.features:
+            feature = await served.item(row)
             if tiler_url and isinstance(feature.get("links"), list) and "id" in feature:
                 feature["links"] += item_map_links(tiler_url, feature)
             publish_assets(feature, base_url, roots)
-        if count:
-            async with request.app.state.get_connection(request, "r") as conn:
-                matched = await number_matched(
-                    conn,
-                    search_request.model_dump(mode="json", by_alias=True, exclude_none=True),
-                    self.count_exact_below,
-                    self.count_stats_ttl_s,
-                )
+            features.append(feature)
+        # Members in the order pgSTAC's jsonb answer has them (shorter names first), so pages
+        # read the same byte for byte whichever way they were made.
+        result: dict[str, Any] = {
+            "type": "FeatureCollection",
+            "links": await PagingLinks(request=request, next=page.next, prev=page.prev).get_links(),
+        }
+        if page.timing_ms is not None:
+            result["timing"] = page.timing_ms
+        result["features"] = features
+        if page.number_matched is not None:
+            result["numberMatched"] = page.number_matched
+        result["numberReturned"] = len(features)
+        if matched is not None:
             result["numberMatched"] = matched.number
             result["numberMatchedEstimated"] = matched.estimated
-        return result
+        return result  # type: ignore[return-value]
 
     async def get_search(
         self,
@@ -225,10 +275,67 @@ class CatalogClient(CoreCrudClient):
         return _as_geojson(await super().post_search(search_request, request, **kwargs))
 
     async def item_collection(
-        self, collection_id: str, request: Request, query: str | None = None, **kwargs: Any
+        self,
+        collection_id: str,
+        request: Request,
+        bbox: BBox | None = None,
+        datetime: str | None = None,
+        limit: int | None = None,
+        query: str | None = None,
+        fields: list[str] | None = None,
+        sortby: str | None = None,
+        filter_expr: str | None = None,
+        filter_lang: str | None = None,
+        token: str | None = None,
+        **kwargs: Any,
     ) -> Response:
-        """GET /collections/{id}/items, with `query` checked, answered as GeoJSON."""
-        if query is not None:
-            query = orjson.dumps(filters.parse_query_text(query)).decode()
-        result = await super().item_collection(collection_id, request, query=query, **kwargs)
+        """GET /collections/{id}/items: upstream's page, answered as GeoJSON, with `query`
+        checked, and the collection's existence read in the same statement as the items (upstream
+        asks for the whole collection document first)."""
+        try:
+            base_args = {
+                "collections": [collection_id],
+                "bbox": bbox,
+                "datetime": datetime,
+                "limit": limit,
+                "token": token,
+                # Read as upstream reads it, unquoted once more after the URL's own decoding.
+                "query": (
+                    orjson.loads(
+                        unquote_plus(orjson.dumps(filters.parse_query_text(query)).decode())
+                    )
+                    if query
+                    else None
+                ),
+            }
+            clean = self._clean_search_args(
+                base_args=base_args,
+                filter_query=filter_expr,
+                filter_lang=filter_lang,
+                fields=fields,
+                sortby=sortby,
+                **kwargs,
+            )
+            try:
+                search_request = self.pgstac_search_model(**clean)
+            except ValidationError as exc:
+                raise HTTPException(
+                    status_code=400, detail=f"Invalid parameters provided {exc}"
+                ) from exc
+            result = await self._search_base(search_request, request, collection_id=collection_id)
+        except (InvalidQueryParameter, HTTPException):
+            # Upstream looks the collection up before reading the parameters: a missing
+            # collection is a 404 whatever else is wrong with the request.
+            await self._check_collection(collection_id, request)
+            raise
+        result["links"] = await ItemCollectionLinks(
+            collection_id=collection_id, request=request
+        ).get_links(extra_links=result["links"])
         return _as_geojson(result)
+
+    async def _check_collection(self, collection_id: str, request: Request) -> None:
+        """404 unless `collection_id` is a collection (upstream's get_collection check)."""
+        async with request.app.state.get_connection(request, "r") as conn:
+            kind = await conn.fetchval(COLLECTION_TYPE_SQL, collection_id)
+        if kind != "Collection":
+            raise NotFoundError(f"Collection {collection_id} does not exist.")

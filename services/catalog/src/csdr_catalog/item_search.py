@@ -1,0 +1,280 @@
+"""Item search in SQL composed from pgSTAC's own pieces: the page `pgstac.search()` would answer
+(the same items in the same order, formatted by pgSTAC's `format_item`, the same `next:`/`prev:`
+paging tokens, numberMatched when pgSTAC's `context` setting asks for it) without the work
+`search()` repeats on every call. Measured at a million items by tests/bench/bench_catalog.py:
+
+- `search()` derives a WHERE and an ORDER BY clause from the search in plpgsql each time
+  (`stac_search_to_where`, `sort_sqlorderby`: 2-6 ms here). They depend on the search without its
+  token, limit and fields, and on pgSTAC's queryables and settings only, so they are asked of
+  pgSTAC once per distinct search and kept, tagged with the generation of those two tables
+  (migration 0012). Every page reads the generation in the same statement as its rows: clauses
+  of an older generation are asked again and the page read again with them.
+- `search_rows()` splits a datetime-sorted search into one query per partition range found by an
+  EXPLAIN (`chunker`), each planned anew (2-5 ms per year partition). One query with the same
+  WHERE, ORDER BY and LIMIT returns the same rows: the ranges are contiguous, cover every
+  partition the WHERE can reach, and are walked in the sort's order, so the concatenation of the
+  chunks' rows is the single query's order.
+- The query's text is the same each time a search is asked again, so asyncpg's statement cache
+  keeps it prepared and PostgreSQL reuses its plan (a statement without parameters is planned
+  once per connection; it is planned again when a partition or index changes).
+
+Searches naming `ids` (single item reads) are composed the same way but their clauses are not
+kept: each is asked once, and would only push the searches that are asked again out of the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from asyncpg import Connection
+from stac_fastapi.types.errors import InvalidQueryParameter
+
+CACHE_SIZE = 4096
+DEFAULT_LIMIT = 10  # pgstac.search_limit's default
+
+# The clauses pgSTAC's search_query() derives (search.hash aside), its context and timing
+# settings, and the generation they belong to, read in one snapshot (see ItemSearch._clauses).
+CLAUSES_SQL = """
+SELECT (SELECT generation FROM csdr.search_generation) AS generation,
+       pgstac.stac_search_to_where(s) AS "where",
+       pgstac.sort_sqlorderby(s, false, '{collection,id}', pgstac.to_text_array(s->'collections'))
+           AS orderby,
+       pgstac.sort_sqlorderby(s, true, '{collection,id}', pgstac.to_text_array(s->'collections'))
+           AS reverse_orderby,
+       pgstac.context(s->'conf') AS context,
+       pgstac.get_setting_bool('timing', s->'conf') AS timing
+FROM (SELECT $1::text::jsonb AS s) AS search
+"""
+
+# search()'s reading of a token: the item it names (raising as search() raises for a malformed
+# token or a missing item) and the condition that starts the page after (or before) it.
+TOKEN_SQL = """
+SELECT t.prev, (t.item).collection, (t.item).id,
+       pgstac.get_token_filter($1::text::jsonb, t.item, t.prev, false,
+                               pgstac.to_text_array($2::text::jsonb))
+FROM pgstac.get_token_record($3::text) AS t
+"""
+
+GENERATION_SQL = "SELECT generation FROM csdr.search_generation"
+COLLECTION_TYPE_SQL = "SELECT content->>'type' FROM pgstac.collections WHERE id = $1"
+WHERE_STATS_SQL = (
+    "SELECT coalesce(total_count, estimated_count)"
+    " FROM pgstac.where_stats($1::text, false, $2::text::jsonb)"
+)
+
+
+@dataclass(frozen=True)
+class Clauses:
+    """What pgSTAC derives from a search, under one generation of its queryables and settings."""
+
+    generation: int
+    where: str
+    orderby: str
+    reverse_orderby: str
+    context: str | None
+    timing: bool
+
+
+@dataclass
+class Page:
+    """One page of a search, as `pgstac.search()` answers it."""
+
+    features: list[dict[str, Any]]
+    next: str | None
+    """The next page's token without its `next:` prefix, as pgSTAC's `next` link carries it."""
+    prev: str | None
+    """The previous page's token without its `prev:` prefix."""
+    number_matched: int | None = None
+    """Present when pgSTAC's context setting is on (`numberMatched`)."""
+    timing_ms: float | None = None
+    """Present when pgSTAC's timing setting is on (`timing`)."""
+    collection_type: str | None = None
+    """The `type` of the collection asked for with `collection_type_of` (None: no such row)."""
+
+
+@dataclass(frozen=True)
+class _Token:
+    prev: bool
+    collection: str
+    id: str
+    where: str
+    text: str
+
+
+def sql_literal(text: str) -> str:
+    """`text` as an SQL string literal (standard_conforming_strings, PostgreSQL's default)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def page_token(collection: str, item_id: str) -> str:
+    """pgstac.page_token: each side the hex of its UTF-8 bytes, joined by a colon."""
+    return f"{collection.encode().hex()}:{item_id.encode().hex()}"
+
+
+def search_limit(search: dict[str, Any]) -> int:
+    """The page size pgstac.search_limit reads; 400 where it would raise."""
+    limit = search.get("limit", DEFAULT_LIMIT)
+    if limit is None:
+        return DEFAULT_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 2147483647:
+        raise InvalidQueryParameter(f"Invalid limit {limit}: must be a non-negative integer")
+    return limit
+
+
+def rows_sql(
+    clauses: Clauses,
+    token: _Token | None,
+    limit: int,
+    fields: str,
+    collection_type_of: str | None,
+) -> str:
+    """One statement answering the page's rows (as one jsonb array of `[collection, id, item]`,
+    in order), the generation they were read under, and a collection's type when asked.
+
+    The WHERE is search()'s `concat_ws(' AND ', _where, token_where)`, the ORDER BY its forward or
+    reverse order, the LIMIT one more than the page (to know whether a next page exists), and each
+    row is formatted by pgstac.format_item exactly as search() formats it (not hydrated)."""
+    where = clauses.where if token is None else f"{clauses.where} AND {token.where}"
+    orderby = clauses.reverse_orderby if token is not None and token.prev else clauses.orderby
+    collection_type = (
+        "NULL"
+        if collection_type_of is None
+        else "(SELECT content->>'type' FROM pgstac.collections"
+        f" WHERE id = {sql_literal(collection_type_of)})"
+    )
+    # format_item is costly, so PostgreSQL evaluates it above the sort and limit: on the page's
+    # rows only (make_sort_input_target). jsonb_agg keeps the subquery's order.
+    return (
+        "SELECT (SELECT generation FROM csdr.search_generation),"
+        f" {collection_type},"
+        " (SELECT jsonb_agg(r.row) FROM ("
+        " SELECT jsonb_build_array(items.collection, items.id,"
+        f" pgstac.format_item(items, {sql_literal(fields)}::jsonb, false)) AS row"
+        f" FROM pgstac.items WHERE {where} ORDER BY {orderby} LIMIT {limit + 1}"
+        ") AS r)"
+    )
+
+
+class ItemSearch:
+    """Pages of item searches (see the module docstring); one per process."""
+
+    def __init__(self, cache_size: int = CACHE_SIZE) -> None:
+        self.cache_size = cache_size
+        self._clauses: OrderedDict[bytes, Clauses] = OrderedDict()
+
+    async def _clauses_of(self, conn: Connection, key: bytes, cacheable: bool) -> Clauses:
+        """pgSTAC's clauses for the search `key`, from the cache or from pgSTAC.
+
+        Read in one REPEATABLE READ snapshot: the generation and the clauses are then of the same
+        state of the queryables and settings, even when one of pgSTAC's functions reads them
+        again in a query of its own."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(CLAUSES_SQL, key.decode())
+        assert row is not None
+        clauses = Clauses(
+            generation=row["generation"],
+            where=row["where"],
+            orderby=row["orderby"],
+            reverse_orderby=row["reverse_orderby"],
+            context=row["context"],
+            timing=bool(row["timing"]),
+        )
+        if cacheable:
+            self._clauses[key] = clauses
+            if len(self._clauses) > self.cache_size:
+                self._clauses.popitem(last=False)
+        return clauses
+
+    async def _token(self, conn: Connection, search: dict[str, Any]) -> _Token | None:
+        """search()'s reading of the search's token (None when it has none)."""
+        if search.get("token") is None:
+            return None
+        token = search["token"]
+        text = token if isinstance(token, str) else orjson.dumps(token).decode()  # as ->> reads
+        row = await conn.fetchrow(
+            TOKEN_SQL,
+            orjson.dumps(search["sortby"]).decode() if "sortby" in search else None,
+            orjson.dumps(search["collections"]).decode() if "collections" in search else None,
+            text,
+        )
+        assert row is not None
+        prev, collection, item_id, where = row
+        return _Token(prev, collection, item_id, where, text)
+
+    async def search(
+        self,
+        conn: Connection,
+        search: dict[str, Any],
+        collection_type_of: str | None = None,
+    ) -> Page:
+        """The page `pgstac.search(search)` answers (see the module docstring); with
+        `collection_type_of`, also that collection's `type` (read in the same statement)."""
+        started = time.perf_counter()
+        limit = search_limit(search)
+        fields = orjson.dumps(search.get("fields", {})).decode()
+        ignored = ("token", "limit", "fields")
+        key = orjson.dumps(
+            {k: v for k, v in search.items() if k not in ignored}, option=orjson.OPT_SORT_KEYS
+        )
+        cacheable = "ids" not in search
+        clauses = self._clauses.get(key) if cacheable else None
+        if clauses is None:
+            clauses = await self._clauses_of(conn, key, cacheable)
+        else:
+            self._clauses.move_to_end(key)
+        token = await self._token(conn, search)
+        while True:
+            row = await conn.fetchrow(rows_sql(clauses, token, limit, fields, collection_type_of))
+            assert row is not None
+            generation, collection_type, rows = row
+            if generation == clauses.generation:
+                break
+            # The queryables or settings changed since these clauses were made: make them again.
+            self._clauses.pop(key, None)
+            clauses = await self._clauses_of(conn, key, cacheable)
+        page = self._page(rows or [], token, limit)
+        page.collection_type = collection_type
+        if clauses.context is not None and clauses.context != "off":
+            conf = orjson.dumps(search["conf"]).decode() if "conf" in search else None
+            page.number_matched = await conn.fetchval(WHERE_STATS_SQL, clauses.where, conf)
+        if clauses.timing:
+            page.timing_ms = (time.perf_counter() - started) * 1000
+        return page
+
+    @staticmethod
+    def _page(rows: list[list[Any]], token: _Token | None, limit: int) -> Page:
+        """search()'s page from the rows read (limit + 1 at most): the token's own item dropped,
+        the extra row taken as proof of a next (or, going back, a previous) page."""
+        if token is not None and token.prev:
+            rows.reverse()
+        if token is not None and rows:
+            if rows[0][0] == token.collection and rows[0][1] == token.id:
+                rows.pop(0)
+            elif rows[-1][0] == token.collection and rows[-1][1] == token.id:
+                rows.pop()
+        has_prev = token is not None and not token.prev
+        has_next = token is not None and token.prev
+        if len(rows) == limit + 1:
+            if token is not None and token.prev:
+                has_prev = True
+                rows.pop(0)
+            else:
+                has_next = True
+                rows.pop()
+        next_token = page_token(rows[-1][0], rows[-1][1]) if has_next and rows else None
+        prev_token = None
+        if token is not None and has_prev and (rows or limit == 0):
+            prev_token = (
+                page_token(rows[0][0], rows[0][1])
+                if rows
+                else page_token(token.collection, token.id)
+            )
+            # search() never hands back the token that produced this page (compared lowered,
+            # as get_token_record reads tokens).
+            if f"prev:{prev_token}".lower() == token.text.lower():
+                prev_token = None
+        return Page(features=[r[2] for r in rows], next=next_token, prev=prev_token)
