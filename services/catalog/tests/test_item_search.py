@@ -349,3 +349,26 @@ def test_items_page_of_a_missing_collection_is_404_as_upstream(pg_cluster, searc
         want = theirs.get("/collections/nope/items", params=params)
         assert got.status_code == want.status_code == 404
         assert got.json() == want.json()
+
+
+def test_footprint_time_cloud_index_on_every_partition_and_kept_by_pgstac(pg_cluster, search_db):
+    """Migration 0012's index is on every partition of the loaded items (made after the
+    migration), and pgSTAC's index maintenance counts it as one of items' own, not an orphan."""
+    with psycopg.connect(pg_cluster.conninfo(search_db["PGDATABASE"])) as conn:
+        conn.execute("SET search_path = pgstac, public")
+        leaves = conn.execute(
+            "SELECT count(*) FROM pg_partition_tree('pgstac.items') WHERE isleaf"
+        ).fetchone()
+        indexed = conn.execute(
+            "SELECT count(*) FROM pg_partition_tree('pgstac.items') t"
+            " JOIN pg_index i ON i.indrelid = t.relid"
+            " WHERE t.isleaf AND pg_get_indexdef(i.indexrelid)"
+            " LIKE '%gist (geometry, datetime, to_float(((content -> ''properties''::text)"
+            " -> ''eo:cloud_cover''::text)))'"
+        ).fetchone()
+        orphans = conn.execute(
+            "SELECT indexname FROM queryable_indexes('items', true) WHERE queryable_id IS NULL"
+        ).fetchall()
+    assert leaves is not None and indexed is not None
+    assert leaves[0] >= 20 and indexed[0] == leaves[0]
+    assert orphans == []
