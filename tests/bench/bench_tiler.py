@@ -205,11 +205,11 @@ def floor_run(items: list[dict], zooms: list[int], ours: bool = False) -> Run:
     from titiler.core.utils import render_image
     from titiler.pgstac.reader import PgSTACReader
 
-    from csdr_tiler.datasets import ItemReader, remember_native_grids
+    from csdr_tiler.datasets import ItemReader, remember_transforms
     from csdr_tiler.render import render_tile
 
     if ours:
-        remember_native_grids()
+        remember_transforms()
     reader_class, render = (ItemReader, render_tile) if ours else (PgSTACReader, render_image)
     seconds, bodies = [], []
     start_all = time.perf_counter()

@@ -10,10 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import jinja2
-import morecantile
 from fastapi import Depends, FastAPI
 from fastapi.params import Depends as DependsFunc
-from morecantile.defaults import TileMatrixSets
 from starlette.middleware.cors import CORSMiddleware
 from starlette.templating import Jinja2Templates
 from starlette_cramjam.middleware import CompressionMiddleware
@@ -39,11 +37,11 @@ from titiler.pgstac.factory import (
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
 from csdr_service.logs import configure_logging
-from csdr_tiler import health, wmts
+from csdr_tiler import health, preset_tiles, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
 from csdr_tiler.caching import Freshness, TileCacheMiddleware
-from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_native_grids
+from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_transforms
 from csdr_tiler.dependencies import (
     ItemParams,
     LatestCollectionParams,
@@ -55,9 +53,11 @@ from csdr_tiler.dependencies import (
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
 from csdr_tiler.items import Catalogue, CollectionNotFound
 from csdr_tiler.mosaics import VisibleBackend, VisibleBackendParams, pyramid_renderer
+from csdr_tiler.preset_tiles import PresetTileMiddleware, PresetTiles
 from csdr_tiler.pyramid import Pyramid, Refresher
 from csdr_tiler.render import render_tile
 from csdr_tiler.settings import Settings
+from csdr_tiler.tms import PRESET_TMS, TILE_MATRIX_SETS
 
 # Responses a browser or CDN must not keep: health, and the list of searches, which grows.
 NO_CACHE_PATHS = {r"/healthz", r"/readyz", r"/searches/?$", r"/searches/list$"}
@@ -65,8 +65,13 @@ NO_CACHE_PATHS = {r"/healthz", r"/readyz", r"/searches/?$", r"/searches/list$"}
 # Images are already compressed; compressing them again costs CPU for nothing.
 IMAGE_MEDIA_TYPES = {"image/jpeg", "image/jpg", "image/png", "image/jp2", "image/webp"}
 
-# titiler-pgstac's default session options, with our name in pg_stat_activity.
-POOL_KWARGS = {"options": "-c search_path=pgstac,public -c application_name=csdr-tiler"}
+# titiler-pgstac's default session options, with our name in pg_stat_activity; autocommit:
+# every statement here is a read or a write of its own, and psycopg would otherwise wrap each
+# in BEGIN ... COMMIT, three round trips instead of one per lookup.
+POOL_KWARGS: dict[str, Any] = {
+    "options": "-c search_path=pgstac,public -c application_name=csdr-tiler",
+    "autocommit": True,
+}
 
 # The map viewers' pages: titiler-pgstac's map.html first, then titiler-core's templates.
 TEMPLATES = Jinja2Templates(
@@ -81,9 +86,6 @@ TEMPLATES = Jinja2Templates(
     )
 )
 
-
-# Presets render for QGIS and web maps: Web Mercator only.
-PRESET_TMS = TileMatrixSets({"WebMercatorQuad": morecantile.tms.get("WebMercatorQuad")})
 # Every tile route checks its z/x/y against its tile matrix set before reading anything.
 TILE_ROUTES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
     (
@@ -111,7 +113,10 @@ PRESET_DEPENDENCIES: dict[str, Any] = {
     "templates": TEMPLATES,
 }
 # Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render.
-ITEM_READING: dict[str, Any] = {"reader": ItemReader, "render_func": render_tile}
+ITEM_READING: dict[str, Any] = {
+    "reader": ItemReader,
+    "render_func": render_tile,
+}
 
 
 def preset_assets(catalogue: Catalogue) -> Callable[[str], list[str]]:
@@ -173,6 +178,7 @@ def add_search_routes(app: FastAPI) -> None:
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
         templates=TEMPLATES,
         route_dependencies=TILE_ROUTES,
+        supported_tms=TILE_MATRIX_SETS,
     )
     app.include_router(searches.router, prefix="/searches/{search_id}", tags=["STAC Search"])
     app.include_router(searches_list.router)  # upstream's, limited to visible searches
@@ -221,26 +227,24 @@ def add_collection_routes(app: FastAPI) -> None:
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
         templates=TEMPLATES,
         route_dependencies=TILE_ROUTES,
+        supported_tms=TILE_MATRIX_SETS,
     )
     app.include_router(
         collections.router, prefix="/collections/{collection_id}", tags=["STAC Collection"]
     )
 
 
-def add_item_routes(app: FastAPI) -> None:
+def add_item_routes(app: FastAPI) -> MultiBaseTilerFactory:
     """One scene: `/collections/{collection_id}/items/{item_id}/...` with titiler's parameters,
-    and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...`."""
+    and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...` (its factory is
+    returned: the lean preset tile path reads and renders as it does)."""
     presets = MultiBaseTilerFactory(
         path_dependency=ItemParams,
-        router_prefix="/collections/{collection_id}/items/{item_id}/presets/{preset}",
+        router_prefix=preset_tiles.PREFIX,
         **ITEM_READING,
         **PRESET_DEPENDENCIES,
     )
-    app.include_router(
-        presets.router,
-        prefix="/collections/{collection_id}/items/{item_id}/presets/{preset}",
-        tags=["STAC Item"],
-    )
+    app.include_router(presets.router, prefix=preset_tiles.PREFIX, tags=["STAC Item"])
     items = MultiBaseTilerFactory(
         path_dependency=ItemParams,
         router_prefix="/collections/{collection_id}/items/{item_id}",
@@ -249,25 +253,31 @@ def add_item_routes(app: FastAPI) -> None:
         extensions=[wmtsExtension()],
         templates=TEMPLATES,
         route_dependencies=TILE_ROUTES,
+        supported_tms=TILE_MATRIX_SETS,
     )
     app.include_router(
         items.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["STAC Item"]
     )
+    return presets
 
 
 def add_reference_routes(app: FastAPI) -> None:
     """What the tile parameters accept: tile matrix sets, colormaps and algorithms."""
-    app.include_router(TMSFactory(templates=TEMPLATES).router, tags=["Tiling Schemes"])
+    tms = TMSFactory(templates=TEMPLATES, supported_tms=TILE_MATRIX_SETS)
+    app.include_router(tms.router, tags=["Tiling Schemes"])
     app.include_router(ColorMapFactory(templates=TEMPLATES).router, tags=["ColorMaps"])
     app.include_router(AlgorithmFactory(templates=TEMPLATES).router, tags=["Algorithms"])
 
 
-def add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Tile response cache with per-answer Cache-Control (innermost, so cached answers get the
-    headers below), Cache-Control on other cacheable GETs, access control (outside both:
-    nothing is answered, from the cache or not, before the caller is judged; keyed answers
-    become private), CORS (outside it, so a 401 carries CORS headers), compression of
-    non-image responses, request ids."""
+def add_middleware(app: FastAPI, settings: Settings, item_presets: MultiBaseTilerFactory) -> None:
+    """The lean path for plain preset tiles of items (innermost: everything outside it judges
+    and caches its answers as the route's), tile response cache with per-answer Cache-Control
+    (so cached answers get the headers below), Cache-Control on other cacheable GETs, access
+    control (outside both: nothing is answered, from the cache or not, before the caller is
+    judged; keyed answers become private), CORS (outside it, so a 401 carries CORS headers),
+    compression of non-image responses, request ids."""
+    if settings.lean_preset_tiles:
+        app.add_middleware(PresetTileMiddleware, tiles=PresetTiles(item_presets))
     app.add_middleware(
         TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
@@ -296,7 +306,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the tiler; the database pool opens in the lifespan, not here."""
     settings = settings or Settings()
     # rio-tiler logs every nodata/overview decision at INFO; upstream silences it the same way.
-    configure_logging(settings.log_level, quiet={"rio-tiler": logging.ERROR})
+    configure_logging(
+        settings.log_level,
+        # titiler.core.factory logs "opening data with reader" at INFO for every tile.
+        quiet={"rio-tiler": logging.ERROR, "titiler.core.factory": logging.WARNING},
+    )
     app = FastAPI(
         title=settings.title,
         description=settings.description,
@@ -307,14 +321,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.csdr_settings = settings
     POOL.max_idle = settings.open_datasets
-    remember_native_grids()
+    remember_transforms()
     update_openapi(app)
     add_exception_handlers(app)
     app.include_router(wmts.router)
     add_search_routes(app)
     add_collection_routes(app)
-    add_item_routes(app)
+    item_presets = add_item_routes(app)
     add_reference_routes(app)
     app.include_router(health.router)
-    add_middleware(app, settings)
+    add_middleware(app, settings, item_presets)
     return app

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csdr_render.presets import Preset
 from csdr_tiler.access import search_collections
-from csdr_tiler.items import Catalogue, ItemNotFound
+from csdr_tiler.items import Catalogue, ItemVersion
 from csdr_tiler.pyramid import Pyramid
 
 ITEM_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)/items/(?P<item>[^/]+)/")
@@ -228,15 +228,11 @@ class TileCacheMiddleware:
         audience = scope["state"].get("cache_audience")
         if audience is None:
             return None
-        # The app's Catalogue, created in its lifespan (Starlette puts the app in the scope).
-        catalogue: Catalogue = scope["app"].state.csdr_catalogue
-        try:
-            found = await anyio.to_thread.run_sync(
-                catalogue.item_version, match["collection"], match["item"]
-            )
-        except ItemNotFound:
-            return None  # the route answers the 404
-        scope["state"]["item_version"] = found
+        # Read by csdr_tiler.access with the caller's visibility; absent: no such item, and the
+        # route answers the 404.
+        found: ItemVersion | None = scope["state"].get("item_version")
+        if found is None:
+            return None
         return Version(found.version, found.changed_at), audience
 
     async def _mosaic_version(

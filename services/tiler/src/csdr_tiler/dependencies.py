@@ -9,9 +9,9 @@ preset named in the path instead of the query.
 from dataclasses import dataclass
 from typing import Annotated
 
-import morecantile
 import pystac
 from fastapi import Depends, HTTPException, Path, Request
+from morecantile import TileMatrixSet
 from rio_tiler.colormap import cmap
 from rio_tiler.types import AssetType, ColorMapType
 from titiler.core.dependencies import DefaultDependency
@@ -20,6 +20,7 @@ from csdr_render.presets import Preset
 from csdr_tiler.access import visible_of
 from csdr_tiler.items import Catalogue, ItemVersion
 from csdr_tiler.mosaics import latest_search_id
+from csdr_tiler.tms import TILE_MATRIX_SETS
 
 
 def get_catalogue(request: Request) -> Catalogue:
@@ -123,26 +124,29 @@ def LatestCollectionParams(
     return latest_search_id(request.app.state.dbpool, collection_id)
 
 
-def ValidTile(request: Request) -> None:
-    """400 for a tile that its tile matrix set does not have (z=40, x beyond the matrix width):
+def tile_problem(tms: TileMatrixSet, z: int, x: int, y: int) -> str | None:
+    """Why tile z/x/y is not one of `tms`'s tiles (z=40, x beyond the matrix width), or None:
     morecantile would invent a level for it and the reader would render it."""
+    if not tms.minzoom <= z <= tms.maxzoom:
+        return f"zoom {z} is outside {tms.id}'s levels {tms.minzoom}..{tms.maxzoom}"
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        return (
+            f"tile {z}/{x}/{y} is outside {tms.id} level {z} "
+            f"({matrix.matrixWidth} x {matrix.matrixHeight} tiles)"
+        )
+    return None
+
+
+def ValidTile(request: Request) -> None:
+    """400 for a tile that its tile matrix set does not have (see `tile_problem`)."""
     params = request.path_params
     tms_id = params.get("tileMatrixSetId")
-    if tms_id not in morecantile.tms.list():
+    if tms_id not in TILE_MATRIX_SETS.list():
         return  # the route's own validation answers 422 for an unknown tile matrix set
-    tms = morecantile.tms.get(tms_id)
     try:
         z, x, y = int(params["z"]), int(params["x"]), int(params["y"])
     except (KeyError, ValueError):
         return  # not integers: the route's own validation answers 422
-    if not tms.minzoom <= z <= tms.maxzoom:
-        raise HTTPException(
-            400, f"zoom {z} is outside {tms_id}'s levels {tms.minzoom}..{tms.maxzoom}"
-        )
-    matrix = tms.matrix(z)
-    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
-        raise HTTPException(
-            400,
-            f"tile {z}/{x}/{y} is outside {tms_id} level {z} "
-            f"({matrix.matrixWidth} x {matrix.matrixHeight} tiles)",
-        )
+    if (problem := tile_problem(TILE_MATRIX_SETS.get(tms_id), z, x, y)) is not None:
+        raise HTTPException(400, problem)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pystac
 from cachetools import LRUCache, TTLCache
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from csdr_render.presets import Preset, derive_presets, merge_stretches
@@ -112,10 +113,15 @@ class Catalogue:
             cache[key] = value
         return value
 
-    def item_version(self, collection_id: str, item_id: str) -> ItemVersion:
-        """The item's current version; ItemNotFound when it does not exist."""
-        with self.pool.connection() as conn:
-            row = conn.execute(VERSION_SQL, (collection_id, item_id)).fetchone()
+    def item_version(
+        self, collection_id: str, item_id: str, conn: Connection[Any] | None = None
+    ) -> ItemVersion:
+        """The item's current version (read on `conn` when given); ItemNotFound when it does
+        not exist."""
+        if conn is None:
+            with self.pool.connection() as own:
+                return self.item_version(collection_id, item_id, own)
+        row = conn.execute(VERSION_SQL, (collection_id, item_id)).fetchone()
         if row is None:
             raise ItemNotFound(f"no item '{item_id}' in collection '{collection_id}'")
         return ItemVersion(str(row[0]), row[1] or parse_time(row[2]))

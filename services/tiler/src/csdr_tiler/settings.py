@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """How often changed pyramids are rendered ahead of requests (0: only when requested)."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
+    lean_preset_tiles: bool = True
+    """Answer plain preset tiles of an item (no query parameter the route reads) without
+    FastAPI's routing and dependency solving: same pixels and headers, a third of the
+    per-tile Python (off: every tile goes through the route)."""
     access_ttl_s: float = 2.0
     """How long a key check or a visibility list is reused: revocations apply within this time."""
     rate_limit_per_s: float = 50.0
