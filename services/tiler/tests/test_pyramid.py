@@ -1,10 +1,13 @@
 """The low-zoom pyramid of a collection mosaic: its pixels match a read of the scenes, a
-re-ingest or a delete is seen by the next request, it never shows another collection's scenes,
-and mosaic tiles carry ETags that change only where items changed. Also per-item Cache-Control.
+re-ingest or a delete is seen by the next request (with a refresher: answered at once from the
+stored tiles, saying so, for no longer than its interval), it never shows another collection's
+scenes, nothing survives a TRUNCATE of the items or the collection's deletion, and mosaic tiles
+carry ETags that change only where items changed. Also per-item Cache-Control.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -15,6 +18,7 @@ import numpy as np
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from conftest import TEMPLATE_DB
 from csdr_access.admin import set_policy
@@ -225,3 +229,93 @@ def test_item_cache_control_follows_when_the_item_last_changed(world):
 
     assert max_age(fresh) == 60  # ingested seconds ago: the floor
     assert max_age(old) == 86400  # unchanged for 30 days: a tenth is 3 days, over the ceiling
+
+
+REFRESH_S = 4.0
+PGSTAC_PATH = "-c search_path=pgstac,public"
+
+
+def wait_until_current(client: TestClient, path: str, timeout_s: float = 60) -> Response:
+    """The tile once it is no longer answered from stored tiles behind their generation."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = client.get(path)
+        assert r.status_code == 200, r.text
+        if "must-revalidate" not in r.headers["cache-control"]:
+            return r
+        assert time.monotonic() < deadline, "the refresher never caught up"
+        time.sleep(0.2)
+
+
+def test_after_a_change_a_low_zoom_tile_answers_at_once_then_the_refresher_catches_up(world):
+    tile = centre(world.scenes["PYR_B"], 5)
+    path = f"/collections/{COLLECTION}/presets/true-color/tiles/WebMercatorQuad/5/{tile.x}/{tile.y}"
+    path += ".png"
+    with TestClient(create_app(Settings(pyramid_refresh_s=REFRESH_S))) as client:
+        before = wait_until_current(client, path)
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            ingest(conn, world.tmp / "swr", COLLECTION, replace(B, seed=11), "PYR_B")
+        # Answered from the stored tiles as they were, saying so: its own ETag, a max-age
+        # within the refresher interval, and no 304 for the current version's tag.
+        behind = client.get(path)
+        assert behind.status_code == 200 and behind.content == before.content
+        assert behind.headers["etag"] != before.headers["etag"]
+        cache_control = behind.headers["cache-control"]
+        assert cache_control.endswith("must-revalidate"), cache_control
+        assert 1 <= int(cache_control.split("max-age=")[1].split(",")[0]) <= REFRESH_S
+        # The refresher was woken: the new pixels come without anyone waiting for them.
+        fresh = wait_until_current(client, path, timeout_s=REFRESH_S + 30)
+        assert fresh.headers["etag"] not in (before.headers["etag"], behind.headers["etag"])
+        assert_close(decode(fresh.content), scenes_tile(world, tile))
+        assert (decode(fresh.content)[:3] != decode(before.content)[:3]).any()
+
+        # A deleted scene stays on the map no longer than the refresher interval, whether the
+        # refresher is done by then or not.
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            conn.execute("SET search_path TO pgstac, public")
+            deleted_at = time.monotonic()
+            conn.execute("SELECT delete_item(%s, %s)", ("PYR_B", COLLECTION))
+        time.sleep(max(0.0, deleted_at + REFRESH_S + 0.5 - time.monotonic()))
+        gone = client.get(path)
+        assert "must-revalidate" not in gone.headers["cache-control"]
+        assert_close(decode(gone.content), scenes_tile(world, tile))
+        assert (decode(gone.content)[3] > 0).sum() < (decode(fresh.content)[3] > 0).sum()
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        world.scenes["PYR_B"] = ingest(conn, world.tmp / "back2", COLLECTION, B, "PYR_B")
+
+
+def test_truncate_and_a_deleted_collection_leave_nothing_of_their_scenes(pg_env, tmp_path):
+    far = WEB_MERCATOR.tile(*centre_lon_lat(FAR), 5)
+    with TestClient(create_app(Settings(pyramid_refresh_s=0))) as client:
+        for forget in (
+            "TRUNCATE pgstac.items",
+            "SELECT delete_collection('gone')",
+        ):
+            path = f"/collections/gone/presets/true-color/tiles/WebMercatorQuad/5/{far.x}/{far.y}"
+            with psycopg.connect(autocommit=True) as conn:
+                ingest(conn, tmp_path / f"far-{len(forget)}", "gone", FAR, "GONE_FAR")
+            shown = client.get(f"{path}.png")
+            assert shown.status_code == 200 and decode(shown.content)[3].any(), forget
+            with psycopg.connect(autocommit=True, options=PGSTAC_PATH) as conn:
+                conn.execute(forget)
+                left = conn.execute(
+                    "SELECT count(*) FROM csdr.pyramid_tiles WHERE collection = 'gone'"
+                ).fetchone()
+                assert left == (0,), forget
+                # Another scene, far from the first, so that the collection has presets again.
+                ingest(conn, tmp_path / f"a-{len(forget)}", "gone", A, "GONE_A")
+            after = client.get(f"{path}.png")
+            assert after.status_code == 204, (forget, after.status_code)
+            again = client.get(f"{path}.png", headers={"If-None-Match": shown.headers["etag"]})
+            assert again.status_code == 204, forget
+            with psycopg.connect(autocommit=True, options=PGSTAC_PATH) as conn:
+                conn.execute("SELECT delete_item('GONE_A', 'gone')")
+
+
+def centre_lon_lat(scene: Scene) -> tuple[float, float]:
+    """A synthetic scene's centre in longitude and latitude."""
+    from pyproj import Transformer
+
+    half = scene.size * scene.gsd / 2
+    to_lonlat = Transformer.from_crs(scene.crs, "EPSG:4326", always_xy=True)
+    return to_lonlat.transform(scene.west + half, scene.north - half)

@@ -141,7 +141,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = app.state.dbpool
     catalogue = Catalogue(pool, settings.items_cache_size, settings.collections_cache_ttl_s)
     app.state.csdr_catalogue = catalogue
-    pyramid = Pyramid(pool, pyramid_renderer(pool), settings.pyramid_cache_tiles)
+    # A request may get a tile behind its generation only while a refresher renders it anew.
+    pyramid = Pyramid(
+        pool,
+        pyramid_renderer(pool),
+        settings.pyramid_cache_tiles,
+        behind_s=max(settings.pyramid_refresh_s, 0.0),
+    )
     app.state.csdr_pyramid = pyramid
     refresher = Refresher(pyramid, preset_assets(catalogue), settings.pyramid_refresh_s)
     if settings.pyramid_refresh_s > 0:

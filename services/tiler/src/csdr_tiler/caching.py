@@ -9,6 +9,10 @@ If-None-Match, Cache-Control per answer, and a bounded in-process cache of rende
   by the database for every write of an item under it (migration 0011), plus the preset's
   stretch for preset routes. Other mosaic answers (TileJSON, WMTS, statistics) are not cached.
 
+A low-zoom mosaic tile answered from pyramid tiles behind their generation (while the refresher
+renders them anew, csdr_tiler.pyramid) gets an ETag of its own, a max-age that ends when it may
+no longer be shown, and stays out of the response cache.
+
 Cache-Control max-age follows how long ago the pixels last changed: a tenth of that time, the
 heuristic freshness of RFC 9111 section 4.2.2, between a floor and a ceiling (settings). A scene
 ingested a minute ago may well be re-ingested (a fix); one untouched for a year will not change
@@ -20,6 +24,7 @@ collections read (csdr_tiler.access judged the caller before this runs), so a ca
 """
 
 import hashlib
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -33,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from csdr_render.presets import Preset
 from csdr_tiler.access import search_collections
 from csdr_tiler.items import Catalogue, ItemVersion
-from csdr_tiler.pyramid import Pyramid
+from csdr_tiler.pyramid import Behind, Pyramid
 
 ITEM_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)/items/(?P<item>[^/]+)/")
 MOSAIC_TILE_PATH = re.compile(
@@ -129,6 +134,18 @@ def matches(if_none_match: bytes, etag: str) -> bool:
 def without_cache_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Response headers minus those this middleware sets per answer."""
     return [(k, v) for k, v in headers if k.lower() not in (b"cache-control", b"last-modified")]
+
+
+def behind_etag(etag: str, behind: Behind) -> str:
+    """The ETag of an answer made of pyramid tiles behind the version `etag` names."""
+    digest = hashlib.sha256(etag.encode() + repr(sorted(behind.tiles)).encode())
+    return f'"{digest.hexdigest()[:32]}"'
+
+
+def behind_cache_control(behind: Behind) -> str:
+    """Reusable until the oldest change it does not show has been visible for the refresher
+    interval (at least a second)."""
+    return f"public, max-age={max(1, math.floor(behind.max_age_s))}, must-revalidate"
 
 
 class MosaicVersions:
@@ -262,7 +279,17 @@ class TileCacheMiddleware:
         async def remember(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                if message["status"] == 200:
+                behind: Behind | None = scope["state"].get("pyramid_behind")
+                if message["status"] == 200 and behind is not None and behind.tiles:
+                    # Pixels of stored tiles behind the version: their own tag, kept only as
+                    # long as they may be shown, and not in the response cache.
+                    own = without_cache_headers(list(message.get("headers", [])))
+                    message["headers"] = [
+                        *own,
+                        (b"etag", behind_etag(etag, behind).encode()),
+                        (b"cache-control", behind_cache_control(behind).encode()),
+                    ]
+                elif message["status"] == 200:
                     own = without_cache_headers(list(message.get("headers", [])))
                     message["headers"] = [*own, (b"etag", etag.encode()), *cache_headers]
                     start = {**message, "headers": own + [(b"etag", etag.encode())]}

@@ -43,7 +43,7 @@ from titiler.pgstac.errors import MosaicNotFoundError
 from titiler.pgstac.reader import Item
 
 from csdr_tiler.datasets import SceneReader
-from csdr_tiler.pyramid import Pyramid, RenderBase
+from csdr_tiler.pyramid import Behind, Pyramid, RenderBase
 
 # Derived searches are not mosaics of their own: titiler's and our search lists show only
 # `metadata.type == "mosaic"`.
@@ -179,13 +179,17 @@ class VisibleBackend(ScenesBackend):
     """The collections' low-zoom pyramids, for `pyramid_collection`'s mosaic."""
     pyramid_collection: str | None = attr.ib(default=None)
     """Set when this mosaic is that collection's "latest, least cloudy first" one."""
+    pyramid_behind: Behind | None = attr.ib(default=None)
+    """The request's note of pyramid tiles it got behind their generation."""
 
     def tile(  # type: ignore[override]
         self, x: int, y: int, z: int, search_options: dict[str, Any] | None = None, **kwargs: Any
     ) -> tuple[ImageData, list[str]]:
         """From the pyramid when the tile is one it holds, else from the scenes."""
         if self.pyramid is not None and self.pyramid_collection is not None:
-            image = self.pyramid.image(self.pyramid_collection, self.tms, x, y, z, kwargs)
+            image = self.pyramid.image(
+                self.pyramid_collection, self.tms, x, y, z, kwargs, self.pyramid_behind
+            )
             if image is not None:
                 return image, [f"{self.pyramid_collection} (pyramid z{z})"]
         return super().tile(x, y, z, search_options=search_options, **kwargs)
@@ -219,6 +223,7 @@ class VisibleBackendParams(BackendParams):
     visible: frozenset[str] | None = field(init=False)
     pyramid: Pyramid | None = field(init=False)
     pyramid_collection: str | None = field(init=False)
+    pyramid_behind: Behind | None = field(init=False)
 
     def __init__(self, request: Request):
         """The pool, and the visibility the access middleware found (none: see nothing)."""
@@ -230,3 +235,6 @@ class VisibleBackendParams(BackendParams):
         on_preset_mosaic = "collection_id" in params and "preset" in params
         self.pyramid = request.app.state.csdr_pyramid if on_preset_mosaic else None
         self.pyramid_collection = params["collection_id"] if on_preset_mosaic else None
+        # Shared with the tile cache, which marks an answer from tiles behind (csdr_tiler.caching).
+        self.pyramid_behind = Behind() if on_preset_mosaic else None
+        request.state.pyramid_behind = self.pyramid_behind

@@ -11,8 +11,12 @@ Freshness: migration 0011 counts, per collection and tile, the writes of items u
 (`csdr.tile_generations`, folded from a trigger's change rows). A stored tile is used only while
 it was rendered at the tile's current generation; otherwise it is rendered again, from its four
 children (only the stale ones again in turn) down to the scenes under the changed area. A change
-is therefore seen by the next request, at the cost of the changed branch only. The refresher
-thread renders changed branches ahead of requests (`refresh`).
+is therefore seen by the next request, at the cost of the changed branch only (seconds at z5).
+The refresher thread renders changed branches ahead of requests (`refresh`), and while it does,
+a request gets the stored tile as it was, under an ETag of its own and a max-age that ends when
+the first change it does not show is one refresher interval old (migration 0013): a removed or
+re-ingested scene stays on the map no longer than that. Without a refresher, every request
+waits for its branch. TRUNCATE of the items and a collection's deletion drop the stored tiles.
 
 Access: a pyramid holds one collection's scenes and is served only on that collection's own
 mosaic route, which csdr_tiler.access answers 404 to callers who may not see the collection.
@@ -28,7 +32,7 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,8 +56,10 @@ GENERATIONS_SQL = """
     SELECT collection, generation, changed_at FROM csdr.tile_generations
     WHERE collection = ANY(%s) AND z = %s AND x = %s AND y = %s
 """
+# With how long ago the first change its pixels may not show happened (migration 0013).
 STORED_SQL = """
-    SELECT generation, dtype, bands, data FROM csdr.pyramid_tiles
+    SELECT generation, dtype, bands, data, extract(epoch FROM clock_timestamp() - stale_since)
+    FROM csdr.pyramid_tiles
     WHERE collection = %s AND asset = %s AND z = %s AND x = %s AND y = %s
 """
 STORE_SQL = """
@@ -61,7 +67,7 @@ STORE_SQL = """
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (collection, asset, z, x, y) DO UPDATE
         SET generation = excluded.generation, dtype = excluded.dtype, bands = excluded.bands,
-            data = excluded.data, rendered_at = now()
+            data = excluded.data, rendered_at = now(), stale_since = NULL
         WHERE p.generation < excluded.generation
 """
 # Pyramids whose top tile is older than the collection's top generation, by asset stored.
@@ -175,6 +181,21 @@ def mosaic(rasters: Sequence[Sequence[Raster | None]]) -> Raster | None:
     return Raster(data, valid)
 
 
+@dataclass
+class Behind:
+    """The stored tiles a request was answered with while they were behind their tile's
+    generation (the refresher renders them anew), and how much longer the answer may be used."""
+
+    tiles: list[tuple[str, str, int, int, int, int]] = field(default_factory=list)
+    """(collection, asset, z, x, y, generation the stored tile was rendered at)."""
+    max_age_s: float = math.inf
+
+    def note(self, tile: tuple[str, str, int, int, int, int], left_s: float) -> None:
+        """One stored tile served behind, usable for `left_s` more seconds."""
+        self.tiles.append(tile)
+        self.max_age_s = min(self.max_age_s, left_s)
+
+
 @dataclass(frozen=True)
 class Generation:
     """How often items under a tile changed (0: never any item there), and when last."""
@@ -215,11 +236,22 @@ def neutral(options: dict[str, Any]) -> bool:
 class Pyramid:
     """Stored low-zoom tiles of every collection, read and repaired through `pool`."""
 
-    def __init__(self, pool: ConnectionPool, render_base: RenderBase, cache_tiles: int) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        render_base: RenderBase,
+        cache_tiles: int,
+        behind_s: float = 0.0,
+    ) -> None:
         """`render_base(collection, asset, z, x, y)` renders a deepest-level tile from the
-        scenes (None: no scene there); up to `cache_tiles` decoded tiles stay in memory."""
+        scenes (None: no scene there); up to `cache_tiles` decoded tiles stay in memory; a
+        request may get a stored tile behind its generation for `behind_s` seconds after the
+        first change it does not show (0: never; see `tile`)."""
         self.pool = pool
         self.render_base = render_base
+        self.behind_s = behind_s
+        self.on_behind: Callable[[], None] | None = None
+        """Called when a request got a tile behind its generation (wakes the refresher)."""
         with pool.connection() as conn:
             row = conn.execute(MAX_ZOOM_SQL).fetchone()
         assert row is not None
@@ -265,8 +297,16 @@ class Pyramid:
         with lock:
             yield
 
-    def tile(self, collection: str, asset: str, z: int, x: int, y: int) -> Raster | None:
-        """The current values of one pyramid tile (None: no scene there), repaired if stale."""
+    def tile(
+        self, collection: str, asset: str, z: int, x: int, y: int, behind: Behind | None = None
+    ) -> Raster | None:
+        """The current values of one pyramid tile (None: no scene there), repaired if stale.
+
+        With `behind` (a request's), a stored tile behind its generation is answered as it is,
+        noted in `behind`, while the first change it does not show is younger than `behind_s`:
+        the refresher renders the branch meanwhile (woken now), and the request does not wait
+        seconds for it. Otherwise the stale branch is rendered before answering.
+        """
         generation = self._generation(collection, z, x, y)
         if generation == 0:
             return None
@@ -274,6 +314,16 @@ class Pyramid:
         with self._cache_lock:
             if key in self._cache:
                 return self._cache[key]
+        if behind is not None and self.behind_s > 0:
+            with self.pool.connection() as conn:
+                row = conn.execute(STORED_SQL, (collection, asset, z, x, y)).fetchone()
+            if row is not None and int(row[0]) < generation and row[4] is not None:
+                left_s = self.behind_s - float(row[4])
+                if left_s > 0:
+                    behind.note((*key[:-1], int(row[0])), left_s)
+                    if self.on_behind is not None:
+                        self.on_behind()
+                    return Raster.decode(row[3], row[1], row[2]) if row[3] is not None else None
         with self._locked(key[:-1]):
             with self._cache_lock:
                 if key in self._cache:
@@ -319,13 +369,23 @@ class Pyramid:
             conn.execute(STORE_SQL, (collection, asset, z, x, y, generation, *values))
 
     def region(
-        self, collection: str, asset: str, z: int, x: int, y: int, level: int
+        self,
+        collection: str,
+        asset: str,
+        z: int,
+        x: int,
+        y: int,
+        level: int,
+        behind: Behind | None = None,
     ) -> Raster | None:
         """Tile (z, x, y) at the resolution of `level` >= z: 2^(level - z) tiles a side."""
         n = 2 ** (level - z)
         return mosaic(
             [
-                [self.tile(collection, asset, level, x * n + c, y * n + r) for c in range(n)]
+                [
+                    self.tile(collection, asset, level, x * n + c, y * n + r, behind)
+                    for c in range(n)
+                ]
                 for r in range(n)
             ]
         )
@@ -338,10 +398,12 @@ class Pyramid:
         y: int,
         z: int,
         options: dict[str, Any],
+        behind: Behind | None = None,
     ) -> ImageData | None:
         """The tile as the mosaic reader would give it, from the pyramid; None when the pyramid
         cannot answer it (deeper than its levels, another tile matrix set, options that change
         the values), so the scenes are read instead. Raises NoAssetFoundError where no scene is.
+        `behind`: a request's, which may be answered from stored tiles behind (see `tile`).
         """
         tilesize = options.get("tilesize") or TILE_SIZE
         steps = math.log2(tilesize / TILE_SIZE) if tilesize >= TILE_SIZE else -1
@@ -357,7 +419,7 @@ class Pyramid:
         level = z + int(steps)
         arrays, names = [], []
         for asset, indexes in choice:
-            raster = self.region(collection, asset, z, x, y, level)
+            raster = self.region(collection, asset, z, x, y, level, behind)
             if raster is None:
                 raise NoAssetFoundError(f"No assets found for tile {z}-{x}-{y}")
             picked = list(range(1, raster.data.shape[0] + 1)) if indexes is None else indexes
@@ -406,8 +468,9 @@ class Pyramid:
 
 
 class Refresher:
-    """A daemon thread that refreshes stale pyramids every `interval_s` seconds, so that the
-    first viewer after an ingest does not wait for the changed branch."""
+    """A daemon thread that refreshes stale pyramids every `interval_s` seconds, and at once
+    when a request got a tile behind its generation, so that viewers after an ingest neither
+    wait for the changed branch nor see the old pixels for long."""
 
     def __init__(
         self, pyramid: Pyramid, assets_of: Callable[[str], Sequence[str]], interval_s: float
@@ -417,23 +480,31 @@ class Refresher:
         self.pyramid = pyramid
         self.assets_of = assets_of
         self.interval_s = interval_s
-        self._stop = threading.Event()
+        self._stopping = False
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pyramid-refresher", daemon=True)
 
     def start(self) -> None:
-        """Begin refreshing in the background."""
+        """Begin refreshing in the background (and whenever the pyramid asks for it)."""
+        self.pyramid.on_behind = self._wake.set
         self._thread.start()
 
     def stop(self) -> None:
         """Stop after the current refresh."""
-        self._stop.set()
+        self.pyramid.on_behind = None
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stopping:
+                return
             try:
                 for collection, asset in self.pyramid.stale(self.assets_of):
-                    if self._stop.is_set():
+                    if self._stopping:
                         return
                     seconds = self.pyramid.refresh(collection, asset)
                     if seconds is not None:

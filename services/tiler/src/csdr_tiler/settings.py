@@ -51,13 +51,15 @@ class Settings(BaseSettings):
     pyramid_cache_tiles: int = 128
     """Decoded low-zoom pyramid tiles kept in memory per process (256 x 256 x bands each)."""
     pyramid_refresh_s: float = 5.0
-    """How often changed pyramids are rendered ahead of requests (0: only when requested)."""
+    """How often changed pyramids are rendered ahead of requests (0: only when requested); also
+    how long after a change a low-zoom tile may still show the pixels from before it (answered
+    at once, with a max-age that says so, while the refresher renders the new ones)."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
     lean_preset_tiles: bool = True
     """Answer plain preset tiles of an item (no query parameter the route reads) without
-    FastAPI's routing and dependency solving: same pixels and headers, a third of the
-    per-tile Python (off: every tile goes through the route)."""
+    FastAPI's routing and dependency solving (csdr_tiler.preset_tiles): same pixels and
+    headers, less Python per tile (off: every tile goes through the route)."""
     access_ttl_s: float = 2.0
     """How long a key check or a visibility list is reused: revocations apply within this time."""
     rate_limit_per_s: float = 50.0
