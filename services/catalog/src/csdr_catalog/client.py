@@ -17,11 +17,13 @@ for what this node does on every search before and after pgSTAC answers:
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import unquote_plus
 
 import attr
 import orjson
+from asyncpg import Connection
 from asyncpg.exceptions import DataError, InvalidDatetimeFormatError, RaiseError
 from fastapi import HTTPException, Request, Response
 from pydantic import ValidationError
@@ -172,9 +174,12 @@ class CatalogClient(CoreCrudClient):
             search_request.count = None
         sortby = getattr(search_request, "sortby", None) or []
         if query or sortby:
-            async with request.app.state.get_connection(request, "r") as conn:
-                await self.known_properties.check_sort_fields(conn, (s.field for s in sortby))
-                types = await self.known_properties.types(conn)
+
+            def connect() -> AbstractAsyncContextManager[Connection]:
+                return request.app.state.get_connection(request, "r")
+
+            await self.known_properties.check_sort_fields(connect, (s.field for s in sortby))
+            types = await self.known_properties.types(connect)
         if query:
             search_request.query = None
             search_request.filter_expr = filters.and_filters(

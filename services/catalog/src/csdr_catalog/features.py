@@ -9,6 +9,7 @@ items share are resolved once per page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin
@@ -22,6 +23,16 @@ JSON = MimeTypes.json.value
 GEOJSON = MimeTypes.geojson.value
 
 BaseItemOf = Callable[[str], Awaitable[dict[str, Any]]]
+
+# What urljoin rewrites in a relative path: a query or fragment, the tab and line breaks it
+# drops (WHATWG), and empty, "." or ".." segments.
+_REWRITTEN = re.compile(r"[?#\t\r\n]|//|(^|/)\.\.?(/|$)")
+
+
+def joins_plainly(base_url: str) -> bool:
+    """True when `urljoin(base_url, path)` is `base_url + path` for every path `_REWRITTEN` does
+    not match: a base URL ending in "/" whose own path urljoin leaves as it is."""
+    return base_url.endswith("/") and urljoin(base_url, "x") == base_url + "x"
 
 
 class PageFeatures:
@@ -40,12 +51,20 @@ class PageFeatures:
         self.exclude = exclude
         self.strip_markers = strip_markers
         self.base_item_of = base_item_of
+        self._plain_base = joins_plainly(base_url)
         self._collection_hrefs: dict[str, str] = {}
+
+    def resolve(self, path: str) -> str:
+        """`urljoin(self.base_url, path)`, by concatenation where that is what urljoin answers
+        (a fifth of its cost)."""
+        if self._plain_base and not _REWRITTEN.search(path):
+            return self.base_url + path
+        return urljoin(self.base_url, path)
 
     def _collection_href(self, collection_id: str) -> str:
         href = self._collection_hrefs.get(collection_id)
         if href is None:
-            href = urljoin(self.base_url, f"collections/{collection_id}")
+            href = self.resolve(f"collections/{collection_id}")
             self._collection_hrefs[collection_id] = href
         return href
 
@@ -60,7 +79,7 @@ class PageFeatures:
             {
                 "rel": "self",
                 "type": GEOJSON,
-                "href": urljoin(self.base_url, f"collections/{collection_id}/items/{item_id}"),
+                "href": self.resolve(f"collections/{collection_id}/items/{item_id}"),
             },
         ]
         if extra:

@@ -4,10 +4,15 @@ on anything else is an error (pgSTAC would sort on NULLs and answer 200)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 
 from asyncpg import Connection
 from stac_fastapi.types.errors import InvalidQueryParameter
+
+# Opens a read connection; called only when the properties are read again, so a search whose
+# properties are fresh takes no connection from the pool for them.
+Connect = Callable[[], AbstractAsyncContextManager[Connection]]
 
 # Fields every item has, sortable without a queryable (pgSTAC's item columns and core properties).
 CORE_FIELDS = frozenset(
@@ -24,30 +29,31 @@ class KnownProperties:
         self._read_at = float("-inf")
 
     async def types(
-        self, conn: Connection, max_age_s: float | None = None
+        self, connect: Connect, max_age_s: float | None = None
     ) -> dict[str, str | None]:
         """Each known property's JSON Schema type (None when its definition names none), read at
         most `max_age_s` ago."""
         if time.monotonic() - self._read_at > (self.ttl_s if max_age_s is None else max_age_s):
-            rows = await conn.fetch(
-                "SELECT DISTINCT ON (name) name, definition->>'type' AS type"
-                " FROM pgstac.queryables ORDER BY name, collection_ids NULLS FIRST"
-            )
+            async with connect() as conn:
+                rows = await conn.fetch(
+                    "SELECT DISTINCT ON (name) name, definition->>'type' AS type"
+                    " FROM pgstac.queryables ORDER BY name, collection_ids NULLS FIRST"
+                )
             self._types = dict.fromkeys(CORE_FIELDS) | {r["name"]: r["type"] for r in rows}
             self._read_at = time.monotonic()
         return self._types
 
-    async def check_sort_fields(self, conn: Connection, fields: Iterable[str]) -> None:
+    async def check_sort_fields(self, connect: Connect, fields: Iterable[str]) -> None:
         """400 naming the first sort field that is not a known property."""
         wanted = list(fields)
         if not wanted:
             return
-        known = await self.types(conn)
+        known = await self.types(connect)
         for field in wanted:
             name = field.removeprefix("properties.")
             if name not in known:
                 # A queryable registered since the last read is not an error: re-read once.
-                known = await self.types(conn, max_age_s=1.0)
+                known = await self.types(connect, max_age_s=1.0)
             if name not in known:
                 raise InvalidQueryParameter(
                     f"sortby: unknown field '{field}'; sortable: {', '.join(sorted(known))}"
