@@ -14,9 +14,10 @@ paging tokens, numberMatched when pgSTAC's `context` setting asks for it) withou
   WHERE, ORDER BY and LIMIT returns the same rows: the ranges are contiguous, cover every
   partition the WHERE can reach, and are walked in the sort's order, so the concatenation of the
   chunks' rows is the single query's order.
-- The query's text is the same each time a search is asked again, so asyncpg's statement cache
-  keeps it prepared and PostgreSQL reuses its plan (a statement without parameters is planned
-  once per connection; it is planned again when a partition or index changes).
+- The query's text is the same each time a search's first page is asked again, so asyncpg's
+  statement cache keeps it prepared and PostgreSQL reuses its plan (a statement without
+  parameters is planned once per connection; it is planned again when a partition or index
+  changes).
 
 Searches naming `ids` (single item reads) are composed the same way but their clauses are not
 kept: each is asked once, and would only push the searches that are asked again out of the cache.
@@ -227,8 +228,14 @@ class ItemSearch:
         else:
             self._clauses.move_to_end(key)
         token = await self._token(conn, search)
+        # A first page of a kept search is asked again and again: its statement stays prepared
+        # in asyncpg's cache. A page after a token or a single item read is asked once; it is
+        # prepared apart, so it does not push the statements that are asked again out of that
+        # cache (100 per connection).
+        reused = cacheable and token is None
         while True:
-            row = await conn.fetchrow(rows_sql(clauses, token, limit, fields, collection_type_of))
+            sql = rows_sql(clauses, token, limit, fields, collection_type_of)
+            row = await (conn.fetchrow(sql) if reused else (await conn.prepare(sql)).fetchrow())
             assert row is not None
             generation, collection_type, rows = row
             if generation == clauses.generation:
