@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -38,14 +38,12 @@ CACHE_SIZE = 4096
 DEFAULT_LIMIT = 10  # pgstac.search_limit's default
 
 # The clauses pgSTAC's search_query() derives (search.hash aside), its context and timing
-# settings, and the generation they belong to, read in one snapshot (see ItemSearch._clauses).
+# settings, and the generation they belong to (see ItemSearch._clauses_of).
 CLAUSES_SQL = """
 SELECT (SELECT generation FROM csdr.search_generation) AS generation,
        pgstac.stac_search_to_where(s) AS "where",
        pgstac.sort_sqlorderby(s, false, '{collection,id}', pgstac.to_text_array(s->'collections'))
            AS orderby,
-       pgstac.sort_sqlorderby(s, true, '{collection,id}', pgstac.to_text_array(s->'collections'))
-           AS reverse_orderby,
        pgstac.context(s->'conf') AS context,
        pgstac.get_setting_bool('timing', s->'conf') AS timing
 FROM (SELECT $1::text::jsonb AS s) AS search
@@ -60,7 +58,11 @@ SELECT t.prev, (t.item).collection, (t.item).id,
 FROM pgstac.get_token_record($3::text) AS t
 """
 
-GENERATION_SQL = "SELECT generation FROM csdr.search_generation"
+# search()'s order for a page before a `prev:` token; asked only then (2 ms of pgSTAC's time).
+REVERSE_ORDERBY_SQL = """
+SELECT pgstac.sort_sqlorderby(s, true, '{collection,id}', pgstac.to_text_array(s->'collections'))
+FROM (SELECT $1::text::jsonb AS s) AS search
+"""
 COLLECTION_TYPE_SQL = "SELECT content->>'type' FROM pgstac.collections WHERE id = $1"
 WHERE_STATS_SQL = (
     "SELECT coalesce(total_count, estimated_count)"
@@ -75,9 +77,10 @@ class Clauses:
     generation: int
     where: str
     orderby: str
-    reverse_orderby: str
     context: str | None
     timing: bool
+    reverse_orderby: str | None = None
+    """Asked of pgSTAC the first time a `prev:` token needs it."""
 
 
 @dataclass
@@ -168,24 +171,28 @@ class ItemSearch:
         self._clauses: OrderedDict[bytes, Clauses] = OrderedDict()
 
     async def _clauses_of(self, conn: Connection, key: bytes, cacheable: bool) -> Clauses:
-        """pgSTAC's clauses for the search `key`, from the cache or from pgSTAC.
+        """pgSTAC's clauses for the search `key`, asked of pgSTAC (and kept when `cacheable`).
 
-        Read in one REPEATABLE READ snapshot: the generation and the clauses are then of the same
-        state of the queryables and settings, even when one of pgSTAC's functions reads them
-        again in a query of its own."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await conn.fetchrow(CLAUSES_SQL, key.decode())
+        The generation is read by the statement's own snapshot, taken before any of pgSTAC's
+        functions runs; those read the queryables and settings with that snapshot or later ones.
+        So the clauses are never older than the generation they are kept under: a change that
+        commits meanwhile makes them newer, and the next page's generation check asks again."""
+        row = await conn.fetchrow(CLAUSES_SQL, key.decode())
         assert row is not None
         clauses = Clauses(
             generation=row["generation"],
             where=row["where"],
             orderby=row["orderby"],
-            reverse_orderby=row["reverse_orderby"],
             context=row["context"],
             timing=bool(row["timing"]),
         )
+        return self._keep(key, clauses, cacheable)
+
+    def _keep(self, key: bytes, clauses: Clauses, cacheable: bool) -> Clauses:
+        """Keep `clauses` for the search `key` (the least recently used go past CACHE_SIZE)."""
         if cacheable:
             self._clauses[key] = clauses
+            self._clauses.move_to_end(key)
             if len(self._clauses) > self.cache_size:
                 self._clauses.popitem(last=False)
         return clauses
@@ -223,7 +230,7 @@ class ItemSearch:
         )
         cacheable = "ids" not in search
         clauses = self._clauses.get(key) if cacheable else None
-        if clauses is None:
+        if clauses is None:  # asked before the token is read, as search() asks (and raises)
             clauses = await self._clauses_of(conn, key, cacheable)
         else:
             self._clauses.move_to_end(key)
@@ -234,6 +241,9 @@ class ItemSearch:
         # cache (100 per connection).
         reused = cacheable and token is None
         while True:
+            if token is not None and token.prev and clauses.reverse_orderby is None:
+                reverse = await conn.fetchval(REVERSE_ORDERBY_SQL, key.decode())
+                clauses = self._keep(key, replace(clauses, reverse_orderby=reverse), cacheable)
             sql = rows_sql(clauses, token, limit, fields, collection_type_of)
             row = await (conn.fetchrow(sql) if reused else (await conn.prepare(sql)).fetchrow())
             assert row is not None
