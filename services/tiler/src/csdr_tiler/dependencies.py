@@ -9,6 +9,7 @@ preset named in the path instead of the query.
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio.to_thread
 import pystac
 from fastapi import Depends, HTTPException, Path, Request
 from morecantile import TileMatrixSet
@@ -41,15 +42,27 @@ def request_item_version(request: Request, collection_id: str, item_id: str) -> 
     return version.version
 
 
-def ItemParams(
-    request: Request,
-    collection_id: Annotated[str, Path(description="STAC Collection Identifier")],
-    item_id: Annotated[str, Path(description="STAC Item Identifier")],
-) -> pystac.Item:
+def item_of(request: Request, collection_id: str, item_id: str) -> pystac.Item:
     """The STAC item named in the path, at its current version (titiler-pgstac's ItemIdParams
     caches by id for minutes; this one sees a re-ingest on the next request)."""
     version = request_item_version(request, collection_id, item_id)
     return get_catalogue(request).item(collection_id, item_id, version)
+
+
+async def ItemParams(
+    request: Request,
+    collection_id: Annotated[str, Path(description="STAC Collection Identifier")],
+    item_id: Annotated[str, Path(description="STAC Item Identifier")],
+) -> pystac.Item:
+    """`item_of` as a dependency: from the item cache on the event loop when the access
+    middleware read the version and the cache holds it (FastAPI would run a plain function in
+    a worker thread), else read in a worker thread."""
+    version: ItemVersion | None = getattr(request.state, "item_version", None)
+    if version is not None:
+        found = get_catalogue(request).cached_item(collection_id, item_id, version.version)
+        if found is not None:
+            return found
+    return await anyio.to_thread.run_sync(item_of, request, collection_id, item_id)
 
 
 def available_presets(request: Request) -> dict[str, Preset]:
@@ -57,7 +70,7 @@ def available_presets(request: Request) -> dict[str, Preset]:
     catalogue = get_catalogue(request)
     params = request.path_params
     if "item_id" in params:
-        item = ItemParams(request, params["collection_id"], params["item_id"])
+        item = item_of(request, params["collection_id"], params["item_id"])
         version = request_item_version(request, params["collection_id"], params["item_id"])
         return catalogue.item_presets(item, version)
     if "collection_id" in params:
@@ -138,8 +151,9 @@ def tile_problem(tms: TileMatrixSet, z: int, x: int, y: int) -> str | None:
     return None
 
 
-def ValidTile(request: Request) -> None:
-    """400 for a tile that its tile matrix set does not have (see `tile_problem`)."""
+async def ValidTile(request: Request) -> None:
+    """400 for a tile that its tile matrix set does not have (see `tile_problem`); async, as it
+    blocks on nothing: FastAPI would run a plain function in a worker thread."""
     params = request.path_params
     tms_id = params.get("tileMatrixSetId")
     if tms_id not in TILE_MATRIX_SETS.list():

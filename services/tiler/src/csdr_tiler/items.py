@@ -138,6 +138,12 @@ class Catalogue:
 
         return self._cached(self._items, ("item", collection_id, item_id, version), load)
 
+    def cached_item(self, collection_id: str, item_id: str, version: str) -> pystac.Item | None:
+        """The item at `version` if the cache holds it (no database access)."""
+        with self._lock:
+            found: pystac.Item | None = self._items.get(("item", collection_id, item_id, version))
+        return found
+
     def item_presets(self, item: pystac.Item, version: str) -> dict[str, Preset]:
         """The presets an item's assets support."""
         key = ("presets", item.collection_id, item.id, version)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from csdr_render.presets import Preset
 from csdr_tiler.access import visible_of
-from csdr_tiler.dependencies import CatalogueDep, ItemParams, request_item_version
+from csdr_tiler.dependencies import CatalogueDep, item_of, request_item_version
 from csdr_tiler.zooms import Extent, collection_extent, item_extent
 
 TMS_ID = "WebMercatorQuad"
@@ -171,7 +171,7 @@ def item_wmts(
     api_key: ApiKey = None,
 ) -> Response:
     """One scene as WMTS layers, one per preset its bands allow."""
-    item = ItemParams(request, collection_id, item_id)
+    item = item_of(request, collection_id, item_id)
     version = request_item_version(request, collection_id, item_id)
     presets = catalogue.item_presets(item, version)
     extent = item_extent(item)
