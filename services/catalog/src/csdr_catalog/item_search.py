@@ -4,11 +4,12 @@ paging tokens, numberMatched when pgSTAC's `context` setting asks for it) withou
 `search()` repeats on every call. Measured at a million items by tests/bench/bench_catalog.py:
 
 - `search()` derives a WHERE and an ORDER BY clause from the search in plpgsql each time
-  (`stac_search_to_where`, `sort_sqlorderby`: 2-6 ms here). They depend on the search without its
-  token, limit and fields, and on pgSTAC's queryables and settings only, so they are asked of
-  pgSTAC once per distinct search and kept, tagged with the generation of those two tables
-  (migration 0012). Every page reads the generation in the same statement as its rows: clauses
-  of an older generation are asked again and the page read again with them.
+  (`stac_search_to_where`, `sort_sqlorderby`: 3-6 ms here). They depend on the search without its
+  token, limit and fields (the ORDER BY on its sortby and collections alone), and on pgSTAC's
+  queryables and settings, so they are asked of pgSTAC once and kept, tagged with the
+  generation of those two tables (migration 0012). Every page reads the generation in the same
+  statement as its rows: clauses of an older generation are asked again and the page read again
+  with them.
 - `search_rows()` splits a datetime-sorted search into one query per partition range found by an
   EXPLAIN (`chunker`), each planned anew (2-5 ms per year partition). One query with the same
   WHERE, ORDER BY and LIMIT returns the same rows: the ranges are contiguous, cover every
@@ -37,15 +38,16 @@ from stac_fastapi.types.errors import InvalidQueryParameter
 CACHE_SIZE = 4096
 DEFAULT_LIMIT = 10  # pgstac.search_limit's default
 
-# The clauses pgSTAC's search_query() derives (search.hash aside), its context and timing
-# settings, and the generation they belong to (see ItemSearch._clauses_of).
-CLAUSES_SQL = """
+# What pgSTAC's search_query() derives from a search (search.hash aside), its context and
+# timing settings, each only when asked for ($2, $3, $4), and the generation of the queryables
+# and settings they are made from (see ItemSearch._clauses).
+PIECES_SQL = """
 SELECT (SELECT generation FROM csdr.search_generation) AS generation,
-       pgstac.stac_search_to_where(s) AS "where",
-       pgstac.sort_sqlorderby(s, false, '{collection,id}', pgstac.to_text_array(s->'collections'))
-           AS orderby,
-       pgstac.context(s->'conf') AS context,
-       pgstac.get_setting_bool('timing', s->'conf') AS timing
+       CASE WHEN $2 THEN pgstac.stac_search_to_where(s) END AS "where",
+       CASE WHEN $3 THEN pgstac.sort_sqlorderby(
+           s, false, '{collection,id}', pgstac.to_text_array(s->'collections')) END AS orderby,
+       CASE WHEN $4 THEN pgstac.context(s->'conf') END AS context,
+       CASE WHEN $4 THEN pgstac.get_setting_bool('timing', s->'conf') END AS timing
 FROM (SELECT $1::text::jsonb AS s) AS search
 """
 
@@ -163,39 +165,122 @@ def rows_sql(
     )
 
 
+def _assembled(
+    generation: int,
+    where: str,
+    order: tuple[str, str | None],
+    settings: tuple[str | None, bool],
+) -> Clauses:
+    """Clauses from their kept pieces: order is (forward, reverse), settings (context, timing)."""
+    return Clauses(
+        generation=generation,
+        where=where,
+        orderby=order[0],
+        reverse_orderby=order[1],
+        context=settings[0],
+        timing=settings[1],
+    )
+
+
+class _Kept(OrderedDict[bytes, Any]):
+    """A least-recently-used map of at most `size` entries."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def find(self, key: bytes) -> Any:
+        """The value kept for `key` (None when none is), now the most recently used."""
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def keep(self, key: bytes, value: Any) -> None:
+        """Keep `value` for `key`, forgetting the least recently used past `size`."""
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
 class ItemSearch:
-    """Pages of item searches (see the module docstring); one per process."""
+    """Pages of item searches (see the module docstring); one per process.
+
+    pgSTAC's pieces are kept apart, each under the key of what it depends on: a search's WHERE
+    under the whole search (without token, limit and fields), its ORDER BY under its sortby and
+    collections, the context and timing settings under its `conf`. So a search that differs
+    from one asked before only by its box or time (a portal's map moved) asks pgSTAC for its
+    WHERE alone (~1 ms), not for its ORDER BY again (sort_sqlorderby: 2-5 ms here). All kept
+    pieces belong to one generation of the queryables and settings; a statement that reads
+    another generation forgets them all."""
 
     def __init__(self, cache_size: int = CACHE_SIZE) -> None:
-        self.cache_size = cache_size
-        self._clauses: OrderedDict[bytes, Clauses] = OrderedDict()
+        self.generation: int | None = None
+        self._wheres = _Kept(cache_size)
+        self._orders = _Kept(cache_size)
+        self._settings = _Kept(64)
 
-    async def _clauses_of(self, conn: Connection, key: bytes, cacheable: bool) -> Clauses:
-        """pgSTAC's clauses for the search `key`, asked of pgSTAC (and kept when `cacheable`).
+    def _observe(self, generation: int) -> bool:
+        """Note the generation a statement read; False (and everything kept forgotten) when it
+        is not the one the kept pieces belong to."""
+        if generation == self.generation:
+            return True
+        self._wheres.clear()
+        self._orders.clear()
+        self._settings.clear()
+        self.generation = generation
+        return False
 
-        The generation is read by the statement's own snapshot, taken before any of pgSTAC's
+    async def _clauses(
+        self, conn: Connection, search: dict[str, Any], key: bytes, cacheable: bool
+    ) -> Clauses:
+        """pgSTAC's clauses for `search` (`key`: its JSON without token, limit and fields),
+        from what is kept, the missing pieces asked of pgSTAC in one statement.
+
+        The generation is read by that statement's own snapshot, taken before any of pgSTAC's
         functions runs; those read the queryables and settings with that snapshot or later ones.
-        So the clauses are never older than the generation they are kept under: a change that
-        commits meanwhile makes them newer, and the next page's generation check asks again."""
-        row = await conn.fetchrow(CLAUSES_SQL, key.decode())
-        assert row is not None
-        clauses = Clauses(
-            generation=row["generation"],
-            where=row["where"],
-            orderby=row["orderby"],
-            context=row["context"],
-            timing=bool(row["timing"]),
+        So pieces are never older than the generation they are kept under: a change that commits
+        meanwhile makes them newer, and the next page's generation check asks again."""
+        order_key = orjson.dumps(
+            [search.get("sortby"), search.get("collections")], option=orjson.OPT_SORT_KEYS
         )
-        return self._keep(key, clauses, cacheable)
+        settings_key = orjson.dumps(search.get("conf"), option=orjson.OPT_SORT_KEYS)
+        while True:
+            where = self._wheres.find(key) if cacheable else None
+            order = self._orders.find(order_key)
+            settings = self._settings.find(settings_key)
+            if where is not None and order is not None and settings is not None:
+                assert self.generation is not None
+                return _assembled(self.generation, where, order, settings)
+            row = await conn.fetchrow(
+                PIECES_SQL, key.decode(), where is None, order is None, settings is None
+            )
+            assert row is not None
+            kept_used = where is not None or order is not None or settings is not None
+            if not self._observe(row["generation"]) and kept_used:
+                continue  # kept pieces were of another generation: ask for all of them
+            where = where if where is not None else row["where"]
+            order = order if order is not None else (row["orderby"], None)
+            settings = settings if settings is not None else (row["context"], bool(row["timing"]))
+            if cacheable:
+                self._wheres.keep(key, where)
+            self._orders.keep(order_key, order)
+            self._settings.keep(settings_key, settings)
+            return _assembled(row["generation"], where, order, settings)
 
-    def _keep(self, key: bytes, clauses: Clauses, cacheable: bool) -> Clauses:
-        """Keep `clauses` for the search `key` (the least recently used go past CACHE_SIZE)."""
-        if cacheable:
-            self._clauses[key] = clauses
-            self._clauses.move_to_end(key)
-            if len(self._clauses) > self.cache_size:
-                self._clauses.popitem(last=False)
-        return clauses
+    async def _reverse_orderby(
+        self, conn: Connection, search: dict[str, Any], key: bytes, clauses: Clauses
+    ) -> Clauses:
+        """`clauses` with search()'s order for a page before a `prev:` token, kept with the
+        forward order (asked of pgSTAC only then: sort_sqlorderby costs 2-5 ms here)."""
+        reverse = await conn.fetchval(REVERSE_ORDERBY_SQL, key.decode())
+        order_key = orjson.dumps(
+            [search.get("sortby"), search.get("collections")], option=orjson.OPT_SORT_KEYS
+        )
+        if self.generation == clauses.generation:
+            self._orders.keep(order_key, (clauses.orderby, reverse))
+        return replace(clauses, reverse_orderby=reverse)
 
     async def _token(self, conn: Connection, search: dict[str, Any]) -> _Token | None:
         """search()'s reading of the search's token (None when it has none)."""
@@ -229,11 +314,8 @@ class ItemSearch:
             {k: v for k, v in search.items() if k not in ignored}, option=orjson.OPT_SORT_KEYS
         )
         cacheable = "ids" not in search
-        clauses = self._clauses.get(key) if cacheable else None
-        if clauses is None:  # asked before the token is read, as search() asks (and raises)
-            clauses = await self._clauses_of(conn, key, cacheable)
-        else:
-            self._clauses.move_to_end(key)
+        # Asked before the token is read, as search() asks (and raises).
+        clauses = await self._clauses(conn, search, key, cacheable)
         token = await self._token(conn, search)
         # A first page of a kept search is asked again and again: its statement stays prepared
         # in asyncpg's cache. A page after a token or a single item read is asked once; it is
@@ -242,8 +324,7 @@ class ItemSearch:
         reused = cacheable and token is None
         while True:
             if token is not None and token.prev and clauses.reverse_orderby is None:
-                reverse = await conn.fetchval(REVERSE_ORDERBY_SQL, key.decode())
-                clauses = self._keep(key, replace(clauses, reverse_orderby=reverse), cacheable)
+                clauses = await self._reverse_orderby(conn, search, key, clauses)
             sql = rows_sql(clauses, token, limit, fields, collection_type_of)
             row = await (conn.fetchrow(sql) if reused else (await conn.prepare(sql)).fetchrow())
             assert row is not None
@@ -251,8 +332,8 @@ class ItemSearch:
             if generation == clauses.generation:
                 break
             # The queryables or settings changed since these clauses were made: make them again.
-            self._clauses.pop(key, None)
-            clauses = await self._clauses_of(conn, key, cacheable)
+            self._observe(generation)
+            clauses = await self._clauses(conn, search, key, cacheable)
         page = self._page(rows or [], token, limit)
         page.collection_type = collection_type
         if clauses.context is not None and clauses.context != "off":
