@@ -1,6 +1,10 @@
 """The STAC API client: stac-fastapi-pgstac's `CoreCrudClient`, subclassed because it has no hooks
 for what this node does on every search before and after pgSTAC answers:
 
+- pages read by SQL composed from pgSTAC's pieces (`item_search.py`: what `pgstac.search()`
+  answers, faster) and their items served as upstream serves them (`features.py`); an items
+  page checks its collection exists in the same statement as its items;
+
 - CQL2 filters parsed once per distinct text (`filters.py`), Query extension operators translated
   to CQL2, bad `query`/`intersects` JSON and unknown sort fields answered 400, not 500 or 200;
 - clients cannot pass pgSTAC runtime settings (`conf`) through the search body;
