@@ -73,6 +73,18 @@ def search_db(pg_cluster: Cluster) -> Iterator[dict[str, str]]:
         for item in catalog_scenes.items(12, seed=11):
             item.update(id=f"LATE_{item['id']}", collection=edited["id"])
             conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(item),))
+        # Tags pgSTAC never writes but must read: one naming no base item, one malformed.
+        for tag, item_id in ((Jsonb(999), "LATE_%_0000001"), (Jsonb("x"), "LATE_%_0000002")):
+            conn.execute(
+                "UPDATE pgstac.items SET content = content || jsonb_build_object("
+                "'pgstac:base_item', %s::jsonb) WHERE id LIKE %s",
+                (tag, item_id),
+            )
+        tags = conn.execute(
+            "SELECT DISTINCT content->'pgstac:base_item' FROM pgstac.items WHERE collection = %s",
+            (edited["id"],),
+        ).fetchall()
+        assert len(tags) == 4, tags  # untagged, tagged with the edit's base item, 999, "x"
     yield env
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

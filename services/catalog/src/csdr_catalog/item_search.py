@@ -1,7 +1,8 @@
 """Item search in SQL composed from pgSTAC's own pieces: the page `pgstac.search()` would answer
-(the same items in the same order, formatted by pgSTAC's `format_item`, the same `next:`/`prev:`
-paging tokens, numberMatched when pgSTAC's `context` setting asks for it) without the work
-`search()` repeats on every call. Measured at a million items by tests/bench/bench_catalog.py:
+(the same items in the same order, formatted as its `format_item` formats them, the same
+`next:`/`prev:` paging tokens, numberMatched when pgSTAC's `context` setting asks for it) without
+the work `search()` repeats on every call. Measured at a million items by
+tests/bench/bench_catalog.py:
 
 - `search()` derives a WHERE and an ORDER BY clause from the search in plpgsql each time
   (`stac_search_to_where`, `sort_sqlorderby`: 3-6 ms here). They depend on the search without its
@@ -15,6 +16,9 @@ paging tokens, numberMatched when pgSTAC's `context` setting asks for it) withou
   WHERE, ORDER BY and LIMIT returns the same rows: the ranges are contiguous, cover every
   partition the WHERE can reach, and are walked in the sort's order, so the concatenation of the
   chunks' rows is the single query's order.
+- `format_item` runs plpgsql for every item (a setting read, the base item looked up and sent
+  with each item: ~1 ms of a 10-item page). The same item is made in plain SQL from the same
+  pieces (`include_field`, `collection_base_item`), each base item once per page.
 - The query's text is the same each time a search's first page is asked again, so asyncpg's
   statement cache keeps it prepared and PostgreSQL reuses its plan (a statement without
   parameters is planned once per connection; it is planned again when a partition or index
@@ -131,6 +135,30 @@ def search_limit(search: dict[str, Any]) -> int:
     return limit
 
 
+# An item as pgstac.content_nonhydrated (search()'s format_item, not hydrated) makes it, without
+# the base item: the geometry only when the Fields allow it (include_field of constant arguments
+# is folded when the statement is planned). ST_AsGeoJSON is costly, so PostgreSQL evaluates the
+# whole expression above the sort and limit, on the page's rows only (make_sort_input_target).
+ITEM_SQL = (
+    "jsonb_build_object('id', items.id, 'geometry',"
+    " CASE WHEN pgstac.include_field('geometry', {fields}::jsonb)"
+    " THEN ST_AsGeoJSON(items.geometry, 20)::jsonb END,"
+    " 'collection', items.collection, 'type', 'Feature') || items.content"
+)
+
+# The base item content_nonhydrated adds to an item of `collection` tagged `tag` (its
+# `pgstac:base_item`): collection_base_item for an untagged item or a well-formed tag, else the
+# collection's current base item. Asked once per distinct (collection, tag) of a page, where
+# format_item asks once per item (and sends it with every item).
+BASE_ITEM_SQL = (
+    "coalesce("
+    "CASE WHEN b.tag IS NULL OR b.tag ~ '^\\s*\\d{1,9}\\s*$'"
+    " THEN pgstac.collection_base_item(b.collection, b.tag::int) END,"
+    " CASE WHEN b.tag IS NOT NULL"
+    " THEN (SELECT c.base_item FROM pgstac.collections c WHERE c.id = b.collection) END)"
+)
+
+
 def rows_sql(
     clauses: Clauses,
     token: _Token | None,
@@ -138,12 +166,13 @@ def rows_sql(
     fields: str,
     collection_type_of: str | None,
 ) -> str:
-    """One statement answering the page's rows (as one jsonb array of `[collection, id, item]`,
-    in order), the generation they were read under, and a collection's type when asked.
+    """One statement answering the page's rows (one jsonb array of `[collection, id, item]`, in
+    order), the base items they name (`[collection, tag, base item]`), the generation they were
+    read under, and a collection's type when asked.
 
     The WHERE is search()'s `concat_ws(' AND ', _where, token_where)`, the ORDER BY its forward or
-    reverse order, the LIMIT one more than the page (to know whether a next page exists), and each
-    row is formatted by pgstac.format_item exactly as search() formats it (not hydrated)."""
+    reverse order, the LIMIT one more than the page (to know whether a next page exists); items
+    and base items are made as search()'s format_item makes them (`ITEM_SQL`, `BASE_ITEM_SQL`)."""
     where = clauses.where if token is None else f"{clauses.where} AND {token.where}"
     orderby = clauses.reverse_orderby if token is not None and token.prev else clauses.orderby
     collection_type = (
@@ -152,17 +181,30 @@ def rows_sql(
         else "(SELECT content->>'type' FROM pgstac.collections"
         f" WHERE id = {sql_literal(collection_type_of)})"
     )
-    # format_item is costly, so PostgreSQL evaluates it above the sort and limit: on the page's
-    # rows only (make_sort_input_target). jsonb_agg keeps the subquery's order.
+    item = ITEM_SQL.format(fields=sql_literal(fields))
+    # The page is read once (MATERIALIZED) and its rows aggregated in the order it has them.
     return (
-        "SELECT (SELECT generation FROM csdr.search_generation),"
+        "WITH page AS MATERIALIZED ("
+        f" SELECT items.collection, items.id, {item} AS item"
+        f" FROM pgstac.items WHERE {where} ORDER BY {orderby} LIMIT {limit + 1})"
+        " SELECT (SELECT generation FROM csdr.search_generation),"
         f" {collection_type},"
-        " (SELECT jsonb_agg(r.row) FROM ("
-        " SELECT jsonb_build_array(items.collection, items.id,"
-        f" pgstac.format_item(items, {sql_literal(fields)}::jsonb, false)) AS row"
-        f" FROM pgstac.items WHERE {where} ORDER BY {orderby} LIMIT {limit + 1}"
-        ") AS r)"
+        " (SELECT jsonb_agg(jsonb_build_array(collection, id, item)) FROM page),"
+        f" (SELECT jsonb_agg(jsonb_build_array(b.collection, b.tagged, {BASE_ITEM_SQL}))"
+        "  FROM (SELECT DISTINCT collection, item->'pgstac:base_item' AS tagged,"
+        "  item->>'pgstac:base_item' AS tag FROM page) AS b)"
     )
+
+
+def with_base_items(rows: list[list[Any]], bases: list[list[Any]]) -> list[list[Any]]:
+    """Each row's item with its base item under `pgstac:base_item`, as format_item gives it
+    (`bases`: `[collection, tag as JSON, base item]`; a tag is any JSON value, so keyed by its
+    JSON text)."""
+    base_of = {(collection, orjson.dumps(tag)): base for collection, tag, base in bases}
+    for collection, _, item in rows:
+        tag = orjson.dumps(item.get("pgstac:base_item"))
+        item["pgstac:base_item"] = base_of[collection, tag]
+    return rows
 
 
 def _assembled(
@@ -328,13 +370,13 @@ class ItemSearch:
             sql = rows_sql(clauses, token, limit, fields, collection_type_of)
             row = await (conn.fetchrow(sql) if reused else (await conn.prepare(sql)).fetchrow())
             assert row is not None
-            generation, collection_type, rows = row
+            generation, collection_type, rows, bases = row
             if generation == clauses.generation:
                 break
             # The queryables or settings changed since these clauses were made: make them again.
             self._observe(generation)
             clauses = await self._clauses(conn, search, key, cacheable)
-        page = self._page(rows or [], token, limit)
+        page = self._page(with_base_items(rows or [], bases or []), token, limit)
         page.collection_type = collection_type
         if clauses.context is not None and clauses.context != "off":
             conf = orjson.dumps(search["conf"]).decode() if "conf" in search else None
