@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 import orjson
@@ -45,10 +44,9 @@ import psycopg
 import pytest
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
-from stac_fastapi.pgstac.db import con_init
 
 from conftest import TEMPLATE_DB, free_port
-from csdr_catalog.db import READ_SESSION_SETTINGS
+from csdr_catalog.db import READ_SESSION_SETTINGS, read_connection, read_pool_settings
 from csdr_catalog.item_search import ItemSearch
 from infra.db.migrate import migrate_pgstac
 from infra.local.pgcluster import Cluster
@@ -315,18 +313,8 @@ def composed_loop(env: dict[str, str], query: Query, rounds: int) -> Timings:
     catalog's read pool sets its connections up: the database's share of an API answer."""
     search = {**query.search, "conf": {"nohydrate": True}}
     loop = asyncio.new_event_loop()
-    conn = loop.run_until_complete(
-        asyncpg.connect(
-            host=env["PGHOST"],
-            port=int(env["PGPORT"]),
-            user=env["PGUSER"],
-            password=env["PGPASSWORD"],
-            database=env["PGDATABASE"],
-            server_settings={"search_path": "pgstac,public", **READ_SESSION_SETTINGS},
-        )
-    )
+    conn = loop.run_until_complete(read_connection(read_pool_settings(env)))
     try:
-        loop.run_until_complete(con_init(conn))
         composed = ItemSearch()
 
         def call() -> list[str]:

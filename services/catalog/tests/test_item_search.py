@@ -18,12 +18,11 @@ from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings as StockSettings
-from stac_fastapi.pgstac.db import con_init
 
 from conftest import TEMPLATE_DB
 from csdr_access.admin import add_org, issue_key
+from csdr_catalog import db
 from csdr_catalog.app import create_app
-from csdr_catalog.db import READ_SESSION_SETTINGS
 from csdr_catalog.item_search import ItemSearch, Page
 from csdr_catalog.settings import SEARCH_EXTENSIONS, Settings
 from infra.local.pgcluster import Cluster
@@ -92,16 +91,7 @@ def search_db(pg_cluster: Cluster) -> Iterator[dict[str, str]]:
 
 async def read_connection(env: dict[str, str]) -> asyncpg.Connection:
     """A connection set up as the catalog's read pool sets its connections up."""
-    conn = await asyncpg.connect(
-        host=env["PGHOST"],
-        port=int(env["PGPORT"]),
-        user=env["PGUSER"],
-        password=env["PGPASSWORD"],
-        database=env["PGDATABASE"],
-        server_settings={"search_path": "pgstac,public", **READ_SESSION_SETTINGS},
-    )
-    await con_init(conn)
-    return conn
+    return await db.read_connection(db.read_pool_settings(env))
 
 
 def pgstac_page(result: dict[str, Any]) -> Page:

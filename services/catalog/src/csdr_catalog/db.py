@@ -25,7 +25,7 @@ stac-fastapi-pgstac's `connect_to_db` makes them (its settings, its `con_init`, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
@@ -42,12 +42,26 @@ READ_SESSION_SETTINGS = {
 }
 
 
-def read_pool_settings() -> PostgresSettings:
-    """The libpq `PG*` database with the read session settings added."""
-    settings = PostgresSettings()  # fields come from the PG* variables
+def read_pool_settings(env: Mapping[str, str] | None = None) -> PostgresSettings:
+    """The libpq `PG*` database (or the one a `PG*` block `env` names) with the read session
+    settings added."""
+    # Fields come from the PG* variables unless given.
+    settings = PostgresSettings(**{k.lower(): v for k, v in (env or {}).items()})
     server = settings.server_settings.model_dump()
     settings.server_settings = ServerSettings(**{**server, **READ_SESSION_SETTINGS})
     return settings
+
+
+async def read_connection(settings: PostgresSettings) -> asyncpg.Connection:
+    """One connection made as the read pool makes its connections (`read_pool_settings`), for
+    the tests and benchmarks that compare or time the catalog's own SQL."""
+    conn = await asyncpg.connect(
+        settings.connection_string,
+        server_settings=settings.server_settings.model_dump(),
+        connection_class=ReadConnection,
+    )
+    await con_init(conn)
+    return conn
 
 
 class ReadConnection(asyncpg.Connection):
