@@ -2,21 +2,12 @@
 
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import AliasChoices, BeforeValidator, Field
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from stac_fastapi.pgstac.config import Settings as StacSettings
 
-
-def _split_commas(value: object) -> object:
-    """Accept `a,b` as well as a JSON list for list-typed variables."""
-    if isinstance(value, str) and not value.startswith("["):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
-
-
-CommaList = Annotated[list[str], BeforeValidator(_split_commas), NoDecode]
+from csdr_service.settings import CommaList
 
 # The STAC API extensions this node serves (stac-fastapi-pgstac's names).
 SEARCH_EXTENSIONS = [
