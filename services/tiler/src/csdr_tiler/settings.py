@@ -1,19 +1,8 @@
 """Tiler settings (`CSDR_TILER_*`); the database comes from the libpq `PG*` variables."""
 
-from typing import Annotated
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pydantic import BeforeValidator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-
-def _split_commas(value: object) -> object:
-    """Accept `a,b` as well as a JSON list for list-typed variables."""
-    if isinstance(value, str) and not value.startswith("["):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
-
-
-CommaList = Annotated[list[str], BeforeValidator(_split_commas), NoDecode]
+from csdr_service.settings import CommaList
 
 
 class Settings(BaseSettings):
