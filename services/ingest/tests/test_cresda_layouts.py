@@ -256,8 +256,8 @@ def test_hj_ccd_package_missing_a_band_tif_fails_naming_it(conn, settings, tmp_p
 
 
 def test_gf7_dlc_parts_become_one_item_calibrated_per_camera_view(conn, settings, tmp_path):
-    package = write_gf7_dlc_lookalike(tmp_path / "in", max_size=300)
-    [item] = ingest_path(package, conn, settings)
+    folder = write_gf7_dlc_lookalike(tmp_path / "in", max_size=300, archive=None)
+    [item] = ingest_path(folder, conn, settings)
     assert item["id"] == "GF7_DLC_20220624_L1A0006547030" and item["collection"] == "gf7-dlc"
     assert item["properties"]["platform"] == "gf-7"
     assert item["properties"]["instruments"] == ["dlc"]
@@ -273,13 +273,8 @@ def test_gf7_dlc_parts_become_one_item_calibrated_per_camera_view(conn, settings
     assert [b["scale"] for b in mux["raster:bands"]] == list(bwd_mux.gains)
     assert pan["raster:bands"][0]["scale"] == bwd_pan.gains[0]
     assert "scale" not in item["assets"]["fwdpan"]["raster:bands"][0]
-    assert_near_xml_corners(item, _xml_of(tmp_path, "BWDPAN"))
+    assert_near_xml_corners(item, folder / f"{GF7_DLC_NAME}-BWDPAN.xml")
     validate_published(conn, item)
-
-
-def _xml_of(tmp_path: Path, part: str) -> Path:
-    folder = write_gf7_dlc_lookalike(tmp_path / "xml", max_size=100, archive=None)
-    return folder / f"{GF7_DLC_NAME}-{part}.xml"
 
 
 # --- LASAC ZY-3 ---------------------------------------------------------------------------------

@@ -15,14 +15,12 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from csdr_ingest.cresda.metadata import ProductMetadata
+from csdr_ingest.cresda.metadata import CAMERA_VIEWS, ProductMetadata, sensor_family
 
 CALIBRATION_TSV = Path(__file__).with_name("calibration_coefficients.tsv")
 # A part named by camera view and camera (`BWDMUX`, `FWDPAN`): stereo cameras of GF-7 and ZY-3.
-VIEW_PREFIX = re.compile(r"^(BWD|FWD|NAD)(\w+)$")
+VIEW_PREFIX = re.compile(rf"^({CAMERA_VIEWS})(\w+)$")
 
 
 @dataclass(frozen=True)
@@ -124,7 +122,7 @@ def bands_for(meta: ProductMetadata, count: int | None = None) -> tuple[Band, ..
     the image itself; else as many as the XML lists, or 4)."""
     numbers = meta.bands
     count = count or len(numbers) or 4
-    satellite, family = meta.satellite.upper(), re.sub(r"\d+$", "", meta.sensor.upper())
+    satellite, family = meta.satellite.upper(), sensor_family(meta.sensor)
     table = NUMBERED.get(satellite)
     if table and len(numbers) == count and all(n in table for n in numbers):
         return tuple(table[n] for n in numbers)

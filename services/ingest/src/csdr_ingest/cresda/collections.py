@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csdr_ingest.cresda.bands import Band
+from csdr_ingest.cresda.metadata import sensor_family
 from csdr_ingest.settings import Settings
 
 STAC_EXTENSIONS = {
@@ -80,12 +81,6 @@ def platform_of(satellite: str) -> Platform:
         return known
     name = satellite.lower()
     return Platform(name, re.sub(r"\d.*$", "", name) or name, satellite, satellite)
-
-
-def sensor_family(sensor: str) -> str:
-    """`WFV3` -> `WFV`, `PMS2` -> `PMS`, `CCD1` -> `CCD`; CBERS-04's `PAN5M`/`PAN10M` (the
-    5 m and 10 m products of one camera) -> `PAN`."""
-    return re.sub(r"\d+M?$", "", sensor.upper()) or sensor.upper()
 
 
 def collection_id(satellite: str, sensor: str) -> str:

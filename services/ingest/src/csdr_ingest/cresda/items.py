@@ -14,8 +14,8 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from csdr_ingest.cresda.bands import bands_for, calibration_for
-from csdr_ingest.cresda.collections import STAC_EXTENSIONS, platform_of, sensor_family
-from csdr_ingest.cresda.metadata import ProductMetadata
+from csdr_ingest.cresda.collections import STAC_EXTENSIONS, platform_of
+from csdr_ingest.cresda.metadata import ProductMetadata, sensor_family
 from csdr_ingest.cresda.products import Product
 from csdr_ingest.footprint import valid_footprint
 

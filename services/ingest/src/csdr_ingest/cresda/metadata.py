@@ -11,6 +11,7 @@ a zenith angle but `SatelliteZenith` behaves as an elevation; `CloudPercent` abo
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,6 +22,14 @@ from csdr_ingest.errors import PackageInvalid
 # CRESDA stamps acquisition times in Beijing time (UTC+8) without saying so.
 BEIJING = timezone(timedelta(hours=8), "CST")
 PRODUCT_ROOTS = {"ProductMetaData", "root", "sensor_corrected_metadata"}
+# Camera views of stereo satellites (GF-7, ZY-3), as prefixes of a part's camera: `BWDMUX`.
+CAMERA_VIEWS = "BWD|FWD|NAD"
+
+
+def sensor_family(sensor: str) -> str:
+    """`WFV3` -> `WFV`, `PMS2` -> `PMS`, `CCD1` -> `CCD`; CBERS-04's `PAN5M`/`PAN10M` (the
+    5 m and 10 m products of one camera) -> `PAN`."""
+    return re.sub(r"\d+M?$", "", sensor.upper()) or sensor.upper()
 
 
 @dataclass(frozen=True)

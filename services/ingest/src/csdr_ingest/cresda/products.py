@@ -21,13 +21,18 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioError
 
-from csdr_ingest.cresda.metadata import ProductMetadata, is_product_metadata, parse_metadata
+from csdr_ingest.cresda.metadata import (
+    CAMERA_VIEWS,
+    ProductMetadata,
+    is_product_metadata,
+    parse_metadata,
+)
 from csdr_ingest.cresda.rpctext import rpc_txt_path
 from csdr_ingest.errors import PackageInvalid, SourceUnreadable
 
 RASTER_SUFFIXES = (".tiff", ".tif")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-PART_SUFFIX = re.compile(r"-((?:BWD|FWD|NAD)?(?:MSS|PAN|MUX))\d*$", re.IGNORECASE)
+PART_SUFFIX = re.compile(rf"-((?:{CAMERA_VIEWS})?(?:MSS|PAN|MUX))\d*$", re.IGNORECASE)
 # A delivered thumbnail: LASAC's `_ico.jpg`, CRESDA's `_thumb.jpg`.
 THUMBNAIL_STEM = re.compile(r"[_-](ico|thumb)$", re.IGNORECASE)
 
