@@ -57,12 +57,15 @@ FAR = Scene(
     gsd=600.0,
 )
 LATER = datetime(2024, 8, 1, 3)
+# A tiler whose registered searches have no low-zoom layer: their tiles are read from the scenes.
+SCENES_ONLY = Settings(pyramid_refresh_s=0, search_layers_max=0)
 SORT = [{"field": "datetime", "direction": "desc"}, {"field": "eo:cloud_cover", "direction": "asc"}]
 
 
 @dataclass
 class World:
     client: TestClient
+    scenes_client: TestClient  # no search layers: registered searches read their scenes
     dsn: str
     scenes: dict[str, Ingested]
     search: str
@@ -87,11 +90,14 @@ def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
             # A later scene over A in a private collection: on top, were it ever mixed in.
             ingest(conn, tmp / "private", PRIVATE, replace(A, seed=5, acquired=LATER), "PYR_P")
             set_policy(conn, PRIVATE, "private", [], "test")
-        with TestClient(create_app(Settings(pyramid_refresh_s=0))) as client:
+        with (
+            TestClient(create_app(Settings(pyramid_refresh_s=0))) as client,
+            TestClient(create_app(SCENES_ONLY)) as scenes_client,
+        ):
             search = client.post(
                 "/searches/register", json={"collections": [COLLECTION], "sortby": SORT}
             ).json()["id"]
-            yield World(client, dsn, scenes, search, tmp)
+            yield World(client, scenes_client, dsn, scenes, search, tmp)
     finally:
         mp.undo()
         with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
@@ -108,9 +114,9 @@ def pyramid_tile(world: World, tile: morecantile.Tile, **params: str):
 
 
 def scenes_tile(world: World, tile: morecantile.Tile) -> np.ndarray:
-    """The same mosaic read from the scenes (registered searches have no pyramid)."""
+    """The same mosaic read from the scenes (by a tiler without search layers)."""
     path = f"/searches/{world.search}/presets/true-color/tiles/WebMercatorQuad"
-    r = world.client.get(f"{path}/{tile.z}/{tile.x}/{tile.y}.png")
+    r = world.scenes_client.get(f"{path}/{tile.z}/{tile.x}/{tile.y}.png")
     assert r.status_code == 200, r.text
     return decode(r.content)
 

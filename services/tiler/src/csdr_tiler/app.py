@@ -5,7 +5,7 @@ import-time app we do not use, without its debug, asset and external-dataset end
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -51,11 +51,17 @@ from csdr_tiler.dependencies import (
     ValidTile,
 )
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
-from csdr_tiler.items import Catalogue, CollectionNotFound
-from csdr_tiler.mosaics import VisibleBackend, VisibleBackendParams, pyramid_renderer
+from csdr_tiler.items import Catalogue
+from csdr_tiler.mosaics import (
+    VisibleBackend,
+    VisibleBackendParams,
+    pyramid_assets,
+    pyramid_renderer,
+)
 from csdr_tiler.preset_tiles import PresetTileMiddleware, PresetTiles
 from csdr_tiler.pyramid import Pyramid, Refresher
 from csdr_tiler.render import render_tile
+from csdr_tiler.search_layers import SearchLayers
 from csdr_tiler.settings import Settings
 from csdr_tiler.tms import PRESET_TMS, TILE_MATRIX_SETS
 
@@ -121,19 +127,6 @@ ITEM_READING: dict[str, Any] = {
 }
 
 
-def preset_assets(catalogue: Catalogue) -> Callable[[str], list[str]]:
-    """The assets a collection's presets read: those its pyramid holds."""
-
-    def assets_of(collection_id: str) -> list[str]:
-        try:
-            presets = catalogue.collection_presets(collection_id)
-        except CollectionNotFound:
-            return []
-        return sorted({p.asset for p in presets.values()})
-
-    return assets_of
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Hold titiler-pgstac's connection pool (`app.state.dbpool`), the item and preset cache
@@ -148,10 +141,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool,
         pyramid_renderer(pool),
         settings.pyramid_cache_tiles,
+        pyramid_assets(catalogue),
         behind_s=max(settings.pyramid_refresh_s, 0.0),
+        searches=SearchLayers(
+            pool,
+            settings.search_layers_max,
+            settings.search_layer_evict_after_s,
+            settings.search_layer_idle_s,
+        ),
     )
     app.state.csdr_pyramid = pyramid
-    refresher = Refresher(pyramid, preset_assets(catalogue), settings.pyramid_refresh_s)
+    refresher = Refresher(pyramid, settings.pyramid_refresh_s)
     if settings.pyramid_refresh_s > 0:
         refresher.start()
     try:

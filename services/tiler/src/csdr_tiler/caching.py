@@ -10,8 +10,10 @@ If-None-Match, Cache-Control per answer, and a bounded in-process cache of rende
   stretch for preset routes. Other mosaic answers (TileJSON, WMTS, statistics) are not cached.
 
 A low-zoom mosaic tile answered from pyramid tiles behind their generation (while the refresher
-renders them anew, csdr_tiler.pyramid) gets an ETag of its own, a max-age that ends when it may
-no longer be shown, and stays out of the response cache.
+renders them anew, csdr_tiler.pyramid), or from what is built so far of a tile not built yet,
+gets an ETag of its own (which changes as the refresher stores tiles), a max-age that ends when
+it may no longer be shown, `X-Csdr-Pyramid: behind` or `partial`, and stays out of the response
+cache.
 
 Cache-Control max-age follows how long ago the pixels last changed: a tenth of that time, the
 heuristic freshness of RFC 9111 section 4.2.2, between a floor and a ceiling (settings). A scene
@@ -38,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from csdr_render.presets import Preset
 from csdr_tiler.access import search_collections
 from csdr_tiler.items import Catalogue, ItemVersion
+from csdr_tiler.mosaics import ALL_COLLECTIONS_SQL
 from csdr_tiler.pyramid import Behind, Pyramid
 
 ITEM_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)/items/(?P<item>[^/]+)/")
@@ -46,7 +49,9 @@ MOSAIC_TILE_PATH = re.compile(
     r"(?:/presets/(?P<preset>[^/]+))?"
     r"/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)(?:\.\w+)?$"
 )
-ALL_COLLECTIONS_SQL = "SELECT id FROM pgstac.collections ORDER BY id"
+# On an answer from pyramid tiles not current: `behind` (a change is being rendered) or `partial`
+# (the tile is being built; the answer shows what is built so far under it).
+PYRAMID_HEADER = b"x-csdr-pyramid"
 
 
 @dataclass(frozen=True)
@@ -280,14 +285,16 @@ class TileCacheMiddleware:
             nonlocal start
             if message["type"] == "http.response.start":
                 behind: Behind | None = scope["state"].get("pyramid_behind")
-                if message["status"] == 200 and behind is not None and behind.tiles:
-                    # Pixels of stored tiles behind the version: their own tag, kept only as
-                    # long as they may be shown, and not in the response cache.
+                if message["status"] in (200, 204) and behind is not None and behind.tiles:
+                    # Pixels of stored tiles behind the version, or of a tile not built yet
+                    # (204: nothing of it yet): their own tag, kept only as long as they may be
+                    # shown, and not in the response cache.
                     own = without_cache_headers(list(message.get("headers", [])))
                     message["headers"] = [
                         *own,
                         (b"etag", behind_etag(etag, behind).encode()),
                         (b"cache-control", behind_cache_control(behind).encode()),
+                        (PYRAMID_HEADER, b"partial" if behind.partial else b"behind"),
                     ]
                 elif message["status"] == 200:
                     own = without_cache_headers(list(message.get("headers", [])))

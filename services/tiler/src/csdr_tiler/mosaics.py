@@ -18,8 +18,10 @@ keeps each answer for 5 minutes (`get_assets`' TTL cache), so a deleted or re-in
 showing in mosaics that long. Repeated tiles are answered from the tiler's response cache
 instead, under an ETag tied to the tile's generation (csdr_tiler.caching).
 
-A collection's "latest, least cloudy first" mosaic at low zoom comes from its pyramid
-(csdr_tiler.pyramid) rather than from thousands of scenes.
+At low zoom, a collection's "latest, least cloudy first" mosaic and a registered search's
+mosaic come from their pyramids (csdr_tiler.pyramid) rather than from thousands of scenes. A
+search's pyramid is that of the search run for the caller (the registered one, or the derived
+one), so it never holds a scene of a collection the caller may not see.
 """
 
 import json
@@ -43,7 +45,8 @@ from titiler.pgstac.errors import MosaicNotFoundError
 from titiler.pgstac.reader import Item
 
 from csdr_tiler.datasets import SceneReader
-from csdr_tiler.pyramid import Behind, Pyramid, RenderBase
+from csdr_tiler.items import Catalogue, CollectionNotFound
+from csdr_tiler.pyramid import AssetsOf, Behind, Layer, Pyramid, RenderBase
 
 # Derived searches are not mosaics of their own: titiler's and our search lists show only
 # `metadata.type == "mosaic"`.
@@ -107,11 +110,12 @@ def latest_search_id(pool: ConnectionPool, collection_id: str) -> str:
 
 
 def pyramid_renderer(pool: ConnectionPool) -> RenderBase:
-    """What renders a deepest pyramid tile: the collection's mosaic of one asset, every band,
-    read from the scenes through the pool of open COGs."""
+    """What renders a deepest pyramid tile: the layer's mosaic (its pgSTAC search, in its order)
+    of one asset, every band, read from the scenes through the pool of open COGs."""
 
-    def render(collection: str, asset: str, z: int, x: int, y: int) -> ImageData | None:
-        backend = ScenesBackend(latest_search_id(pool, collection), pool, reader=SceneReader)
+    def render(layer: Layer, asset: str, z: int, x: int, y: int) -> ImageData | None:
+        search_id = layer.name if layer.search else latest_search_id(pool, layer.name)
+        backend = ScenesBackend(search_id, pool, reader=SceneReader)
         try:
             image, _ = backend.tile(x, y, z, search_options=PYRAMID_SEARCH, assets=[asset])
         except (NoAssetFoundError, EmptyMosaicError):
@@ -119,6 +123,29 @@ def pyramid_renderer(pool: ConnectionPool) -> RenderBase:
         return image
 
     return render
+
+
+ALL_COLLECTIONS_SQL = "SELECT id FROM pgstac.collections ORDER BY id"
+
+
+def pyramid_assets(catalogue: Catalogue) -> AssetsOf:
+    """The assets a layer's pyramid holds: those its collections' presets read (every
+    collection's, for a search naming none)."""
+
+    def assets_of(layer: Layer) -> list[str]:
+        collections = layer.collections
+        if collections is None:
+            with catalogue.pool.connection() as conn:
+                collections = tuple(str(r[0]) for r in conn.execute(ALL_COLLECTIONS_SQL))
+        assets: set[str] = set()
+        for collection in collections:
+            try:
+                assets.update(p.asset for p in catalogue.collection_presets(collection).values())
+            except CollectionNotFound:
+                continue
+        return sorted(assets)
+
+    return assets_of
 
 
 GEOJSONSEARCH_SQL = "SELECT * FROM pgstac.geojsonsearch(%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -170,13 +197,13 @@ class ScenesBackend(PGSTACBackend):
 
 @attr.s
 class VisibleBackend(ScenesBackend):
-    """ScenesBackend whose scenes come only from the caller's visible collections; a
-    collection's own mosaic reads its pyramid at low zoom."""
+    """ScenesBackend whose scenes come only from the caller's visible collections; at low zoom,
+    a collection's own mosaic and a registered search read their pyramids."""
 
     visible: frozenset[str] | None = attr.ib(default=None)
     """The caller's visible collections; None: all (an administrator)."""
     pyramid: Pyramid | None = attr.ib(default=None)
-    """The collections' low-zoom pyramids, for `pyramid_collection`'s mosaic."""
+    """The low-zoom pyramids, for `pyramid_collection`'s mosaic or this search's."""
     pyramid_collection: str | None = attr.ib(default=None)
     """Set when this mosaic is that collection's "latest, least cloudy first" one."""
     pyramid_behind: Behind | None = attr.ib(default=None)
@@ -186,39 +213,47 @@ class VisibleBackend(ScenesBackend):
         self, x: int, y: int, z: int, search_options: dict[str, Any] | None = None, **kwargs: Any
     ) -> tuple[ImageData, list[str]]:
         """From the pyramid when the tile is one it holds, else from the scenes."""
-        if self.pyramid is not None and self.pyramid_collection is not None:
-            image = self.pyramid.image(
-                self.pyramid_collection, self.tms, x, y, z, kwargs, self.pyramid_behind
-            )
+        if self.pyramid is not None and (layer := self.pyramid_layer()) is not None:
+            image = self.pyramid.image(layer, self.tms, x, y, z, kwargs, self.pyramid_behind)
             if image is not None:
-                return image, [f"{self.pyramid_collection} (pyramid z{z})"]
+                return image, [f"{layer.lock_name} (pyramid z{z})"]
         return super().tile(x, y, z, search_options=search_options, **kwargs)
 
-    def search_for_caller(self) -> str | None:
-        """The search to run for this caller: the registered one, a derived one, or None when
-        the caller may see none of its collections."""
+    def pyramid_layer(self) -> Layer | None:
+        """The layer this mosaic is for this caller (None: the caller sees none of it)."""
+        if self.pyramid_collection is not None:
+            return Layer.of_collection(self.pyramid_collection)
+        found = self.caller_search()
+        return Layer.of_search(*found) if found is not None else None
+
+    def caller_search(self) -> tuple[str, list[str] | None] | None:
+        """The search to run for this caller (the registered one, or a derived one) and the
+        collections it reads (None: every one); None when the caller may see none of them."""
+        named = self.info().input_search.get("collections") or None
         if self.visible is None:
-            return str(self.input)
-        search = self.info().input_search
-        allowed = allowed_collections(search.get("collections"), self.visible)
+            return str(self.input), named
+        allowed = allowed_collections(named, self.visible)
         if allowed is None:
-            return str(self.input)
+            return str(self.input), named
         if not allowed:
             return None
-        return derived_search(self.pool, str(self.input), search, allowed)
+        return derived_search(
+            self.pool, str(self.input), self.info().input_search, allowed
+        ), allowed
 
     def get_assets(self, geom: Geometry, **kwargs: Any) -> list[Item]:
         """The scenes under `geom` that the caller may see, in the search's order."""
-        search_id = self.search_for_caller()
-        if search_id is None:
+        found = self.caller_search()
+        if found is None:
             return []
-        return search_scenes(self.pool, search_id, geom, **kwargs)
+        return search_scenes(self.pool, found[0], geom, **kwargs)
 
 
 @dataclass(init=False)
 class VisibleBackendParams(BackendParams):
     """titiler-pgstac's backend parameters plus the caller's visible collections (set on the
-    request by csdr_tiler.access) and, on a collection's preset mosaic, its pyramid."""
+    request by csdr_tiler.access) and, on a collection's preset mosaic and on a registered
+    search's mosaics, the pyramids."""
 
     visible: frozenset[str] | None = field(init=False)
     pyramid: Pyramid | None = field(init=False)
@@ -231,10 +266,13 @@ class VisibleBackendParams(BackendParams):
         self.visible = getattr(request.state, "visible", frozenset())
         params = request.path_params
         # `/collections/{collection_id}/presets/{preset}/...` is the "latest, least cloudy
-        # first" mosaic the pyramid holds; the raw collection route may narrow its search.
+        # first" mosaic the pyramid holds; the raw collection route may narrow its search. A
+        # registered search is the same search on every route.
         on_preset_mosaic = "collection_id" in params and "preset" in params
-        self.pyramid = request.app.state.csdr_pyramid if on_preset_mosaic else None
+        on_search = "search_id" in params
+        with_pyramid = on_preset_mosaic or on_search
+        self.pyramid = request.app.state.csdr_pyramid if with_pyramid else None
         self.pyramid_collection = params["collection_id"] if on_preset_mosaic else None
         # Shared with the tile cache, which marks an answer from tiles behind (csdr_tiler.caching).
-        self.pyramid_behind = Behind() if on_preset_mosaic else None
+        self.pyramid_behind = Behind() if with_pyramid else None
         request.state.pyramid_behind = self.pyramid_behind

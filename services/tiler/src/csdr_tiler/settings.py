@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     """How often changed pyramids are rendered ahead of requests (0: only when requested); also
     how long after a change a low-zoom tile may still show the pixels from before it (answered
     at once, with a max-age that says so, while the refresher renders the new ones)."""
+    search_layers_max: int = 16
+    """Registered searches (or callers' copies narrowed to what they see) with a low-zoom
+    pyramid, node-wide: adopted when their low-zoom tiles are asked for (0: none; the others
+    are read from the scenes)."""
+    search_layer_evict_after_s: float = 3600.0
+    """When all are taken, a new search replaces the least recently used only if unused this
+    long (so that requests over many searches cannot keep the refresher rebuilding)."""
+    search_layer_idle_s: float = 7 * 86400.0
+    """Search layers unused this long are dropped."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
     lean_preset_tiles: bool = True

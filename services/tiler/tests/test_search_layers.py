@@ -1,0 +1,378 @@
+"""Low-zoom layers of registered searches: their pixels match a read of the scenes in the
+search's own order; a caller gets the layer of the search run for them (no pixel of a collection
+they may not see, at any zoom); a change under a tile reaches the layer (answered from the stored
+tiles for no longer than the refresher interval); a tile not built yet is answered at once with
+what is built so far, marked partial, and is complete once built; the number of layers is
+bounded and registering searches builds nothing; a collection's deletion or a TRUNCATE drops the
+layers that read it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import morecantile
+import numpy as np
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from conftest import TEMPLATE_DB
+from csdr_access.admin import add_org, issue_key, set_policy
+from csdr_ingest.synthetic import Scene
+from csdr_tiler.app import create_app
+from csdr_tiler.pyramid import Layer, Pyramid
+from csdr_tiler.settings import Settings
+from services.tiler.tests.scenes import Ingested, decode, ingest
+from services.tiler.tests.test_pyramid import (
+    SCENES_ONLY,
+    WEB_MERCATOR,
+    assert_close,
+    centre_lon_lat,
+)
+
+SEEN = "sl-seen"
+HIDDEN = "sl-hidden"
+# Wide scenes (512 px of 600 m, ~300 km): A in the collection every caller sees, B (later, so on
+# top, and further east and south) in one only the administrator sees.
+A = Scene(
+    "SL_A", "EPSG:32650", 300_000, 4_400_000, datetime(2024, 5, 1, 3), seed=1, size=512, gsd=600.0
+)
+B = Scene(
+    "SL_B",
+    "EPSG:32650",
+    420_000,
+    4_300_000,
+    datetime(2024, 6, 1, 3),
+    seed=2,
+    size=512,
+    gsd=600.0,
+    rotation_deg=-9.0,
+)
+# C (older) under most of A.
+C = replace(A, name="SL_C", acquired=datetime(2024, 4, 1, 3), seed=4, west=380_000)
+NEWEST_FIRST = [{"field": "datetime", "direction": "desc"}]
+OLDEST_FIRST = [{"field": "datetime", "direction": "asc"}]
+REFRESH_S = 4.0
+
+
+@dataclass
+class World:
+    client: TestClient  # search layers built by requests (no refresher)
+    scenes_client: TestClient  # no search layers
+    dsn: str
+    admin: dict[str, str]
+    partner: dict[str, str]
+    scenes: dict[str, Ingested]
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
+    name = "t_search_layers"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    mp = pytest.MonkeyPatch()
+    for key, value in pg_cluster.env(name).items():
+        mp.setenv(key, value)
+    tmp = tmp_path_factory.mktemp("search_layers")
+    dsn = pg_cluster.conninfo(name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            scenes = {
+                "A": ingest(conn, tmp / "a", SEEN, A, "SL_A"),
+                "C": ingest(conn, tmp / "c", SEEN, C, "SL_C"),
+                "B": ingest(conn, tmp / "b", HIDDEN, B, "SL_B"),
+            }
+            set_policy(conn, HIDDEN, "private", [], "test")
+            add_org(conn, "Main", "CN", "main", "test")
+            add_org(conn, "Partner", "TH", "partner", "test")
+            admin_key = issue_key(conn, "Main", ["admin"], "test")[0]
+            partner_key = issue_key(conn, "Partner", ["read"], "test")[0]
+        with (
+            TestClient(create_app(Settings(pyramid_refresh_s=0))) as client,
+            TestClient(create_app(SCENES_ONLY)) as scenes_client,
+        ):
+            yield World(
+                client,
+                scenes_client,
+                dsn,
+                {"X-API-Key": admin_key},
+                {"X-API-Key": partner_key},
+                scenes,
+                tmp,
+            )
+    finally:
+        mp.undo()
+        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def register(world: World, collections: list[str], sortby: list[dict], **extra) -> str:
+    r = world.client.post(
+        "/searches/register",
+        json={"collections": collections, "sortby": sortby, **extra},
+        headers=world.admin,
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["id"])
+
+
+def tile_path(search: str, tile: morecantile.Tile) -> str:
+    return (
+        f"/searches/{search}/presets/true-color/tiles/WebMercatorQuad/"
+        f"{tile.z}/{tile.x}/{tile.y}.png"
+    )
+
+
+def get(client: TestClient, search: str, tile: morecantile.Tile, headers=None) -> Response:
+    r = client.get(tile_path(search, tile), headers=headers or {})
+    assert r.status_code in (200, 204), r.text
+    return r
+
+
+def pixels(r: Response) -> np.ndarray:
+    return decode(r.content) if r.status_code == 200 else np.zeros((4, 256, 256), "uint8")
+
+
+def layer_rows(world: World) -> dict[str, tuple[list[str] | None, set[int]]]:
+    """Search layer -> (its collections, the levels stored)."""
+    with psycopg.connect(world.dsn) as conn:
+        rows = conn.execute(
+            "SELECT l.search, l.collections, array_remove(array_agg(DISTINCT t.z), NULL)"
+            " FROM csdr.search_layers l LEFT JOIN csdr.search_pyramid_tiles t USING (search)"
+            " GROUP BY 1, 2"
+        ).fetchall()
+    return {s: (c, {int(z) for z in levels}) for s, c, levels in rows}
+
+
+@pytest.mark.parametrize("z", [5, 6, 8])
+def test_a_search_layer_has_the_scenes_pixels_in_the_search_order(world, z):
+    tile = world.scenes["A"].centre_tile(z)
+    newest = register(world, [SEEN], NEWEST_FIRST)
+    oldest = register(world, [SEEN], OLDEST_FIRST)
+    for search in (newest, oldest):
+        got = get(world.client, search, tile)
+        assert got.status_code == 200 and "x-csdr-pyramid" not in got.headers
+        assert_close(decode(got.content), decode(get(world.scenes_client, search, tile).content))
+        assert z in layer_rows(world)[search][1] and 8 in layer_rows(world)[search][1]
+    # C lies under most of A: the order decides which one shows there.
+    first = decode(get(world.client, newest, tile).content)
+    last = decode(get(world.client, oldest, tile).content)
+    assert (first[:3] != last[:3]).any()
+
+
+@pytest.mark.parametrize("z", [5, 7, 8])
+def test_a_caller_gets_no_pixel_of_a_collection_they_may_not_see(world, z):
+    both = register(world, [SEEN, HIDDEN], NEWEST_FIRST)
+    seen_only = register(world, [SEEN], NEWEST_FIRST)
+    tile = world.scenes["B"].centre_tile(z)
+    partner = pixels(get(world.client, both, tile, world.partner))
+    admin = pixels(get(world.client, both, tile, world.admin))
+    # The partner's layer is the search narrowed to what they see: the SEEN-only mosaic.
+    assert_close(partner, pixels(get(world.client, seen_only, tile, world.admin)))
+    assert_close(partner, pixels(get(world.scenes_client, both, tile, world.partner)))
+    assert_close(admin, pixels(get(world.scenes_client, both, tile, world.admin)))
+    assert (admin[3] > 0).sum() > (partner[3] > 0).sum() + 1000, "B's footprint"
+    layers = layer_rows(world)
+    assert layers[both][0] == [HIDDEN, SEEN] and z in layers[both][1]
+    with psycopg.connect(world.dsn) as conn:
+        (narrowed,) = conn.execute(
+            "SELECT hash FROM pgstac.searches WHERE metadata->>'of' = %s", (both,)
+        ).fetchone()
+    assert layers[narrowed][0] == [SEEN] and z in layers[narrowed][1]
+
+
+def test_non_neutral_requests_read_the_scenes_and_adopt_nothing(world):
+    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-02T00:00:00Z/..")
+    tile = world.scenes["A"].centre_tile(6)
+    path = f"/searches/{search}/tiles/WebMercatorQuad/6/{tile.x}/{tile.y}.png"
+    raw = {"assets": "data|bidx=3,2,1", "rescale": "600,2200"}
+    for extra in ({"buffer": "2"}, {"pixel_selection": "highest"}):
+        r = world.client.get(path, params={**raw, **extra})
+        assert r.status_code == 200, r.text
+    assert search not in layer_rows(world)
+    r = world.client.get(path, params=raw)  # the raw route with neutral options: the layer
+    assert r.status_code == 200 and search in layer_rows(world)
+
+
+def test_a_change_under_a_tile_reaches_the_search_layer(world):
+    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-01T00:00:00Z/..")
+    tile = world.scenes["A"].centre_tile(6)
+    before = get(world.client, search, tile)
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        world.scenes["A"] = ingest(conn, world.tmp / "again", SEEN, replace(A, seed=9), "SL_A")
+        conn.execute("SELECT csdr.fold_tile_changes()")
+        (stale,) = conn.execute(
+            "SELECT count(*) FROM csdr.search_pyramid_tiles"
+            " WHERE search = %s AND z = %s AND x = %s AND y = %s AND stale_since IS NOT NULL",
+            (search, tile.z, tile.x, tile.y),
+        ).fetchone()
+    assert stale == 1, "the fold marks the search layer's tile stale"
+    after = get(world.client, search, tile)
+    assert after.headers["etag"] != before.headers["etag"]
+    assert (decode(after.content)[:3] != decode(before.content)[:3]).any()
+    assert_close(decode(after.content), decode(get(world.scenes_client, search, tile).content))
+    # A change in a collection the search does not read leaves its tiles as they are.
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        ingest(conn, world.tmp / "other", HIDDEN, replace(A, seed=12), "SL_OTHER")
+    assert get(world.client, search, tile).headers["etag"] == after.headers["etag"]
+
+
+def wait_until_current(client: TestClient, path: str, timeout_s: float = 60) -> Response:
+    """The tile once it is neither partial nor behind."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = client.get(path)
+        assert r.status_code in (200, 204), r.text
+        if "x-csdr-pyramid" not in r.headers:
+            assert "must-revalidate" not in r.headers.get("cache-control", "")
+            return r
+        assert time.monotonic() < deadline, "the refresher never caught up"
+        time.sleep(0.2)
+
+
+def test_a_tile_not_built_answers_at_once_with_what_is_built_then_completes(world):
+    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-02-01T00:00:00Z/..")
+    tile = world.scenes["A"].centre_tile(5)
+    with TestClient(create_app(Settings(pyramid_refresh_s=600))) as client:
+        pyramid: Pyramid = client.app.state.csdr_pyramid
+        pyramid.on_behind = None  # the refresher sleeps: the test renders step by step
+        started = time.perf_counter()
+        first = client.get(tile_path(search, tile))
+        assert time.perf_counter() - started < 5, "no scene read on the request"
+        assert first.status_code == 204 and first.headers["x-csdr-pyramid"] == "partial"
+        assert first.headers["cache-control"].endswith("must-revalidate")
+        assert int(first.headers["cache-control"].split("max-age=")[1].split(",")[0]) <= 600
+        layer = Layer.of_search(search, [SEEN])
+        assert (layer, "data", 5, tile.x, tile.y) in pyramid.take_wanted()
+        # One z7 quarter of the tile built: the answer shows that quarter only.
+        children = [
+            morecantile.Tile(4 * tile.x + dx, 4 * tile.y + dy, 7)
+            for dy in range(4)
+            for dx in range(4)
+        ]
+        child = next(c for c in children if pyramid.generation(layer, c.z, c.x, c.y) > 0)
+        pyramid.refresh(layer, "data", (child.z, child.x, child.y))
+        part = client.get(tile_path(search, tile))
+        assert part.status_code == 200 and part.headers["x-csdr-pyramid"] == "partial"
+        assert part.headers["etag"] != first.headers["etag"]
+        alpha = decode(part.content)[3] > 0
+        row, col = (child.y - 4 * tile.y) * 64, (child.x - 4 * tile.x) * 64
+        quarter = np.zeros_like(alpha)
+        quarter[row : row + 64, col : col + 64] = True
+        assert alpha.any() and not (alpha & ~quarter).any()
+        again = client.get(tile_path(search, tile), headers={"If-None-Match": part.headers["etag"]})
+        assert again.status_code == 200, "a partial answer is never confirmed by a 304"
+        pyramid.refresh(layer, "data", (tile.z, tile.x, tile.y))
+        done = client.get(tile_path(search, tile))
+        assert done.status_code == 200 and "x-csdr-pyramid" not in done.headers
+        assert "must-revalidate" not in done.headers["cache-control"]
+        assert (decode(done.content)[3] > 0).sum() > alpha.sum()
+        assert_close(decode(done.content), decode(get(world.scenes_client, search, tile).content))
+
+
+def test_the_refresher_builds_a_wanted_layer_and_bounds_staleness(world):
+    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-03-01T00:00:00Z/..")
+    tile = world.scenes["A"].centre_tile(6)
+    path = tile_path(search, tile)
+    with TestClient(create_app(Settings(pyramid_refresh_s=REFRESH_S))) as client:
+        first = client.get(path)
+        assert first.headers["x-csdr-pyramid"] == "partial"
+        built = wait_until_current(client, path, timeout_s=30)
+        assert_close(decode(built.content), decode(get(world.scenes_client, search, tile).content))
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            world.scenes["A"] = ingest(conn, world.tmp / "swr", SEEN, replace(A, seed=11), "SL_A")
+        behind = client.get(path)
+        assert behind.headers["x-csdr-pyramid"] == "behind"
+        assert behind.content == built.content and behind.headers["etag"] != built.headers["etag"]
+        assert 1 <= int(behind.headers["cache-control"].split("max-age=")[1].split(",")[0]) <= 4
+        fresh = wait_until_current(client, path, timeout_s=REFRESH_S + 30)
+        assert (decode(fresh.content)[:3] != decode(built.content)[:3]).any()
+        assert_close(decode(fresh.content), decode(get(world.scenes_client, search, tile).content))
+        # A deleted scene stays no longer than the refresher interval, refreshed or not.
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            conn.execute("SET search_path TO pgstac, public")
+            deleted_at = time.monotonic()
+            conn.execute("SELECT delete_item(%s, %s)", ("SL_C", SEEN))
+        time.sleep(max(0.0, deleted_at + REFRESH_S + 0.5 - time.monotonic()))
+        gone = client.get(path)
+        assert "x-csdr-pyramid" not in gone.headers
+        assert_close(decode(gone.content), decode(get(world.scenes_client, search, tile).content))
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        world.scenes["C"] = ingest(conn, world.tmp / "c-back", SEEN, C, "SL_C")
+
+
+def test_the_number_of_layers_is_bounded_and_registering_builds_nothing(world):
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM csdr.search_layers")
+    searches = [
+        register(world, [SEEN], NEWEST_FIRST, datetime=f"2024-01-{day:02d}T00:00:00Z/..")
+        for day in range(10, 15)
+    ]
+    assert layer_rows(world) == {}, "registering adopts nothing"
+    tile = world.scenes["A"].centre_tile(4)
+    bounded = Settings(pyramid_refresh_s=0, search_layers_max=2, search_layer_idle_s=600)
+    with TestClient(create_app(bounded)) as client:
+        for search in searches[:3]:
+            assert get(client, search, tile).status_code == 200
+        assert set(layer_rows(world)) == set(searches[:2]), "the third reads its scenes"
+        # Once the least recently used one has not been used for the eviction time, the next
+        # new search takes its place.
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE csdr.search_layers SET asked_at = now() - interval '2 hours'"
+                " WHERE search = %s",
+                (searches[0],),
+            )
+        get(client, searches[3], tile)
+        assert set(layer_rows(world)) == {searches[1], searches[3]}
+        # Unused for longer than the idle time: dropped with their tiles by the refresher.
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE csdr.search_layers SET asked_at = now() - interval '1 hour'"
+                " WHERE search = %s",
+                (searches[1],),
+            )
+        assert client.app.state.csdr_pyramid.searches.drop_idle() == [searches[1]]
+        assert set(layer_rows(world)) == {searches[3]}
+        with psycopg.connect(world.dsn) as conn:
+            (orphans,) = conn.execute(
+                "SELECT count(*) FROM csdr.search_pyramid_tiles WHERE search <> %s",
+                (searches[3],),
+            ).fetchone()
+        assert orphans == 0
+
+
+def test_deleting_a_collection_or_truncating_drops_the_layers_reading_it(pg_env, tmp_path):
+    with TestClient(create_app(Settings(pyramid_refresh_s=0))) as client:
+        with psycopg.connect(autocommit=True) as conn:
+            ingest(conn, tmp_path / "keep", "keep", A, "KEEP_A")
+            ingest(conn, tmp_path / "gone", "gone", B, "GONE_B")
+        tile = WEB_MERCATOR.tile(*centre_lon_lat(B), 5)
+        ids = {
+            name: client.post("/searches/register", json={"collections": cols}).json()["id"]
+            for name, cols in {"keep": ["keep"], "gone": ["gone"], "both": ["keep", "gone"]}.items()
+        }
+        for search in ids.values():
+            assert client.get(tile_path(search, tile)).status_code in (200, 204)
+
+        def kept() -> set[str]:
+            with psycopg.connect() as conn:
+                return {r[0] for r in conn.execute("SELECT search FROM csdr.search_layers")}
+
+        assert kept() == set(ids.values())
+        with psycopg.connect(autocommit=True, options="-c search_path=pgstac,public") as conn:
+            conn.execute("SELECT delete_collection('gone')")
+        assert kept() == {ids["keep"]}
+        # `both` now reads what is left: `keep` (as a derived search: `gone` is not visible).
+        r = client.get(tile_path(ids["both"], tile))
+        assert r.status_code == 200 and len(kept()) == 2
+        with psycopg.connect(autocommit=True, options="-c search_path=pgstac,public") as conn:
+            conn.execute("TRUNCATE pgstac.items")
+            (left,) = conn.execute("SELECT count(*) FROM csdr.search_pyramid_tiles").fetchone()
+        assert kept() == set() and left == 0
