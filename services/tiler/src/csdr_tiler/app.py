@@ -37,7 +37,7 @@ from titiler.pgstac.factory import (
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
 from csdr_service.logs import configure_logging
-from csdr_tiler import health, preset_tiles, wmts
+from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
 from csdr_tiler.caching import Freshness, TileCacheMiddleware
@@ -52,13 +52,13 @@ from csdr_tiler.dependencies import (
 )
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
 from csdr_tiler.items import Catalogue
+from csdr_tiler.lean_tiles import ITEM_PREFIX, PRESET_PREFIX, LeanTileMiddleware, LeanTiles
 from csdr_tiler.mosaics import (
     VisibleBackend,
     VisibleBackendParams,
     pyramid_assets,
     pyramid_renderer,
 )
-from csdr_tiler.preset_tiles import PresetTileMiddleware, PresetTiles
 from csdr_tiler.pyramid import Pyramid, Refresher
 from csdr_tiler.render import render_tile
 from csdr_tiler.search_layers import SearchLayers
@@ -242,20 +242,19 @@ def add_collection_routes(app: FastAPI) -> None:
     )
 
 
-def add_item_routes(app: FastAPI) -> MultiBaseTilerFactory:
+def add_item_routes(app: FastAPI) -> None:
     """One scene: `/collections/{collection_id}/items/{item_id}/...` with titiler's parameters,
-    and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...` (its factory is
-    returned: the lean preset tile path reads and renders as it does)."""
+    and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...`."""
     presets = MultiBaseTilerFactory(
         path_dependency=ItemParams,
-        router_prefix=preset_tiles.PREFIX,
+        router_prefix=PRESET_PREFIX,
         **ITEM_READING,
         **PRESET_DEPENDENCIES,
     )
-    app.include_router(presets.router, prefix=preset_tiles.PREFIX, tags=["STAC Item"])
+    app.include_router(presets.router, prefix=PRESET_PREFIX, tags=["STAC Item"])
     items = MultiBaseTilerFactory(
         path_dependency=ItemParams,
-        router_prefix="/collections/{collection_id}/items/{item_id}",
+        router_prefix=ITEM_PREFIX,
         **ITEM_READING,
         add_viewer=True,
         extensions=[wmtsExtension()],
@@ -263,10 +262,7 @@ def add_item_routes(app: FastAPI) -> MultiBaseTilerFactory:
         route_dependencies=TILE_ROUTES,
         supported_tms=TILE_MATRIX_SETS,
     )
-    app.include_router(
-        items.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["STAC Item"]
-    )
-    return presets
+    app.include_router(items.router, prefix=ITEM_PREFIX, tags=["STAC Item"])
 
 
 def add_reference_routes(app: FastAPI) -> None:
@@ -277,15 +273,15 @@ def add_reference_routes(app: FastAPI) -> None:
     app.include_router(AlgorithmFactory(templates=TEMPLATES).router, tags=["Algorithms"])
 
 
-def add_middleware(app: FastAPI, settings: Settings, item_presets: MultiBaseTilerFactory) -> None:
-    """The lean path for plain preset tiles of items (innermost: everything outside it judges
+def add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The lean path for item tiles (innermost: everything outside it judges
     and caches its answers as the route's), tile response cache with per-answer Cache-Control
     (so cached answers get the headers below), Cache-Control on other cacheable GETs, access
     control (outside both: nothing is answered, from the cache or not, before the caller is
     judged; keyed answers become private), CORS (outside it, so a 401 carries CORS headers),
     compression of non-image responses, request ids."""
-    if settings.lean_preset_tiles:
-        app.add_middleware(PresetTileMiddleware, tiles=PresetTiles(item_presets))
+    if settings.lean_tiles:
+        app.add_middleware(LeanTileMiddleware, tiles=LeanTiles(app))
     app.add_middleware(
         TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
@@ -335,8 +331,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(wmts.router)
     add_search_routes(app)
     add_collection_routes(app)
-    item_presets = add_item_routes(app)
+    add_item_routes(app)
     add_reference_routes(app)
     app.include_router(health.router)
-    add_middleware(app, settings, item_presets)
+    add_middleware(app, settings)
     return app

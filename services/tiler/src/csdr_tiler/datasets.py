@@ -38,10 +38,11 @@ import rio_tiler.io.base
 import rio_tiler.utils
 from morecantile import Tile, TileMatrixSet
 from rasterio import warp
-from rio_tiler.errors import RioTilerError
+from rio_tiler.constants import WGS84_CRS
+from rio_tiler.errors import InvalidBandName, RioTilerError
 from rio_tiler.io import Reader
 from rio_tiler.io.base import MultiBaseReader
-from rio_tiler.models import ImageData
+from rio_tiler.models import ImageData, PointData
 from rio_tiler.types import AssetType
 from rio_tiler.utils import cast_to_sequence
 from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
@@ -82,6 +83,46 @@ class FootprintReader(Reader):
     """
 
     _footprints: dict[str, tuple[float, float, float, float]]
+
+    def check_indexes(self, indexes: Any) -> None:
+        """InvalidBandName (a 400) for a band the dataset does not have: rasterio would raise
+        an IndexError from deep inside the read, answered as a server error."""
+        assert self.dataset is not None  # opened in __attrs_post_init__
+        count = self.dataset.count
+        for index in cast_to_sequence(indexes) or ():
+            if not isinstance(index, int) or not 1 <= index <= count:
+                raise InvalidBandName(f"no band {index}: the asset has bands 1 to {count}")
+
+    def part(
+        self,
+        bbox: Any,
+        dst_crs: Any = None,
+        bounds_crs: Any = WGS84_CRS,
+        indexes: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> ImageData:
+        """rio-tiler's part (tiles and crops), for bands the dataset has."""
+        self.check_indexes(indexes)
+        return super().part(bbox, dst_crs, bounds_crs, indexes, *args, **kwargs)
+
+    def read(self, indexes: Any = None, *args: Any, **kwargs: Any) -> ImageData:
+        """rio-tiler's read (previews and statistics), for bands the dataset has."""
+        self.check_indexes(indexes)
+        return super().read(indexes, *args, **kwargs)
+
+    def point(
+        self,
+        lon: float,
+        lat: float,
+        coord_crs: Any = WGS84_CRS,
+        indexes: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> PointData:
+        """rio-tiler's point value, for bands the dataset has."""
+        self.check_indexes(indexes)
+        return super().point(lon, lat, coord_crs, indexes, *args, **kwargs)
 
     def footprint(self, crs: Any) -> tuple[float, float, float, float]:
         """The dataset's bounds in `crs` (computed once per opened reader)."""

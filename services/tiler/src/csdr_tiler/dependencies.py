@@ -6,8 +6,9 @@ point, preview, crop and statistics endpoint with the band choice and stretch ta
 preset named in the path instead of the query.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 import pystac
@@ -151,9 +152,8 @@ def tile_problem(tms: TileMatrixSet, z: int, x: int, y: int) -> str | None:
     return None
 
 
-async def ValidTile(request: Request) -> None:
-    """400 for a tile that its tile matrix set does not have (see `tile_problem`); async, as it
-    blocks on nothing: FastAPI would run a plain function in a worker thread."""
+def check_tile(request: Request) -> None:
+    """400 for a tile that its tile matrix set does not have (see `tile_problem`)."""
     params = request.path_params
     tms_id = params.get("tileMatrixSetId")
     if tms_id not in TILE_MATRIX_SETS.list():
@@ -164,3 +164,17 @@ async def ValidTile(request: Request) -> None:
         return  # not integers: the route's own validation answers 422
     if (problem := tile_problem(TILE_MATRIX_SETS.get(tms_id), z, x, y)) is not None:
         raise HTTPException(400, problem)
+
+
+async def ValidTile(request: Request) -> None:
+    """`check_tile` as a route dependency; async, as it blocks on nothing: FastAPI would run a
+    plain function in a worker thread."""
+    check_tile(request)
+
+
+# The async dependencies above as plain functions, for a caller already in a worker thread
+# (csdr_tiler.lean_tiles): they are async only to spare FastAPI's thread hop.
+IN_THREAD: dict[Callable[..., Any], Callable[..., Any]] = {
+    ItemParams: item_of,
+    ValidTile: check_tile,
+}
