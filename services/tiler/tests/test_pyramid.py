@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -72,17 +73,25 @@ class World:
     tmp: Path
 
 
+@contextmanager
+def module_database(pg_cluster, name: str) -> Iterator[str]:
+    """A fresh migrated database `name` as the libpq environment until the block ends; its DSN."""
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    mp = pytest.MonkeyPatch()
+    for key, value in pg_cluster.env(name).items():
+        mp.setenv(key, value)
+    try:
+        yield pg_cluster.conninfo(name)
+    finally:
+        mp.undo()
+        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
 def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
-    name = "t_pyramid"
-    pg_cluster.create_database(name, template=TEMPLATE_DB)
-    env = pg_cluster.env(name)
-    mp = pytest.MonkeyPatch()
-    for key, value in env.items():
-        mp.setenv(key, value)
     tmp = tmp_path_factory.mktemp("pyramid")
-    dsn = pg_cluster.conninfo(name)
-    try:
+    with module_database(pg_cluster, "t_pyramid") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             scenes = {
                 s.name: ingest(conn, tmp / s.name, COLLECTION, s, s.name) for s in (A, B, FAR)
@@ -98,10 +107,6 @@ def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
                 "/searches/register", json={"collections": [COLLECTION], "sortby": SORT}
             ).json()["id"]
             yield World(client, scenes_client, dsn, scenes, search, tmp)
-    finally:
-        mp.undo()
-        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def centre(ingested: Ingested, z: int) -> morecantile.Tile:

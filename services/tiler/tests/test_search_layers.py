@@ -22,9 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from conftest import TEMPLATE_DB
 from csdr_access.admin import add_org, issue_key, set_policy
-from csdr_ingest.synthetic import Scene
 from csdr_tiler.app import create_app
 from csdr_tiler.pyramid import Layer, Pyramid
 from csdr_tiler.settings import Settings
@@ -32,28 +30,17 @@ from services.tiler.tests.scenes import Ingested, decode, ingest
 from services.tiler.tests.test_pyramid import (
     SCENES_ONLY,
     WEB_MERCATOR,
+    A,
+    B,
     assert_close,
     centre_lon_lat,
+    module_database,
 )
 
 SEEN = "sl-seen"
 HIDDEN = "sl-hidden"
-# Wide scenes (512 px of 600 m, ~300 km): A in the collection every caller sees, B (later, so on
-# top, and further east and south) in one only the administrator sees.
-A = Scene(
-    "SL_A", "EPSG:32650", 300_000, 4_400_000, datetime(2024, 5, 1, 3), seed=1, size=512, gsd=600.0
-)
-B = Scene(
-    "SL_B",
-    "EPSG:32650",
-    420_000,
-    4_300_000,
-    datetime(2024, 6, 1, 3),
-    seed=2,
-    size=512,
-    gsd=600.0,
-    rotation_deg=-9.0,
-)
+# A and B: wide scenes (~300 km), B later (so on top) and further east and south; A in the
+# collection every caller sees, B in one only the administrator sees.
 # C (older) under most of A.
 C = replace(A, name="SL_C", acquired=datetime(2024, 4, 1, 3), seed=4, west=380_000)
 NEWEST_FIRST = [{"field": "datetime", "direction": "desc"}]
@@ -74,14 +61,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
-    name = "t_search_layers"
-    pg_cluster.create_database(name, template=TEMPLATE_DB)
-    mp = pytest.MonkeyPatch()
-    for key, value in pg_cluster.env(name).items():
-        mp.setenv(key, value)
     tmp = tmp_path_factory.mktemp("search_layers")
-    dsn = pg_cluster.conninfo(name)
-    try:
+    with module_database(pg_cluster, "t_search_layers") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             scenes = {
                 "A": ingest(conn, tmp / "a", SEEN, A, "SL_A"),
@@ -106,10 +87,6 @@ def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
                 scenes,
                 tmp,
             )
-    finally:
-        mp.undo()
-        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def register(world: World, collections: list[str], sortby: list[dict], **extra) -> str:

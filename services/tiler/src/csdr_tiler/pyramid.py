@@ -149,12 +149,12 @@ STORE_SQL = {
     for kind in TILE_TABLES
 }
 # The stored tiles under one tile (levels given by the ranges), except those behind a change
-# older than the given seconds (which may no longer be shown).
+# older than the given seconds (which may no longer be shown): where and at which generation.
 DESCENDANTS_SQL = {
     kind: _tile_sql(
         kind,
         """
-        SELECT t.z, t.x, t.y, t.generation, t.dtype, t.bands, t.data
+        SELECT t.z, t.x, t.y, t.generation
         FROM {table} t
         JOIN (SELECT * FROM unnest(%s::int[], %s::int[], %s::int[], %s::int[], %s::int[]))
             AS r(z, x0, x1, y0, y1)
@@ -162,6 +162,20 @@ DESCENDANTS_SQL = {
         WHERE t.{key} = %s AND t.asset = %s
           AND (t.stale_since IS NULL
                OR clock_timestamp() - t.stale_since < make_interval(secs => %s))
+        """,
+    )
+    for kind in TILE_TABLES
+}
+# The values of some stored tiles (z, x, y as arrays).
+VALUES_SQL = {
+    kind: _tile_sql(
+        kind,
+        """
+        SELECT t.z, t.x, t.y, t.dtype, t.bands, t.data
+        FROM {table} t
+        JOIN (SELECT * FROM unnest(%s::int[], %s::int[], %s::int[])) AS r(z, x, y)
+            ON t.z = r.z AND t.x = r.x AND t.y = r.y
+        WHERE t.{key} = %s AND t.asset = %s
         """,
     )
     for kind in TILE_TABLES
@@ -477,10 +491,16 @@ class Pyramid:
             rows = conn.execute(
                 DESCENDANTS_SQL[layer.search], (*ranges, layer.name, asset, self.behind_s)
             ).fetchall()
-        stored: dict[tuple[int, int, int], Raster | None] = {}
-        for tz, tx, ty, generation, dtype, bands, data in rows:
-            stored[(tz, tx, ty)] = Raster.decode(data, dtype, bands) if data is not None else None
-            behind.note((layer.lock_name, asset, tz, tx, ty, int(generation)), self.behind_s)
+        built = {(int(tz), int(tx), int(ty)): int(g) for tz, tx, ty, g in rows}
+        # Only the shallowest stored tiles are shown: a stored tile holds all below it.
+        shown = {
+            t: g
+            for t, g in built.items()
+            if not any((t[0] - d, t[1] >> d, t[2] >> d) in built for d in range(1, t[0] - z))
+        }
+        stored = self._stored_values(layer, asset, shown)
+        for (tz, tx, ty), generation in shown.items():
+            behind.note((layer.lock_name, asset, tz, tx, ty, generation), self.behind_s)
 
         def compose(tz: int, tx: int, ty: int) -> Raster | None:
             if (tz, tx, ty) in stored:
@@ -495,6 +515,31 @@ class Pyramid:
         behind.partial = True
         self._want(layer, asset, z, x, y)
         return compose(z, x, y) if depth > 0 else None
+
+    def _stored_values(
+        self, layer: Layer, asset: str, tiles: dict[tuple[int, int, int], int]
+    ) -> dict[tuple[int, int, int], Raster | None]:
+        """The values of stored tiles (z, x, y) -> generation, through the tile cache."""
+        found: dict[tuple[int, int, int], Raster | None] = {}
+        with self._cache_lock:
+            for (tz, tx, ty), generation in tiles.items():
+                key = (layer, asset, tz, tx, ty, generation)
+                if key in self._cache:
+                    found[(tz, tx, ty)] = self._cache[key]
+        missing = [t for t in tiles if t not in found]
+        if missing:
+            with self.pool.connection() as conn:
+                rows = conn.execute(
+                    VALUES_SQL[layer.search],
+                    (*(list(c) for c in zip(*missing, strict=True)), layer.name, asset),
+                ).fetchall()
+            for tz, tx, ty, dtype, bands, data in rows:
+                tile = (int(tz), int(tx), int(ty))
+                raster = Raster.decode(data, dtype, bands) if data is not None else None
+                found[tile] = raster
+                with self._cache_lock:
+                    self._cache[(layer, asset, *tile, tiles[tile])] = raster
+        return found
 
     def _want(self, layer: Layer, asset: str, z: int, x: int, y: int) -> None:
         """Ask the refresher to render this tile first (and wake it)."""
