@@ -52,20 +52,47 @@ def rescale_lut(dtype: str, in_range: IntervalTuple) -> np.ndarray:
     return lut
 
 
+def band_ranges(rescale: Sequence[IntervalTuple], count: int) -> list[IntervalTuple]:
+    """One input range per band: as given, or the first for every band."""
+    return list(rescale) if len(rescale) == count else [rescale[0]] * count
+
+
 def fast_rescale(image: ImageData, rescale: Sequence[IntervalTuple]) -> bool:
     """Rescale `image` to uint8 in place by lookup tables; False when its dtype has none."""
     array = image.array
     dtype = str(array.dtype)
     if dtype not in LOOKUP_DTYPES or not rescale:
         return False
-    ranges = list(rescale) if len(rescale) == array.shape[0] else [rescale[0]] * array.shape[0]
     mask = np.ma.getmaskarray(array)
     out = np.empty(array.shape, dtype="uint8")
-    for band, in_range in enumerate(ranges):
+    for band, in_range in enumerate(band_ranges(rescale, array.shape[0])):
         out[band] = rescale_lut(dtype, in_range)[array.data[band]]
     out[mask] = 0  # rio-tiler writes 0 under the mask
     image.array = np.ma.MaskedArray(out, mask=mask)
     return True
+
+
+def stretched_png(image: ImageData, rescale: Sequence[IntervalTuple]) -> bytes | None:
+    """The PNG that `fast_rescale` then `encode_png` of the bands and the mask make, built in
+    one pass (no masked array, no band stack, no transposed copy: ~1 ms less per tile): each
+    band through its lookup table straight into the PNG's interleaved rows, 0 under the band's
+    mask, and the alpha as `ImageData.mask` computes it (255 where any band is valid). None
+    when that does not apply: no lookup table for the dtype, not grey or RGB, an alpha band."""
+    array = image.array
+    dtype = str(array.dtype)
+    count, height, width = array.shape
+    if dtype not in LOOKUP_DTYPES or count not in (1, 3) or image.alpha_mask is not None:
+        return None
+    mask = np.ma.getmaskarray(array)
+    rows = np.empty((height, width * (count + 1) + 1), dtype="uint8")
+    rows[:, 0] = 0  # filter type None for every row
+    pixels = rows[:, 1:].reshape(height, width, count + 1)  # a view: rows are contiguous
+    for band, in_range in enumerate(band_ranges(rescale, count)):
+        channel = pixels[:, :, band]
+        channel[...] = rescale_lut(dtype, in_range)[array.data[band]]
+        channel[mask[band]] = 0
+    np.multiply(np.logical_or.reduce(~mask), 255, out=pixels[:, :, count], casting="unsafe")
+    return png_of_rows(rows, width, height, count + 1)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -77,12 +104,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     )
 
 
-def encode_png(bands: np.ndarray) -> bytes:
-    """An 8-bit PNG of `bands` (channels, height, width): 1 to 4 channels, alpha last."""
-    channels, height, width = bands.shape
-    rows = np.empty((height, width * channels + 1), dtype="uint8")
-    rows[:, 0] = 0  # filter type None for every row
-    rows[:, 1:] = np.ascontiguousarray(bands.transpose(1, 2, 0)).reshape(height, -1)
+def png_of_rows(rows: np.ndarray, width: int, height: int, channels: int) -> bytes:
+    """An 8-bit PNG of filtered scanlines (each row: its filter byte, then the pixels)."""
     header = struct.pack(">IIBBBBB", width, height, 8, COLOR_TYPES[channels], 0, 0, 0)
     return (
         PNG_SIGNATURE
@@ -90,6 +113,15 @@ def encode_png(bands: np.ndarray) -> bytes:
         + _chunk(b"IDAT", zlib.compress(rows.tobytes(), ZLIB_LEVEL))
         + _chunk(b"IEND", b"")
     )
+
+
+def encode_png(bands: np.ndarray) -> bytes:
+    """An 8-bit PNG of `bands` (channels, height, width): 1 to 4 channels, alpha last."""
+    channels, height, width = bands.shape
+    rows = np.empty((height, width * channels + 1), dtype="uint8")
+    rows[:, 0] = 0  # filter type None for every row
+    rows[:, 1:] = np.ascontiguousarray(bands.transpose(1, 2, 0)).reshape(height, -1)
+    return png_of_rows(rows, width, height, channels)
 
 
 def render_tile(
@@ -102,6 +134,17 @@ def render_tile(
     **kwargs: Any,
 ) -> tuple[bytes, str]:
     """titiler's `render_func`: the fast path for 8-bit PNG, titiler's `render_image` else."""
+    if (
+        rescale
+        and add_mask
+        and not (colormap or color_formula or kwargs)
+        and (
+            output_format == ImageType.png
+            or (output_format is None and bool(np.ma.getmaskarray(image.array).any()))
+        )
+        and (body := stretched_png(image, rescale)) is not None
+    ):
+        return body, ImageType.png.mediatype
     if rescale and fast_rescale(image, rescale):
         rescale = None
     masked = bool(np.ma.getmaskarray(image.array).any())
