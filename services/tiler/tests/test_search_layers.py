@@ -90,10 +90,11 @@ def world(pg_cluster, tmp_path_factory) -> Iterator[World]:
 
 
 def register(world: World, collections: list[str], sortby: list[dict], **extra) -> str:
+    """A search registered by the administrator (naming no collection when `collections` is
+    empty)."""
+    body = {"collections": collections} if collections else {}
     r = world.client.post(
-        "/searches/register",
-        json={"collections": collections, "sortby": sortby, **extra},
-        headers=world.admin,
+        "/searches/register", json={**body, "sortby": sortby, **extra}, headers=world.admin
     )
     assert r.status_code == 200, r.text
     return str(r.json()["id"])
@@ -106,8 +107,18 @@ def tile_path(search: str, tile: morecantile.Tile) -> str:
     )
 
 
-def get(client: TestClient, search: str, tile: morecantile.Tile, headers=None) -> Response:
-    r = client.get(tile_path(search, tile), headers=headers or {})
+# titiler's own parameters: presets need a search that names a collection.
+RAW = {"assets": "data|bidx=3,2,1", "rescale": "600,2200"}
+
+
+def get(
+    client: TestClient, search: str, tile: morecantile.Tile, headers=None, raw: bool = False
+) -> Response:
+    if raw:
+        path = f"/searches/{search}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+        r = client.get(path, params=RAW, headers=headers or {})
+    else:
+        r = client.get(tile_path(search, tile), headers=headers or {})
     assert r.status_code in (200, 204), r.text
     return r
 
@@ -168,12 +179,11 @@ def test_non_neutral_requests_read_the_scenes_and_adopt_nothing(world):
     search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-02T00:00:00Z/..")
     tile = world.scenes["A"].centre_tile(6)
     path = f"/searches/{search}/tiles/WebMercatorQuad/6/{tile.x}/{tile.y}.png"
-    raw = {"assets": "data|bidx=3,2,1", "rescale": "600,2200"}
     for extra in ({"buffer": "2"}, {"pixel_selection": "highest"}):
-        r = world.client.get(path, params={**raw, **extra})
+        r = world.client.get(path, params={**RAW, **extra})
         assert r.status_code == 200, r.text
     assert search not in layer_rows(world)
-    r = world.client.get(path, params=raw)  # the raw route with neutral options: the layer
+    r = world.client.get(path, params=RAW)  # the raw route with neutral options: the layer
     assert r.status_code == 200 and search in layer_rows(world)
 
 
@@ -353,3 +363,27 @@ def test_deleting_a_collection_or_truncating_drops_the_layers_reading_it(pg_env,
             conn.execute("TRUNCATE pgstac.items")
             (left,) = conn.execute("SELECT count(*) FROM csdr.search_pyramid_tiles").fetchone()
         assert kept() == set() and left == 0
+
+
+def test_a_search_naming_no_collection_is_every_visible_one(world):
+    search = register(world, [], NEWEST_FIRST, datetime="2024-01-03T00:00:00Z/..")
+    tile = world.scenes["B"].centre_tile(6)
+    admin = pixels(get(world.client, search, tile, world.admin, raw=True))
+    partner = pixels(get(world.client, search, tile, world.partner, raw=True))
+    assert_close(admin, pixels(get(world.scenes_client, search, tile, world.admin, raw=True)))
+    assert_close(partner, pixels(get(world.scenes_client, search, tile, world.partner, raw=True)))
+    assert (admin[3] > 0).sum() > (partner[3] > 0).sum() + 1000, "B only for the administrator"
+    assert layer_rows(world)[search][0] is None, "the administrator's layer reads every one"
+    # A change in any collection reaches it.
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        ingest(conn, world.tmp / "any", HIDDEN, replace(B, seed=13), "SL_B")
+        conn.execute("SELECT csdr.fold_tile_changes()")
+        (stale,) = conn.execute(
+            "SELECT count(*) FROM csdr.search_pyramid_tiles"
+            " WHERE search = %s AND z = %s AND x = %s AND y = %s AND stale_since IS NOT NULL",
+            (search, tile.z, tile.x, tile.y),
+        ).fetchone()
+    assert stale == 1
+    after = pixels(get(world.client, search, tile, world.admin, raw=True))
+    assert (after[:3] != admin[:3]).any()
+    assert_close(after, pixels(get(world.scenes_client, search, tile, world.admin, raw=True)))
