@@ -247,12 +247,14 @@ PGSTAC_PATH = "-c search_path=pgstac,public"
 
 
 def wait_until_current(client: TestClient, path: str, timeout_s: float = 60) -> Response:
-    """The tile once it is no longer answered from stored tiles behind their generation."""
+    """The tile once it is answered neither from stored tiles behind their generation nor
+    from what is built so far (a 204 while nothing is)."""
     deadline = time.monotonic() + timeout_s
     while True:
         r = client.get(path)
-        assert r.status_code == 200, r.text
-        if "must-revalidate" not in r.headers["cache-control"]:
+        assert r.status_code in (200, 204), r.text
+        if "x-csdr-pyramid" not in r.headers:
+            assert r.status_code == 200 and "must-revalidate" not in r.headers["cache-control"]
             return r
         assert time.monotonic() < deadline, "the refresher never caught up"
         time.sleep(0.2)

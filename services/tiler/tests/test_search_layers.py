@@ -35,6 +35,7 @@ from services.tiler.tests.test_pyramid import (
     assert_close,
     centre_lon_lat,
     module_database,
+    wait_until_current,
 )
 
 SEEN = "sl-seen"
@@ -208,19 +209,6 @@ def test_a_change_under_a_tile_reaches_the_search_layer(world):
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         ingest(conn, world.tmp / "other", HIDDEN, replace(A, seed=12), "SL_OTHER")
     assert get(world.client, search, tile).headers["etag"] == after.headers["etag"]
-
-
-def wait_until_current(client: TestClient, path: str, timeout_s: float = 60) -> Response:
-    """The tile once it is neither partial nor behind."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        r = client.get(path)
-        assert r.status_code in (200, 204), r.text
-        if "x-csdr-pyramid" not in r.headers:
-            assert "must-revalidate" not in r.headers.get("cache-control", "")
-            return r
-        assert time.monotonic() < deadline, "the refresher never caught up"
-        time.sleep(0.2)
 
 
 def test_a_tile_not_built_answers_at_once_with_what_is_built_then_completes(world):

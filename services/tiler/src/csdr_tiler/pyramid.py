@@ -134,6 +134,14 @@ STORED_SQL = {
     )
     for kind in TILE_TABLES
 }
+STORED_GENERATION_SQL = {
+    kind: _tile_sql(
+        kind,
+        "SELECT generation FROM {table}"
+        " WHERE {key} = %s AND asset = %s AND z = %s AND x = %s AND y = %s",
+    )
+    for kind in TILE_TABLES
+}
 STORE_SQL = {
     kind: _tile_sql(
         kind,
@@ -678,7 +686,10 @@ class Pyramid:
             stale += [(layer, asset) for asset in self.assets_of(layer)]
         for layer in self.searches.kept() if self.searches is not None else []:
             for asset in self.assets_of(layer):
-                row = self._stored(layer, asset, 0, 0, 0)
+                with self.pool.connection() as conn:
+                    row = conn.execute(
+                        STORED_GENERATION_SQL[layer.search], (layer.name, asset, 0, 0, 0)
+                    ).fetchone()
                 if row is None or int(row[0]) < self.generation(layer, 0, 0, 0):
                     stale.append((layer, asset))
         return stale
