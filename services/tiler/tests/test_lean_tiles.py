@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from starlette.requests import Request
 
+from csdr_tiler import lean_tiles
 from csdr_tiler.app import create_app
 from csdr_tiler.lean_tiles import LEAN_PATHS, LeanTiles, NotLean, solve, unsupported
 from csdr_tiler.settings import Settings
@@ -223,3 +224,38 @@ def test_the_lean_routes_are_the_item_tile_routes_and_solve_as_fastapi_does(db):
     assert solved == {"buffer": 2.0, "padding": None}
     with pytest.raises(NotLean):
         solve(tile_params, Request({**query, "query_string": b"buffer=x"}), {})
+
+
+def test_query_only_dependencies_are_solved_once_per_query_string(
+    clients,
+    db,  # noqa: F811
+    lean_answers,
+    monkeypatch,
+):
+    ms: Ingested = db["ms"]
+    validated: list[str] = []
+    validate = lean_tiles.request_params_to_args
+
+    def counted(fields, received):  # type: ignore[no-untyped-def]
+        validated.extend(f.alias for f in fields)
+        return validate(fields, received)
+
+    monkeypatch.setattr(lean_tiles, "request_params_to_args", counted)
+    query = "assets=" + quote("data|bidx=3,2,1") + "&rescale=0,3333&n=shared"
+    tiles = [ms.centre_tile(14), ms.centre_tile(13)]
+    bodies = []
+    for tile in tiles:
+        path = f"{ms.url}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png?{query}"
+        bodies.append(same_answer(clients, path).content)
+        assert validated.count("rescale") == 1 and validated.count("z") == len(bodies)
+    # Another stretch is another query string: solved anew, other pixels.
+    tile = tiles[0]
+    path = f"{ms.url}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png?"
+    other = same_answer(clients, path + query.replace("0,3333", "0,999")).content
+    assert validated.count("rescale") == 2 and other != bodies[0]
+    # A query string that fails validation is not kept: tried anew, then the route answers.
+    before = validated.count("buffer")
+    for _ in range(2):
+        assert same_answer(clients, path + query + "&buffer=x").status_code == 422
+    assert validated.count("buffer") == before + 2
+    assert len(lean_answers) == 3

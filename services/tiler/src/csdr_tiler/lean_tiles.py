@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+from cachetools import LRUCache
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
@@ -89,19 +91,70 @@ def unsupported(dependant: Dependant) -> str | None:
     return None
 
 
-def solve(dependant: Dependant, request: Request, cache: dict[Any, Any]) -> dict[str, Any]:
+def query_only(dependant: Dependant) -> bool:
+    """Whether a dependency's value follows from the query string alone: no path, header or
+    cookie parameter, no request, and the same for everything it depends on."""
+    return not (
+        dependant.path_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.request_param_name
+        or dependant.http_connection_param_name
+    ) and all(query_only(sub) for sub in dependant.dependencies)
+
+
+class QueryValues:
+    """The values of a route's query-only dependencies (titiler's parameter classes: layer,
+    render, colormap, dataset, algorithm...) by query string, shared between requests: a map
+    client asks for hundreds of tiles with one query string, and validating it costs ~0.3 ms
+    of FastAPI's per-field introspection every time. titiler's classes are functions of their
+    parameters, and the tile endpoint only reads their values. Bounded, least recently used
+    dropped first."""
+
+    def __init__(self, calls: Iterable[Any], max_entries: int = 1024) -> None:
+        """Keep values of the dependencies `calls`, up to `max_entries` of them."""
+        self.calls = frozenset(calls)
+        self._lock = threading.Lock()
+        self._values: LRUCache[tuple[Any, bytes], Any] = LRUCache(maxsize=max_entries)
+
+    def value(self, call: Any, query: bytes, solve_it: Callable[[], Any]) -> Any:
+        """The value of `call` for query string `query`: kept, else solved and kept."""
+        key = (call, query)
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+        found = solve_it()
+        with self._lock:
+            self._values[key] = found
+        return found
+
+
+def solve(
+    dependant: Dependant,
+    request: Request,
+    cache: dict[Any, Any],
+    shared: QueryValues | None = None,
+) -> dict[str, Any]:
     """The arguments of `dependant.call`, as FastAPI's `solve_dependencies` finds them for the
     dependency trees `unsupported` accepts: sub-dependencies first (each solved once per request,
-    as FastAPI caches them), then path, query, header and cookie parameters validated by
-    FastAPI's `request_params_to_args`. NotLean on any validation error."""
+    as FastAPI caches them; those in `shared` once per query string), then path, query, header
+    and cookie parameters validated by FastAPI's `request_params_to_args`. NotLean on any
+    validation error (nothing is kept then)."""
     values: dict[str, Any] = {}
     for sub in dependant.dependencies:
-        assert sub.call is not None
-        if sub.use_cache and sub.call in cache:
-            solved = cache[sub.call]
+        call = sub.call
+        assert call is not None
+
+        def solve_it(sub: Dependant = sub, call: Any = call) -> Any:
+            return IN_THREAD.get(call, call)(**solve(sub, request, cache, shared))
+
+        if sub.use_cache and call in cache:
+            solved = cache[call]
+        elif shared is not None and call in shared.calls:
+            solved = shared.value(call, request.scope.get("query_string", b""), solve_it)
         else:
-            solved = IN_THREAD.get(sub.call, sub.call)(**solve(sub, request, cache))
-            cache.setdefault(sub.call, solved)
+            solved = solve_it()
+        cache.setdefault(call, solved)
         if sub.name is not None:
             values[sub.name] = solved
     for fields, received in (
@@ -120,6 +173,17 @@ def solve(dependant: Dependant, request: Request, cache: dict[Any, Any]) -> dict
     if dependant.http_connection_param_name:
         values[dependant.http_connection_param_name] = request
     return values
+
+
+def query_only_calls(dependant: Dependant) -> set[Any]:
+    """The dependencies in the tree whose values follow from the query string alone."""
+    found: set[Any] = set()
+    for sub in dependant.dependencies:
+        if query_only(sub):
+            found.add(sub.call)
+        else:
+            found |= query_only_calls(sub)
+    return found
 
 
 @dataclass(frozen=True)
@@ -155,8 +219,10 @@ class LeanTiles:
                     route.path_regex, route.param_convertors, not methods or "GET" in methods, lean
                 )
             )
-        if not any(c.lean is not None for c in self.candidates):
+        answered = [c.lean for c in self.candidates if c.lean is not None]
+        if not answered:
             raise LookupError(f"the app has none of the routes {sorted(paths)}")
+        self.shared = QueryValues(set().union(*(query_only_calls(r.dependant) for r in answered)))
 
     def select(self, scope: Scope) -> tuple[RouteContext, dict[str, Any]] | None:
         """The route Starlette's router would run for this GET, with its path parameters, when
@@ -174,7 +240,7 @@ class LeanTiles:
 
     def respond(self, route: RouteContext, request: Request) -> Response:
         """The route's endpoint called with its solved dependencies (in a worker thread)."""
-        response = route.dependant.call(**solve(route.dependant, request, {}))
+        response = route.dependant.call(**solve(route.dependant, request, {}, self.shared))
         if not isinstance(response, Response):
             raise NotLean(f"the endpoint returned {type(response).__name__}, not a Response")
         return response
