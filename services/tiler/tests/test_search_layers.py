@@ -183,7 +183,9 @@ def test_non_neutral_requests_read_the_scenes_and_adopt_nothing(world):
     for extra in ({"buffer": "2"}, {"pixel_selection": "highest"}):
         r = world.client.get(path, params={**RAW, **extra})
         assert r.status_code == 200, r.text
-    assert search not in layer_rows(world)
+    r = world.client.get(path, params={"assets": "nope"})
+    assert 400 <= r.status_code < 500, r.text
+    assert search not in layer_rows(world), "nor does an asset its collections' presets lack"
     r = world.client.get(path, params=RAW)  # the raw route with neutral options: the layer
     assert r.status_code == 200 and search in layer_rows(world)
 
@@ -375,3 +377,21 @@ def test_a_search_naming_no_collection_is_every_visible_one(world):
     after = pixels(get(world.client, search, tile, world.admin, raw=True))
     assert (after[:3] != admin[:3]).any()
     assert_close(after, pixels(get(world.scenes_client, search, tile, world.admin, raw=True)))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"assets": "data", "expression": "(b9-b1)/(b9+b1)"},
+        {"assets": "data", "expression": "(b4-b3)/(b4+"},
+        {"assets": "data|bidx=9"},
+        {"assets": "nope"},
+    ],
+)
+def test_bad_input_on_a_search_layer_is_a_4xx(world, params):
+    search = register(world, [SEEN], NEWEST_FIRST)
+    tile = world.scenes["A"].centre_tile(5)
+    path = f"/searches/{search}/tiles/WebMercatorQuad/5/{tile.x}/{tile.y}.png"
+    assert get(world.client, search, tile).status_code == 200  # the layer is built here
+    r = world.client.get(path, params=params)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)

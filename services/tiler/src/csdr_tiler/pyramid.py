@@ -644,10 +644,12 @@ class Pyramid:
             or not neutral({k: v for k, v in options.items() if k != "tilesize"})
         ):
             return None
-        if layer.search and (self.searches is None or not self.searches.use(layer)):
+        if layer.search and self.searches is None:
             return None
         held = set(self.assets_of(layer))
         if any(asset not in held for asset, _ in choice):
+            return None
+        if layer.search and self.searches is not None and not self.searches.use(layer):
             return None
         level = z + int(steps)
         arrays, names = [], []
