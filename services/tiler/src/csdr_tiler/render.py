@@ -6,7 +6,9 @@ Two costs of every 8-bit map tile, measured on this machine for a 256 x 256 RGBA
   lookup table, and indexing it gives the identical bytes (~0.2 ms);
 - PNG: GDAL's PNG driver through a MEM dataset at ZLEVEL 6 (~4.5 ms); rows written straight to
   zlib at level 1 without a filter take ~1.5 ms and came out no larger here (textured imagery
-  gains little from the higher levels).
+  gains little from the higher levels); cramjam's zlib (already here for the compression
+  middleware) writes the same format at level 1 in a third of CPython's zlib time (3.1 vs
+  10 ms for a noisy RGBA tile, about as small).
 Anything else (JPEG, WebP, 16-bit PNG, GeoTIFF, colour formulas) goes to titiler's function.
 """
 
@@ -18,6 +20,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import cramjam
 import numpy as np
 from rio_tiler.colormap import apply_cmap
 from rio_tiler.models import ImageData
@@ -110,7 +113,7 @@ def png_of_rows(rows: np.ndarray, width: int, height: int, channels: int) -> byt
     return (
         PNG_SIGNATURE
         + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), ZLIB_LEVEL))
+        + _chunk(b"IDAT", bytes(cramjam.zlib.compress(rows, level=ZLIB_LEVEL)))
         + _chunk(b"IEND", b"")
     )
 
