@@ -461,7 +461,12 @@ class Pyramid:
             row = self._stored(layer, asset, z, x, y)
             if row is None:
                 return self._partial(layer, asset, z, x, y, behind)
-            if int(row[0]) < generation and row[4] is not None:
+            if int(row[0]) >= generation:
+                raster = Raster.decode(row[3], row[1], row[2]) if row[3] is not None else None
+                with self._cache_lock:
+                    self._cache[key] = raster
+                return raster
+            if row[4] is not None:
                 left_s = self.behind_s - float(row[4])
                 if left_s > 0:
                     behind.note((layer.lock_name, asset, z, x, y, int(row[0])), left_s)
