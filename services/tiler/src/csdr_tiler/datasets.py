@@ -36,6 +36,7 @@ import numpy as np
 import rasterio
 import rio_tiler.io.base
 import rio_tiler.utils
+from cachetools import LRUCache
 from morecantile import Tile, TileMatrixSet
 from rasterio import warp
 from rio_tiler.constants import WGS84_CRS
@@ -279,27 +280,78 @@ class ReaderPool:
 
 POOL = ReaderPool()
 
-_native_grid = functools.lru_cache(maxsize=4096)(warp.calculate_default_transform)
-_bounds_in = functools.lru_cache(maxsize=16384)(warp.transform_bounds)
-_crs_authority = functools.lru_cache(maxsize=256)(rio_tiler.utils._CRS_authority_info)
+
+class CrsKey:
+    """A CRS as a memo key, hashed once per CRS object: rasterio hashes a CRS by its WKT (~15 us
+    each time, several times a tile through the memos below, 5 % of a tile's CPU here). The
+    CRS objects asked about are few and long-lived (an open dataset's, a tile matrix set's)."""
+
+    __slots__ = ("crs", "hash")
+    _hashes: LRUCache[int, tuple[Any, int]] = LRUCache(maxsize=256)  # id -> (the CRS, its hash)
+    _lock = threading.Lock()
+
+    def __init__(self, crs: Any) -> None:
+        """Wrap `crs` (TypeError if it is not hashable)."""
+        self.crs = crs
+        with self._lock:
+            found = self._hashes.get(id(crs))
+        if found is None or found[0] is not crs:  # kept with its id: the id is not reused
+            found = (crs, hash(crs))
+            with self._lock:
+                self._hashes[id(crs)] = found
+        self.hash = found[1]
+
+    def __hash__(self) -> int:
+        """The CRS's own hash, computed once per object."""
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        """Equal CRSs (the same object: no WKT compared)."""
+        return isinstance(other, CrsKey) and (self.crs is other.crs or self.crs == other.crs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _native_grid(src: CrsKey, dst: CrsKey, width: int, height: int, *bounds: float) -> Any:
+    return warp.calculate_default_transform(src.crs, dst.crs, width, height, *bounds)
+
+
+@functools.lru_cache(maxsize=16384)
+def _bounds_in(src: CrsKey, dst: CrsKey, *bounds: float, **kwargs: Any) -> Any:
+    return warp.transform_bounds(src.crs, dst.crs, *bounds, **kwargs)
+
+
+@functools.lru_cache(maxsize=256)
+def _authority_of(crs: CrsKey) -> Any:
+    return _CRS_AUTHORITY_INFO(crs.crs)
+
+
+_CRS_AUTHORITY_INFO = rio_tiler.utils._CRS_authority_info
 
 
 def _remembered_grid(
     src_crs: Any, dst_crs: Any, width: int, height: int, *bounds: float, **kwargs: Any
 ) -> Any:
-    """`calculate_default_transform`, memoized for rio-tiler's positional calls (CRS objects are
-    hashable); any call with keyword arguments is computed afresh."""
-    if kwargs:
-        return warp.calculate_default_transform(src_crs, dst_crs, width, height, *bounds, **kwargs)
-    return _native_grid(src_crs, dst_crs, width, height, *bounds)
+    """`calculate_default_transform`, memoized for rio-tiler's positional calls; any call with
+    keyword arguments or an unhashable argument is computed afresh."""
+    if not kwargs:
+        try:
+            return _native_grid(CrsKey(src_crs), CrsKey(dst_crs), width, height, *bounds)
+        except TypeError:
+            pass
+    return warp.calculate_default_transform(src_crs, dst_crs, width, height, *bounds, **kwargs)
 
 
 def _remembered_bounds(src_crs: Any, dst_crs: Any, *bounds: float, **kwargs: Any) -> Any:
     """`transform_bounds`, memoized; a call with an unhashable argument is computed afresh."""
     try:
-        return _bounds_in(src_crs, dst_crs, *bounds, **kwargs)
+        return _bounds_in(CrsKey(src_crs), CrsKey(dst_crs), *bounds, **kwargs)
     except TypeError:
         return warp.transform_bounds(src_crs, dst_crs, *bounds, **kwargs)
+
+
+def _crs_authority(crs: Any) -> Any:
+    """rio-tiler's `_CRS_authority_info`, memoized."""
+    return _authority_of(CrsKey(crs))
 
 
 def remember_transforms() -> None:
