@@ -8,11 +8,14 @@
 -- (of every collection's when it names none): each grows with every write of an item under the
 -- tile, so the sum changes whenever the layer's pixels may have.
 --
--- 1. csdr.search_layers: the searches that have one, adopted when a low-zoom tile of theirs is
---    asked for (never on registration), bounded by the tiler (csdr.use_search_layer): at most
---    `max_layers`; when full, a new one replaces the least recently used only if that one has
---    been unused for `evict_after`, else the new search keeps being read from the scenes. The
---    tiler's refresher drops those unused for longer than its idle setting.
+-- 1. csdr.search_layers: the searches that have one, at most `max_layers` (the tiler's setting):
+--    adopted when a low-zoom tile of theirs is asked for (csdr.use_search_layer; when full, a
+--    new one replaces the least recently used only if that one has been unused for
+--    `evict_after`, else the new search keeps being read from the scenes), and registered
+--    mosaics naming collections by the tiler's refresher, into free places only and never asked
+--    for until someone does (csdr.adopt_registered_searches), so that registering many
+--    searches costs at most `max_layers` builds and keeps no place from a search in use. The
+--    refresher drops those unused for longer than its idle setting.
 -- 2. csdr.search_pyramid_tiles: their stored tiles (as csdr.pyramid_tiles), gone with the layer.
 -- 3. 0013's fold also marks the search tiles a change makes stale (stale_since), and 0013's
 --    forget (TRUNCATE of pgstac.items, a collection's deletion) also drops the search layers that
@@ -23,7 +26,7 @@
 CREATE TABLE csdr.search_layers (
     search      text PRIMARY KEY,   -- pgstac.searches.hash
     collections text[],             -- the collections it reads; NULL: every one
-    asked_at    timestamptz NOT NULL DEFAULT now(),
+    asked_at    timestamptz DEFAULT now(),  -- a tile last asked for; NULL: never yet
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX search_layers_collections ON csdr.search_layers USING gin (collections);
@@ -57,7 +60,8 @@ DECLARE
     kept integer;
 BEGIN
     UPDATE csdr.search_layers l SET asked_at = now()
-    WHERE l.search = use_search_layer.search AND l.asked_at < now() - interval '1 minute';
+    WHERE l.search = use_search_layer.search
+      AND (l.asked_at IS NULL OR l.asked_at < now() - interval '1 minute');
     IF FOUND OR EXISTS (SELECT 1 FROM csdr.search_layers l WHERE l.search = use_search_layer.search)
     THEN
         RETURN true;
@@ -74,8 +78,8 @@ BEGIN
     IF kept >= max_layers THEN
         DELETE FROM csdr.search_layers l WHERE l.search IN (
             SELECT o.search FROM csdr.search_layers o
-            WHERE o.asked_at < now() - evict_after
-            ORDER BY o.asked_at LIMIT kept - max_layers + 1
+            WHERE o.asked_at IS NULL OR o.asked_at < now() - evict_after
+            ORDER BY o.asked_at NULLS FIRST, o.created_at LIMIT kept - max_layers + 1
         );
         GET DIAGNOSTICS kept = ROW_COUNT;
         IF (SELECT count(*) FROM csdr.search_layers) >= max_layers THEN
@@ -86,6 +90,31 @@ BEGIN
     VALUES (use_search_layer.search, use_search_layer.collections)
     ON CONFLICT DO NOTHING;
     RETURN true;
+END
+$$;
+
+-- Adopt the registered mosaics naming collections that were registered (or read) since `since`
+-- and have no layer, most recent first, into the free places below `max_layers`; those adopted.
+CREATE FUNCTION csdr.adopt_registered_searches(max_layers integer, since timestamptz)
+RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('csdr-search-layers'));
+    RETURN QUERY
+    INSERT INTO csdr.search_layers AS l (search, collections, asked_at)
+    SELECT s.hash,
+           ARRAY(SELECT c FROM jsonb_array_elements_text(s.search -> 'collections') c ORDER BY 1),
+           NULL
+    FROM pgstac.searches s
+    WHERE s.metadata ->> 'type' = 'mosaic'
+      AND jsonb_typeof(s.search -> 'collections') = 'array'
+      AND jsonb_array_length(s.search -> 'collections') > 0
+      AND s.lastused >= since
+      AND NOT EXISTS (SELECT 1 FROM csdr.search_layers o WHERE o.search = s.hash)
+    ORDER BY s.lastused DESC
+    LIMIT greatest(0, max_layers - (SELECT count(*) FROM csdr.search_layers))
+    ON CONFLICT DO NOTHING
+    RETURNING l.search;
 END
 $$;
 

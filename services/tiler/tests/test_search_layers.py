@@ -176,18 +176,17 @@ def test_a_caller_gets_no_pixel_of_a_collection_they_may_not_see(world, z):
     assert layers[narrowed][0] == [SEEN] and z in layers[narrowed][1]
 
 
-def test_non_neutral_requests_read_the_scenes_and_adopt_nothing(world):
+def test_non_neutral_requests_read_the_scenes(world):
     search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-02T00:00:00Z/..")
     tile = world.scenes["A"].centre_tile(6)
     path = f"/searches/{search}/tiles/WebMercatorQuad/6/{tile.x}/{tile.y}.png"
-    for extra in ({"buffer": "2"}, {"pixel_selection": "highest"}):
+    for extra in ({"buffer": "2"}, {"pixel_selection": "highest"}, {"padding": "1"}):
         r = world.client.get(path, params={**RAW, **extra})
         assert r.status_code == 200, r.text
-    r = world.client.get(path, params={"assets": "nope"})
-    assert 400 <= r.status_code < 500, r.text
-    assert search not in layer_rows(world), "nor does an asset its collections' presets lack"
+        scenes = world.scenes_client.get(path, params={**RAW, **extra})
+        assert r.content == scenes.content, extra
     r = world.client.get(path, params=RAW)  # the raw route with neutral options: the layer
-    assert r.status_code == 200 and search in layer_rows(world)
+    assert r.status_code == 200 and 6 in layer_rows(world)[search][1]
 
 
 def test_a_change_under_a_tile_reaches_the_search_layer(world):
@@ -284,20 +283,28 @@ def test_the_refresher_builds_a_wanted_layer_and_bounds_staleness(world):
         world.scenes["C"] = ingest(conn, world.tmp / "c-back", SEEN, C, "SL_C")
 
 
-def test_the_number_of_layers_is_bounded_and_registering_builds_nothing(world):
+def test_the_number_of_layers_is_bounded_and_registrations_take_only_free_places(world):
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM csdr.search_layers")
-    searches = [
-        register(world, [SEEN], NEWEST_FIRST, datetime=f"2024-01-{day:02d}T00:00:00Z/..")
-        for day in range(10, 15)
-    ]
-    assert layer_rows(world) == {}, "registering adopts nothing"
     tile = world.scenes["A"].centre_tile(4)
     bounded = Settings(pyramid_refresh_s=0, search_layers_max=2, search_layer_idle_s=600)
     with TestClient(create_app(bounded)) as client:
-        for search in searches[:3]:
+        layers = client.app.state.csdr_pyramid.searches
+        searches = [
+            register(world, [SEEN], NEWEST_FIRST, datetime=f"2024-01-{day:02d}T00:00:00Z/..")
+            for day in range(10, 16)
+        ]
+        assert layer_rows(world) == {}, "registering alone adopts nothing"
+        # The refresher's round: the latest registered, into the free places only.
+        assert layers.adopt_registered() == searches[:-3:-1]
+        assert layers.adopt_registered() == [], "nothing new, no free place"
+        # A search asked for takes the place of one never asked for at once...
+        for search in searches[:2]:
             assert get(client, search, tile).status_code == 200
-        assert set(layer_rows(world)) == set(searches[:2]), "the third reads its scenes"
+        assert set(layer_rows(world)) == set(searches[:2])
+        # ...but not the place of one in use: the third reads its scenes.
+        assert get(client, searches[2], tile).status_code == 200
+        assert set(layer_rows(world)) == set(searches[:2])
         # Once the least recently used one has not been used for the eviction time, the next
         # new search takes its place.
         with psycopg.connect(world.dsn, autocommit=True) as conn:
@@ -306,23 +313,41 @@ def test_the_number_of_layers_is_bounded_and_registering_builds_nothing(world):
                 " WHERE search = %s",
                 (searches[0],),
             )
-        get(client, searches[3], tile)
-        assert set(layer_rows(world)) == {searches[1], searches[3]}
-        # Unused for longer than the idle time: dropped with their tiles by the refresher.
+        get(client, searches[2], tile)
+        assert set(layer_rows(world)) == {searches[1], searches[2]}
+        # Unused for longer than the idle time: dropped with their tiles by the refresher, and
+        # not adopted again for having been registered before.
         with psycopg.connect(world.dsn, autocommit=True) as conn:
             conn.execute(
                 "UPDATE csdr.search_layers SET asked_at = now() - interval '1 hour'"
                 " WHERE search = %s",
                 (searches[1],),
             )
-        assert client.app.state.csdr_pyramid.searches.drop_idle() == [searches[1]]
-        assert set(layer_rows(world)) == {searches[3]}
+        assert layers.drop_idle() == [searches[1]]
+        assert layers.adopt_registered() == []
+        assert set(layer_rows(world)) == {searches[2]}
         with psycopg.connect(world.dsn) as conn:
             (orphans,) = conn.execute(
                 "SELECT count(*) FROM csdr.search_pyramid_tiles WHERE search <> %s",
-                (searches[3],),
+                (searches[2],),
             ).fetchone()
         assert orphans == 0
+        # Registered again (or read from its scenes): adopted into the free place.
+        register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-11T00:00:00Z/..")
+        assert layers.adopt_registered() == [searches[1]]
+
+
+def test_the_refresher_builds_a_registered_mosaic_before_it_is_asked_for(world):
+    with TestClient(create_app(Settings(pyramid_refresh_s=REFRESH_S))) as client:
+        search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-20T00:00:00Z/..")
+        tile = world.scenes["A"].centre_tile(5)
+        deadline = time.monotonic() + 60
+        while 5 not in layer_rows(world).get(search, (None, set()))[1]:
+            assert time.monotonic() < deadline, "the refresher never built it"
+            time.sleep(0.2)
+        r = get(client, search, tile)
+        assert r.status_code == 200 and "x-csdr-pyramid" not in r.headers
+        assert_close(decode(r.content), decode(get(world.scenes_client, search, tile).content))
 
 
 def test_deleting_a_collection_or_truncating_drops_the_layers_reading_it(pg_env, tmp_path):

@@ -40,8 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from csdr_render.presets import Preset
 from csdr_tiler.access import search_collections
 from csdr_tiler.items import Catalogue, ItemVersion
-from csdr_tiler.mosaics import ALL_COLLECTIONS_SQL
-from csdr_tiler.pyramid import Behind, Pyramid
+from csdr_tiler.mosaics import ALL_COLLECTIONS_SQL, search_body, search_for
+from csdr_tiler.pyramid import Behind, Layer, Pyramid
 
 ITEM_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)/items/(?P<item>[^/]+)/")
 MOSAIC_TILE_PATH = re.compile(
@@ -171,6 +171,18 @@ class MosaicVersions:
         with self.catalogue.pool.connection() as conn:
             return [str(r[0]) for r in conn.execute(ALL_COLLECTIONS_SQL).fetchall()]
 
+    def search_source(self, search_id: str, visible: frozenset[str] | None) -> str:
+        """Where a search's low-zoom tile comes from for this caller: its layer, or the scenes
+        when it has none (a scene read stops at pgSTAC's 100 scenes a search: its answer must
+        not be taken for the layer's once the layer exists, nor the other way round). Asking
+        is a use of the layer (csdr_tiler.search_layers), answered from the cache or not."""
+        searches = self.pyramid.searches
+        if searches is None or searches.max_layers < 1:
+            return ""
+        body = search_body(self.catalogue.pool, search_id)
+        found = search_for(self.catalogue.pool, search_id, body, visible) if body else None
+        return f"|layer:{found is not None and searches.use(Layer.of_search(*found))}"
+
     def version(
         self, match: re.Match[str], visible: frozenset[str] | None
     ) -> tuple[Version, list[str]]:
@@ -189,6 +201,8 @@ class MosaicVersions:
         tag = repr(sorted((c, g.generation) for c, g in generations.items()))
         if match["preset"]:
             tag += repr(presets.get(match["preset"]))
+        if match["search"] is not None and int(match["z"]) <= self.pyramid.max_zoom:
+            tag += self.search_source(match["search"], visible)
         times = [g.changed_at for g in generations.values() if g.changed_at is not None]
         return Version(tag, max(times) if times else None), collections
 

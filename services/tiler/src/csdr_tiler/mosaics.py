@@ -84,6 +84,43 @@ def derived_search(
     return str(row[0])
 
 
+def search_for(
+    pool: ConnectionPool, search_id: str, search: dict[str, Any], visible: frozenset[str] | None
+) -> tuple[str, list[str] | None] | None:
+    """The search to run for a caller who sees `visible` (None: all) instead of registered
+    search `search_id` (`search`: its body): itself or a derived one, with the collections it
+    reads (None: every one); None when the caller may see none of them."""
+    named = search.get("collections") or None
+    if visible is None:
+        return search_id, named
+    allowed = allowed_collections(named, visible)
+    if allowed is None:
+        return search_id, named
+    if not allowed:
+        return None
+    return derived_search(pool, search_id, search, allowed), allowed
+
+
+SEARCH_BODY_SQL = "SELECT search FROM pgstac.searches WHERE hash = %s"
+# A search's body never changes: its hash is made of it.
+_bodies: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=10_000)
+_bodies_lock = threading.Lock()
+
+
+def search_body(pool: ConnectionPool, search_id: str) -> dict[str, Any] | None:
+    """The body of registered search `search_id` (None: no such search)."""
+    with _bodies_lock:
+        if (found := _bodies.get(search_id)) is not None:
+            return found
+    with pool.connection() as conn:
+        row = conn.execute(SEARCH_BODY_SQL, (search_id,)).fetchone()
+    if row is None:
+        return None
+    with _bodies_lock:
+        _bodies[search_id] = row[0]
+    return dict(row[0])
+
+
 # A collection mosaic shows the latest scene on top; between scenes of the same time, the
 # least cloudy (pgSTAC sort syntax, as in a STAC search's `sortby`).
 LATEST_LEAST_CLOUDY = "-datetime,eo:cloud_cover"
@@ -229,17 +266,7 @@ class VisibleBackend(ScenesBackend):
     def caller_search(self) -> tuple[str, list[str] | None] | None:
         """The search to run for this caller (the registered one, or a derived one) and the
         collections it reads (None: every one); None when the caller may see none of them."""
-        named = self.info().input_search.get("collections") or None
-        if self.visible is None:
-            return str(self.input), named
-        allowed = allowed_collections(named, self.visible)
-        if allowed is None:
-            return str(self.input), named
-        if not allowed:
-            return None
-        return derived_search(
-            self.pool, str(self.input), self.info().input_search, allowed
-        ), allowed
+        return search_for(self.pool, str(self.input), self.info().input_search, self.visible)
 
     def get_assets(self, geom: Geometry, **kwargs: Any) -> list[Item]:
         """The scenes under `geom` that the caller may see, in the search's order."""

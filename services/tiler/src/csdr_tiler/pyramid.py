@@ -758,11 +758,13 @@ class Refresher:
                 logger.exception("pyramid refresh failed")
 
     def refresh_once(self) -> None:
-        """One round: idle search layers dropped, then each stale layer, the tiles requests
-        wanted first (before each layer, so that none waits for a whole round)."""
+        """One round: idle search layers dropped, newly registered ones adopted where there is
+        room, then each stale layer, the tiles requests wanted first (before each layer, so
+        that none waits for a whole round)."""
         self._refresh_wanted()
         if self.pyramid.searches is not None:
             self.pyramid.searches.drop_idle()
+            self.pyramid.searches.adopt_registered()
         for layer, asset in self.pyramid.stale():
             if self._stopping:
                 return
