@@ -69,6 +69,14 @@ def same_answer(clients: dict[str, TestClient], path: str) -> Response:
     return lean
 
 
+def raw_tile_path(scene: Ingested, tile_and_query: str) -> str:
+    """The scene's raw-parameter tile path; `{t}` in `tile_and_query`: its centre z13 tile."""
+    tile = scene.centre_tile(13)
+    return f"{scene.url}/tiles/WebMercatorQuad/" + tile_and_query.format(
+        t=f"{tile.z}/{tile.x}/{tile.y}"
+    )
+
+
 def test_preset_tiles_are_the_routes_tiles(clients, db, lean_answers):  # noqa: F811
     ms: Ingested = db["ms"]
     paths = []
@@ -111,11 +119,7 @@ def test_raw_parameter_tiles_are_the_routes_tiles(
     lean_answers,
     tile_and_query,
 ):
-    ms: Ingested = db["ms"]
-    tile = ms.centre_tile(13)
-    path = f"{ms.url}/tiles/WebMercatorQuad/" + tile_and_query.format(
-        t=f"{tile.z}/{tile.x}/{tile.y}"
-    )
+    path = raw_tile_path(db["ms"], tile_and_query)
     lean = same_answer(clients, path)
     assert lean.status_code == 200, lean.text
     assert lean_answers == [path.split("?")[0]], "the lean path rendered it"
@@ -163,11 +167,7 @@ def test_bad_input_is_the_routes_4xx(
     status,
     says,
 ):
-    ms: Ingested = db["ms"]
-    tile = ms.centre_tile(13)
-    path = f"{ms.url}/tiles/WebMercatorQuad/" + tile_and_query.format(
-        t=f"{tile.z}/{tile.x}/{tile.y}"
-    )
+    path = raw_tile_path(db["ms"], tile_and_query)
     answer = same_answer(clients, path)
     assert answer.status_code == status, answer.text
     assert "detail" in answer.json()
