@@ -189,19 +189,25 @@ def test_non_neutral_requests_read_the_scenes(world):
     assert r.status_code == 200 and 6 in layer_rows(world)[search][1]
 
 
-def test_a_change_under_a_tile_reaches_the_search_layer(world):
-    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-01T00:00:00Z/..")
-    tile = world.scenes["A"].centre_tile(6)
-    before = get(world.client, search, tile)
+def folded_stale(world: World, search: str, tile: morecantile.Tile) -> bool:
+    """Whether the search layer's stored tile is marked stale once pending changes are folded."""
     with psycopg.connect(world.dsn, autocommit=True) as conn:
-        world.scenes["A"] = ingest(conn, world.tmp / "again", SEEN, replace(A, seed=9), "SL_A")
         conn.execute("SELECT csdr.fold_tile_changes()")
         (stale,) = conn.execute(
             "SELECT count(*) FROM csdr.search_pyramid_tiles"
             " WHERE search = %s AND z = %s AND x = %s AND y = %s AND stale_since IS NOT NULL",
             (search, tile.z, tile.x, tile.y),
         ).fetchone()
-    assert stale == 1, "the fold marks the search layer's tile stale"
+    return stale == 1
+
+
+def test_a_change_under_a_tile_reaches_the_search_layer(world):
+    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-01T00:00:00Z/..")
+    tile = world.scenes["A"].centre_tile(6)
+    before = get(world.client, search, tile)
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        world.scenes["A"] = ingest(conn, world.tmp / "again", SEEN, replace(A, seed=9), "SL_A")
+    assert folded_stale(world, search, tile), "the fold marks the search layer's tile stale"
     after = get(world.client, search, tile)
     assert after.headers["etag"] != before.headers["etag"]
     assert (decode(after.content)[:3] != decode(before.content)[:3]).any()
@@ -392,13 +398,7 @@ def test_a_search_naming_no_collection_is_every_visible_one(world):
     # A change in any collection reaches it.
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         ingest(conn, world.tmp / "any", HIDDEN, replace(B, seed=13), "SL_B")
-        conn.execute("SELECT csdr.fold_tile_changes()")
-        (stale,) = conn.execute(
-            "SELECT count(*) FROM csdr.search_pyramid_tiles"
-            " WHERE search = %s AND z = %s AND x = %s AND y = %s AND stale_since IS NOT NULL",
-            (search, tile.z, tile.x, tile.y),
-        ).fetchone()
-    assert stale == 1
+    assert folded_stale(world, search, tile)
     after = pixels(get(world.client, search, tile, world.admin, raw=True))
     assert (after[:3] != admin[:3]).any()
     assert_close(after, pixels(get(world.scenes_client, search, tile, world.admin, raw=True)))
