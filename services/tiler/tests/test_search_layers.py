@@ -420,3 +420,33 @@ def test_bad_input_on_a_search_layer_is_a_4xx(world, params):
     assert get(world.client, search, tile).status_code == 200  # the layer is built here
     r = world.client.get(path, params=params)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
+
+
+def test_a_tile_is_answered_from_the_source_its_etag_names(world):
+    """Whether a search's layer answers is decided once per request, for the ETag, and the
+    render follows it: a layer taken or dropped in between cannot put a scene read under the
+    layer's ETag (or the other way round)."""
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM csdr.search_layers")
+    tile = world.scenes["A"].centre_tile(5)
+    search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-02-01T00:00:00Z/..")
+    with TestClient(create_app(Settings(pyramid_refresh_s=0, search_layers_max=1))) as client:
+        layers = client.app.state.csdr_pyramid.searches
+        decisions: list[bool] = []
+        use = layers.use
+
+        def counted(layer):
+            decisions.append(use(layer))
+            return decisions[-1]
+
+        layers.use = counted
+        first = get(client, search, tile)
+        assert decisions == [True], "one decision per request, taken for the ETag"
+        assert set(layer_rows(world)) == {search}
+        # Another search cannot take the only place (the first is in use): read from its scenes,
+        # under an ETag that says so, with no second decision at render time.
+        other = register(world, [SEEN], NEWEST_FIRST, datetime="2024-02-02T00:00:00Z/..")
+        second = get(client, other, tile)
+        assert decisions == [True, False]
+        assert set(layer_rows(world)) == {search}
+        assert first.headers["etag"] != second.headers["etag"]

@@ -171,22 +171,25 @@ class MosaicVersions:
         with self.catalogue.pool.connection() as conn:
             return [str(r[0]) for r in conn.execute(ALL_COLLECTIONS_SQL).fetchall()]
 
-    def search_source(self, search_id: str, visible: frozenset[str] | None) -> str:
-        """Where a search's low-zoom tile comes from for this caller: its layer, or the scenes
-        when it has none (a scene read stops at pgSTAC's 100 scenes a search: its answer must
-        not be taken for the layer's once the layer exists, nor the other way round). Asking
-        is a use of the layer (csdr_tiler.search_layers), answered from the cache or not."""
+    def search_layer_kept(self, search_id: str, visible: frozenset[str] | None) -> bool | None:
+        """Whether a search's low-zoom tile comes from its layer for this caller, or from the
+        scenes (False: it has none); None when the node keeps no search layers. A scene read
+        stops at pgSTAC's 100 scenes a search: its answer must not be taken for the layer's once
+        the layer exists, nor the other way round, so this goes into the ETag, and the render
+        follows it (csdr_tiler.mosaics). Asking is a use of the layer
+        (csdr_tiler.search_layers), answered from the cache or not."""
         searches = self.pyramid.searches
         if searches is None or searches.max_layers < 1:
-            return ""
+            return None
         body = search_body(self.catalogue.pool, search_id)
         found = search_for(self.catalogue.pool, search_id, body, visible) if body else None
-        return f"|layer:{found is not None and searches.use(Layer.of_search(*found))}"
+        return found is not None and searches.use(Layer.of_search(*found))
 
     def version(
         self, match: re.Match[str], visible: frozenset[str] | None
-    ) -> tuple[Version, list[str]]:
-        """The tile's version and the collections it reads."""
+    ) -> tuple[Version, list[str], bool | None]:
+        """The tile's version, the collections it reads and, for a search's low-zoom tile,
+        whether its layer answers (see `search_layer_kept`)."""
         presets: dict[str, Preset] = {}
         if match["collection"] is not None:
             collections = [match["collection"]]
@@ -201,10 +204,13 @@ class MosaicVersions:
         tag = repr(sorted((c, g.generation) for c, g in generations.items()))
         if match["preset"]:
             tag += repr(presets.get(match["preset"]))
+        layer_kept = None
         if match["search"] is not None and int(match["z"]) <= self.pyramid.max_zoom:
-            tag += self.search_source(match["search"], visible)
+            layer_kept = self.search_layer_kept(match["search"], visible)
+            if layer_kept is not None:
+                tag += f"|layer:{layer_kept}"
         times = [g.changed_at for g in generations.values() if g.changed_at is not None]
-        return Version(tag, max(times) if times else None), collections
+        return Version(tag, max(times) if times else None), collections, layer_kept
 
 
 class TileCacheMiddleware:
@@ -277,11 +283,13 @@ class TileCacheMiddleware:
         app_state = scope["app"].state
         versions = MosaicVersions(app_state.csdr_catalogue, app_state.csdr_pyramid)
         try:
-            version, collections = await anyio.to_thread.run_sync(
+            version, collections, layer_kept = await anyio.to_thread.run_sync(
                 versions.version, match, scope["state"].get("visible", frozenset())
             )
         except LookupError:
             return None  # no such collection or search, no presets: the route answers
+        # The render answers from the source the ETag names (csdr_tiler.mosaics).
+        scope["state"]["search_layer_kept"] = layer_kept
         return version, "mosaic:" + ",".join(collections)
 
     async def _render(

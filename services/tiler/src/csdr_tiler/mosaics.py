@@ -300,6 +300,8 @@ class VisibleBackendParams(BackendParams):
         with_pyramid = on_preset_mosaic or on_search
         self.pyramid = request.app.state.csdr_pyramid if with_pyramid else None
         self.pyramid_collection = params["collection_id"] if on_preset_mosaic else None
-        # Shared with the tile cache, which marks an answer from tiles behind (csdr_tiler.caching).
-        self.pyramid_behind = Behind() if with_pyramid else None
+        # Shared with the tile cache (csdr_tiler.caching), which marks an answer from tiles
+        # behind, and which decided for the ETag whether a search's layer answers.
+        kept = getattr(request.state, "search_layer_kept", None)
+        self.pyramid_behind = Behind(layer_kept=kept) if with_pyramid else None
         request.state.pyramid_behind = self.pyramid_behind

@@ -244,6 +244,11 @@ class Raster:
         return cls(data, bits[: TILE_SIZE * TILE_SIZE].reshape(TILE_SIZE, TILE_SIZE).astype(bool))
 
     @classmethod
+    def stored(cls, blob: bytes | None, dtype: str, bands: int) -> Raster | None:
+        """A stored tile's values (None: no scene there)."""
+        return cls.decode(blob, dtype, bands) if blob is not None else None
+
+    @classmethod
     def from_image(cls, image: ImageData) -> Raster:
         """The values of a rendered mosaic tile; valid where every band is."""
         mask = np.ma.getmaskarray(image.array)
@@ -311,6 +316,9 @@ class Behind:
     max_age_s: float = math.inf
     partial: bool = False
     """Whether a tile was not built yet: the answer shows only what is stored under it."""
+    layer_kept: bool | None = None
+    """Whether a search's layer answers, as the tile cache decided for the ETag (None: not
+    decided there; the pyramid asks csdr_tiler.search_layers)."""
 
     def note(self, tile: tuple[str, str, int, int, int, int], left_s: float) -> None:
         """One stored tile served behind, usable for `left_s` more seconds."""
@@ -462,7 +470,7 @@ class Pyramid:
             if row is None:
                 return self._partial(layer, asset, z, x, y, behind)
             if int(row[0]) >= generation:
-                raster = Raster.decode(row[3], row[1], row[2]) if row[3] is not None else None
+                raster = Raster.stored(row[3], row[1], row[2])
                 with self._cache_lock:
                     self._cache[key] = raster
                 return raster
@@ -471,14 +479,14 @@ class Pyramid:
                 if left_s > 0:
                     behind.note((layer.lock_name, asset, z, x, y, int(row[0])), left_s)
                     self._want(layer, asset, z, x, y)
-                    return Raster.decode(row[3], row[1], row[2]) if row[3] is not None else None
+                    return Raster.stored(row[3], row[1], row[2])
         with self._locked(key[:-1]):
             with self._cache_lock:
                 if key in self._cache:
                     return self._cache[key]
             row = self._stored(layer, asset, z, x, y)
             if row is not None and int(row[0]) >= generation:
-                raster = Raster.decode(row[3], row[1], row[2]) if row[3] is not None else None
+                raster = Raster.stored(row[3], row[1], row[2])
             else:
                 raster = self._render(layer, asset, z, x, y)
                 self._store(layer, asset, z, x, y, generation, raster)
@@ -548,7 +556,7 @@ class Pyramid:
                 ).fetchall()
             for tz, tx, ty, dtype, bands, data in rows:
                 tile = (int(tz), int(tx), int(ty))
-                raster = Raster.decode(data, dtype, bands) if data is not None else None
+                raster = Raster.stored(data, dtype, bands)
                 found[tile] = raster
                 with self._cache_lock:
                     self._cache[(layer, asset, *tile, tiles[tile])] = raster
@@ -654,7 +662,7 @@ class Pyramid:
         held = set(self.assets_of(layer))
         if any(asset not in held for asset, _ in choice):
             return None
-        if layer.search and self.searches is not None and not self.searches.use(layer):
+        if layer.search and not self._layer_kept(layer, behind):
             return None
         level = z + int(steps)
         arrays, names = [], []
@@ -678,6 +686,13 @@ class Pyramid:
         if expression := options.get("expression"):
             return image.apply_expression(expression)
         return image
+
+    def _layer_kept(self, layer: Layer, behind: Behind | None) -> bool:
+        """Whether search `layer` answers: as decided for the request's ETag, else a use of it
+        (adopting it if there is room)."""
+        if behind is not None and behind.layer_kept is not None:
+            return behind.layer_kept
+        return self.searches is not None and self.searches.use(layer)
 
     def stale(self) -> list[tuple[Layer, str]]:
         """(layer, asset) pyramids whose top tile is behind the layer's changes, and those with
