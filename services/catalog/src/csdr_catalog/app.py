@@ -23,6 +23,7 @@ from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
+from csdr_service.time_limit import TimeLimitMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             linked_urls=(settings.tiler_url,) if settings.tiler_url else (),
         )
     )
+    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(admin.router)

@@ -145,9 +145,10 @@ class CatalogClient(CoreCrudClient):
                 base_args["filter"] = filters.parse_cql2_text(filter_query)
             else:
                 try:
-                    base_args["filter"] = orjson.loads(filter_query)
+                    expr = orjson.loads(filter_query)
                 except orjson.JSONDecodeError as exc:
                     raise InvalidQueryParameter(f"Invalid CQL2 JSON filter: {exc}") from exc
+                base_args["filter"] = filters.validate_cql2_json(expr)
             base_args["filter_lang"] = "cql2-json"
         if count is not None:
             base_args["count"] = count

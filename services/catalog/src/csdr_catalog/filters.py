@@ -12,6 +12,8 @@ import orjson
 from cql2 import Expr
 from stac_fastapi.types.errors import InvalidQueryParameter
 
+from csdr_service import cql2_bounds
+
 CACHE_SIZE = 4096
 
 # Query extension operator -> CQL2 (https://github.com/stac-api-extensions/query#query-language).
@@ -32,7 +34,12 @@ def _validate_json(canonical: bytes) -> None:
 
 
 def parse_cql2_text(text: str) -> dict[str, Any]:
-    """CQL2 text as CQL2 JSON; 400 naming the parse error when it is not valid CQL2."""
+    """CQL2 text as CQL2 JSON; 400 naming the limit or the parse error when it is too large or
+    not valid CQL2."""
+    try:
+        cql2_bounds.check_text(text)
+    except cql2_bounds.FilterTooComplex as exc:
+        raise InvalidQueryParameter(f"Invalid CQL2 text filter: {exc}") from None
     try:
         return dict(orjson.loads(_parse_text(text)))
     except Exception as exc:  # cql2 raises plain Exception/ValueError with a located message
@@ -40,7 +47,11 @@ def parse_cql2_text(text: str) -> dict[str, Any]:
 
 
 def validate_cql2_json(expr: dict[str, Any]) -> dict[str, Any]:
-    """Check a CQL2 JSON filter; 400 naming the problem when it is not valid CQL2."""
+    """Check a CQL2 JSON filter; 400 naming the problem when it is too large or not valid CQL2."""
+    try:
+        cql2_bounds.check_json(expr)
+    except cql2_bounds.FilterTooComplex as exc:
+        raise InvalidQueryParameter(f"Invalid CQL2 JSON filter: {exc}") from None
     try:
         _validate_json(orjson.dumps(expr, option=orjson.OPT_SORT_KEYS))
     except Exception as exc:

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     cors_origins: CommaList = ["*"]
     cors_methods: CommaList = ["GET", "POST", "OPTIONS"]
     cors_headers: CommaList = ["Content-Type", "Authorization", "X-API-Key"]
+    request_timeout_s: float = 30.0
+    """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
     """How long /readyz waits for the database before answering 503."""
     count_exact_below: int = 100_000

@@ -16,6 +16,7 @@ from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
 from csdr_service.errors import add_exception_handlers
+from csdr_service.time_limit import TimeLimitMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
+    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     add_exception_handlers(app, "ingest")
     app.include_router(jobs.router)
     app.include_router(health.router)

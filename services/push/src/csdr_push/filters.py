@@ -10,10 +10,19 @@ import asyncpg
 import cql2
 
 from csdr_push.errors import InvalidFilter
+from csdr_service import cql2_bounds
 
 
 def to_cql2_json(value: dict[str, Any] | str) -> dict[str, Any]:
-    """CQL2 JSON for a filter given as CQL2 JSON or CQL2 text; InvalidFilter when it is neither."""
+    """CQL2 JSON for a filter given as CQL2 JSON or CQL2 text; InvalidFilter when it is neither
+    or beyond the node's CQL2 limits."""
+    try:
+        if isinstance(value, str):
+            cql2_bounds.check_text(value)
+        else:
+            cql2_bounds.check_json(value)
+    except cql2_bounds.FilterTooComplex as exc:
+        raise InvalidFilter(str(exc)) from None
     try:
         expr = cql2.Expr(value)
         expr.validate()

@@ -41,5 +41,7 @@ class Settings(BaseSettings):
     """Entries in a subscription's Atom feed."""
     access_ttl_s: float = 2.0
     """How long a key check is reused: a revoked key stops working within this time."""
+    request_timeout_s: float = 30.0
+    """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
     log_level: str = "INFO"

@@ -27,7 +27,7 @@ from titiler.core.utils import update_openapi
 from titiler.extensions import wmtsExtension
 from titiler.mosaic.extensions.wmts import wmtsExtension as mosaicWmtsExtension
 from titiler.pgstac.db import close_db_connection, connect_to_db
-from titiler.pgstac.dependencies import CollectionIdParams, SearchIdParams
+from titiler.pgstac.dependencies import SearchIdParams
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import (
     MosaicTilerFactory,
@@ -37,6 +37,7 @@ from titiler.pgstac.factory import (
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
 from csdr_service.logs import configure_logging
+from csdr_service.time_limit import TimeLimitMiddleware
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
@@ -53,6 +54,12 @@ from csdr_tiler.dependencies import (
 from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
 from csdr_tiler.items import Catalogue
 from csdr_tiler.lean_tiles import ITEM_PREFIX, PRESET_PREFIX, LeanTileMiddleware, LeanTiles
+from csdr_tiler.limits import (
+    BoundedCollectionIdParams,
+    BoundedSearchParams,
+    ImageLimitMiddleware,
+    ImageLimits,
+)
 from csdr_tiler.mosaics import (
     VisibleBackend,
     VisibleBackendParams,
@@ -195,6 +202,7 @@ def add_search_routes(app: FastAPI) -> None:
     add_search_register_route(
         app,
         prefix="/searches",
+        search_dependency=BoundedSearchParams,
         tile_dependencies=[
             searches.layer_dependency,
             searches.dataset_dependency,
@@ -226,7 +234,7 @@ def add_collection_routes(app: FastAPI) -> None:
         tags=["STAC Collection"],
     )
     collections = MosaicTilerFactory(
-        path_dependency=CollectionIdParams,
+        path_dependency=BoundedCollectionIdParams,
         router_prefix="/collections/{collection_id}",
         **VISIBLE_MOSAICS,
         add_statistics=True,
@@ -279,7 +287,8 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     (so cached answers get the headers below), Cache-Control on other cacheable GETs, access
     control (outside both: nothing is answered, from the cache or not, before the caller is
     judged; keyed answers become private), CORS (outside it, so a 401 carries CORS headers),
-    compression of non-image responses, request ids."""
+    compression of non-image responses, image size limits (before any of it works), the
+    request time limit, request ids."""
     if settings.lean_tiles:
         app.add_middleware(LeanTileMiddleware, tiles=LeanTiles(app))
     app.add_middleware(
@@ -303,6 +312,17 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         allow_headers=["Content-Type", "Authorization", "X-API-Key"],
     )
     app.add_middleware(CompressionMiddleware, exclude_mediatype=IMAGE_MEDIA_TYPES)
+    app.add_middleware(
+        ImageLimitMiddleware,
+        limits=ImageLimits(
+            settings.max_image_side, settings.max_image_pixels, settings.max_image_bytes
+        ),
+    )
+    app.add_middleware(
+        TimeLimitMiddleware,
+        seconds=settings.request_timeout_s,
+        error_body=lambda message: {"detail": message},
+    )
     app.add_middleware(RequestIdMiddleware)
 
 

@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     changed, at least this..."""
     cache_max_max_age_s: int = 86400
     """...and at most this (also when the time of the last change is unknown)."""
+    max_image_side: int = 4096
+    """Largest side, in pixels, of any image made (tiles with tilesize/buffer, previews, crops,
+    features, statistics); a crop or feature asked for without a size is read onto this."""
+    max_image_pixels: int = 4096 * 4096
+    """Most pixels of any image made."""
+    max_image_bytes: int = 256 * 1024 * 1024
+    """Most bytes an image may take while read (pixels x bands listed, at least 4, x 4 bytes)."""
+    request_timeout_s: float = 30.0
+    """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
     """How long /readyz waits for the database before answering 503."""
     log_level: str = "INFO"
