@@ -10,6 +10,7 @@ data stays in the data directory (CSDR_DATA_DIR, default .data/) for the next `u
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from infra.db.migrate import migrate
 from infra.local.pgcluster import Cluster, ClusterError
 
 ROOT = Path(__file__).resolve().parents[2]
+SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
 SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "catalog": ("csdr_catalog.app:create_app", "CSDR_CATALOG_PORT", 8081),
     "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
@@ -34,6 +36,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
 DEMO_COLLECTION = "csdr-demo"
 MAIN_ORG = "main"
 READY_TIMEOUT_S = 90
+CRASHES_AT_START = 3  # a service that dies this often before it is ready is not restarted
 
 
 class NodeError(RuntimeError):
@@ -78,8 +81,12 @@ class Node:
         return self.data_dir / "admin.key"
 
     def pid_file(self, service: str) -> Path:
-        """Where the pid of a running service is kept."""
+        """Where the pid of a running service's supervisor is kept."""
         return self.data_dir / "run" / f"{service}.pid"
+
+    def state_file(self, service: str) -> Path:
+        """Where a service's supervisor reports its child and restarts."""
+        return self.data_dir / "run" / f"{service}.state.json"
 
     def service_env(self) -> dict[str, str]:
         """Environment of every service: the PG* block plus where ingest keeps assets."""
@@ -98,7 +105,7 @@ class Node:
 
 
 def running_pid(node: Node, service: str) -> int | None:
-    """The pid of our running service, or None (a stale pid file is removed)."""
+    """The pid of our running service's supervisor, or None (a stale pid file is removed)."""
     path = node.pid_file(service)
     try:
         pid = int(path.read_text())
@@ -106,7 +113,7 @@ def running_pid(node: Node, service: str) -> int | None:
     except (FileNotFoundError, ValueError, ProcessLookupError):
         path.unlink(missing_ok=True)
         return None
-    if SERVICES[service][0] not in cmdline:
+    if str(SUPERVISOR) not in cmdline or SERVICES[service][0] not in cmdline:
         path.unlink(missing_ok=True)
         return None
     return pid
@@ -118,8 +125,16 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def supervision(node: Node, service: str) -> dict[str, object]:
+    """What the service's supervisor reports: child pid, restarts, last exit (empty if none)."""
+    try:
+        return dict(json.loads(node.state_file(service).read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def start_service(node: Node, service: str) -> None:
-    """Start one service in the background unless it runs already."""
+    """Start one service in the background, under its supervisor, unless it runs already."""
     if running_pid(node, service):
         return
     port = node.ports[service]
@@ -132,6 +147,10 @@ def start_service(node: Node, service: str) -> None:
     with open(log, "a") as out:
         proc = subprocess.Popen(
             [
+                sys.executable,
+                str(SUPERVISOR),
+                str(node.state_file(service)),
+                "--",
                 sys.executable,
                 "-m",
                 "uvicorn",
@@ -148,7 +167,7 @@ def start_service(node: Node, service: str) -> None:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives `make up` returning
+            start_new_session=True,  # survives `make up` returning; one group to stop
         )
     node.pid_file(service).write_text(str(proc.pid))
 
@@ -158,6 +177,9 @@ def wait_ready(node: Node, service: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if running_pid(node, service) is None:
+            break
+        if int(str(supervision(node, service).get("restarts") or 0)) >= CRASHES_AT_START:
+            stop_service(node, service)
             break
         try:
             if httpx.get(node.url(service) + "/readyz", timeout=2).status_code == 200:
@@ -311,8 +333,26 @@ def status(node: Node) -> int:
     for service in SERVICES:
         pid = running_pid(node, service)
         ok = ok and pid is not None
-        print(f"{service:9} {'running pid ' + str(pid) if pid else 'stopped'}  {node.url(service)}")
+        print(f"{service:9} {describe(node, service, pid)}  {node.url(service)}")
     return 0 if ok else 1
+
+
+def describe(node: Node, service: str, supervisor_pid: int | None) -> str:
+    """`running pid N (supervised; restarted 2 times, last killed by SIGSEGV at T)`."""
+    if supervisor_pid is None:
+        return "stopped"
+    state = supervision(node, service)
+    child = state.get("pid")
+    text = f"running pid {child}" if child else "restarting"
+    restarts = int(str(state.get("restarts") or 0))
+    if restarts:
+        text += (
+            f" (supervised; restarted {restarts} time{'s' if restarts > 1 else ''}, "
+            f"last {state.get('last_exit')} at {state.get('last_exit_at')})"
+        )
+    else:
+        text += " (supervised)"
+    return text
 
 
 def main() -> int:

@@ -3,11 +3,14 @@ changes nothing), `make down`, and up again with the data kept."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -58,6 +61,28 @@ def demo_items(catalog: str) -> dict[str, dict]:
     return {f["id"]: f for f in r.json()["features"]}
 
 
+def crashed_is_back_within_seconds(node_env: dict[str, str], service: str) -> None:
+    """Kill the service's process as a segmentation fault would; its supervisor starts it again,
+    and `make status` says so."""
+    state_file = Path(node_env["CSDR_DATA_DIR"], "run", f"{service}.state.json")
+    pid = json.loads(state_file.read_text())["pid"]
+    os.kill(pid, signal.SIGSEGV)
+    url = f"http://127.0.0.1:{node_env[f'CSDR_{service.upper()}_PORT']}/readyz"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the {service} did not come back"
+        time.sleep(0.2)
+    assert json.loads(state_file.read_text())["pid"] != pid
+    status = make("status", node_env)
+    assert status.returncode == 0, status.stdout
+    assert "restarted 1 time, last killed by SIGSEGV" in status.stdout, status.stdout
+
+
 def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
     first = make("up", node_env)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -87,6 +112,8 @@ def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
     secret = key.split("_", 2)[2]
     for log in Path(node_env["CSDR_DATA_DIR"], "logs").glob("*.log"):
         assert secret not in log.read_text(errors="replace"), log
+
+    crashed_is_back_within_seconds(node_env, "catalog")
 
     assets = sorted(Path(node_env["CSDR_DATA_DIR"], "assets").rglob("*"))
     second = make("up", node_env)
