@@ -73,3 +73,17 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield Node(**urls, assets_dir=base / "assets", env=env, ingest_headers={"X-API-Key": key})
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def push(
+    node: Node, pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The push service over the node's database (no delivery worker), and headers with a key
+    of the read scope."""
+    with psycopg.connect(pg_cluster.conninfo(node.env["PGDATABASE"]), autocommit=True) as conn:
+        key = issue_key(conn, "E2E node", ["read"], "test")[0]
+    env = {**node.env, "CSDR_PUSH_ALLOW_PRIVATE_TARGETS": "true", "CSDR_PUSH_WORKER": "false"}
+    log_dir = tmp_path_factory.mktemp("push")
+    with service("csdr_push.app:create_app", free_port(), env, log_dir) as url:
+        yield url, {"X-API-Key": key}

@@ -10,13 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import rasterio
 from rasterio.io import MemoryFile
 
 from conftest import free_port
-from csdr_access.admin import issue_key
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
 from tests.e2e.processes import service
 
@@ -61,17 +59,6 @@ def scene(node, tmp_path_factory) -> str:
     job = node.run_job(source, COLLECTION)
     assert job["status"] == "succeeded", job
     return SCENE.name
-
-
-@pytest.fixture(scope="module")
-def push(node, pg_cluster, tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
-    """The push service over the node's database, and headers with a read key."""
-    with psycopg.connect(pg_cluster.conninfo(node.env["PGDATABASE"]), autocommit=True) as conn:
-        key = issue_key(conn, "E2E node", ["read"], "test")[0]
-    env = {**node.env, "CSDR_PUSH_ALLOW_PRIVATE_TARGETS": "true", "CSDR_PUSH_WORKER": "false"}
-    log_dir = tmp_path_factory.mktemp("push")
-    with service("csdr_push.app:create_app", free_port(), env, log_dir) as url:
-        yield url, {"X-API-Key": key}
 
 
 def filter_requests(node, push, scene: str) -> list[tuple[str, str, dict]]:

@@ -40,7 +40,7 @@ def add_org(conn: psycopg.Connection, name: str, country: str, kind: str, actor:
     """Register an organisation (country as ISO 3166 alpha-2)."""
     if kind not in ORG_KINDS:
         raise AdminError(f"kind must be one of {', '.join(ORG_KINDS)}, not {kind!r}")
-    if not (len(country) == 2 and country.isalpha()):
+    if not (len(country) == 2 and country.isascii() and country.isalpha()):
         raise AdminError(f"country must be a two-letter ISO 3166 code, not {country!r}")
     with conn.transaction():
         try:

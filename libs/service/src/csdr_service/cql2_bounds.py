@@ -70,7 +70,10 @@ def check_json(expr: Any, bounds: Cql2Limits | None = None) -> None:
     bounds = bounds or limits()
     depth, terms = _measure_json(expr, bounds)
     _check(depth, terms, bounds)
-    size = len(orjson.dumps(expr))
+    try:
+        size = len(orjson.dumps(expr))
+    except TypeError as exc:  # an integer beyond 64 bits, a non-JSON value
+        raise FilterTooComplex(f"filter holds a value the node cannot read: {exc}") from None
     if size > bounds.max_chars:
         raise FilterTooComplex(
             f"filter has {size} characters as JSON; at most {bounds.max_chars} are allowed "

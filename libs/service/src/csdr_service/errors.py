@@ -6,8 +6,9 @@ as code; a request that does not validate is a 400 naming each field; anything u
 500 whose cause goes to the log, not to the client."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,11 +18,48 @@ from starlette.exceptions import HTTPException
 logger = logging.getLogger(__name__)
 
 
+ErrorBody = Callable[[str, str], dict[str, Any]]
+"""(code, description) -> the JSON body of an error answer, in a service's shape."""
+
+
+def error_body(code: str, description: str) -> dict[str, Any]:
+    """The node's error shape, `{"code", "description"}`."""
+    return {"code": code, "description": description}
+
+
+def detail_body(code: str, description: str) -> dict[str, Any]:
+    """titiler's error shape, `{"detail"}` (the tiler's)."""
+    return {"detail": description}
+
+
 def error_response(
     status: int, code: str, description: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """An error answer in the node's shape."""
-    return JSONResponse({"code": code, "description": description}, status, headers=headers)
+    return JSONResponse(error_body(code, description), status, headers=headers)
+
+
+def refused_value(exc: BaseException) -> str | None:
+    """What the database refused, when `exc` is its refusal of input a client sent, else None:
+    a value it cannot hold (SQLSTATE class 22: a number out of range, `\u0000`, text malformed
+    for its type), a check a function RAISEs on (P0001: pgSTAC refuses a negative offset, an
+    empty property name, `query` with `filter`), or free text no tsquery can be made of.
+    psycopg's and asyncpg's errors both carry `sqlstate`; an upstream error raised from one
+    (titiler-pgstac's BackendError) is judged by its cause."""
+    while exc is not None and not isinstance(getattr(exc, "sqlstate", None), str):
+        exc = exc.__cause__  # type: ignore[assignment]
+    if exc is None:
+        return None
+    sqlstate: str = exc.sqlstate  # type: ignore[attr-defined]
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else sqlstate
+    if sqlstate.startswith("22"):
+        return f"the database refused a value: {first}"
+    if sqlstate == "P0001":
+        return first
+    if sqlstate == "42601" and "tsquery" in first:
+        return f"q is not a free-text query PostgreSQL can read: {first}"
+    return None
 
 
 def describe_validation_error(exc: RequestValidationError) -> str:
@@ -42,6 +80,8 @@ def add_exception_handlers(app: FastAPI, service: str) -> None:
         return error_response(400, "InvalidRequest", describe_validation_error(exc))
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if refused := refused_value(exc):
+            return error_response(400, "InvalidRequest", refused)
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "InternalError", f"unexpected failure; see the {service} log")
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from csdr_service.errors import ErrorBody
+from csdr_service.errors import error_body as node_error
+
 logger = logging.getLogger(__name__)
-
-
-def node_error_body(message: str) -> dict[str, Any]:
-    """The node's error shape, `{"code", "description"}`."""
-    return {"code": "RequestTimeout", "description": message}
 
 
 class TimeLimitMiddleware:
@@ -32,7 +29,7 @@ class TimeLimitMiddleware:
         self,
         app: ASGIApp,
         seconds: float,
-        error_body: Callable[[str], dict[str, Any]] = node_error_body,
+        error_body: ErrorBody = node_error,
     ) -> None:
         """Wrap `app`; `error_body` shapes the 503 as the service's other errors."""
         self.app = app
@@ -75,7 +72,9 @@ class TimeLimitMiddleware:
             "try a smaller request or again later"
         )
         response = JSONResponse(
-            self.error_body(message), status_code=503, headers={"Retry-After": "5"}
+            self.error_body("RequestTimeout", message),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
         await response(scope, receive, send)
 

@@ -5,6 +5,7 @@ Run with `uvicorn csdr_catalog.app:create_app --factory`.
 """
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -23,6 +24,8 @@ from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
+from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.openapi import complete_openapi
 from csdr_service.time_limit import TimeLimitMiddleware
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,28 @@ def _aggregations_by_get_only(router: APIRouter) -> None:
         if isinstance(route, APIRoute) and route.path.endswith("/aggregations"):
             route.methods = {"GET"}
             route.unique_id = generate_unique_id(route)
+
+
+# With the Fields extension a response holds only what `fields` asks for of each item or
+# collection: not the Item or Collection schema any more.
+NARROWED: dict[str, Any] = {
+    "type": "object",
+    "description": "A response narrowed by `fields` (the Fields extension)",
+}
+
+
+def document_narrowed_responses(doc: dict[str, Any]) -> None:
+    """Let operations that take `fields` answer what the extension says they answer."""
+    doc["components"]["schemas"]["Narrowed"] = NARROWED
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            takes_fields = any(p.get("name") == "fields" for p in operation.get("parameters", []))
+            if not takes_fields and (path, method) != ("/search", "post"):
+                continue
+            for media in operation["responses"].get("200", {}).get("content", {}).values():
+                media["schema"] = {
+                    "anyOf": [media["schema"], {"$ref": "#/components/schemas/Narrowed"}]
+                }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,8 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     )
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(InputGuardMiddleware)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)
+    complete_openapi(app, adjust=document_narrowed_responses)
     return app

@@ -8,6 +8,7 @@ unexpected (500 with a request id to find in the log, never the exception's text
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from http import HTTPStatus
@@ -15,7 +16,10 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+
+from csdr_service.errors import refused_value
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,22 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return stac_error(400, "BadRequest", describe_validation_error(exc))
 
 
+async def invalid_json(request: Request, exc: Exception) -> JSONResponse:
+    """400 for a parameter upstream reads as JSON (`query`, `intersects`) that is not JSON."""
+    return stac_error(400, "BadRequest", f"a parameter is not valid JSON: {exc}")
+
+
+async def invalid_model(request: Request, exc: Exception) -> JSONResponse:
+    """400 for parameters upstream turns into its search model after FastAPI's validation (GET
+    /aggregate, GET /collections): each problem with the parameter it is about."""
+    assert isinstance(exc, ValidationError)
+    problems = {
+        str(e["loc"][0]) if e.get("loc") else "request": str(e.get("msg", "invalid"))
+        for e in exc.errors()
+    }
+    return stac_error(400, "BadRequest", "; ".join(f"{k}: {v}" for k, v in problems.items()))
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """An upstream HTTPException in the STAC error shape."""
     assert isinstance(exc, HTTPException)
@@ -58,7 +78,10 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """500 with a request id; the exception goes to the log, not to the client."""
+    """500 with a request id; the exception goes to the log, not to the client (a value the
+    database refused is the client's: 400 naming it)."""
+    if refused := refused_value(exc):
+        return stac_error(400, "BadRequest", refused)
     request_id = uuid.uuid4().hex
     logger.error(
         "unexpected error, request %s %s %s", request_id, request.method, request.url, exc_info=exc
@@ -70,4 +93,6 @@ def install(app: FastAPI) -> None:
     """Register the handlers, replacing upstream's for the same exception types."""
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(json.JSONDecodeError, invalid_json)
+    app.add_exception_handler(ValidationError, invalid_model)
     app.add_exception_handler(Exception, unexpected_error)

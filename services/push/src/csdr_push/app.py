@@ -15,7 +15,9 @@ from csdr_push.errors import add_exception_handlers
 from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
 from csdr_push.worker import Worker
+from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
+from csdr_service.openapi import complete_openapi
 from csdr_service.time_limit import TimeLimitMiddleware
 
 
@@ -52,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(InputGuardMiddleware)
     add_exception_handlers(app)
     app.include_router(subscriptions.router)
     app.include_router(health.router)
+    complete_openapi(app)
     return app

@@ -36,7 +36,10 @@ from titiler.pgstac.factory import (
 
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
+from csdr_service.errors import detail_body
+from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
+from csdr_service.openapi import TILER_ERROR, complete_openapi
 from csdr_service.time_limit import TimeLimitMiddleware
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
@@ -321,8 +324,9 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         TimeLimitMiddleware,
         seconds=settings.request_timeout_s,
-        error_body=lambda message: {"detail": message},
+        error_body=detail_body,
     )
+    app.add_middleware(InputGuardMiddleware, error_body=detail_body)
     app.add_middleware(RequestIdMiddleware)
 
 
@@ -355,4 +359,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_reference_routes(app)
     app.include_router(health.router)
     add_middleware(app, settings)
+    complete_openapi(app, TILER_ERROR, "TilerError")
     return app

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from titiler.core.errors import BadRequestError, TileNotFoundError
 from titiler.pgstac.errors import MosaicNotFoundError, NoLayerFound
 
+from csdr_service.errors import refused_value
 from csdr_tiler.items import CollectionNotFound, ItemNotFound, SearchNotFound
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,10 @@ def empty_tile(request: Request, exc: Exception) -> Response:
 
 
 def server_error(request: Request, exc: Exception) -> Response:
-    """500 with a safe message and the request id; the detail goes to the log only."""
+    """500 with a safe message and the request id; the detail goes to the log only (a value the
+    database refused is the client's: 400 naming it)."""
+    if refused := refused_value(exc):
+        return JSONResponse({"detail": refused}, status_code=status.HTTP_400_BAD_REQUEST)
     rid = request_id(request)
     message = next(m for t, m in SERVER_ERRORS.items() if isinstance(exc, t))
     logger.error(

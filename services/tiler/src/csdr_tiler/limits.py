@@ -50,6 +50,8 @@ class ImageLimits:
 
     def problem(self, width: int, height: int, bands: int) -> str | None:
         """Why an image of this size may not be made, or None."""
+        if min(width, height) < 1:
+            return f"an image of {width}x{height} pixels has no pixels: sizes start at 1"
         if max(width, height) > self.max_side:
             return (
                 f"an image of {width}x{height} pixels is larger than {self.max_side} pixels on "
@@ -74,7 +76,7 @@ def _pixels(value: str) -> int:
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(value)
-    return math.ceil(abs(number))
+    return math.ceil(number)
 
 
 def requested_size(path: str, params: list[tuple[str, str]]) -> tuple[int, int] | None:
@@ -84,7 +86,7 @@ def requested_size(path: str, params: list[tuple[str, str]]) -> tuple[int, int] 
     query = dict(params)
     if "/tiles/" in path or "tilesize" in query:
         side = _pixels(query.get("tilesize") or str(TILE_SIZE))
-        side += 2 * _pixels(query.get("buffer") or "0")
+        side += 2 * abs(_pixels(query.get("buffer") or "0"))
         return side, side
     if match := SIZE_IN_PATH.search(path):
         return int(match.group(1)), int(match.group(2))
