@@ -67,7 +67,9 @@ def test_fuzzing_finds_no_5xx_and_only_documented_answers(
     ]
     if principal == "admin":
         command += ["--header", f"X-API-Key: {admin_key}"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 240)
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + 240, cwd=tmp_path
+    )
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
     assert "No issues found" in run.stdout, report
