@@ -5,13 +5,14 @@ Run with `uvicorn csdr_ingest.app:create_app --factory`.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
 from csdr_access import AccessControl
 from csdr_ingest import health
-from csdr_ingest.inbox import Watcher
+from csdr_ingest.inbox import Watcher, settle_job
 from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
@@ -29,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = ConnectionPool(
             min_size=1, max_size=settings.workers + 4, open=True, kwargs={"autocommit": True}
         )
-        workers = Workers(pool, settings)
+        workers = Workers(pool, settings, partial(settle_job, settings))
         app.state.pool, app.state.workers = pool, workers
         workers.start()
         watcher = Watcher(pool, settings, workers.notify) if settings.inbox else None

@@ -66,9 +66,8 @@ from csdr_tiler.mosaics import (
     pyramid_assets,
     pyramid_renderer,
 )
-from csdr_tiler.pyramid import Pyramid, Refresher
+from csdr_tiler.pyramid import Pyramid, Refresher, SearchLayers
 from csdr_tiler.render import render_tile
-from csdr_tiler.search_layers import SearchLayers
 from csdr_tiler.settings import Settings
 from csdr_tiler.tms import PRESET_TMS, TILE_MATRIX_SETS
 
