@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
+from fastapi import BackgroundTasks, FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 from starlette.requests import Request
 
 from csdr_tiler import lean_tiles
 from csdr_tiler.app import create_app
-from csdr_tiler.lean_tiles import LEAN_PATHS, LeanTiles, NotLean, solve, unsupported
+from csdr_tiler.lean_tiles import LeanPathMismatch, LeanTiles, NotLean, solve, unsupported
+from csdr_tiler.paths import ITEM_TILE_ROUTES
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import WEB_MERCATOR, Ingested, decode
 from services.tiler.tests.test_presets import db  # noqa: F401 - the module's database fixture
@@ -200,7 +202,7 @@ def test_the_lean_routes_are_the_item_tile_routes_and_solve_as_fastapi_does(db):
     app = create_app(Settings())
     tiles = LeanTiles(app)
     lean = {c.lean.path for c in tiles.candidates if c.lean is not None}
-    assert lean == LEAN_PATHS
+    assert lean == ITEM_TILE_ROUTES
     # The route Starlette's router would pick, not merely one whose pattern matches: the
     # route with a format comes first, before its pattern without one (which matches too).
     scope = {"type": "http", "method": "GET", "path": "/collections/c/items/i/tiles/T/1/2/3.png"}
@@ -259,3 +261,19 @@ def test_query_only_dependencies_are_solved_once_per_query_string(
         assert same_answer(clients, path + query + "&buffer=x").status_code == 422
     assert validated.count("buffer") == before + 2
     assert len(lean_answers) == 3
+
+
+def test_a_route_the_lean_path_cannot_answer_as_fastapi_stops_the_start():
+    # What an upgrade could do to titiler's tile route: a dependency the lean path does not
+    # solve (here a BackgroundTasks parameter), or the route gone from where it was.
+    tile_route = sorted(ITEM_TILE_ROUTES)[0]
+    app = FastAPI()
+
+    @app.get(tile_route)
+    def tile(tasks: BackgroundTasks) -> None:
+        """A tile route that needs FastAPI's own solver."""
+
+    with pytest.raises(LeanPathMismatch, match="background_tasks_param_name"):
+        LeanTiles(app, paths=[tile_route])
+    with pytest.raises(LeanPathMismatch, match="no routes"):
+        LeanTiles(create_app(Settings()), paths=[*ITEM_TILE_ROUTES, "/collections/x/tiles"])

@@ -23,6 +23,7 @@ from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     errors.install(app)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)

@@ -8,21 +8,18 @@ unexpected (500 with a request id to find in the log, never the exception's text
 
 from __future__ import annotations
 
-import logging
-import uuid
-from http import HTTPStatus
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-logger = logging.getLogger(__name__)
+from csdr_service.errors import error_response, http_error, log_unexpected
+from csdr_service.request_ids import REQUEST_ID_HEADER
 
 
 def stac_error(status: int, code: str, description: str) -> JSONResponse:
     """A STAC API error response."""
-    return JSONResponse({"code": code, "description": description}, status_code=status)
+    return error_response(status, code, description)
 
 
 def _where(loc: tuple[object, ...]) -> str:
@@ -47,23 +44,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return stac_error(400, "BadRequest", describe_validation_error(exc))
 
 
-async def http_error(request: Request, exc: Exception) -> JSONResponse:
-    """An upstream HTTPException in the STAC error shape."""
-    assert isinstance(exc, HTTPException)
-    code = HTTPStatus(exc.status_code).phrase.replace(" ", "")
-    response = stac_error(exc.status_code, code, str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """500 with a request id; the exception goes to the log, not to the client."""
-    request_id = uuid.uuid4().hex
-    logger.error(
-        "unexpected error, request %s %s %s", request_id, request.method, request.url, exc_info=exc
+    """500 with the request id; the exception goes to the log, not to the client."""
+    rid = log_unexpected(request, exc)
+    return error_response(
+        500, "InternalServerError", f"internal error; request id {rid}", {REQUEST_ID_HEADER: rid}
     )
-    return stac_error(500, "InternalServerError", f"internal error; request id {request_id}")
 
 
 def install(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
 from csdr_service.errors import add_exception_handlers
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     add_exception_handlers(app, "ingest")
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(jobs.router)
     app.include_router(health.router)
     return app

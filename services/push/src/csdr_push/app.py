@@ -16,6 +16,7 @@ from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
 from csdr_push.worker import Worker
 from csdr_service.logs import configure_logging
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     add_exception_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(subscriptions.router)
     app.include_router(health.router)
     return app

@@ -43,19 +43,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from csdr_tiler.dependencies import IN_THREAD
+from csdr_tiler.paths import ITEM_TILE_ROUTES, TILE_SEGMENT
 
 logger = logging.getLogger(__name__)
-
-ITEM_PREFIX = "/collections/{collection_id}/items/{item_id}"
-PRESET_PREFIX = ITEM_PREFIX + "/presets/{preset}"
-TILE_ROUTES = (
-    "/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
-    "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
-)
-# The routes this path answers: an item's tiles, with titiler's parameters or a preset's.
-LEAN_PATHS = frozenset(
-    prefix + route for prefix in (ITEM_PREFIX, PRESET_PREFIX) for route in TILE_ROUTES
-)
 
 
 class NotLean(Exception):
@@ -197,22 +187,34 @@ class Candidate:
     lean: RouteContext | None
 
 
+class LeanPathMismatch(RuntimeError):
+    """The app's tile routes are not what this path can answer as they do (an upgrade of
+    FastAPI or titiler changed them): the tiler refuses to start rather than serve them another
+    way unnoticed."""
+
+
 class LeanTiles:
     """Select and run the app's own tile routes without FastAPI's per-request machinery."""
 
-    def __init__(self, app: FastAPI, paths: Iterable[str] = LEAN_PATHS) -> None:
-        """Every route of `app` in order; those at `paths` answered here when their dependency
-        trees allow (see `unsupported`)."""
+    def __init__(self, app: FastAPI, paths: Iterable[str] = ITEM_TILE_ROUTES) -> None:
+        """Every route of `app` in order; those at `paths` answered here. LeanPathMismatch when
+        one of `paths` is not a route of the app, or its dependency tree needs FastAPI's own
+        solver (see `unsupported`)."""
         paths = frozenset(paths)
         self.candidates: list[Candidate] = []
         for route in iter_route_contexts(app.router.routes):
             lean = None
             if route.path in paths:
                 why = unsupported(route.dependant)
-                if why is None and not inspect.iscoroutinefunction(route.dependant.call):
-                    lean = route
-                else:
-                    logger.warning("route %s left to FastAPI: %s", route.path, why or "async")
+                if why is None and inspect.iscoroutinefunction(route.dependant.call):
+                    why = "an async endpoint"
+                if why is not None:
+                    raise LeanPathMismatch(
+                        f"the lean tile path cannot answer {route.path} as its route does: "
+                        f"{why} (turn it off with CSDR_TILER_LEAN_TILES=false, or follow the "
+                        "change: docs/upstream.md)"
+                    )
+                lean = route
             methods = route.methods
             self.candidates.append(
                 Candidate(
@@ -220,8 +222,8 @@ class LeanTiles:
                 )
             )
         answered = [c.lean for c in self.candidates if c.lean is not None]
-        if not answered:
-            raise LookupError(f"the app has none of the routes {sorted(paths)}")
+        if missing := paths - {r.path for r in answered}:
+            raise LeanPathMismatch(f"the app has no routes {sorted(missing)} for the lean path")
         self.shared = QueryValues(set().union(*(query_only_calls(r.dependant) for r in answered)))
 
     def select(self, scope: Scope) -> tuple[RouteContext, dict[str, Any]] | None:
@@ -260,7 +262,7 @@ class LeanTileMiddleware:
         if (
             scope["type"] == "http"
             and scope["method"] == "GET"
-            and "/tiles/" in scope["path"]
+            and TILE_SEGMENT in scope["path"]
             and not scope["app"].dependency_overrides
         ):
             selected = self.tiles.select(scope)
