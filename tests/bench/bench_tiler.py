@@ -338,6 +338,89 @@ def test_presets_cold_and_hot_vs_stock_floor_and_wmts(
     )
 
 
+# Passes per variant in the lean-path comparison: its ratios are smaller than ours-vs-stock, so
+# more passes for a median the shared machine's bursts move less.
+LEAN_PASSES = 7
+
+
+def server_cpu_s(base: str) -> float:
+    """CPU seconds (user + system, all threads) used so far by the uvicorn process serving
+    `base`: unlike tiles/s, a cost the other load of a shared machine does not change much."""
+    port = base.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if (
+            b"uvicorn" in args
+            and b"--port" in args
+            and args[args.index(b"--port") + 1] == port.encode()
+        ):
+            fields = stat.rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    raise LookupError(f"no uvicorn process serves {base}")
+
+
+def test_lean_tile_path_vs_fastapi_route(
+    items: list[dict], pg_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Item tiles (titiler's raw parameters and a preset), uncached, through the lean path
+    (csdr_tiler.lean_tiles) against the same tiler with it off (every tile through FastAPI),
+    both served by uvicorn with uvloop and httptools: tiles/s at 8 clients, and the server's
+    CPU time per tile."""
+    import httptools  # noqa: F401 - uvicorn's "auto" serves with these when installed
+    import uvloop  # noqa: F401
+
+    with ExitStack() as stack:
+        lean = stack.enter_context(our_tiler({**pg_env, "CSDR_TILER_LEAN_TILES": "1"}, tmp_path))
+        route = stack.enter_context(our_tiler({**pg_env, "CSDR_TILER_LEAN_TILES": "0"}, tmp_path))
+        kinds = {"raw": raw_paths(items, ZOOMS), "preset": preset_paths(items, ZOOMS)}
+        for base in (lean, route):
+            fire(base, raw_paths(items, WARM_UP_ZOOMS))
+            fire(base, preset_paths(items, WARM_UP_ZOOMS))
+        runs: dict[tuple[str, str], list[Run]] = {}
+        cpu_ms: dict[tuple[str, str], list[float]] = {}
+        loads = []
+        for i in range(LEAN_PASSES):
+            for kind, paths in kinds.items():
+                for name, base in (("lean", lean), ("route", route)):
+                    fresh = [with_param(p, f"lean-pass={i}") for p in paths]
+                    before = server_cpu_s(base)
+                    runs.setdefault((kind, name), []).append(fire(base, fresh))
+                    spent = server_cpu_s(base) - before
+                    cpu_ms.setdefault((kind, name), []).append(1000 * spent / len(paths))
+            loads.append(os.getloadavg()[0])
+    for (kind, _name), each in runs.items():
+        for a, b in zip(each[0].bodies, runs[(kind, "route")][0].bodies, strict=True):
+            assert a == b, f"{kind}: the lean path and the route answer different tiles"
+    print(
+        f"\nLean path vs FastAPI route (uvicorn with uvloop, httptools): "
+        f"{len(kinds['raw'])} distinct uncached z{ZOOMS[0]}-z{ZOOMS[-1]} tiles per pass, "
+        f"{CLIENTS} clients, {LEAN_PASSES} interleaved passes"
+    )
+    for kind in kinds:
+        each = ratios(runs[(kind, "lean")], runs[(kind, "route")])
+        lean_tps = float(np.median([r.tiles_per_s for r in runs[(kind, "lean")]]))
+        route_tps = float(np.median([r.tiles_per_s for r in runs[(kind, "route")]]))
+        lean_cpu = float(np.median(cpu_ms[(kind, "lean")]))
+        route_cpu = float(np.median(cpu_ms[(kind, "route")]))
+        print(
+            f"{kind}: tiles/s lean {lean_tps:.1f}, route {route_tps:.1f}, lean/route "
+            f"{float(np.median(each)):.2f}x (median; passes "
+            f"{', '.join(f'{r:.2f}' for r in each)}); "
+            f"server CPU per tile lean {lean_cpu:.1f} ms, route {route_cpu:.1f} ms, "
+            f"route/lean {route_cpu / lean_cpu:.2f}x"
+        )
+    print(
+        f"load average (1 min) per pass: {', '.join(f'{v:.2f}' for v in loads)}; "
+        f"now {load_average()}"
+    )
+
+
 # A z5 view over an archive: 2,000 scenes under one z5 tile, each its own small COG (512 x 512,
 # 4 x uint16, an internal overview, DEFLATE) at its own place, so that every scene costs what a
 # real one costs at that zoom (open, read the smallest overview, warp), 40 x 50 footprints with
