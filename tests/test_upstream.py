@@ -1,8 +1,7 @@
 """What the node takes from upstream libraries beyond their documented surface (docs/upstream.md),
 checked where no behaviour test already breaks on an upgrade that changes it: pgSTAC's internal
 SQL functions with the arguments we call them with, stac-fastapi-pgstac's private methods the
-catalog's client overrides or calls, Starlette's route path helper, rasterio's GDAL type
-names."""
+catalog's client overrides or calls, rasterio's GDAL type names."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import psycopg
 import pytest
 from rasterio.dtypes import _gdal_typename
 from stac_fastapi.pgstac.core import CoreCrudClient
-from starlette._utils import get_route_path
 
 from conftest import TEMPLATE_DB
 
@@ -72,12 +70,6 @@ def test_stac_fastapi_pgstac_routes_still_go_through_the_overridden_methods() ->
     for endpoint in ("get_search", "item_collection", "all_collections"):
         assert "self._clean_search_args(" in inspect.getsource(getattr(CoreCrudClient, endpoint))
     assert "**kwargs" in inspect.getsource(CoreCrudClient.all_collections)
-
-
-def test_starlette_route_path_is_the_path_below_the_root_path() -> None:
-    scope = {"type": "http", "path": "/tiler/collections/c/tiles", "root_path": "/tiler"}
-    assert get_route_path(scope) == "/collections/c/tiles"
-    assert get_route_path({"type": "http", "path": "/a/b", "root_path": ""}) == "/a/b"
 
 
 def test_rasterio_names_gdal_types_from_the_dtype_names_datasets_report() -> None:

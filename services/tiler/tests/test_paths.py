@@ -1,6 +1,6 @@
 """The URL table (csdr_tiler.paths) against the routes the app really serves: every route under a
 collection, an item or a search is matched by the pattern the access middleware and the tile
-cache use, with the right names; the lean path's routes are exactly the item tile routes."""
+cache use, with the right names."""
 
 import re
 
@@ -8,13 +8,11 @@ from csdr_tiler.app import create_app
 from csdr_tiler.paths import (
     COLLECTION_PATH,
     ITEM_PATH,
-    ITEM_TILE_ROUTES,
     MOSAIC_TILE_PATH,
     SEARCH_LIST_PATHS,
     SEARCH_PATH,
     SEARCH_REGISTER_PATH,
     TILE_ROUTES,
-    TILE_SEGMENT,
     has_links,
 )
 from csdr_tiler.settings import Settings
@@ -63,7 +61,6 @@ def test_every_route_is_matched_by_the_table() -> None:
         elif route.startswith("/searches"):
             assert search is None or search["search"] in ("register", "list"), route
         is_tile = any(route.endswith(t) for t in TILE_ROUTES)
-        assert TILE_SEGMENT in path or not is_tile, route  # the lean path's first filter
         tile = MOSAIC_TILE_PATH.match(path)
         if is_tile and (route.startswith("/searches/") or "/items/" not in route):
             assert tile is not None, route
@@ -73,9 +70,6 @@ def test_every_route_is_matched_by_the_table() -> None:
         else:
             assert tile is None, route
     assert mosaic_tiles == 8  # collections and searches, raw and preset, with and without format
-    assert {r for r in routes if "/items/" in r and any(r.endswith(t) for t in TILE_ROUTES)} == (
-        ITEM_TILE_ROUTES
-    )
 
 
 def test_the_paths_with_links_are_routes() -> None:

@@ -54,7 +54,6 @@ from csdr_tiler.dependencies import (
 )
 from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.items import Catalogue
-from csdr_tiler.lean_tiles import LeanTileMiddleware, LeanTiles
 from csdr_tiler.limits import (
     BoundedCollectionIdParams,
     BoundedSearchParams,
@@ -282,15 +281,12 @@ def add_reference_routes(app: FastAPI) -> None:
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
-    """The lean path for item tiles (innermost: everything outside it judges
-    and caches its answers as the route's), tile response cache with per-answer Cache-Control
+    """The tile response cache with per-answer Cache-Control (innermost)
     (so cached answers get the headers below), Cache-Control on other cacheable GETs, access
     control (outside both: nothing is answered, from the cache or not, before the caller is
     judged; keyed answers become private), CORS (outside it, so a 401 carries CORS headers),
     compression of non-image responses, image size limits (before any of it works), the
     request time limit, request ids."""
-    if settings.lean_tiles:
-        app.add_middleware(LeanTileMiddleware, tiles=LeanTiles(app))
     app.add_middleware(
         TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,

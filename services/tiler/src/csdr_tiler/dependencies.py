@@ -6,9 +6,8 @@ point, preview, crop and statistics endpoint with the band choice and stretch ta
 preset named in the path instead of the query.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 import pystac
@@ -169,11 +168,3 @@ async def ValidTile(request: Request) -> None:
     """`check_tile` as a route dependency; async, as it blocks on nothing: FastAPI would run a
     plain function in a worker thread."""
     check_tile(request)
-
-
-# The async dependencies above as plain functions, for a caller already in a worker thread
-# (csdr_tiler.lean_tiles): they are async only to spare FastAPI's thread hop.
-IN_THREAD: dict[Callable[..., Any], Callable[..., Any]] = {
-    ItemParams: item_of,
-    ValidTile: check_tile,
-}

@@ -1,5 +1,5 @@
 """The tiler's URL layout in one table: where the app mounts titiler's factories, and the request
-path patterns the access middleware, the tile cache and the lean path match. A new route is
+path patterns the access middleware and the tile cache match. A new route is
 added here once; tests/test_paths.py checks every route the app serves against the patterns."""
 
 import re
@@ -16,10 +16,6 @@ SEARCH_PRESET_PREFIX = SEARCH_PREFIX + "/presets/{preset}"
 TILE_ROUTES = (
     "/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
     "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
-)
-# An item's tile routes, with titiler's parameters or a preset's: answered by the lean path.
-ITEM_TILE_ROUTES = frozenset(
-    prefix + route for prefix in (ITEM_PREFIX, ITEM_PRESET_PREFIX) for route in TILE_ROUTES
 )
 
 # Paths that say nothing about the node's imagery: no access check.
@@ -46,8 +42,6 @@ MOSAIC_TILE_PATH = re.compile(
     r"(?:/presets/(?P<preset>[^/]+))?"
     r"/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)(?:\.\w+)?$"
 )
-# What every tile path holds: the lean path looks further only at these.
-TILE_SEGMENT = "/tiles/"
 
 
 def has_links(path: str) -> bool:
