@@ -7,12 +7,14 @@ import re
 from csdr_tiler.app import create_app
 from csdr_tiler.paths import (
     COLLECTION_PATH,
+    CROP_PATH,
     ITEM_PATH,
     MOSAIC_TILE_PATH,
     SEARCH_LIST_PATHS,
     SEARCH_PATH,
     SEARCH_REGISTER_PATH,
     TILE_ROUTES,
+    TILE_SEGMENT,
     has_links,
 )
 from csdr_tiler.settings import Settings
@@ -61,6 +63,10 @@ def test_every_route_is_matched_by_the_table() -> None:
         elif route.startswith("/searches"):
             assert search is None or search["search"] in ("register", "list"), route
         is_tile = any(route.endswith(t) for t in TILE_ROUTES)
+        assert TILE_SEGMENT in path or not is_tile, route  # the image limits' first filter
+        # Crops read at full resolution unless sized: the image limits give them a size.
+        crop = re.search(r"/(bbox/\{[^/]+|feature)[^/]*$", route) is not None
+        assert (CROP_PATH.search(path) is not None) == crop, route
         tile = MOSAIC_TILE_PATH.match(path)
         if is_tile and (route.startswith("/searches/") or "/items/" not in route):
             assert tile is not None, route

@@ -1,5 +1,5 @@
 """The tiler's URL layout in one table: where the app mounts titiler's factories, and the request
-path patterns the access middleware and the tile cache match. A new route is
+path patterns the access middleware, the tile cache and the image limits match. A new route is
 added here once; tests/test_paths.py checks every route the app serves against the patterns."""
 
 import re
@@ -42,6 +42,13 @@ MOSAIC_TILE_PATH = re.compile(
     r"(?:/presets/(?P<preset>[^/]+))?"
     r"/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)(?:\.\w+)?$"
 )
+# Endpoints that read an area at full resolution unless a size is given, and the size in a
+# path (the image limits).
+CROP_PATH = re.compile(r"/(bbox/[^/]+|feature)(/\d+x\d+)?(\.\w+)?$")
+FEATURE_STATISTICS_PATH = re.compile(r"/statistics$")
+SIZE_IN_PATH = re.compile(r"/(\d+)x(\d+)(\.\w+)?$")
+# What every tile path holds.
+TILE_SEGMENT = "/tiles/"
 
 
 def has_links(path: str) -> bool:
