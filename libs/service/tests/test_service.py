@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from csdr_service.errors import add_exception_handlers
 from csdr_service.health import health_router
 from csdr_service.logs import JsonFormatter, configure_logging
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.settings import CommaList, IntList
 
 
@@ -80,6 +81,7 @@ def test_configure_logging_quiets_named_loggers_once():
 def errors_app() -> TestClient:
     app = FastAPI()
     add_exception_handlers(app, "demo")
+    app.add_middleware(RequestIdMiddleware)
 
     class Body(BaseModel):
         webhook: dict[str, int]
@@ -114,11 +116,26 @@ def test_errors_have_the_node_shape_and_name_the_field():
 def test_unexpected_errors_are_500_without_their_cause(caplog):
     r = errors_app().get("/broken")
     assert r.status_code == 500
+    rid = r.headers["x-request-id"]
+    assert len(rid) == 32
     assert r.json() == {
         "code": "InternalError",
-        "description": "unexpected failure; see the demo log",
+        "description": f"unexpected failure; see the demo log (request {rid})",
     }
-    assert "hunter2" in caplog.text
+    assert "hunter2" in caplog.text and rid in caplog.text
+
+
+def test_each_answer_carries_the_request_id_given_or_a_new_one():
+    client = errors_app()
+    given = client.get("/locked", headers={"X-Request-ID": "trace-42"})
+    assert given.status_code == 401 and given.headers["x-request-id"] == "trace-42"
+    broken = client.get("/broken", headers={"X-Request-ID": "trace-43"})
+    assert broken.headers["x-request-id"] == "trace-43"
+    assert broken.json()["description"].endswith("(request trace-43)")
+    first, second = client.get("/locked"), client.get("/locked", headers={"X-Request-ID": ""})
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+    too_long = client.get("/locked", headers={"X-Request-ID": "x" * 65})
+    assert too_long.headers["x-request-id"] != "x" * 65
 
 
 def test_list_settings_read_commas_or_json(monkeypatch):

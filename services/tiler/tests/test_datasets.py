@@ -4,8 +4,13 @@ matrix set (the same as titiler-pgstac's reader derives), and a band the asset l
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pystac
 import pytest
+import rio_tiler.utils
 from morecantile import tms as morecantile_tms
 from rasterio import warp
 from rasterio.crs import CRS
@@ -14,10 +19,15 @@ from titiler.pgstac.reader import PgSTACReader
 
 from csdr_tiler.datasets import (
     DERIVED,
+    REMEMBERED,
     CrsKey,
     ItemReader,
+    _authority_of,
+    _bounds_in,
+    _native_grid,
     _remembered_bounds,
     _remembered_grid,
+    remember_transforms,
 )
 from services.tiler.tests.scenes import Ingested
 from services.tiler.tests.test_presets import db  # noqa: F401 - the module's database fixture
@@ -74,3 +84,50 @@ def test_remembered_transforms_answer_as_rasterio_does():
     # Unhashable arguments are computed afresh, not refused.
     wkt = {"init": "epsg:3857"}
     assert _remembered_bounds(utm, wkt, *bounds) == warp.transform_bounds(utm, wkt, *bounds)
+
+
+def test_rio_tiler_calls_each_name_remember_transforms_replaces(db):  # noqa: F811
+    # An upgrade of rio-tiler that renames, moves or stops calling one of these through its
+    # module (`from rasterio.warp import ...` inside a function, say) fails here.
+    remember_transforms()
+    remember_transforms()  # again: nothing changes
+    for module, name, ours in REMEMBERED:
+        assert getattr(module, name) is ours, f"{module.__name__}.{name}"
+    before = [f.cache_info() for f in (_native_grid, _bounds_in, _authority_of)]
+    ms: Ingested = db["ms"]
+    with ItemReader(pystac.Item.from_dict(ms.item)) as reader:
+        tile = ms.centre_tile(13)
+        reader.tile(tile.x, tile.y, tile.z, assets=["data"])
+    assert rio_tiler.utils.CRS_to_uri(CRS.from_epsg(3857)).endswith("/EPSG/0/3857")
+    after = [f.cache_info() for f in (_native_grid, _bounds_in, _authority_of)]
+    for name, b, a in zip(("grid", "bounds", "authority"), before, after, strict=True):
+        assert a.hits + a.misses > b.hits + b.misses, f"rio-tiler no longer asks for the {name}"
+
+
+def test_patches_are_applied_by_the_lifespan_not_by_import_or_create_app():
+    # A fresh interpreter: another test may already have run a lifespan in this one.
+    script = textwrap.dedent(
+        """
+        import rasterio.warp, rio_tiler.io.base, rio_tiler.utils
+        from csdr_tiler.app import create_app
+        from csdr_tiler.settings import Settings
+        from csdr_tiler.datasets import POOL, REMEMBERED
+        create_app(Settings(open_datasets=7))
+        assert rio_tiler.utils.calculate_default_transform is (
+            rasterio.warp.calculate_default_transform
+        )
+        assert all(getattr(m, n) is not ours for m, n, ours in REMEMBERED)
+        assert POOL.max_idle != 7
+        print("untouched")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "untouched" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_name_rio_tiler_no_longer_has_fails_the_start(monkeypatch):
+    monkeypatch.delattr(rio_tiler.utils, "_CRS_authority_info")
+    with pytest.raises(RuntimeError, match="rio_tiler.utils._CRS_authority_info"):
+        remember_transforms()

@@ -12,15 +12,14 @@ visible collections.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote
 
-from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from csdr_access import ANONYMOUS, AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access import ANONYMOUS, AccessControl, Principal
+from csdr_access.gate import Credentials, Refused, authenticate_async, keyed_answers
 from csdr_access.links import key_carrying_send
 from csdr_access.ratelimit import RateLimiter
 
@@ -54,16 +53,6 @@ def _collection_in(path: str) -> str | None:
     return unquote(parts[2]) if len(parts) > 2 and parts[1] == "collections" and parts[2] else None
 
 
-async def _send_error(
-    send: Send, status: int, code: str, description: str, headers: dict[str, str] | None = None
-) -> None:
-    body = json.dumps({"code": code, "description": description}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
 class AccessMiddleware:
     """Apply the access rule to every request (see the module docstring)."""
 
@@ -87,24 +76,12 @@ class AccessMiddleware:
         if scope["type"] != "http" or path.startswith(OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        key = api_key_from(headers, QueryParams(scope.get("query_string", b"")))
-        key_in_query = key is not None and api_key_from(headers, {}) is None
+        credentials = Credentials.of(scope)
         pool = scope["app"].state.readpool
         try:
-            principal = await self.access.principal_async(pool, key)
-        except InvalidKey as exc:
-            await _send_error(send, 401, "Unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
-            return
-        wait_s = self.limiter.acquire(principal.key_prefix) if principal.key_prefix else 0.0
-        if wait_s:
-            await _send_error(
-                send,
-                429,
-                "TooManyRequests",
-                "rate limit reached; retry later",
-                {"Retry-After": RateLimiter.retry_after(wait_s)},
-            )
+            principal = await authenticate_async(self.access, self.limiter, pool, credentials.key)
+        except Refused as refused:
+            await refused.send(send)
             return
         visible = None if principal.is_admin else await self.access.visible_async(pool, principal)
         collection = _collection_in(path)
@@ -112,36 +89,27 @@ class AccessMiddleware:
             # Perhaps created after the cached list was made: ask once more, uncached.
             visible = await self.access.visible_async(pool, principal, fresh=True)
         if collection is not None and visible is not None and collection not in visible:
-            await _send_error(
-                send, 404, "NotFoundError", f"Collection {collection} does not exist."
-            )
+            missing = f"Collection {collection} does not exist."
+            await Refused(404, "NotFoundError", missing).send(send)
             return
         if self.writes and scope["method"] in WRITE_METHODS and not path.endswith(READ_POSTS):
             if not principal.authenticated:
-                await _send_error(
-                    send,
+                await Refused(
                     401,
                     "Unauthorized",
                     "writing needs an API key with the ingest scope",
                     {"WWW-Authenticate": "Bearer"},
-                )
+                ).send(send)
                 return
             if not principal.can("ingest"):
-                await _send_error(send, 403, "Forbidden", "this API key lacks the ingest scope")
+                await Refused(403, "Forbidden", "this API key lacks the ingest scope").send(send)
                 return
         scope.setdefault("state", {}).update(principal=principal, visible=visible)
 
-        async def send_private(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.append("Vary", "Authorization, X-API-Key")
-                if principal.authenticated:
-                    headers["Cache-Control"] = "private, no-store"
-            await send(message)
-
-        if key_in_query:
-            assert key is not None
+        send_private = keyed_answers(send, principal)
+        if credentials.in_query:
+            assert credentials.key is not None
             own = (str(Request(scope).base_url), *self.linked_urls)
-            await self.app(scope, receive, key_carrying_send(send_private, key, own))
+            await self.app(scope, receive, key_carrying_send(send_private, credentials.key, own))
             return
         await self.app(scope, receive, send_private)

@@ -26,6 +26,7 @@ from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.openapi import complete_openapi
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     app.add_middleware(InputGuardMiddleware)
     errors.install(app)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)

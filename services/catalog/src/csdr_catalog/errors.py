@@ -9,9 +9,6 @@ unexpected (500 with a request id to find in the log, never the exception's text
 from __future__ import annotations
 
 import json
-import logging
-import uuid
-from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,14 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from csdr_service.errors import refused_value
-
-logger = logging.getLogger(__name__)
+from csdr_service.errors import error_response, http_error, log_unexpected, refused_value
+from csdr_service.request_ids import REQUEST_ID_HEADER
 
 
 def stac_error(status: int, code: str, description: str) -> JSONResponse:
     """A STAC API error response."""
-    return JSONResponse({"code": code, "description": description}, status_code=status)
+    return error_response(status, code, description)
 
 
 def _where(loc: tuple[object, ...]) -> str:
@@ -67,26 +63,15 @@ async def invalid_model(request: Request, exc: Exception) -> JSONResponse:
     return stac_error(400, "BadRequest", "; ".join(f"{k}: {v}" for k, v in problems.items()))
 
 
-async def http_error(request: Request, exc: Exception) -> JSONResponse:
-    """An upstream HTTPException in the STAC error shape."""
-    assert isinstance(exc, HTTPException)
-    code = HTTPStatus(exc.status_code).phrase.replace(" ", "")
-    response = stac_error(exc.status_code, code, str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """500 with a request id; the exception goes to the log, not to the client (a value the
+    """500 with the request id; the exception goes to the log, not to the client (a value the
     database refused is the client's: 400 naming it)."""
     if refused := refused_value(exc):
         return stac_error(400, "BadRequest", refused)
-    request_id = uuid.uuid4().hex
-    logger.error(
-        "unexpected error, request %s %s %s", request_id, request.method, request.url, exc_info=exc
+    rid = log_unexpected(request, exc)
+    return error_response(
+        500, "InternalServerError", f"internal error; request id {rid}", {REQUEST_ID_HEADER: rid}
     )
-    return stac_error(500, "InternalServerError", f"internal error; request id {request_id}")
 
 
 def install(app: FastAPI) -> None:

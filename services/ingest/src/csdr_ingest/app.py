@@ -5,19 +5,21 @@ Run with `uvicorn csdr_ingest.app:create_app --factory`.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
 from csdr_access import AccessControl
 from csdr_ingest import health
-from csdr_ingest.inbox import Watcher
+from csdr_ingest.inbox import Watcher, settle_job
 from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
 from csdr_service.errors import add_exception_handlers
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.openapi import complete_openapi
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 
 
@@ -31,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = ConnectionPool(
             min_size=1, max_size=settings.workers + 4, open=True, kwargs={"autocommit": True}
         )
-        workers = Workers(pool, settings)
+        workers = Workers(pool, settings, partial(settle_job, settings))
         app.state.pool, app.state.workers = pool, workers
         workers.start()
         watcher = Watcher(pool, settings, workers.notify) if settings.inbox else None
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     app.add_middleware(InputGuardMiddleware)
     add_exception_handlers(app, "ingest")
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(jobs.router)
     app.include_router(health.router)
     complete_openapi(app)

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -20,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tqdm import tqdm
 
 from csdr_ingest.errors import IngestError
-from csdr_ingest.inbox import Watcher
+from csdr_ingest.inbox import Watcher, settle_job
 from csdr_ingest.jobs import Workers
 from csdr_ingest.packages import is_archive
 from csdr_ingest.pipeline import ingest_path, is_package
@@ -65,7 +66,7 @@ def watch(argv: list[str]) -> int:
     except (psycopg.OperationalError, PoolTimeout) as exc:
         print(f"csdr-ingest: cannot reach the database: {exc}", file=sys.stderr)
         return 2
-    workers = Workers(pool, settings)
+    workers = Workers(pool, settings, partial(settle_job, settings))
     watcher = Watcher(pool, settings, workers.notify)
     signal.signal(signal.SIGTERM, _interrupt)
     workers.start()

@@ -88,6 +88,13 @@ def settle(settings: Settings, path: Path, error: dict[str, str] | None) -> None
     logger.warning("quarantined %s: %s", path.name, error["description"])
 
 
+def settle_job(settings: Settings, job: dict[str, Any], error: dict[str, str] | None) -> None:
+    """The workers' hook (`jobs.JobFinished`, wired where the app is built): settle the package
+    of a job the inbox queued."""
+    if job["options"].get("inbox"):
+        settle(settings, Path(job["source"]), error)
+
+
 def _move(path: Path, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / path.name

@@ -3,6 +3,8 @@
 Jobs are rows: POST /jobs inserts one, a worker claims the oldest queued row with
 FOR UPDATE SKIP LOCKED (so several processes can share the queue), runs the pipeline, and records
 the outcome. A job left `running` by a process that died is queued again when a worker starts.
+What else must happen when a job ends (the inbox moving its package) is a hook given to the
+workers where the app is built.
 """
 
 import logging
@@ -10,6 +12,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from csdr_ingest import inbox
 from csdr_ingest.errors import IngestError
 from csdr_ingest.pipeline import ingest_path, remove_abandoned
 from csdr_ingest.settings import Settings
@@ -95,8 +97,18 @@ def requeue_orphans(pool: ConnectionPool, host: str) -> int:
         return cur.rowcount
 
 
-def run_job(pool: ConnectionPool, job: dict[str, Any], settings: Settings) -> None:
-    """Run one claimed job through the pipeline and record success or the reason it failed."""
+# Called with a job and its error (None: published) once the outcome is recorded.
+JobFinished = Callable[[dict[str, Any], dict[str, str] | None], None]
+
+
+def run_job(
+    pool: ConnectionPool,
+    job: dict[str, Any],
+    settings: Settings,
+    finished: JobFinished | None = None,
+) -> None:
+    """Run one claimed job through the pipeline, record success or the reason it failed, then
+    call `finished`."""
     when = job["options"].get("datetime")
     try:
         with pool.connection() as conn:
@@ -122,17 +134,21 @@ def run_job(pool: ConnectionPool, job: dict[str, Any], settings: Settings) -> No
             },
         )
     finish(pool, job["id"], refs, error)
-    if job["options"].get("inbox"):
-        inbox.settle(settings, Path(job["source"]), error)
+    if finished is not None:
+        finished(job, error)
 
 
 class Workers:
     """Threads that claim and run jobs until stopped: woken when this process queues a job,
     and polling for jobs queued by other processes."""
 
-    def __init__(self, pool: ConnectionPool, settings: Settings) -> None:
+    def __init__(
+        self, pool: ConnectionPool, settings: Settings, finished: JobFinished | None = None
+    ) -> None:
+        """Run up to `settings.workers` jobs at once; call `finished` after each."""
         self.pool = pool
         self.settings = settings
+        self.finished = finished
         self.stopping = threading.Event()
         self.wake = threading.Condition()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -171,7 +187,7 @@ class Workers:
                 logger.exception("cannot claim jobs; retrying")
                 job = None
             if job is not None:
-                run_job(self.pool, job, self.settings)
+                run_job(self.pool, job, self.settings, self.finished)
                 continue
             with self.wake:
                 self.wake.wait(self.settings.poll_interval_s)

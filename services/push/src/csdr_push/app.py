@@ -18,6 +18,7 @@ from csdr_push.worker import Worker
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     app.add_middleware(InputGuardMiddleware)
     add_exception_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(subscriptions.router)
     app.include_router(health.router)
     complete_openapi(app)

@@ -18,9 +18,7 @@ worker-thread hop and one pooled connection per request.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlencode
@@ -28,52 +26,28 @@ from urllib.parse import unquote, urlencode
 import anyio.to_thread
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
-from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from csdr_access import ANONYMOUS, AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access import ANONYMOUS, AccessControl, Principal
+from csdr_access.gate import Credentials, Refused, authenticate, keyed_answers, send_json
 from csdr_access.links import key_carrying_send
 from csdr_access.ratelimit import RateLimiter
-from csdr_tiler.items import Catalogue, ItemNotFound
+from csdr_tiler.context import context_of
+from csdr_tiler.items import Catalogue, ItemNotFound, ItemVersion
+from csdr_tiler.paths import (
+    COLLECTION_PATH,
+    NOT_SEARCH_IDS,
+    OPEN_PATHS,
+    SEARCH_LIST_PATHS,
+    SEARCH_PATH,
+    has_links,
+)
 
 logger = logging.getLogger(__name__)
 
-# Paths that say nothing about the node's imagery.
-OPEN_PATHS = ("/healthz", "/readyz", "/api", "/docs")
-COLLECTION_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)(?:/items/(?P<item>[^/]+))?")
-SEARCH_PATH = re.compile(r"^/searches/(?P<search>[^/]+)(?P<rest>/.*)?$")
-SEARCH_LIST_PATHS = ("/searches", "/searches/", "/searches/list")
-NOT_SEARCH_IDS = ("register", "list")
 SEARCH_COLLECTIONS_SQL = "SELECT search -> 'collections' FROM pgstac.searches WHERE hash = %s"
-
-
-def principal_of(request: Any) -> Principal:
-    """The principal the middleware found for this request."""
-    return getattr(request.state, "principal", ANONYMOUS)
-
-
-def visible_of(request: Any) -> frozenset[str] | None:
-    """The collections this request may see; None means all (an administrator)."""
-    return getattr(request.state, "visible", frozenset())
-
-
-def has_links(path: str) -> bool:
-    """Whether the path answers JSON with links we build (search register, list and info)."""
-    if path == "/searches/register" or path in SEARCH_LIST_PATHS:
-        return True
-    found = SEARCH_PATH.match(path)
-    return found is not None and found["rest"] == "/info"
-
-
-async def _send_json(
-    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> None:
-    raw_body = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(raw_body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": raw_body})
 
 
 def search_collections(pool: ConnectionPool, search_id: str) -> tuple[bool, list[str] | None]:
@@ -93,10 +67,13 @@ def named_collections(conn: Connection[Any], search_id: str) -> tuple[bool, list
 @dataclass
 class Verdict:
     """What the middleware does with a request: answer it now (`status`, `body`, `headers`), or
-    pass it on with `state` (the principal, what it may see, who may share cached answers)."""
+    pass it on with what it found (the principal, what it may see, who may share cached
+    answers, the item's version)."""
 
     principal: Principal = ANONYMOUS
-    state: dict[str, Any] = field(default_factory=dict)
+    visible: frozenset[str] | None = field(default_factory=frozenset)
+    cache_audience: str | None = None
+    item_version: ItemVersion | None = None
     status: int | None = None
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -126,21 +103,14 @@ class Judge:
 
     def _verdict(self, conn: Connection[Any], key: str | None, path: str) -> Verdict:
         try:
-            principal = self.access.principal(conn, key) if key is not None else ANONYMOUS
-        except InvalidKey as exc:
+            principal = authenticate(self.access, self.limiter, conn, key)
+        except Refused as refused:
             return refusal(
-                401,
-                {"code": "Unauthorized", "description": str(exc)},
-                {"WWW-Authenticate": "Bearer"},
+                refused.status,
+                {"code": refused.code, "description": refused.description},
+                refused.headers,
             )
-        wait_s = self.limiter.acquire(principal.key_prefix) if principal.key_prefix else 0.0
-        if wait_s:
-            return refusal(
-                429,
-                {"code": "TooManyRequests", "description": "rate limit reached; retry later"},
-                {"Retry-After": RateLimiter.retry_after(wait_s)},
-            )
-        state: dict[str, Any] = {"principal": principal}
+        verdict = Verdict(principal)
         if (found := COLLECTION_PATH.match(path)) is not None:
             collection = unquote(found["collection"])
             if not self._sees_collection(conn, principal, collection):
@@ -153,12 +123,12 @@ class Judge:
                 # Who may share the item response cache's answers: everyone for a public
                 # collection, else only the same key.
                 public = collection in self.access.visible(conn, ANONYMOUS)
-                state["cache_audience"] = "public" if public else f"key:{principal.key_prefix}"
+                verdict.cache_audience = "public" if public else f"key:{principal.key_prefix}"
                 # The item's version, which the response cache and the routes need, read on
                 # this connection rather than in a thread hop of their own (none: no such item,
                 # the route answers the 404).
                 with contextlib.suppress(ItemNotFound):
-                    state["item_version"] = self.catalogue.item_version(
+                    verdict.item_version = self.catalogue.item_version(
                         collection, unquote(found["item"]), conn
                     )
         elif (found := SEARCH_PATH.match(path)) is not None and found["search"] not in (
@@ -167,8 +137,8 @@ class Judge:
             search_id = found["search"]
             if not self._sees_search(conn, principal, search_id, found["rest"] == "/info"):
                 return refusal(404, {"detail": f"no registered search '{search_id}'"})
-        state["visible"] = None if principal.is_admin else self.access.visible(conn, principal)
-        return Verdict(principal, state)
+        verdict.visible = None if principal.is_admin else self.access.visible(conn, principal)
+        return verdict
 
     def _sees_collection(
         self, conn: Connection[Any], principal: Principal, collection: str
@@ -208,42 +178,27 @@ class AccessMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or path.startswith(OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        query = QueryParams(scope.get("query_string", b""))
-        headers = Headers(scope=scope)
-        key = api_key_from(headers, query)
-        key_in_query = key is not None and api_key_from(headers, {}) is None
+        credentials = Credentials.of(scope)
         judge = Judge(scope["app"].state.csdr_catalogue, self.access, self.limiter)
         # One worker-thread hop for the whole decision: each hop costs the event loop ~0.3 ms
         # of GIL under load, and the principal, the path and the visibility need one connection.
-        verdict = await anyio.to_thread.run_sync(judge.verdict, key, path)
+        verdict = await anyio.to_thread.run_sync(judge.verdict, credentials.key, path)
         if verdict.status is not None:
-            await _send_json(send, verdict.status, verdict.body, verdict.headers)
+            await send_json(send, verdict.status, verdict.body, verdict.headers)
             return
-        principal = verdict.principal
-        scope.setdefault("state", {}).update(verdict.state)
-        if key_in_query and path in SEARCH_LIST_PATHS:
+        context = context_of(scope)
+        context.judged = True
+        context.principal = verdict.principal
+        context.visible = verdict.visible
+        context.cache_audience = verdict.cache_audience
+        context.item_version = verdict.item_version
+        key = credentials.key
+        if credentials.in_query and path in SEARCH_LIST_PATHS:
             # Upstream's list route takes every other query parameter as a metadata filter.
+            query = QueryParams(scope.get("query_string", b""))
             rest = [(k, v) for k, v in query.multi_items() if k != "api_key"]
             scope["query_string"] = urlencode(rest).encode()
-        sender = self._sender(send, principal)
-        if key_in_query and has_links(path):
+        sender = keyed_answers(send, verdict.principal, keep_max_age=True)
+        if credentials.in_query and has_links(path):
             sender = key_carrying_send(sender, str(key), (str(Request(scope).base_url),))
         await self.app(scope, receive, sender)
-
-    @staticmethod
-    def _sender(send: Send, principal: Principal) -> Send:
-        """Private caching for keyed answers."""
-
-        async def send_access(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.append("Vary", "Authorization, X-API-Key")
-                if principal.authenticated:
-                    cache = headers.get("cache-control")
-                    if cache and "no-store" not in cache:
-                        headers["Cache-Control"] = cache.replace("public", "private")
-                    else:
-                        headers["Cache-Control"] = "private, no-store"
-            await send(message)
-
-        return send_access

@@ -40,6 +40,7 @@ from csdr_service.errors import detail_body
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import TILER_ERROR, complete_openapi
+from csdr_service.request_ids import RequestIdMiddleware
 from csdr_service.time_limit import TimeLimitMiddleware
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
@@ -54,9 +55,8 @@ from csdr_tiler.dependencies import (
     PresetRenderParams,
     ValidTile,
 )
-from csdr_tiler.errors import RequestIdMiddleware, add_exception_handlers
+from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.items import Catalogue
-from csdr_tiler.lean_tiles import ITEM_PREFIX, PRESET_PREFIX, LeanTileMiddleware, LeanTiles
 from csdr_tiler.limits import (
     BoundedCollectionIdParams,
     BoundedSearchParams,
@@ -69,14 +69,21 @@ from csdr_tiler.mosaics import (
     pyramid_assets,
     pyramid_renderer,
 )
-from csdr_tiler.pyramid import Pyramid, Refresher
+from csdr_tiler.paths import (
+    COLLECTION_PREFIX,
+    COLLECTION_PRESET_PREFIX,
+    ITEM_PREFIX,
+    ITEM_PRESET_PREFIX,
+    NO_CACHE_PATHS,
+    SEARCH_PREFIX,
+    SEARCH_PRESET_PREFIX,
+    SEARCHES_PREFIX,
+    TILE_ROUTES,
+)
+from csdr_tiler.pyramid import Pyramid, Refresher, SearchLayers
 from csdr_tiler.render import render_tile
-from csdr_tiler.search_layers import SearchLayers
 from csdr_tiler.settings import Settings
 from csdr_tiler.tms import PRESET_TMS, TILE_MATRIX_SETS
-
-# Responses a browser or CDN must not keep: health, and the list of searches, which grows.
-NO_CACHE_PATHS = {r"/healthz", r"/readyz", r"/searches/?$", r"/searches/list$"}
 
 # Images are already compressed; compressing them again costs CPU for nothing.
 IMAGE_MEDIA_TYPES = {"image/jpeg", "image/jpg", "image/png", "image/jp2", "image/webp"}
@@ -105,14 +112,8 @@ TEMPLATES = Jinja2Templates(
 )
 
 # Every tile route checks its z/x/y against its tile matrix set before reading anything.
-TILE_ROUTES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
-    (
-        [
-            {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}", "method": "GET"},
-            {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", "method": "GET"},
-        ],
-        [Depends(ValidTile)],
-    )
+VALID_TILES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
+    ([{"path": route, "method": "GET"} for route in TILE_ROUTES], [Depends(ValidTile)])
 ]
 # Every mosaic reads only the scenes the caller may see (csdr_tiler.mosaics).
 # Scenes of a mosaic are read through the pool of open COGs (csdr_tiler.datasets).
@@ -127,7 +128,7 @@ PRESET_DEPENDENCIES: dict[str, Any] = {
     "render_dependency": PresetRenderParams,
     "colormap_dependency": PresetColormap,
     "supported_tms": PRESET_TMS,
-    "route_dependencies": TILE_ROUTES,
+    "route_dependencies": VALID_TILES,
     "templates": TEMPLATES,
 }
 # Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render.
@@ -141,8 +142,12 @@ ITEM_READING: dict[str, Any] = {
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Hold titiler-pgstac's connection pool (`app.state.dbpool`), the item and preset cache
     and the low-zoom pyramids (with their refresher thread) for the app's lifetime."""
-    await connect_to_db(app, pool_kwargs=POOL_KWARGS)
     settings: Settings = app.state.csdr_settings
+    # rio-tiler's coordinate work memoized, and the pool of open COGs sized: process-wide, so
+    # set when an app starts serving, not when one is built (docs/upstream.md).
+    remember_transforms()
+    POOL.max_idle = settings.open_datasets
+    await connect_to_db(app, pool_kwargs=POOL_KWARGS)
     pool = app.state.dbpool
     catalogue = Catalogue(pool, settings.items_cache_size, settings.collections_cache_ttl_s)
     app.state.csdr_catalogue = catalogue
@@ -172,39 +177,53 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await close_db_connection(app)
 
 
-def add_search_routes(app: FastAPI) -> None:
-    """Mosaics of registered searches: `/searches/register`, `/searches/`, `/searches/{id}/...`,
-    and their presets under `/searches/{id}/presets/{preset}/...`."""
+def add_mosaic_routes(
+    app: FastAPI,
+    prefix: str,
+    preset_prefix: str,
+    path_dependency: Any,
+    preset_path_dependency: Any,
+    tag: str,
+) -> MosaicTilerFactory:
+    """A mosaic's routes: its presets under `preset_prefix` (first: their paths would match the
+    raw routes' too), then titiler's parameters, viewer, info and WMTS under `prefix`."""
     presets = MosaicTilerFactory(
-        path_dependency=SearchIdParams,
-        router_prefix="/searches/{search_id}/presets/{preset}",
+        path_dependency=preset_path_dependency,
+        router_prefix=preset_prefix,
         add_statistics=True,
         add_part=True,
         **VISIBLE_MOSAICS,
         **PRESET_DEPENDENCIES,
     )
-    app.include_router(
-        presets.router, prefix="/searches/{search_id}/presets/{preset}", tags=["STAC Search"]
-    )
-    searches = MosaicTilerFactory(
-        path_dependency=SearchIdParams,
-        router_prefix="/searches/{search_id}",
+    app.include_router(presets.router, prefix=preset_prefix, tags=[tag])
+    mosaics = MosaicTilerFactory(
+        path_dependency=path_dependency,
+        router_prefix=prefix,
         **VISIBLE_MOSAICS,
         add_statistics=True,
         add_viewer=True,
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
         templates=TEMPLATES,
-        route_dependencies=TILE_ROUTES,
+        route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
     )
-    app.include_router(searches.router, prefix="/searches/{search_id}", tags=["STAC Search"])
+    app.include_router(mosaics.router, prefix=prefix, tags=[tag])
+    return mosaics
+
+
+def add_search_routes(app: FastAPI) -> None:
+    """Mosaics of registered searches: `/searches/register`, `/searches/`, `/searches/{id}/...`,
+    and their presets under `/searches/{id}/presets/{preset}/...`."""
+    searches = add_mosaic_routes(
+        app, SEARCH_PREFIX, SEARCH_PRESET_PREFIX, SearchIdParams, SearchIdParams, "STAC Search"
+    )
     app.include_router(searches_list.router)  # upstream's, limited to visible searches
     # The register route answers with TileJSON links for the search's `defaults` renders when
     # these dependencies accept them.
     add_search_register_route(
         app,
-        prefix="/searches",
+        prefix=SEARCHES_PREFIX,
         search_dependency=BoundedSearchParams,
         tile_dependencies=[
             searches.layer_dependency,
@@ -223,33 +242,13 @@ def add_search_routes(app: FastAPI) -> None:
 def add_collection_routes(app: FastAPI) -> None:
     """Mosaics of a whole collection: `/collections/{collection_id}/...` with titiler's
     parameters, and `/collections/{collection_id}/presets/{preset}/...` latest scene first."""
-    presets = MosaicTilerFactory(
-        path_dependency=LatestCollectionParams,
-        router_prefix="/collections/{collection_id}/presets/{preset}",
-        add_statistics=True,
-        add_part=True,
-        **VISIBLE_MOSAICS,
-        **PRESET_DEPENDENCIES,
-    )
-    app.include_router(
-        presets.router,
-        prefix="/collections/{collection_id}/presets/{preset}",
-        tags=["STAC Collection"],
-    )
-    collections = MosaicTilerFactory(
-        path_dependency=BoundedCollectionIdParams,
-        router_prefix="/collections/{collection_id}",
-        **VISIBLE_MOSAICS,
-        add_statistics=True,
-        add_viewer=True,
-        add_part=True,
-        extensions=[searchInfoExtension(), mosaicWmtsExtension()],
-        templates=TEMPLATES,
-        route_dependencies=TILE_ROUTES,
-        supported_tms=TILE_MATRIX_SETS,
-    )
-    app.include_router(
-        collections.router, prefix="/collections/{collection_id}", tags=["STAC Collection"]
+    add_mosaic_routes(
+        app,
+        COLLECTION_PREFIX,
+        COLLECTION_PRESET_PREFIX,
+        BoundedCollectionIdParams,
+        LatestCollectionParams,
+        "STAC Collection",
     )
 
 
@@ -258,11 +257,11 @@ def add_item_routes(app: FastAPI) -> None:
     and `/collections/{collection_id}/items/{item_id}/presets/{preset}/...`."""
     presets = MultiBaseTilerFactory(
         path_dependency=ItemParams,
-        router_prefix=PRESET_PREFIX,
+        router_prefix=ITEM_PRESET_PREFIX,
         **ITEM_READING,
         **PRESET_DEPENDENCIES,
     )
-    app.include_router(presets.router, prefix=PRESET_PREFIX, tags=["STAC Item"])
+    app.include_router(presets.router, prefix=ITEM_PRESET_PREFIX, tags=["STAC Item"])
     items = MultiBaseTilerFactory(
         path_dependency=ItemParams,
         router_prefix=ITEM_PREFIX,
@@ -270,7 +269,7 @@ def add_item_routes(app: FastAPI) -> None:
         add_viewer=True,
         extensions=[wmtsExtension()],
         templates=TEMPLATES,
-        route_dependencies=TILE_ROUTES,
+        route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
     )
     app.include_router(items.router, prefix=ITEM_PREFIX, tags=["STAC Item"])
@@ -285,15 +284,12 @@ def add_reference_routes(app: FastAPI) -> None:
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
-    """The lean path for item tiles (innermost: everything outside it judges
-    and caches its answers as the route's), tile response cache with per-answer Cache-Control
+    """The tile response cache with per-answer Cache-Control (innermost)
     (so cached answers get the headers below), Cache-Control on other cacheable GETs, access
     control (outside both: nothing is answered, from the cache or not, before the caller is
     judged; keyed answers become private), CORS (outside it, so a 401 carries CORS headers),
     compression of non-image responses, image size limits (before any of it works), the
     request time limit, request ids."""
-    if settings.lean_tiles:
-        app.add_middleware(LeanTileMiddleware, tiles=LeanTiles(app))
     app.add_middleware(
         TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
@@ -348,8 +344,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.csdr_settings = settings
-    POOL.max_idle = settings.open_datasets
-    remember_transforms()
     update_openapi(app)
     add_exception_handlers(app)
     app.include_router(wmts.router)

@@ -39,16 +39,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from csdr_render.presets import Preset
 from csdr_tiler.access import search_collections
-from csdr_tiler.items import Catalogue, ItemVersion
+from csdr_tiler.context import RequestContext, context_of
+from csdr_tiler.items import Catalogue
 from csdr_tiler.mosaics import ALL_COLLECTIONS_SQL, search_body, search_for
+from csdr_tiler.paths import ITEM_PATH, MOSAIC_TILE_PATH
 from csdr_tiler.pyramid import Behind, Layer, Pyramid
 
-ITEM_PATH = re.compile(r"^/collections/(?P<collection>[^/]+)/items/(?P<item>[^/]+)/")
-MOSAIC_TILE_PATH = re.compile(
-    r"^/(?:collections/(?P<collection>[^/]+)|searches/(?P<search>[^/]+))"
-    r"(?:/presets/(?P<preset>[^/]+))?"
-    r"/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)(?:\.\w+)?$"
-)
 # On an answer from pyramid tiles not current: `behind` (a change is being rendered) or `partial`
 # (the tile is being built; the answer shows what is built so far under it).
 PYRAMID_HEADER = b"x-csdr-pyramid"
@@ -177,7 +173,7 @@ class MosaicVersions:
         stops at pgSTAC's 100 scenes a search: its answer must not be taken for the layer's once
         the layer exists, nor the other way round, so this goes into the ETag, and the render
         follows it (csdr_tiler.mosaics). Asking is a use of the layer
-        (csdr_tiler.search_layers), answered from the cache or not."""
+        (csdr_tiler.pyramid.search_layers), answered from the cache or not."""
         searches = self.pyramid.searches
         if searches is None or searches.max_layers < 1:
             return None
@@ -229,13 +225,13 @@ class TileCacheMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
+        context = context_of(scope)
         path = scope.get("path", "")
         found: tuple[Version, str] | None = None
-        if (item := ITEM_PATH.match(path)) is not None:
-            found = await self._item_version(scope, item)
-        elif (tile := MOSAIC_TILE_PATH.match(path)) is not None and "principal" in state:
-            found = await self._mosaic_version(scope, tile)
+        if ITEM_PATH.match(path) is not None:
+            found = self._item_version(context)
+        elif (tile := MOSAIC_TILE_PATH.match(path)) is not None and context.judged:
+            found = await self._mosaic_version(scope, context, tile)
         if found is None:
             await self.app(scope, receive, send)
             return
@@ -263,33 +259,34 @@ class TileCacheMiddleware:
             )
             await send({"type": "http.response.body", "body": hit.body})
             return
-        await self._render(scope, receive, send, etag, cache_headers)
+        await self._render(scope, receive, send, context, etag, cache_headers)
 
-    async def _item_version(self, scope: Scope, match: re.Match[str]) -> tuple[Version, str] | None:
+    @staticmethod
+    def _item_version(context: RequestContext) -> tuple[Version, str] | None:
         # Set by csdr_tiler.access once the caller may see the item; without it, no caching.
-        audience = scope["state"].get("cache_audience")
+        audience = context.cache_audience
         if audience is None:
             return None
         # Read by csdr_tiler.access with the caller's visibility; absent: no such item, and the
         # route answers the 404.
-        found: ItemVersion | None = scope["state"].get("item_version")
+        found = context.item_version
         if found is None:
             return None
         return Version(found.version, found.changed_at), audience
 
     async def _mosaic_version(
-        self, scope: Scope, match: re.Match[str]
+        self, scope: Scope, context: RequestContext, match: re.Match[str]
     ) -> tuple[Version, str] | None:
         app_state = scope["app"].state
         versions = MosaicVersions(app_state.csdr_catalogue, app_state.csdr_pyramid)
         try:
             version, collections, layer_kept = await anyio.to_thread.run_sync(
-                versions.version, match, scope["state"].get("visible", frozenset())
+                versions.version, match, context.visible
             )
         except LookupError:
             return None  # no such collection or search, no presets: the route answers
         # The render answers from the source the ETag names (csdr_tiler.mosaics).
-        scope["state"]["search_layer_kept"] = layer_kept
+        context.search_layer_kept = layer_kept
         return version, "mosaic:" + ",".join(collections)
 
     async def _render(
@@ -297,6 +294,7 @@ class TileCacheMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
+        context: RequestContext,
         etag: str,
         cache_headers: list[tuple[bytes, bytes]],
     ) -> None:
@@ -306,7 +304,7 @@ class TileCacheMiddleware:
         async def remember(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                behind: Behind | None = scope["state"].get("pyramid_behind")
+                behind = context.pyramid_behind
                 if message["status"] in (200, 204) and behind is not None and behind.tiles:
                     # Pixels of stored tiles behind the version, or of a tile not built yet
                     # (204: nothing of it yet): their own tag, kept only as long as they may be

@@ -354,16 +354,32 @@ def _crs_authority(crs: Any) -> Any:
     return _authority_of(CrsKey(crs))
 
 
+# The names of rio-tiler's modules `remember_transforms` replaces, with what replaces them
+# (docs/upstream.md; a test checks each is still there and still called by a tile read).
+REMEMBERED: tuple[tuple[Any, str, Any], ...] = (
+    (rio_tiler.utils, "calculate_default_transform", _remembered_grid),
+    (rio_tiler.io.base, "calculate_default_transform", _remembered_grid),
+    (rio_tiler.io.base, "transform_bounds", _remembered_bounds),
+    (rio_tiler.utils, "_CRS_authority_info", _crs_authority),
+)
+
+
 def remember_transforms() -> None:
     """Install memoized coordinate work in rio-tiler's tile reading, which offers no hook for
     it: the native grid (`rio_tiler.utils`, and `rio_tiler.io.base` where an item reader
     derives its zooms: both per request), a tile's bounds in the dataset's CRS
     (`tile_exists`, asked three times per tile: the item, the asset, rio-tiler's own read;
-    0.4 ms each here) and the tile CRS's authority (titiler's Content-Crs header)."""
-    rio_tiler.utils.calculate_default_transform = _remembered_grid
-    rio_tiler.io.base.calculate_default_transform = _remembered_grid
-    rio_tiler.io.base.transform_bounds = _remembered_bounds
-    rio_tiler.utils._CRS_authority_info = _crs_authority
+    0.4 ms each here) and the tile CRS's authority (titiler's Content-Crs header). Called from
+    the tiler's lifespan; installing again changes nothing. RuntimeError when rio-tiler no
+    longer has a name it replaces (an upgrade moved it: see docs/upstream.md)."""
+    for module, name, _ in REMEMBERED:
+        if not callable(getattr(module, name, None)):
+            raise RuntimeError(
+                f"rio-tiler {rio_tiler.__version__} has no {module.__name__}.{name}: "
+                "csdr_tiler.datasets.remember_transforms must follow it (docs/upstream.md)"
+            )
+    for module, name, ours in REMEMBERED:
+        setattr(module, name, ours)
 
 
 class OneAssetInThisThread(MultiBaseReader):

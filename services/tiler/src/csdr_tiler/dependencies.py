@@ -6,9 +6,8 @@ point, preview, crop and statistics endpoint with the band choice and stretch ta
 preset named in the path instead of the query.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 import pystac
@@ -19,8 +18,8 @@ from rio_tiler.types import AssetType, ColorMapType
 from titiler.core.dependencies import DefaultDependency
 
 from csdr_render.presets import Preset
-from csdr_tiler.access import visible_of
-from csdr_tiler.items import Catalogue, ItemVersion
+from csdr_tiler.context import context_of
+from csdr_tiler.items import Catalogue
 from csdr_tiler.mosaics import latest_search_id
 from csdr_tiler.tms import TILE_MATRIX_SETS
 
@@ -36,11 +35,10 @@ CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 
 def request_item_version(request: Request, collection_id: str, item_id: str) -> str:
     """The item's version, read once per request (the HTTP cache may have read it already)."""
-    version: ItemVersion | None = getattr(request.state, "item_version", None)
-    if version is None:
-        version = get_catalogue(request).item_version(collection_id, item_id)
-        request.state.item_version = version
-    return version.version
+    context = context_of(request)
+    if context.item_version is None:
+        context.item_version = get_catalogue(request).item_version(collection_id, item_id)
+    return context.item_version.version
 
 
 def item_of(request: Request, collection_id: str, item_id: str) -> pystac.Item:
@@ -58,7 +56,7 @@ async def ItemParams(
     """`item_of` as a dependency: from the item cache on the event loop when the access
     middleware read the version and the cache holds it (FastAPI would run a plain function in
     a worker thread), else read in a worker thread."""
-    version: ItemVersion | None = getattr(request.state, "item_version", None)
+    version = context_of(request).item_version
     if version is not None:
         found = get_catalogue(request).cached_item(collection_id, item_id, version.version)
         if found is not None:
@@ -76,7 +74,7 @@ def available_presets(request: Request) -> dict[str, Preset]:
         return catalogue.item_presets(item, version)
     if "collection_id" in params:
         return catalogue.collection_presets(params["collection_id"])
-    return catalogue.search_presets(params["search_id"], visible_of(request))
+    return catalogue.search_presets(params["search_id"], context_of(request).visible)
 
 
 def PresetParam(
@@ -170,11 +168,3 @@ async def ValidTile(request: Request) -> None:
     """`check_tile` as a route dependency; async, as it blocks on nothing: FastAPI would run a
     plain function in a worker thread."""
     check_tile(request)
-
-
-# The async dependencies above as plain functions, for a caller already in a worker thread
-# (csdr_tiler.lean_tiles): they are async only to spare FastAPI's thread hop.
-IN_THREAD: dict[Callable[..., Any], Callable[..., Any]] = {
-    ItemParams: item_of,
-    ValidTile: check_tile,
-}

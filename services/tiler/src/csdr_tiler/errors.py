@@ -1,4 +1,5 @@
-"""The tiler's one exception-to-status map, and request ids to find a failure in the logs.
+"""The tiler's one exception-to-status map; a server error quotes the request id
+(csdr_service.request_ids) to find it in the log.
 
 titiler's `add_exception_handlers` answers every mapped exception with `str(exc)`, which for a
 GDAL or database error carries file paths and SQL. Here client errors (whose messages name the
@@ -7,8 +8,6 @@ the detail goes to the log under that id.
 """
 
 import logging
-import uuid
-from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
@@ -32,16 +31,14 @@ from rio_tiler.errors import (
 )
 from starlette import status
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from titiler.core.errors import BadRequestError, TileNotFoundError
 from titiler.pgstac.errors import MosaicNotFoundError, NoLayerFound
 
 from csdr_service.errors import refused_value
+from csdr_service.request_ids import REQUEST_ID_HEADER, request_id_of
 from csdr_tiler.items import CollectionNotFound, ItemNotFound, SearchNotFound
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "X-Request-ID"
 
 # Errors about the request itself: their messages name the bad input and no server internals.
 CLIENT_ERRORS: dict[type[Exception], int] = {
@@ -75,11 +72,6 @@ SERVER_ERRORS: dict[type[Exception], str] = {
 }
 
 
-def request_id(request: Request) -> str:
-    """This request's id (set by RequestIdMiddleware)."""
-    return str(getattr(request.state, "request_id", "-"))
-
-
 def client_error(request: Request, exc: Exception) -> Response:
     """The mapped status with the exception's message, which names the bad input."""
     code = next(c for t, c in CLIENT_ERRORS.items() if isinstance(exc, t))
@@ -96,7 +88,7 @@ def server_error(request: Request, exc: Exception) -> Response:
     database refused is the client's: 400 naming it)."""
     if refused := refused_value(exc):
         return JSONResponse({"detail": refused}, status_code=status.HTTP_400_BAD_REQUEST)
-    rid = request_id(request)
+    rid = request_id_of(request)
     message = next(m for t, m in SERVER_ERRORS.items() if isinstance(exc, t))
     logger.error(
         "%s %s failed (request %s): %r", request.method, request.url.path, rid, exc, exc_info=exc
@@ -136,31 +128,3 @@ def add_exception_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_class, server_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-
-
-class RequestIdMiddleware:
-    """Give each request an id (the caller's X-Request-ID, else a new one), echoed back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        """Wrap `app`."""
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Store the id in the request state and add it to the response headers."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
-        rid = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                raw: list[Any] = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in raw):
-                    raw.append((b"x-request-id", rid.encode("latin-1")))
-                message["headers"] = raw
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)

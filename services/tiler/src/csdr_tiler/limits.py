@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -26,17 +25,13 @@ from titiler.pgstac import model
 from titiler.pgstac.dependencies import CollectionIdParams, SearchParams
 
 from csdr_service import cql2_bounds
+from csdr_tiler.paths import CROP_PATH, FEATURE_STATISTICS_PATH, SIZE_IN_PATH, TILE_SEGMENT
 
 # A value is assumed to take this many bytes while read and rendered (uint16 data, its mask,
 # float statistics), and an image whose bands are not listed in the request this many bands.
 BYTES_PER_VALUE = 4
 ASSUMED_BANDS = 4
 TILE_SIZE = 256
-
-# Endpoints that read an area at full resolution unless a size is given.
-CROP_PATH = re.compile(r"/(bbox/[^/]+|feature)(/\d+x\d+)?(\.\w+)?$")
-FEATURE_STATISTICS_PATH = re.compile(r"/statistics$")
-SIZE_IN_PATH = re.compile(r"/(\d+)x(\d+)(\.\w+)?$")
 SIZE_PARAMS = ("width", "height", "max_size")
 
 
@@ -84,7 +79,7 @@ def requested_size(path: str, params: list[tuple[str, str]]) -> tuple[int, int] 
     it leaves to the image's aspect counts as large as the other. ValueError when a size is
     not a number (the route's own validation then answers)."""
     query = dict(params)
-    if "/tiles/" in path or "tilesize" in query:
+    if TILE_SEGMENT in path or "tilesize" in query:
         side = _pixels(query.get("tilesize") or str(TILE_SIZE))
         side += 2 * abs(_pixels(query.get("buffer") or "0"))
         return side, side

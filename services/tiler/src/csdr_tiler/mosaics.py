@@ -44,6 +44,7 @@ from titiler.pgstac.dependencies import BackendParams, get_collection_id
 from titiler.pgstac.errors import MosaicNotFoundError
 from titiler.pgstac.reader import Item
 
+from csdr_tiler.context import context_of
 from csdr_tiler.datasets import SceneReader
 from csdr_tiler.items import Catalogue, CollectionNotFound
 from csdr_tiler.pyramid import AssetsOf, Behind, Layer, Pyramid, RenderBase
@@ -290,7 +291,8 @@ class VisibleBackendParams(BackendParams):
     def __init__(self, request: Request):
         """The pool, and the visibility the access middleware found (none: see nothing)."""
         super().__init__(request)
-        self.visible = getattr(request.state, "visible", frozenset())
+        context = context_of(request)
+        self.visible = context.visible
         params = request.path_params
         # `/collections/{collection_id}/presets/{preset}/...` is the "latest, least cloudy
         # first" mosaic the pyramid holds; the raw collection route may narrow its search. A
@@ -302,6 +304,6 @@ class VisibleBackendParams(BackendParams):
         self.pyramid_collection = params["collection_id"] if on_preset_mosaic else None
         # Shared with the tile cache (csdr_tiler.caching), which marks an answer from tiles
         # behind, and which decided for the ETag whether a search's layer answers.
-        kept = getattr(request.state, "search_layer_kept", None)
+        kept = context.search_layer_kept
         self.pyramid_behind = Behind(layer_kept=kept) if with_pyramid else None
-        request.state.pyramid_behind = self.pyramid_behind
+        context.pyramid_behind = self.pyramid_behind

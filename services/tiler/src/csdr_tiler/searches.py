@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from starlette.datastructures import QueryParams
 from titiler.pgstac import model
 
-from csdr_tiler.access import visible_of
+from csdr_tiler.context import context_of
 
 router = APIRouter()
 
@@ -85,7 +85,7 @@ def list_searches(
         for k, v in request.query_params.items()
         if k.lower() not in PAGING
     ]
-    visible = visible_of(request)
+    visible = context_of(request).visible
     if visible is not None:
         filters.append(VISIBLE.format(sql.Literal(Jsonb(sorted(visible)))))
     where = sql.SQL(" AND ").join(filters)

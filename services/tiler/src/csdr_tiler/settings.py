@@ -63,11 +63,6 @@ class Settings(BaseSettings):
     """Search layers unused this long are dropped."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
-    lean_tiles: bool = True
-    """Answer an item's tiles (titiler's parameters or a preset) with their route's own
-    dependencies and endpoint in one worker-thread hop, without FastAPI's routing and
-    dependency solving (csdr_tiler.lean_tiles): the same answers, less Python per tile (off:
-    every tile goes through FastAPI)."""
     access_ttl_s: float = 2.0
     """How long a key check or a visibility list is reused: revocations apply within this time."""
     rate_limit_per_s: float = 50.0

@@ -15,7 +15,7 @@ import morecantile
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from csdr_render.presets import Preset
-from csdr_tiler.access import visible_of
+from csdr_tiler.context import context_of
 from csdr_tiler.dependencies import CatalogueDep, item_of, request_item_version
 from csdr_tiler.zooms import Extent, collection_extent, item_extent
 
@@ -214,7 +214,7 @@ def search_wmts(
 ) -> Response:
     """A registered search's mosaic as WMTS layers, one per preset of its first collection."""
     search = catalogue.search(search_id)
-    collection = catalogue.search_collection(search_id, visible_of(request))
+    collection = catalogue.search_collection(search_id, context_of(request).visible)
     presets = catalogue.collection_presets(collection)
     extent = collection_extent(catalogue, collection, search.bounds)
     return _document(request, search_id, f"/searches/{search_id}", extent, presets)

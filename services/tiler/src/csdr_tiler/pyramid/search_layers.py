@@ -1,4 +1,4 @@
-"""Which registered searches have a low-zoom pyramid (csdr_tiler.pyramid), bounded in number.
+"""Which registered searches have a low-zoom pyramid, bounded in number.
 
 A search layer costs database space (every tile from z0 to z8 under its scenes, per asset) and
 the refresher's time (a full build over 2,000 scenes takes about a minute), so not every search
@@ -21,7 +21,7 @@ from datetime import datetime
 
 from psycopg_pool import ConnectionPool
 
-from csdr_tiler.pyramid import Layer
+from csdr_tiler.pyramid.layers import Layer
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,119 @@
+"""The authentication step every access middleware takes (the catalog's and the tiler's): the
+API key a request carries, the principal it names (401 for a bad key), the key's rate limit
+(429), and the headers of answers to keyed requests (`Vary`, private caching)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.types import Message, Scope, Send
+
+from csdr_access.access import AccessControl
+from csdr_access.keys import api_key_from
+from csdr_access.principals import ANONYMOUS, InvalidKey, Principal
+from csdr_access.ratelimit import RateLimiter
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The API key a request carries (None: anonymous), and whether it came as `?api_key=`
+    (then links in the answer must carry it too: a QGIS layer has no headers)."""
+
+    key: str | None
+    in_query: bool
+
+    @classmethod
+    def of(cls, scope: Scope) -> Credentials:
+        """The credentials of an HTTP request's scope."""
+        headers = Headers(scope=scope)
+        key = api_key_from(headers, QueryParams(scope.get("query_string", b"")))
+        return cls(key, key is not None and api_key_from(headers, {}) is None)
+
+
+@dataclass
+class Refused(Exception):
+    """The request is answered now: `status` with the node's error shape."""
+
+    status: int
+    code: str
+    description: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def send(self, send: Send) -> None:
+        """Answer `{"code", "description"}` with the status and headers."""
+        body = {"code": self.code, "description": self.description}
+        await send_json(send, self.status, body, self.headers)
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    """A complete JSON answer straight from a middleware."""
+    raw_body = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(raw_body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": raw_body})
+
+
+def _invalid(exc: InvalidKey) -> Refused:
+    return Refused(401, "Unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
+
+
+def _limited(principal: Principal, limiter: RateLimiter) -> Principal:
+    wait_s = limiter.acquire(principal.key_prefix) if principal.key_prefix else 0.0
+    if wait_s:
+        raise Refused(
+            429,
+            "TooManyRequests",
+            "rate limit reached; retry later",
+            {"Retry-After": RateLimiter.retry_after(wait_s)},
+        )
+    return principal
+
+
+def authenticate(
+    access: AccessControl, limiter: RateLimiter, conn: psycopg.Connection, key: str | None
+) -> Principal:
+    """The caller `key` names, over a psycopg connection; Refused for a bad, revoked or expired
+    key (401) or past the key's rate limit (429)."""
+    try:
+        principal = access.principal(conn, key) if key is not None else ANONYMOUS
+    except InvalidKey as exc:
+        raise _invalid(exc) from None
+    return _limited(principal, limiter)
+
+
+async def authenticate_async(
+    access: AccessControl, limiter: RateLimiter, conn: Any, key: str | None
+) -> Principal:
+    """authenticate() over an asyncpg connection or pool."""
+    try:
+        principal = await access.principal_async(conn, key)
+    except InvalidKey as exc:
+        raise _invalid(exc) from None
+    return _limited(principal, limiter)
+
+
+def keyed_answers(send: Send, principal: Principal, keep_max_age: bool = False) -> Send:
+    """`send` with `Vary: Authorization, X-API-Key` on every answer, and, for an authenticated
+    caller, private caching: `private, no-store`, or with `keep_max_age` the answer's own
+    Cache-Control made private (no-store kept)."""
+
+    async def send_keyed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers.append("Vary", "Authorization, X-API-Key")
+            if principal.authenticated:
+                cache = headers.get("cache-control") if keep_max_age else None
+                if cache and "no-store" not in cache:
+                    headers["Cache-Control"] = cache.replace("public", "private")
+                else:
+                    headers["Cache-Control"] = "private, no-store"
+        await send(message)
+
+    return send_keyed
