@@ -61,6 +61,9 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "CSDR_INGEST_ASSETS_DIR": str(base / "assets"),
         "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
         "CSDR_CATALOG_TILER_URL": f"http://127.0.0.1:{ports['tiler']}",
+        # Every test here calls from 127.0.0.1: those sending bad keys on purpose must not lock
+        # out the next (test_key_guessing.py tests the limit itself).
+        "CSDR_ACCESS_MAX_KEY_FAILURES": "10000",
     }
     with ExitStack() as stack:
         urls = {

@@ -202,3 +202,54 @@ def test_rate_limiter_allows_bursts_then_paces():
     assert limiter.acquire("other") == 0.0  # buckets are per caller
     time.sleep(0.15)
     assert limiter.acquire("k") == 0.0
+
+
+def guessed_key(i: int) -> str:
+    return f"csdr_{i:08x}_" + "g" * 43
+
+
+def test_an_address_guessing_keys_is_refused_unchecked_on_every_process(conn, keys):
+    from csdr_access.access import KeyFailureLimit
+    from csdr_access.principals import TooManyKeyFailures
+
+    limit = KeyFailureLimit(max_key_failures=3, key_failure_window_s=60)
+    # Two AccessControls stand for two processes (or two services): they share the count.
+    first, second = AccessControl(ttl_s=0, failures=limit), AccessControl(ttl_s=0, failures=limit)
+    for i, process in enumerate((first, second, first)):
+        with pytest.raises(InvalidKey) as refused:
+            process.principal(conn, guessed_key(i), client="203.0.113.9")
+        assert not isinstance(refused.value, TooManyKeyFailures)
+    # From now on even the right key is not checked from that address...
+    with pytest.raises(TooManyKeyFailures, match="3 in the last 60 s"):
+        second.principal(conn, keys["admin"], client="203.0.113.9")
+    # ...while another address, and a caller without a key, are served as before.
+    assert second.principal(conn, keys["admin"], client="198.51.100.7").is_admin
+    assert second.principal(conn, None, client="203.0.113.9") == ANONYMOUS
+    # A malformed key counts like an unknown one.
+    for _ in range(3):
+        with pytest.raises(InvalidKey):
+            first.principal(conn, "not-a-key", client="192.0.2.1")
+    with pytest.raises(TooManyKeyFailures):
+        first.principal(conn, keys["partner A"], client="192.0.2.1")
+
+
+def test_key_failures_end_with_their_window_and_clean_themselves(conn, keys):
+    from csdr_access.access import KeyFailureLimit
+
+    limit = KeyFailureLimit(max_key_failures=2, key_failure_window_s=0.5)
+    access = AccessControl(ttl_s=0, failures=limit)
+    for i in range(2):
+        with pytest.raises(InvalidKey):
+            access.principal(conn, guessed_key(i), client="203.0.113.9")
+    with pytest.raises(InvalidKey):
+        access.principal(conn, keys["admin"], client="203.0.113.9")
+    time.sleep(0.6)
+    assert access.principal(conn, keys["admin"], client="203.0.113.9").is_admin
+    # 300 addresses fail once each; once their window has passed, new failures remove them.
+    for n in range(300):
+        conn.execute("SELECT csdr.record_key_failure(%s, 0.5)", (f"10.0.{n // 256}.{n % 256}",))
+    time.sleep(0.6)
+    for n in range(4):
+        conn.execute("SELECT csdr.record_key_failure(%s, 0.5)", (f"10.9.9.{n}",))
+    rows = conn.execute("SELECT count(*) FROM csdr.key_failures").fetchone()[0]
+    assert rows == 4  # the 301 stale rows went, up to 100 with each new failure

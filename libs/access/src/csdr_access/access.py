@@ -1,6 +1,8 @@
 """The access checks every service makes, over psycopg (tiler, ingest) or asyncpg (catalog, push),
 with the same SQL and a short cache: a revoked key or a changed policy takes effect within
-`ttl_s` seconds everywhere."""
+`ttl_s` seconds everywhere. Key guessing is slowed per client address, node-wide: an address
+that sent `max_failures` invalid keys within `window_s` is refused before its keys are checked
+(`CSDR_ACCESS_MAX_KEY_FAILURES`, `CSDR_ACCESS_KEY_FAILURE_WINDOW_S`)."""
 
 import threading
 import time
@@ -8,17 +10,31 @@ from collections.abc import Hashable
 from typing import Any
 
 import psycopg
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from csdr_access.keys import digest, prefix_of
 from csdr_access.policies import VISIBLE_SQL
 from csdr_access.principals import (
     ANONYMOUS,
+    KEY_FAILURES_SQL,
     KEY_SQL,
+    RECORD_KEY_FAILURE_SQL,
     TOUCH_SQL,
     InvalidKey,
     Principal,
+    TooManyKeyFailures,
     principal_from,
 )
+
+
+class KeyFailureLimit(BaseSettings):
+    """How many invalid keys a client address may send before its keys are refused unchecked
+    (0: no limit), and over how long."""
+
+    model_config = SettingsConfigDict(env_prefix="CSDR_ACCESS_")
+
+    max_key_failures: int = 20
+    key_failure_window_s: float = 600.0
 
 
 def _visible_args(p: Principal) -> tuple[bool, bool, int | None]:
@@ -28,9 +44,12 @@ def _visible_args(p: Principal) -> tuple[bool, bool, int | None]:
 class AccessControl:
     """Authenticate keys and list visible collections, cached for `ttl_s` seconds."""
 
-    def __init__(self, ttl_s: float = 2.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl_s: float = 2.0, max_entries: int = 10_000, failures: KeyFailureLimit | None = None
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.failures = failures or KeyFailureLimit()
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
@@ -52,12 +71,21 @@ class AccessControl:
             raise result
         return result
 
-    def principal(self, conn: psycopg.Connection, key: str | None) -> Principal:
-        """The caller for `key` (anonymous when None); raises InvalidKey."""
+    def principal(
+        self, conn: psycopg.Connection, key: str | None, client: str | None = None
+    ) -> Principal:
+        """The caller for `key` (anonymous when None) sent from address `client`; raises
+        InvalidKey, TooManyKeyFailures when `client` sent too many invalid keys lately."""
         if key is None:
             return ANONYMOUS
         cached = self._get(("key", digest(key)))
         if cached is None:
+            limit, window = self.failures.max_key_failures, self.failures.key_failure_window_s
+            if client and limit:
+                with psycopg.RawCursor(conn) as cur:
+                    failures = cur.execute(KEY_FAILURES_SQL, (client, window)).fetchone()
+                if failures is not None and failures[0] >= limit:
+                    raise TooManyKeyFailures(failures[0], window)
             row = None
             if prefix := prefix_of(key):
                 with psycopg.RawCursor(conn) as cur:
@@ -67,22 +95,34 @@ class AccessControl:
                 with psycopg.RawCursor(conn) as cur:
                     cur.execute(TOUCH_SQL, (prefix,))
             except InvalidKey as exc:
+                if client and limit:
+                    with psycopg.RawCursor(conn) as cur:
+                        cur.execute(RECORD_KEY_FAILURE_SQL, (client, window))
                 cached = exc
             self._put(("key", digest(key)), cached)
         return self._raise_or_return(cached)
 
-    async def principal_async(self, conn: Any, key: str | None) -> Principal:
-        """principal() over an asyncpg connection."""
+    async def principal_async(
+        self, conn: Any, key: str | None, client: str | None = None
+    ) -> Principal:
+        """principal() over an asyncpg connection or pool."""
         if key is None:
             return ANONYMOUS
         cached = self._get(("key", digest(key)))
         if cached is None:
+            limit, window = self.failures.max_key_failures, self.failures.key_failure_window_s
+            if client and limit:
+                failures = await conn.fetchval(KEY_FAILURES_SQL, client, window)
+                if failures >= limit:
+                    raise TooManyKeyFailures(failures, window)
             prefix = prefix_of(key)
             row = await conn.fetchrow(KEY_SQL, prefix) if prefix else None
             try:
                 cached = principal_from(key, row)
                 await conn.execute(TOUCH_SQL, prefix)
             except InvalidKey as exc:
+                if client and limit:
+                    await conn.execute(RECORD_KEY_FAILURE_SQL, client, window)
                 cached = exc
             self._put(("key", digest(key)), cached)
         return self._raise_or_return(cached)

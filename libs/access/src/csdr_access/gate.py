@@ -14,7 +14,7 @@ from starlette.types import Message, Scope, Send
 
 from csdr_access.access import AccessControl
 from csdr_access.keys import api_key_from
-from csdr_access.principals import ANONYMOUS, InvalidKey, Principal
+from csdr_access.principals import ANONYMOUS, InvalidKey, Principal, TooManyKeyFailures
 from csdr_access.ratelimit import RateLimiter
 
 
@@ -61,7 +61,17 @@ async def send_json(
 
 
 def _invalid(exc: InvalidKey) -> Refused:
+    if isinstance(exc, TooManyKeyFailures):
+        retry = RateLimiter.retry_after(exc.retry_after_s)
+        return Refused(429, "TooManyRequests", str(exc), {"Retry-After": retry})
     return Refused(401, "Unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
+
+
+def client_address(scope: Scope) -> str | None:
+    """The caller's address (the proxy's, unless uvicorn is told to trust its forwarded
+    headers with --forwarded-allow-ips)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _limited(principal: Principal, limiter: RateLimiter) -> Principal:
@@ -77,23 +87,32 @@ def _limited(principal: Principal, limiter: RateLimiter) -> Principal:
 
 
 def authenticate(
-    access: AccessControl, limiter: RateLimiter, conn: psycopg.Connection, key: str | None
+    access: AccessControl,
+    limiter: RateLimiter,
+    conn: psycopg.Connection,
+    key: str | None,
+    client: str | None = None,
 ) -> Principal:
-    """The caller `key` names, over a psycopg connection; Refused for a bad, revoked or expired
-    key (401) or past the key's rate limit (429)."""
+    """The caller `key` names, sent from address `client`, over a psycopg connection; Refused
+    for a bad, revoked or expired key (401), past the key's rate limit or after too many bad
+    keys from the address (429)."""
     try:
-        principal = access.principal(conn, key) if key is not None else ANONYMOUS
+        principal = access.principal(conn, key, client) if key is not None else ANONYMOUS
     except InvalidKey as exc:
         raise _invalid(exc) from None
     return _limited(principal, limiter)
 
 
 async def authenticate_async(
-    access: AccessControl, limiter: RateLimiter, conn: Any, key: str | None
+    access: AccessControl,
+    limiter: RateLimiter,
+    conn: Any,
+    key: str | None,
+    client: str | None = None,
 ) -> Principal:
     """authenticate() over an asyncpg connection or pool."""
     try:
-        principal = await access.principal_async(conn, key)
+        principal = await access.principal_async(conn, key, client)
     except InvalidKey as exc:
         raise _invalid(exc) from None
     return _limited(principal, limiter)

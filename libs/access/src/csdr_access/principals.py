@@ -22,8 +22,26 @@ WHERE prefix = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '
 """
 
 
+# Failed key attempts of a client address (migration 0018): read before a key is checked,
+# written after one fails.
+KEY_FAILURES_SQL = "SELECT csdr.key_failures_of($1, $2)"
+RECORD_KEY_FAILURE_SQL = "SELECT csdr.record_key_failure($1, $2)"
+
+
 class InvalidKey(Exception):
     """The key is malformed, unknown, revoked or expired (HTTP 401); the message says which."""
+
+
+class TooManyKeyFailures(InvalidKey):
+    """The client address sent too many invalid keys lately (HTTP 429): its keys are not
+    checked until `retry_after_s` has passed."""
+
+    def __init__(self, failures: int, window_s: float) -> None:
+        super().__init__(
+            f"too many invalid API keys from this address ({failures} in the last "
+            f"{window_s:g} s); retry later"
+        )
+        self.retry_after_s = window_s
 
 
 @dataclass(frozen=True)

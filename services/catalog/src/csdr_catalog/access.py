@@ -19,7 +19,13 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from csdr_access import ANONYMOUS, AccessControl, Principal
-from csdr_access.gate import Credentials, Refused, authenticate_async, keyed_answers
+from csdr_access.gate import (
+    Credentials,
+    Refused,
+    authenticate_async,
+    client_address,
+    keyed_answers,
+)
 from csdr_access.links import key_carrying_send
 from csdr_access.ratelimit import RateLimiter
 
@@ -79,7 +85,9 @@ class AccessMiddleware:
         credentials = Credentials.of(scope)
         pool = scope["app"].state.readpool
         try:
-            principal = await authenticate_async(self.access, self.limiter, pool, credentials.key)
+            principal = await authenticate_async(
+                self.access, self.limiter, pool, credentials.key, client_address(scope)
+            )
         except Refused as refused:
             await refused.send(send)
             return

@@ -3,11 +3,13 @@
 expired key; 403 for a valid key without the scope. The inbox watcher runs inside this service and
 queues its jobs directly, without a key."""
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from csdr_access import AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access.principals import TooManyKeyFailures
 
 BEARER = {"WWW-Authenticate": "Bearer"}
 
@@ -23,9 +25,13 @@ def get_principal(request: Request) -> Principal:
             headers=BEARER,
         )
     access: AccessControl = request.app.state.access
+    client = request.client.host if request.client else None
     try:
         with request.app.state.pool.connection() as conn:
-            principal = access.principal(conn, key)
+            principal = access.principal(conn, key, client)
+    except TooManyKeyFailures as exc:
+        retry = {"Retry-After": str(math.ceil(exc.retry_after_s))}
+        raise HTTPException(429, str(exc), headers=retry) from None
     except InvalidKey as exc:
         raise HTTPException(401, str(exc), headers=BEARER) from None
     if not principal.can("ingest"):

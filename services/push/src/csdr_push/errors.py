@@ -1,5 +1,7 @@
 """Domain errors of push and the one map from them to HTTP answers `{"code", "description"}`."""
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -39,6 +41,17 @@ class Unauthorized(PushError):
     code = "Unauthorized"
     status = 401
     headers = {"WWW-Authenticate": "Bearer"}
+
+
+class TooManyFailedKeys(PushError):
+    """The caller's address sent too many invalid API keys lately."""
+
+    code = "TooManyRequests"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class Forbidden(PushError):

@@ -31,7 +31,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from csdr_access import ANONYMOUS, AccessControl, Principal
-from csdr_access.gate import Credentials, Refused, authenticate, keyed_answers, send_json
+from csdr_access.gate import (
+    Credentials,
+    Refused,
+    authenticate,
+    client_address,
+    keyed_answers,
+    send_json,
+)
 from csdr_access.links import key_carrying_send
 from csdr_access.ratelimit import RateLimiter
 from csdr_tiler.context import context_of
@@ -96,14 +103,17 @@ class Judge:
         self.access = access
         self.limiter = limiter
 
-    def verdict(self, key: str | None, path: str) -> Verdict:
-        """Judge a request for `path` with API key `key` (see the module docstring)."""
+    def verdict(self, key: str | None, path: str, client: str | None = None) -> Verdict:
+        """Judge a request for `path` with API key `key` from address `client` (see the module
+        docstring)."""
         with self.pool.connection() as conn:
-            return self._verdict(conn, key, path)
+            return self._verdict(conn, key, path, client)
 
-    def _verdict(self, conn: Connection[Any], key: str | None, path: str) -> Verdict:
+    def _verdict(
+        self, conn: Connection[Any], key: str | None, path: str, client: str | None
+    ) -> Verdict:
         try:
-            principal = authenticate(self.access, self.limiter, conn, key)
+            principal = authenticate(self.access, self.limiter, conn, key, client)
         except Refused as refused:
             return refusal(
                 refused.status,
@@ -182,7 +192,9 @@ class AccessMiddleware:
         judge = Judge(scope["app"].state.csdr_catalogue, self.access, self.limiter)
         # One worker-thread hop for the whole decision: each hop costs the event loop ~0.3 ms
         # of GIL under load, and the principal, the path and the visibility need one connection.
-        verdict = await anyio.to_thread.run_sync(judge.verdict, credentials.key, path)
+        verdict = await anyio.to_thread.run_sync(
+            judge.verdict, credentials.key, path, client_address(scope)
+        )
         if verdict.status is not None:
             await send_json(send, verdict.status, verdict.body, verdict.headers)
             return
