@@ -164,3 +164,59 @@ def test_atom_feed_lists_the_latest_matching_items(client, receiver, upsert):
     alternate = {link.rel: link.href for link in parsed.entries[0].links}["alternate"]
     assert alternate == "http://stac.example/collections/gf1/items/scene-2"
     assert "cloud cover 2" in parsed.entries[0].summary
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """A name server for `hooks.partner.example` whose answer the test changes."""
+    import ipaddress
+
+    from csdr_push import targets
+
+    answers = {"hooks.partner.example": {ipaddress.ip_address("93.184.216.34")}}
+    real = targets._resolve
+
+    async def resolve(host, port):
+        return answers[host] if host in answers else await real(host, port)
+
+    monkeypatch.setattr(targets, "_resolve", resolve)
+    return answers
+
+
+def test_a_webhook_host_rebound_to_loopback_after_subscribing_gets_nothing(
+    pg_env, keys, receiver, upsert, dns
+):
+    import ipaddress
+
+    settings = Settings(**{**FAST, "allow_private_targets": False})
+    with TestClient(create_app(settings), headers={"X-API-Key": keys["partner A"]}) as client:
+        url = f"http://hooks.partner.example:{receiver.port}/hook"
+        r = client.post(
+            "/subscriptions",
+            json={"bbox": [118.5, 37.5, 119.5, 38.5], "webhook": {"url": url, "secret": SECRET}},
+        )
+        assert r.status_code == 201, r.text  # public when checked
+        dns["hooks.partner.example"] = {ipaddress.ip_address("127.0.0.1")}  # the receiver's
+        upsert(stac_item("match", **{"eo:cloud_cover": 5}))
+        deliveries = f"/subscriptions/{r.json()['id']}/deliveries"
+        failed = wait_until(
+            lambda: [d for d in client.get(deliveries).json()["deliveries"] if d["last_error"]]
+        )
+        assert "refused at send" in failed[0]["last_error"]
+        assert "127.0.0.1" in failed[0]["last_error"]
+        assert receiver.received == []
+
+
+def test_a_delivery_goes_to_the_address_checked_with_the_url_host(
+    pg_env, keys, receiver, upsert, dns
+):
+    import ipaddress
+
+    dns["hooks.partner.example"] = {ipaddress.ip_address("127.0.0.1")}
+    with TestClient(create_app(Settings(**FAST)), headers={"X-API-Key": keys["partner A"]}) as c:
+        url = f"http://hooks.partner.example:{receiver.port}/hook"
+        r = c.post("/subscriptions", json={"webhook": {"url": url, "secret": SECRET}})
+        assert r.status_code == 201, r.text
+        upsert(stac_item("match", **{"eo:cloud_cover": 5}))
+        receiver.wait_for(1, SECRET)
+    assert receiver.received[0].headers["host"] == f"hooks.partner.example:{receiver.port}"

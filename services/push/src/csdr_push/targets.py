@@ -3,7 +3,10 @@
 A webhook URL must be http(s) and must not lead back into this node: every address its host
 resolves to is checked, loopback and private networks are refused unless the operator allows them
 (CSDR_PUSH_ALLOW_PRIVATE_TARGETS), and the node's own service ports on this machine are refused
-always. The secret follows the Standard Webhooks format: `whsec_` + base64 of 24 to 64 bytes
+always. The check is made when a subscription is made and again for every send (`Pinned`): a
+delivery goes to an address just checked, by IP with the URL's host in `Host` and TLS SNI, so a
+host name that later resolves elsewhere (DNS rebinding) cannot turn a delivery inward.
+The secret follows the Standard Webhooks format: `whsec_` + base64 of 24 to 64 bytes
 (https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md).
 """
 
@@ -12,6 +15,8 @@ import base64
 import binascii
 import ipaddress
 import socket
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from csdr_push.errors import InvalidWebhook
@@ -65,8 +70,9 @@ async def _own_addresses() -> set[IPAddress]:
         return set()
 
 
-async def check_url(url: str, settings: Settings) -> None:
-    """Raise InvalidWebhook unless `url` is http(s) and leads outside this node."""
+async def check_url(url: str, settings: Settings) -> list[IPAddress]:
+    """The addresses `url` leads to; InvalidWebhook unless it is http(s) and all of them are
+    outside this node."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise InvalidWebhook(f"webhook.url must be an http or https URL, not {parts.scheme!r}")
@@ -90,3 +96,45 @@ async def check_url(url: str, settings: Settings) -> None:
                 f"webhook.url host {parts.hostname!r} resolves to {ip}, a loopback or private "
                 "address; this node only delivers to public addresses"
             )
+    return sorted(addresses, key=str)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one send goes: the URL with a checked address for its host, and the host name for
+    the `Host` header and TLS (SNI and certificate)."""
+
+    url: str
+    host: str
+    sni: str | None
+
+
+class Pinned:
+    """Webhook URLs checked again before sends and pinned to the address checked; a check is
+    reused for `ttl_s` seconds (the address stays the checked one, whatever DNS says since)."""
+
+    def __init__(self, settings: Settings, ttl_s: float = 30.0) -> None:
+        self.settings = settings
+        self.ttl_s = ttl_s
+        self._checked: dict[str, tuple[float, Target]] = {}
+
+    async def target(self, url: str) -> Target:
+        """The target of a send to `url`; InvalidWebhook when it leads into this node now."""
+        hit = self._checked.get(url)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        address = (await check_url(url, self.settings))[0]
+        parts = urlsplit(url)
+        host = f"[{address}]" if address.version == 6 else str(address)
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        if "@" in parts.netloc:  # credentials in the URL stay with it
+            netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+        target = Target(
+            url=parts._replace(netloc=netloc).geturl(),
+            host=parts.netloc.rsplit("@", 1)[-1],
+            sni=parts.hostname if parts.scheme == "https" else None,
+        )
+        if len(self._checked) > 10_000:
+            self._checked.clear()
+        self._checked[url] = (time.monotonic() + self.ttl_s, target)
+        return target

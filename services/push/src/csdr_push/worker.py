@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 import httpx2
 
-from csdr_push import db, deliveries, events
+from csdr_push import db, deliveries, events, targets
+from csdr_push.errors import InvalidWebhook
 from csdr_push.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Worker:
         self.sent: list[tuple[uuid.UUID, int, int]] = []
         self.sent_recorded: asyncio.Future[None] | None = None
         self.sent_ready = asyncio.Event()
+        self.targets = targets.Pinned(settings)
         self.listener: asyncpg.Connection | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -148,9 +150,12 @@ class Worker:
         headers = events.signed_headers(delivery["webhook_secret"], msg_id, payload, events.now())
         status_code: int | None = None
         try:
-            response = await self._post(delivery["webhook_url"], payload.encode(), headers)
+            target = await self.targets.target(delivery["webhook_url"])
+            response = await self._post(target, payload.encode(), headers)
             status_code = response.status_code
             error = None if response.is_success else f"HTTP {status_code} from the endpoint"
+        except InvalidWebhook as exc:  # checked again at every send: DNS may have changed
+            error = f"refused at send: {exc}"
         except httpx2.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         try:
@@ -203,12 +208,20 @@ class Worker:
             else:
                 recorded.set_result(None)
 
-    async def _post(self, url: str, content: bytes, headers: dict[str, str]) -> httpx2.Response:
-        """POST through the least busy lane."""
+    async def _post(
+        self, target: targets.Target, content: bytes, headers: dict[str, str]
+    ) -> httpx2.Response:
+        """POST to the target's checked address through the least busy lane."""
         lane = min(range(len(self.lanes)), key=self.lane_load.__getitem__)
         self.lane_load[lane] += 1
+        extensions = {"sni_hostname": target.sni} if target.sni else None
         try:
-            return await self.lanes[lane].post(url, content=content, headers=headers)
+            return await self.lanes[lane].post(
+                target.url,
+                content=content,
+                headers={**headers, "Host": target.host},
+                extensions=extensions,
+            )
         finally:
             self.lane_load[lane] -= 1
 
