@@ -144,3 +144,16 @@ def test_a_crop_without_a_size_is_read_onto_the_largest_side(node, scene, small_
     assert r.status_code == 200, r.text[:300]
     with MemoryFile(r.content) as mem, mem.open() as img:
         assert max(img.width, img.height) == 1024, (img.width, img.height)
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(node, push):
+    big = b'{"filter": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    headers = {"content-type": "application/json"}
+    for url in (
+        f"{node.catalog}/search",
+        f"{node.tiler}/searches/register",
+        f"{node.ingest}/jobs",
+        f"{push[0]}/subscriptions",
+    ):
+        r = httpx.post(url, content=big, headers=headers, timeout=30)
+        assert r.status_code == 413, (url, r.status_code, r.text[:200])

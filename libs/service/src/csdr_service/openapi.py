@@ -36,6 +36,7 @@ ERRORS = {
     "401": "An API key is needed, or the key given is unknown, revoked or expired",
     "403": "The key lacks the scope this operation needs",
     "404": "No such resource, or not one the caller may see",
+    "413": "The request body is larger than the service accepts",
     "429": "Too many requests for this key; retry after the Retry-After header",
     "500": "An unexpected failure; the message carries the request id to quote",
     "503": "The database is unreachable or the request exceeded the time limit",

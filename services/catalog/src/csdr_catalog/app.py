@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     aggregation.register(app)
     _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
+    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     app.state.asset_roots = downloads.AssetRoots(settings.asset_roots)
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     # Innermost, so CORS and compression also apply to its 401/403/404 answers.

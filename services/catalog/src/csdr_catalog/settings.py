@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     cors_origins: CommaList = ["*"]
     cors_methods: CommaList = ["GET", "POST", "OPTIONS"]
     cors_headers: CommaList = ["Content-Type", "Authorization", "X-API-Key"]
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body accepted; a larger one is answered 413 before it is read."""
     request_timeout_s: float = 30.0
     """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     512 MB (tests/bench/bench_cresda.py)."""
     poll_interval_s: float = 2.0
     """How often idle workers look for jobs queued by other processes."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body accepted; a larger one is answered 413 before it is read."""
     request_timeout_s: float = 30.0
     """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0

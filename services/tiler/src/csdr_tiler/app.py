@@ -344,6 +344,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.csdr_settings = settings
+    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     update_openapi(app)
     add_exception_handlers(app)
     app.include_router(wmts.router)

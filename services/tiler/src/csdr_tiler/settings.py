@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     """Most pixels of any image made."""
     max_image_bytes: int = 256 * 1024 * 1024
     """Most bytes an image may take while read (pixels x bands listed, at least 4, x 4 bytes)."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body accepted; a larger one is answered 413 before it is read."""
     request_timeout_s: float = 30.0
     """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
