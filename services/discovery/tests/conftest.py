@@ -60,12 +60,12 @@ def load(env: dict[str, str]) -> None:
     with psycopg.connect(conninfo(env), autocommit=True) as conn:
         for c in COLLECTIONS:
             conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(c),))
-        for i, cid in enumerate(HIDDEN):
-            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection(i, id=cid)),))
+        for i, cid in enumerate(HIDDEN):  # the policy first: never public, not for a moment
             conn.execute(
                 "INSERT INTO csdr.collection_policies (collection, policy) VALUES (%s, %s)",
                 (cid, "partners" if i == 0 else "private"),
             )
+            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection(i, id=cid)),))
 
 
 def conninfo(env: dict[str, str]) -> str:
@@ -127,6 +127,8 @@ def settings(public_url: str) -> Settings:
         catalog_url="https://node.example/stac",
         tiler_url="https://node.example/tiles",
         organisation="LASAC",
+        contact_email="geoss@node.example",
+        oai_page_size=5,
         access_ttl_s=0.0,
     )
 

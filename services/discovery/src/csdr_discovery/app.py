@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_discovery import csw, db, health
+from csdr_discovery import csw, db, health, oai
 from csdr_discovery.settings import Settings
 from csdr_service.errors import add_exception_handlers
 from csdr_service.logs import configure_logging
@@ -43,5 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     add_exception_handlers(app, "discovery")
     app.include_router(csw.router)
+    app.include_router(oai.router)
     app.include_router(health.router)
     return app

@@ -69,7 +69,7 @@ FROM csdr.discovery_changes d
 LEFT JOIN pgstac.collections c ON c.id = d.collection
 WHERE d.exposed
   AND ($2::timestamptz IS NULL OR d.changed_at >= $2)
-  AND ($3::timestamptz IS NULL OR d.changed_at <= $3)
+  AND ($3::timestamptz IS NULL OR d.changed_at < $3)
   AND ($4::timestamptz IS NULL OR (d.changed_at, d.collection) > ($4, $5::text))
   AND ($6::text IS NULL OR d.collection = $6)
 ORDER BY d.changed_at, d.collection
@@ -86,8 +86,8 @@ async def changes(
     collection: str | None = None,
     limit: int = 100,
 ) -> list[Change]:
-    """Collections ever shown to anonymous callers, by time of last change (from `since` to
-    `until`, both included; after the key `after`); those not in `shown` any more as deleted."""
+    """Collections ever shown to anonymous callers, by time of last change (from `since`
+    included to `until` excluded; after the key `after`); those not in `shown` as deleted."""
     after_at, after_id = after if after else (None, None)
     rows = await conn.fetch(
         CHANGES_SQL, sorted(shown), since, until, after_at, after_id, collection, limit

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     """Originator and distributor named in every record (e.g. the node's data centre)."""
     organisation_url: str = ""
     contact_email: str = ""
+    admin_email: str = "admin@localhost"
+    """OAI-PMH Identify's adminEmail when contact_email is not set: set one of them."""
     country: str = "CN"
     legal_constraints: str = (
         "Shared under the CSDR memorandum of understanding for non-commercial use, following the "
