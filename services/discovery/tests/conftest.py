@@ -120,10 +120,11 @@ def serve(make_app: Callable[[str], Any]) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def settings(public_url: str) -> Settings:
+def settings(public_url: str, catalog_api_url: str = "") -> Settings:
     """Discovery as a node at node.example would configure it."""
     return Settings(
         public_url=public_url,
+        catalog_api_url=catalog_api_url,
         catalog_url="https://node.example/stac",
         tiler_url="https://node.example/tiles",
         organisation="LASAC",
@@ -134,12 +135,21 @@ def settings(public_url: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def discovery_url(discovery_db: dict[str, str]) -> Iterator[str]:
+def catalog_url(discovery_db: dict[str, str]) -> Iterator[str]:
+    """The node's STAC API over `discovery_db`, on a real socket (OpenSearch granules)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in discovery_db.items():
+            mp.setenv(key, value)
+        yield from serve(lambda url: create_catalog(CatalogSettings()))
+
+
+@pytest.fixture(scope="module")
+def discovery_url(discovery_db: dict[str, str], catalog_url: str) -> Iterator[str]:
     """The discovery service over `discovery_db`, on a real socket."""
     with pytest.MonkeyPatch.context() as mp:
         for key, value in discovery_db.items():
             mp.setenv(key, value)
-        yield from serve(lambda url: create_app(settings(url)))
+        yield from serve(lambda url: create_app(settings(url, catalog_url)))
 
 
 @pytest.fixture(scope="module")

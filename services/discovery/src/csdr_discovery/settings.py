@@ -13,6 +13,9 @@ class Settings(BaseSettings):
     """Public base URL of this service, for the endpoints named in capabilities documents."""
     catalog_url: str = "http://127.0.0.1:8081"
     """Public base URL of this node's STAC API: the records link each collection there."""
+    catalog_api_url: str = ""
+    """Where discovery asks the STAC API's item search for OpenSearch granules (an internal
+    address, e.g. http://catalog:8081); empty: catalog_url."""
     tiler_url: str = "http://127.0.0.1:8082"
     """Public base URL of this node's tiler, for the WMTS and XYZ links; empty: none."""
     title: str = "CSDR Node catalogue"
@@ -41,5 +44,7 @@ class Settings(BaseSettings):
     access_ttl_s: float = 2.0
     """How long the anonymous visibility list is reused: a collection made private leaves
     discovery within this time."""
+    catalog_timeout_s: float = 30.0
+    """How long a granule search may wait for the STAC API."""
     readiness_timeout_s: float = 1.0
     log_level: str = "INFO"
