@@ -306,7 +306,7 @@ CSDR node is up (data in {node.data_dir})
   Tiler      {tiler}/api.html
   Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})
   Push       {node.url("push")}/docs   (subscribe: POST /subscriptions; webhooks and Atom)
-  CSW        {node.url("discovery")}/csw?service=CSW&request=GetCapabilities   (GEOSS, QGIS MetaSearch)
+  CSW        {node.url("discovery")}/csw?service=CSW&request=GetCapabilities   (GEOSS, QGIS)
   OAI-PMH    {node.url("discovery")}/oai?verb=Identify   (GEOSS harvesting)
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
              (its PG* variables: source {env_file})
