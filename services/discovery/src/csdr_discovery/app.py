@@ -12,7 +12,7 @@ import httpx2
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_discovery import csw, db, health, oai, opensearch
+from csdr_discovery import csw, db, health, iso19139, oai, opensearch
 from csdr_discovery.settings import Settings
 from csdr_service.errors import add_exception_handlers
 from csdr_service.logs import configure_logging
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
+    app.state.iso = iso19139.IsoRecords(settings)
     add_exception_handlers(app, "discovery")
     app.include_router(csw.router)
     app.include_router(oai.router)

@@ -44,8 +44,8 @@ class CswError(Exception):
         self.code, self.locator, self.text = code, locator, text
 
 
-def _xml(root: etree._Element, status: int = 200) -> Response:
-    body = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+def _xml(root: etree._Element, status: int = 200, parts: list[bytes] | None = None) -> Response:
+    body = iso19139.serialise(root, parts or [])
     return Response(body, status_code=status, media_type=XML)
 
 
@@ -153,11 +153,18 @@ def _element_set(req: CswRequest) -> str:
     return esn
 
 
-def _render(collection: dict[str, Any], schema: str, esn: str, settings: Settings) -> Any:
-    summary = summarise(collection, settings)
+def _add_record(
+    parent: etree._Element,
+    parts: list[bytes],
+    collection: dict[str, Any],
+    schema: str,
+    esn: str,
+    request: Request,
+) -> None:
     if schema == GMD:
-        return iso19139.record(summary, settings)
-    return csw_record(summary, esn)
+        iso19139.placeholder(parent, parts, request.app.state.iso.xml(collection))
+    else:
+        parent.append(csw_record(summarise(collection, request.app.state.settings), esn))
 
 
 def capabilities(settings: Settings) -> etree._Element:
@@ -315,7 +322,7 @@ def describe_record(req: CswRequest) -> etree._Element:
 
 async def get_records(
     req: CswRequest, request: Request, pool: Any, settings: Settings
-) -> etree._Element:
+) -> tuple[etree._Element, list[bytes]]:
     """GetRecords: one page of the matching collections, with numberOfRecordsMatched and the
     nextRecord a harvester follows (0 after the last page)."""
     schema = _output_schema(req)
@@ -349,7 +356,7 @@ async def get_records(
         raise CswError("InvalidParameterValue", "constraint", str(exc)) from None
     if result_type == "validate":
         ack = etree.Element(f"{{{CSW}}}Acknowledgement", nsmap=CSW_NSMAP, timeStamp=_now())
-        return ack
+        return ack, []
     shown = await records.visible(request, pool)
     page = await records.search(
         pool, shown, criteria, limit if result_type == "results" else 0, start - 1
@@ -370,14 +377,15 @@ async def get_records(
         recordSchema=schema,
         elementSet=esn,
     )
+    parts: list[bytes] = []
     for collection in returned:
-        results.append(_render(collection, schema, esn, settings))
-    return root
+        _add_record(results, parts, collection, schema, esn, request)
+    return root, parts
 
 
 async def get_record_by_id(
     req: CswRequest, request: Request, pool: Any, settings: Settings
-) -> etree._Element:
+) -> tuple[etree._Element, list[bytes]]:
     """GetRecordById: the records of the given ids that exist and are visible."""
     ids = [i.strip() for i in (req.get("id") or "").split(",") if i.strip()]
     if not ids:
@@ -387,9 +395,16 @@ async def get_record_by_id(
     shown = await records.visible(request, pool)
     page = await records.search(pool, shown, {"ids": ids}, len(ids), 0)
     root = etree.Element(f"{{{CSW}}}GetRecordByIdResponse", nsmap={**CSW_NSMAP, "gmd": GMD})
+    parts: list[bytes] = []
     for collection in page.collections:
-        root.append(_render(collection, schema, esn, settings))
-    return root
+        _add_record(root, parts, collection, schema, esn, request)
+    return root, parts
+
+
+def _with_status(
+    answer: tuple[etree._Element, list[bytes]],
+) -> tuple[etree._Element, int, list[bytes]]:
+    return answer[0], 200, answer[1]
 
 
 def _now() -> str:
@@ -407,9 +422,9 @@ async def dispatch(req: CswRequest, request: Request, pool: Any) -> Response:
     if req.name == "DescribeRecord":
         return _xml(describe_record(req))
     if req.name == "GetRecords":
-        return _xml(await get_records(req, request, pool, settings))
+        return _xml(*_with_status(await get_records(req, request, pool, settings)))
     if req.name == "GetRecordById":
-        return _xml(await get_record_by_id(req, request, pool, settings))
+        return _xml(*_with_status(await get_record_by_id(req, request, pool, settings)))
     raise CswError(
         "OperationNotSupported",
         "request",

@@ -2,22 +2,34 @@
 template from a metadata control file (MCF) built from the collection's summary.
 
 pygeometa's `render_j2_template` builds a Jinja2 environment and compiles the template on every
-call; the environment here is built once, with the same loader, filters and globals.
+call; the environment here is built once, with the same loader, filters and globals. Writing a
+record still costs ~3 ms (template, parse, serialisation), so `IsoRecords` keeps each record's
+bytes keyed by the collection document it was written from: a changed collection is a new key,
+so a kept record is never older than its source. Protocol documents splice the bytes in
+(`serialise`) instead of parsing them back.
 """
 
 from __future__ import annotations
 
 import pathlib
+from collections import OrderedDict
 from functools import cache
 from typing import Any
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, Template
 from lxml import etree
 from pygeometa import core
 from pygeometa.schemas.iso19139 import ISO19139OutputSchema
 
 from csdr_discovery.settings import Settings
-from csdr_discovery.summary import GCMD_INSTRUMENTS, GCMD_PLATFORMS, GCMD_SCIENCE, Summary
+from csdr_discovery.summary import (
+    GCMD_INSTRUMENTS,
+    GCMD_PLATFORMS,
+    GCMD_SCIENCE,
+    Summary,
+    summarise,
+)
 
 NAMESPACE = "http://www.isotc211.org/2005/gmd"
 
@@ -133,3 +145,41 @@ def record(summary: Summary, settings: Settings) -> etree._Element:
     xml = _template().render(record=mcf(summary, settings), pygeometa_version=core.VERSION)
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
     return etree.fromstring(xml.encode(), parser)
+
+
+class IsoRecords:
+    """The ISO 19139 bytes of collections, each written once per distinct collection document
+    (at most `size` kept, least recently used dropped first)."""
+
+    def __init__(self, settings: Settings, size: int = 4096) -> None:
+        self.settings = settings
+        self.size = size
+        self._kept: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def xml(self, collection: dict[str, Any]) -> bytes:
+        """The record of `collection` as serialised XML (no declaration)."""
+        key = orjson.dumps(collection, option=orjson.OPT_SORT_KEYS)
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+            return found
+        element = record(summarise(collection, self.settings), self.settings)
+        value = etree.tostring(element, encoding="UTF-8", xml_declaration=False)
+        self._kept[key] = value
+        if len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return value
+
+
+def placeholder(parent: etree._Element, parts: list[bytes], part: bytes) -> None:
+    """Mark where `part` goes inside `parent` (see `serialise`)."""
+    parent.append(etree.Comment(f"csdr-record-{len(parts)}"))
+    parts.append(part)
+
+
+def serialise(root: etree._Element, parts: list[bytes]) -> bytes:
+    """`root` as an XML document with each placeholder replaced by its record's bytes."""
+    body = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    for i, part in enumerate(parts):
+        body = body.replace(f"<!--csdr-record-{i}-->".encode(), part, 1)
+    return body

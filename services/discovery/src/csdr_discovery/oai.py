@@ -136,8 +136,8 @@ def _envelope(request: Request, args: dict[str, str]) -> tuple[etree._Element, s
     return root, base_url
 
 
-def _xml(root: etree._Element) -> Response:
-    body = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+def _xml(root: etree._Element, parts: list[bytes] | None = None) -> Response:
+    body = iso19139.serialise(root, parts or [])
     return Response(body, media_type="text/xml; charset=utf-8")
 
 
@@ -160,15 +160,22 @@ def _header(parent: etree._Element, settings: Settings, change: records.Change) 
 
 
 def _record(
-    parent: etree._Element, settings: Settings, change: records.Change, prefix: str
+    parent: etree._Element,
+    request: Request,
+    parts: list[bytes],
+    change: records.Change,
+    prefix: str,
 ) -> None:
+    settings: Settings = request.app.state.settings
     record = etree.SubElement(parent, f"{{{OAI}}}record")
     _header(record, settings, change)
     if change.content is None:
         return
-    summary = summarise(change.content, settings)
     metadata = etree.SubElement(record, f"{{{OAI}}}metadata")
-    metadata.append(oai_dc(summary) if prefix == "oai_dc" else iso19139.record(summary, settings))
+    if prefix == "oai_dc":
+        metadata.append(oai_dc(summarise(change.content, settings)))
+    else:
+        iso19139.placeholder(metadata, parts, request.app.state.iso.xml(change.content))
 
 
 def _check_args(verb: str, args: dict[str, str]) -> None:
@@ -191,6 +198,7 @@ async def answer(request: Request, pool: Any, args: dict[str, str]) -> Response:
     settings: Settings = request.app.state.settings
     verb = args.get("verb", "")
     valid = verb in VERBS
+    parts: list[bytes] = []  # ISO records, spliced in as serialised (iso19139.serialise)
     try:
         if not valid:
             raise OaiError(
@@ -200,11 +208,12 @@ async def answer(request: Request, pool: Any, args: dict[str, str]) -> Response:
         _check_args(verb, args)
         root, base_url = _envelope(request, args)
         body = etree.SubElement(root, f"{{{OAI}}}{verb}")
-        await VERB_HANDLERS[verb](body, request, pool, settings, args, base_url)
+        await VERB_HANDLERS[verb](body, request, pool, settings, args, base_url, parts)
     except OaiError as exc:
         root, _ = _envelope(request, args if valid else {})
         etree.SubElement(root, f"{{{OAI}}}error", code=exc.code).text = exc.text
-    return _xml(root)
+        parts = []
+    return _xml(root, parts)
 
 
 async def _identify(
@@ -214,6 +223,7 @@ async def _identify(
     settings: Settings,
     args: dict[str, str],
     base_url: str,
+    parts: list[bytes],
 ) -> None:
     earliest = await records.earliest_change(pool)
     for tag, text in (
@@ -235,6 +245,7 @@ async def _list_formats(
     settings: Settings,
     args: dict[str, str],
     base_url: str,
+    parts: list[bytes],
 ) -> None:
     if "identifier" in args:
         await _one(request, pool, settings, args["identifier"])
@@ -252,6 +263,7 @@ async def _list_sets(
     settings: Settings,
     args: dict[str, str],
     base_url: str,
+    parts: list[bytes],
 ) -> None:
     raise OaiError("noSetHierarchy", "this repository has no sets")
 
@@ -272,13 +284,14 @@ async def _get_record(
     settings: Settings,
     args: dict[str, str],
     base_url: str,
+    parts: list[bytes],
 ) -> None:
     if args["metadataPrefix"] not in FORMATS:
         raise OaiError(
             "cannotDisseminateFormat", f"metadataPrefix {args['metadataPrefix']!r} is unknown"
         )
     change = await _one(request, pool, settings, args["identifier"])
-    _record(body, settings, change, args["metadataPrefix"])
+    _record(body, request, parts, change, args["metadataPrefix"])
 
 
 async def _list(
@@ -288,6 +301,7 @@ async def _list(
     settings: Settings,
     args: dict[str, str],
     base_url: str,
+    parts: list[bytes],
 ) -> None:
     if "resumptionToken" in args:
         harvest = Harvest.resume(args["resumptionToken"])
@@ -314,7 +328,7 @@ async def _list(
         if body.tag == f"{{{OAI}}}ListIdentifiers":
             _header(body, settings, change)
         else:
-            _record(body, settings, change, harvest.prefix)
+            _record(body, request, parts, change, harvest.prefix)
     if more or harvest.after is not None:
         token = etree.SubElement(body, f"{{{OAI}}}resumptionToken", cursor=str(harvest.cursor))
         if more:
