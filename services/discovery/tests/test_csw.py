@@ -18,6 +18,10 @@ from services.discovery.tests.conftest import COLLECTIONS, HIDDEN
 GMD = "http://www.isotc211.org/2005/gmd"
 CSW_NS = "http://www.opengis.net/cat/csw/2.0.2"
 OWS = "http://www.opengis.net/ows"
+TITLE_IS_X = (
+    "<ogc:PropertyIsEqualTo><ogc:PropertyName>dc:title</ogc:PropertyName>"
+    "<ogc:Literal>x</ogc:Literal></ogc:PropertyIsEqualTo>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +229,44 @@ def test_describe_record(discovery_url: str) -> None:
             "constraint",
         ),
         ({"service": "CSW", "request": "GetRecordById"}, "MissingParameterValue", "id"),
+        (
+            {
+                "service": "CSW",
+                "request": "GetRecords",
+                "constraintLanguage": "CQL_TEXT",
+                "constraint": "(" * 3000 + "dc:title = 'x'" + ")" * 3000,
+            },
+            "InvalidParameterValue",
+            "constraint",
+        ),
+        (
+            {
+                "service": "CSW",
+                "request": "GetRecords",
+                "constraintLanguage": "FILTER",
+                "constraint": "<ogc:Filter xmlns:ogc='http://www.opengis.net/ogc'>"
+                + "<ogc:Not>" * 400
+                + TITLE_IS_X
+                + "</ogc:Not>" * 400
+                + "</ogc:Filter>",
+            },
+            "InvalidParameterValue",
+            "constraint",
+        ),
+        (
+            {
+                "service": "CSW",
+                "request": "GetRecords",
+                "constraintLanguage": "FILTER",
+                "constraint": "<ogc:Filter xmlns:ogc='http://www.opengis.net/ogc'>"
+                + "<ogc:Not>" * 40
+                + TITLE_IS_X
+                + "</ogc:Not>" * 40
+                + "</ogc:Filter>",
+            },
+            "InvalidParameterValue",
+            "constraint",
+        ),
     ],
 )
 def test_bad_requests_are_exception_reports(

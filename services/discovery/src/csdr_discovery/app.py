@@ -16,6 +16,7 @@ from csdr_discovery import csw, db, health, iso19139, oai, opensearch
 from csdr_discovery.settings import Settings
 from csdr_service.errors import add_exception_handlers
 from csdr_service.logs import configure_logging
+from csdr_service.time_limit import TimeLimitMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.state.iso = iso19139.IsoRecords(settings)
     add_exception_handlers(app, "discovery")
+    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
     app.include_router(csw.router)
     app.include_router(oai.router)
     app.include_router(opensearch.router)

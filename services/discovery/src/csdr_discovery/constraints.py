@@ -16,6 +16,8 @@ from pygeofilter import ast, values
 from pygeofilter.parsers.ecql import parse as parse_ecql
 from pygeofilter.parsers.fes import parse as parse_fes
 
+from csdr_service import cql2_bounds
+
 SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
@@ -60,10 +62,14 @@ SPATIAL = {
 def parse(text: str, language: str) -> ast.Node:
     """The syntax tree of a constraint; `language` is CSW's FILTER or CQL_TEXT."""
     try:
+        if language.upper() == "CQL_TEXT":
+            cql2_bounds.check_text(text)  # before lark, which recurses per nesting level
         if language.upper() == "FILTER":
             return parse_fes(etree.fromstring(text.encode(), SAFE_XML))
         if language.upper() == "CQL_TEXT":
             return parse_ecql(text)
+    except cql2_bounds.FilterTooComplex as exc:
+        raise ConstraintError(f"constraint: {exc}") from None
     except (etree.XMLSyntaxError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ConstraintError(
             f"constraint: cannot parse the {language} constraint: {exc}"
@@ -130,6 +136,10 @@ def to_search(tree: ast.Node | None) -> dict[str, Any]:
         search["q"] = " ".join(words)
     if rest:
         search["filter"] = rest[0] if len(rest) == 1 else {"op": "and", "args": rest}
+        try:  # the node's bounds on every filter it hands pgSTAC
+            cql2_bounds.check_json(search["filter"])
+        except cql2_bounds.FilterTooComplex as exc:
+            raise ConstraintError(f"constraint: {exc}") from None
     return search
 
 

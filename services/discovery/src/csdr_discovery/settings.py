@@ -46,5 +46,7 @@ class Settings(BaseSettings):
     discovery within this time."""
     catalog_timeout_s: float = 30.0
     """How long a granule search may wait for the STAC API."""
+    request_timeout_s: float = 30.0
+    """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
     log_level: str = "INFO"
