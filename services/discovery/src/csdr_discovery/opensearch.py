@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx2
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
@@ -403,7 +404,7 @@ async def item_search(
     if r.status_code == 400:
         raise SearchError(r.json().get("description", "the STAC API refused the search"))
     r.raise_for_status()
-    body = r.json()
+    body = orjson.loads(r.content)
     return int(body.get("numberMatched", 0)), body["features"][query.start_index - 1 : depth]
 
 
