@@ -182,6 +182,20 @@ def test_get_record_by_id(csw: CatalogueServiceWeb) -> None:
     ]["spatial"]["bbox"][0]
 
 
+def test_hits_and_empty_pages_end_the_paging(discovery_url: str) -> None:
+    base = {"service": "CSW", "version": "2.0.2", "request": "GetRecords"}
+    for extra in (
+        {"resultType": "hits"},
+        {"resultType": "results", "maxRecords": "0"},
+        {"resultType": "results", "startPosition": "999"},
+    ):
+        r = httpx.get(f"{discovery_url}/csw", params={**base, **extra})
+        assert r.status_code == 200, r.text
+        results = etree.fromstring(r.content).find(f"{{{CSW_NS}}}SearchResults")
+        assert results.get("numberOfRecordsMatched") == str(len(COLLECTIONS))
+        assert (results.get("numberOfRecordsReturned"), results.get("nextRecord")) == ("0", "0")
+
+
 def test_describe_record(discovery_url: str) -> None:
     r = httpx.get(
         f"{discovery_url}/csw",

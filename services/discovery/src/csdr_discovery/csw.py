@@ -363,7 +363,8 @@ async def get_records(
     )
     returned = page.collections
     following = start + len(returned)
-    next_record = following if result_type == "results" and following <= page.matched else 0
+    # 0 when this page is the last (or empty: maxRecords=0 must not send a client round again)
+    next_record = following if returned and following <= page.matched else 0
     root = etree.Element(
         f"{{{CSW}}}GetRecordsResponse", nsmap={**CSW_NSMAP, "gmd": GMD}, version="2.0.2"
     )
@@ -401,12 +402,6 @@ async def get_record_by_id(
     return root, parts
 
 
-def _with_status(
-    answer: tuple[etree._Element, list[bytes]],
-) -> tuple[etree._Element, int, list[bytes]]:
-    return answer[0], 200, answer[1]
-
-
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
@@ -421,10 +416,10 @@ async def dispatch(req: CswRequest, request: Request, pool: Any) -> Response:
         return _xml(capabilities(settings))
     if req.name == "DescribeRecord":
         return _xml(describe_record(req))
-    if req.name == "GetRecords":
-        return _xml(*_with_status(await get_records(req, request, pool, settings)))
-    if req.name == "GetRecordById":
-        return _xml(*_with_status(await get_record_by_id(req, request, pool, settings)))
+    if req.name in ("GetRecords", "GetRecordById"):
+        answer = get_records if req.name == "GetRecords" else get_record_by_id
+        root, parts = await answer(req, request, pool, settings)
+        return _xml(root, parts=parts)
     raise CswError(
         "OperationNotSupported",
         "request",
