@@ -161,6 +161,8 @@ def test_iso_records_parse_with_owslib(csw: CatalogueServiceWeb) -> None:
         stac = f"https://node.example/stac/collections/{rid}"
         assert online["STAC collection"] == ("WWW:LINK", stac)
         assert online["STAC items"] == ("WWW:LINK", f"{stac}/items")
+        osdd = online["OpenSearch description"]
+        assert osdd[0] == "OpenSearch" and osdd[1].endswith(f"/opensearch?parentIdentifier={rid}")
         protocol, wmts = online["WMTS capabilities"]
         assert protocol == "OGC:WMTS"
         assert wmts.startswith(f"https://node.example/tiles/collections/{rid}/")

@@ -1,7 +1,7 @@
 """What a STAC collection says about itself to catalogue harvesters: title, abstract, extent,
 GCMD keywords, legal constraints and the places it is served (the STAC collection and its items,
-the WMTS capabilities and XYZ templates of its mosaic). Every output format (ISO 19139, Dublin
-Core) is written from this one reading.
+its OpenSearch description, the WMTS capabilities and XYZ templates of its mosaic). Every output
+format (ISO 19139, Dublin Core) is written from this one reading.
 """
 
 from __future__ import annotations
@@ -119,6 +119,16 @@ def _resources(collection: dict[str, Any], settings: Settings) -> list[OnlineRes
             "search",
         ),
     ]
+    resources.append(
+        OnlineResource(
+            f"{settings.public_url.rstrip('/')}/opensearch?parentIdentifier={cid}",
+            "OpenSearch",
+            "OpenSearch description",
+            "CEOS OpenSearch granule search of this collection "
+            "(application/opensearchdescription+xml)",
+            "search",
+        )
+    )
     if settings.tiler_url:
         for link in collection_map_links(settings.tiler_url, collection):
             if link["rel"] == "wmts":
