@@ -15,7 +15,9 @@ from csdr_access import AccessControl
 from csdr_discovery import csw, db, health, iso19139, oai, opensearch
 from csdr_discovery.settings import Settings
 from csdr_service.errors import add_exception_handlers
+from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
+from csdr_service.openapi import complete_openapi
 from csdr_service.time_limit import TimeLimitMiddleware
 
 
@@ -50,8 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.iso = iso19139.IsoRecords(settings)
     add_exception_handlers(app, "discovery")
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(InputGuardMiddleware)
     app.include_router(csw.router)
     app.include_router(oai.router)
     app.include_router(opensearch.router)
     app.include_router(health.router)
+    complete_openapi(app)
     return app

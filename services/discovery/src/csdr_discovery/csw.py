@@ -33,6 +33,17 @@ XML = "application/xml; charset=utf-8"
 SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 router = APIRouter(tags=["CSW"])
+# What /csw answers: CSW documents, and OWS exception reports for bad requests (OpenAPI).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A CSW 2.0.2 document (Capabilities, GetRecordsResponse ...)",
+        "content": {"application/xml": {"schema": {"type": "string"}}},
+    },
+    400: {
+        "description": "An OWS 1.2 ExceptionReport naming the parameter at fault",
+        "content": {"application/xml": {"schema": {"type": "string"}}},
+    },
+}
 
 
 class CswError(Exception):
@@ -427,7 +438,9 @@ async def dispatch(req: CswRequest, request: Request, pool: Any) -> Response:
     )
 
 
-@router.get("/csw", summary="CSW 2.0.2 (key-value pairs)", response_class=Response)
+@router.get(
+    "/csw", summary="CSW 2.0.2 (key-value pairs)", response_class=Response, responses=RESPONSES
+)
 async def csw_get(request: Request, pool: PoolDep) -> Response:
     """CSW 2.0.2 requests as GET key-value pairs (`service=CSW&request=...`)."""
     try:
@@ -436,7 +449,12 @@ async def csw_get(request: Request, pool: PoolDep) -> Response:
         return exception_report(exc)
 
 
-@router.post("/csw", summary="CSW 2.0.2 (XML request documents)", response_class=Response)
+@router.post(
+    "/csw",
+    summary="CSW 2.0.2 (XML request documents)",
+    response_class=Response,
+    responses=RESPONSES,
+)
 async def csw_post(request: Request, pool: PoolDep) -> Response:
     """CSW 2.0.2 requests as POSTed XML documents (csw:GetRecords ...)."""
     try:

@@ -41,6 +41,13 @@ VERBS = {  # verb -> (required arguments, optional arguments)
 }
 
 router = APIRouter(tags=["OAI-PMH"])
+# OAI-PMH answers 200 with an OAI-PMH document, its protocol errors included (OpenAPI).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An OAI-PMH 2.0 document: the verb's answer or an <error> element",
+        "content": {"text/xml": {"schema": {"type": "string"}}},
+    }
+}
 
 
 class OaiError(Exception):
@@ -345,7 +352,7 @@ VERB_HANDLERS = {
 }
 
 
-@router.get("/oai", summary="OAI-PMH 2.0", response_class=Response)
+@router.get("/oai", summary="OAI-PMH 2.0", response_class=Response, responses=RESPONSES)
 async def oai_get(request: Request, pool: PoolDep) -> Response:
     """OAI-PMH requests as GET arguments (`verb=...`)."""
     args = dict(request.query_params)
@@ -354,7 +361,9 @@ async def oai_get(request: Request, pool: PoolDep) -> Response:
     return await answer(request, pool, args)
 
 
-@router.post("/oai", summary="OAI-PMH 2.0 (form-encoded)", response_class=Response)
+@router.post(
+    "/oai", summary="OAI-PMH 2.0 (form-encoded)", response_class=Response, responses=RESPONSES
+)
 async def oai_post(request: Request, pool: PoolDep) -> Response:
     """OAI-PMH requests as an `application/x-www-form-urlencoded` body."""
     pairs = parse_qsl((await request.body()).decode("utf-8", "replace"))

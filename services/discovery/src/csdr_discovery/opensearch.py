@@ -50,6 +50,22 @@ MAX_COUNT = 100
 MAX_DEPTH = 10_000  # the STAC API's largest page: granules are read as one page up to here
 
 router = APIRouter(tags=["OpenSearch"])
+OSDD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An OpenSearch 1.1 description document",
+        "content": {OSDD_TYPE: {"schema": {"type": "string"}}},
+    }
+}
+FEED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A page of results: an Atom feed (.atom) or a GeoJSON FeatureCollection "
+        "(.json)",
+        "content": {
+            ATOM_TYPE: {"schema": {"type": "string"}},
+            GEOJSON_TYPE: {"schema": {"type": "object"}},
+        },
+    }
+}
 
 
 class SearchError(ValueError):
@@ -255,7 +271,12 @@ def _xml(root: etree._Element, media_type: str) -> Response:
     return Response(body, media_type=f"{media_type}; charset=utf-8")
 
 
-@router.get("/opensearch", summary="OpenSearch description document", response_class=Response)
+@router.get(
+    "/opensearch",
+    summary="OpenSearch description document",
+    response_class=Response,
+    responses=OSDD_RESPONSES,
+)
 async def osdd(request: Request, pool: PoolDep, parentIdentifier: str | None = None) -> Response:  # noqa: N803
     """The description of the collection search, or with `parentIdentifier` of the granule
     search of that collection (404 when anonymous callers cannot see it)."""
@@ -271,7 +292,10 @@ async def osdd(request: Request, pool: PoolDep, parentIdentifier: str | None = N
 
 
 @router.get(
-    "/opensearch/collections.{fmt}", summary="OpenSearch collection search", response_class=Response
+    "/opensearch/collections.{fmt}",
+    summary="OpenSearch collection search",
+    response_class=Response,
+    responses=FEED_RESPONSES,
 )
 async def collections(request: Request, pool: PoolDep, fmt: str) -> Response:
     """Collections by keyword, box, time or identifier (Atom or GeoJSON)."""
@@ -409,7 +433,10 @@ async def item_search(
 
 
 @router.get(
-    "/opensearch/granules.{fmt}", summary="OpenSearch granule search", response_class=Response
+    "/opensearch/granules.{fmt}",
+    summary="OpenSearch granule search",
+    response_class=Response,
+    responses=FEED_RESPONSES,
 )
 async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
     """Granules of one collection (`parentIdentifier`) by box, time or identifier: the STAC
