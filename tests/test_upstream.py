@@ -32,6 +32,8 @@ PGSTAC_INTERNALS = (
     "pgstac.to_text_array(jsonb)",
     "pgstac.to_float(jsonb)",
     "pgstac.stac_geom(jsonb)",
+    "pgstac.collection_search_matched(jsonb)",
+    "pgstac.collection_search_rows(jsonb)",
 )
 
 
@@ -76,3 +78,20 @@ def test_rasterio_names_gdal_types_from_the_dtype_names_datasets_report() -> Non
     # csdr_ingest.cresda.stack writes a VRT's dataType from `src.dtypes` (strings).
     names = {name: _gdal_typename(name) for name in ("uint8", "uint16", "int16", "float32")}
     assert names == {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
+
+
+def test_pygeometa_still_builds_its_iso19139_template_as_discovery_does() -> None:
+    # csdr_discovery.iso19139 builds pygeometa's Jinja2 environment once, with the loader,
+    # filters and globals render_j2_template sets up on every call: the same names must exist.
+    from pygeometa import core
+
+    source = inspect.getsource(core.render_j2_template)
+    for name in (
+        "normalize_datestring",
+        "get_distribution_language",
+        "get_charstring",
+        "prune_distribution_formats",
+        "prune_transfer_option",
+    ):
+        assert callable(getattr(core, name)) and name in source, name
+    assert core.SCHEMAS.is_dir() and "SCHEMAS" in source and "zip=zip" in source

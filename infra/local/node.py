@@ -32,6 +32,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
     "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
+    "discovery": ("csdr_discovery.app:create_app", "CSDR_DISCOVERY_PORT", 8086),
 }
 DEMO_COLLECTION = "csdr-demo"
 MAIN_ORG = "main"
@@ -101,6 +102,10 @@ class Node:
             "CSDR_PUSH_CATALOG_URL": self.url("catalog"),
             "CSDR_PUSH_TILER_URL": self.url("tiler"),
             "CSDR_PUSH_NODE_PORTS": ",".join(str(p) for p in self.ports.values()),
+            # Discovery's records link the collections' STAC documents and map layers.
+            "CSDR_DISCOVERY_PUBLIC_URL": self.url("discovery"),
+            "CSDR_DISCOVERY_CATALOG_URL": self.url("catalog"),
+            "CSDR_DISCOVERY_TILER_URL": self.url("tiler"),
         }
 
 
@@ -301,6 +306,8 @@ CSDR node is up (data in {node.data_dir})
   Tiler      {tiler}/api.html
   Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})
   Push       {node.url("push")}/docs   (subscribe: POST /subscriptions; webhooks and Atom)
+  CSW        {node.url("discovery")}/csw?service=CSW&request=GetCapabilities   (GEOSS, QGIS)
+  OAI-PMH    {node.url("discovery")}/oai?verb=Identify   (GEOSS harvesting)
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
              (its PG* variables: source {env_file})
   Demo items {catalog}/collections/{DEMO_COLLECTION}/items

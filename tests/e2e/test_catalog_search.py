@@ -198,17 +198,15 @@ def test_collection_search_with_q_bbox_and_datetime(client):
     assert list(before.collections()) == []
 
 
-def test_number_matched_on_request(catalog_url, catalog_db):
+def test_number_matched_unless_declined(catalog_url, catalog_db):
     body = {"collections": ["gf2-pms-l1a"], "limit": 1}
-    plain = httpx.post(f"{catalog_url}/search", json=body).json()
-    assert "numberMatched" not in plain
-    counted = httpx.post(f"{catalog_url}/search", json={**body, "count": True}).json()
+    declined = httpx.post(f"{catalog_url}/search", json={**body, "count": False}).json()
+    assert "numberMatched" not in declined
+    counted = httpx.post(f"{catalog_url}/search", json=body).json()
     expected = sql_ids(catalog_db, "i.collection = 'gf2-pms-l1a'")
     assert counted["numberMatched"] == len(expected)
     assert counted["numberMatchedEstimated"] is False
-    by_get = httpx.get(
-        f"{catalog_url}/search", params={"collections": "gf2-pms-l1a", "count": "true"}
-    )
+    by_get = httpx.get(f"{catalog_url}/search", params={"collections": "gf2-pms-l1a"})
     assert by_get.json()["numberMatched"] == len(expected)
 
 

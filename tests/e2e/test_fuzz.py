@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from conftest import free_port
 from csdr_access.admin import issue_key
+from tests.e2e.processes import service
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +25,13 @@ CHECKS = (
     "response_schema_conformance"
 )
 # Examples per operation and seconds per run: the tiler has ~130 operations, the others ~10-30.
-BUDGET = {"catalog": (5, 45), "tiler": (3, 75), "ingest": (5, 20), "push": (5, 30)}
+BUDGET = {
+    "catalog": (5, 45),
+    "tiler": (3, 75),
+    "ingest": (5, 20),
+    "push": (5, 30),
+    "discovery": (5, 30),
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +40,33 @@ def admin_key(node, pg_cluster) -> str:
         return issue_key(conn, "E2E node", ["admin"], "test")[0]
 
 
+@pytest.fixture(scope="module")
+def discovery(node, tmp_path_factory) -> Iterator[str]:
+    """Discovery over the node's database, asking the node's catalog for granules."""
+    port = free_port()
+    env = {
+        **node.env,
+        "CSDR_DISCOVERY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CSDR_DISCOVERY_CATALOG_URL": node.catalog,
+        "CSDR_DISCOVERY_TILER_URL": node.tiler,
+    }
+    logs = tmp_path_factory.mktemp("discovery")
+    with service("csdr_discovery.app:create_app", port, env, logs) as url:
+        yield url
+
+
 @pytest.mark.parametrize("principal", ["admin", "anonymous"])
 @pytest.mark.parametrize("service", list(BUDGET))
 def test_fuzzing_finds_no_5xx_and_only_documented_answers(
-    node, push, admin_key, service, principal, tmp_path
+    node, push, discovery, admin_key, service, principal, tmp_path
 ):
-    urls = {"catalog": node.catalog, "tiler": node.tiler, "ingest": node.ingest, "push": push[0]}
+    urls = {
+        "catalog": node.catalog,
+        "tiler": node.tiler,
+        "ingest": node.ingest,
+        "push": push[0],
+        "discovery": discovery,
+    }
     examples, seconds = BUDGET[service]
     if principal == "anonymous":
         seconds = max(seconds // 3, 15)

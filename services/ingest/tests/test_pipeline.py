@@ -25,6 +25,12 @@ def files_under(path: Path) -> list[Path]:
 def test_publishes_item_with_assets_footprint_and_utc_datetime(scene, conn, settings):
     item = ingest_file(scene, conn, settings, collection="demo")
     assert item["properties"]["datetime"] == "2024-05-12T03:04:05Z"
+    # an instant's interval, for harvesters that read only these (GEO DAB)
+    assert (
+        item["properties"]["start_datetime"]
+        == item["properties"]["end_datetime"]
+        == ("2024-05-12T03:04:05Z")
+    )
     stored = conn.execute("SELECT pgstac.get_item(%s, %s)", (item["id"], "demo")).fetchone()[0]
     assert stored["id"] == "small_scene"
     for key in ("data", "thumbnail"):

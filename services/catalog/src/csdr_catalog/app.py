@@ -21,7 +21,7 @@ from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
 from csdr_catalog.http_cache import DocumentCacheMiddleware
 from csdr_catalog.queryables import KnownProperties
-from csdr_catalog.search_params import SearchConventionsExtension
+from csdr_catalog.search_params import SearchConventionsExtension, WholeDaysMiddleware
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
 from csdr_service.input_guard import InputGuardMiddleware
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     app.state.asset_roots = downloads.AssetRoots(settings.asset_roots)
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
+    app.add_middleware(WholeDaysMiddleware)
     # Innermost, so CORS and compression also apply to its 401/403/404 answers.
     app.user_middleware.append(
         Middleware(

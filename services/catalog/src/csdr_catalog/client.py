@@ -8,7 +8,7 @@ for what this node does on every search before and after pgSTAC answers:
 - CQL2 filters parsed once per distinct text (`filters.py`), Query extension operators translated
   to CQL2, bad `query`/`intersects` JSON and unknown sort fields answered 400, not 500 or 200;
 - clients cannot pass pgSTAC runtime settings (`conf`) through the search body;
-- `numberMatched` when asked (`counts.py`);
+- `numberMatched` on every page unless `count=false` (`counts.py`);
 - Fields extension responses served as `application/geo+json` (upstream returns a bare
   `JSONResponse` for them, media type `application/json`);
 - the landing page links every collection as a `child`, so a harvester can walk the catalog;
@@ -158,8 +158,9 @@ class CatalogClient(CoreCrudClient):
         return clean
 
     async def prepare_search(self, search_request: PgstacSearch, request: Request) -> bool:
-        """Check and normalise a search in place (see the module docstring); True when the
-        client asked for numberMatched. Aggregations use it too, so both read a search alike."""
+        """Check and normalise a search in place (see the module docstring); True unless the
+        client declined numberMatched (`count=false`). Aggregations use it too, so both read a
+        search alike."""
         search_request.conf = None  # pgSTAC settings are the operator's, never the client's
         search_request.collections = restrict(search_request.collections, visible_of(request))
         check_bbox_order(search_request.bbox)
@@ -174,8 +175,9 @@ class CatalogClient(CoreCrudClient):
             raise InvalidQueryParameter("filter must be a CQL2 JSON object")
         if expr is not None:
             filters.validate_cql2_json(expr)
-        count = bool(getattr(search_request, "count", None))
-        if count:
+        asked = getattr(search_request, "count", None)
+        count = asked is not False  # every page says numberMatched unless told not to
+        if asked is not None:
             search_request.count = None
         sortby = getattr(search_request, "sortby", None) or []
         if query or sortby:
@@ -198,7 +200,7 @@ class CatalogClient(CoreCrudClient):
     ) -> ItemCollection:
         """Check and normalise the search, read its page (`item_search.py`: what pgstac.search()
         answers, composed from pgSTAC's pieces), serve its items (`features.py`), add
-        numberMatched when asked. With `collection_id` (an items page), 404 unless that
+        numberMatched unless declined. With `collection_id` (an items page), 404 unless that
         collection exists, as upstream's `get_collection` check answers."""
         count = await self.prepare_search(search_request, request)
         # Items leave pgSTAC dehydrated and are merged with their base item here (settings.py).

@@ -1,7 +1,8 @@
-"""`numberMatched` on request: exact when the planner expects few matches, the planner's estimate
-above a threshold (a count over a million rows costs seconds). pgSTAC's `where_stats` does both
-and caches the result per WHERE clause; we call it only when the client asks (`count=true`), and
-say when the number is an estimate (`numberMatchedEstimated`)."""
+"""`numberMatched` on every page (harvesters such as GEO DAB read their count from it): exact when
+the planner expects few matches, the planner's estimate above a threshold (a count over a million
+rows costs seconds). pgSTAC's `where_stats` does both and caches the result per WHERE clause; a
+client that needs no count says `count=false`, and the answer says when the number is an estimate
+(`numberMatchedEstimated`)."""
 
 from __future__ import annotations
 

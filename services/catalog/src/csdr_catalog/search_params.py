@@ -6,7 +6,10 @@ model is its designed way to add parameters, and fields of a later extension rep
 of the same name (`create_request_model` copies each model's fields in order), so this extension,
 registered last, carries our conventions:
 
-- `count`: ask for `numberMatched` (see `counts.py`);
+- `count`: `numberMatched` is on every page unless `count=false` (see `counts.py`);
+- `datetime` intervals given as dates (`2020-01-01/2020-02-01`): whole UTC days, as harvesters
+  such as GEO DAB send them (RFC 3339 wants a time, so upstream answers 400); in POST bodies
+  here, in GET query strings by `WholeDaysMiddleware`;
 - `collections` given as one string (stac-api-validator sends it so) is a one-element list;
 - `limit` must be an integer: `1e9` is a typo to report, not 1,000,000,000 to cap;
 - `bbox` must have 4 or 6 numbers, said in one sentence;
@@ -16,7 +19,9 @@ registered last, carries our conventions:
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 import attr
 from fastapi import FastAPI, Query
@@ -25,6 +30,11 @@ from stac_fastapi.extensions.fields.request import PostFieldsExtension
 from stac_fastapi.types.errors import InvalidQueryParameter
 from stac_fastapi.types.extension import ApiExtension
 from stac_fastapi.types.search import APIRequest, Limit
+from stac_pydantic.shared import validate_datetime
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_ONLY = re.compile(r"(^\d{4}-\d{2}-\d{2}/)|(/\d{4}-\d{2}-\d{2}$)")
 
 
 def _one_or_many(value: object) -> object:
@@ -84,10 +94,46 @@ def _fields_semantics(value: PostFieldsExtension) -> PostFieldsExtension:
     return value
 
 
+def whole_days(value: object) -> object:
+    """Date-only interval ends as whole UTC days: a start date is its first instant, an end date
+    its last (`2020-01-01/2020-01-01` is that day); date-times pass unchanged."""
+    if not isinstance(value, str) or not value:
+        return value
+    parts = value.split("/")
+    if len(parts) != 2:
+        # A lone date stays an error: stac-api-validator requires a 400 for `datetime=1985-04-12`
+        # (the STAC API spec asks for an RFC 3339 date-time). Harvesters send intervals.
+        return value
+    start, end = parts
+    if DAY.fullmatch(start):
+        start = f"{start}T00:00:00Z"
+    if DAY.fullmatch(end):
+        end = f"{end}T23:59:59.999999Z"
+    return f"{start}/{end}"
+
+
+class WholeDaysMiddleware:
+    """Reads a GET request's date-only `datetime` interval ends as whole UTC days (`whole_days`)
+    before stac-fastapi's GET models see them: their `datetime` field cannot be replaced by an
+    extension (attrs keeps the base model's field), and its validator wants date-times."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Rewrite the query string's `datetime`, if any, and pass the request on."""
+        if scope["type"] == "http" and b"datetime=" in scope.get("query_string", b""):
+            pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            if any(k == "datetime" and DATE_ONLY.search(v) for k, v in pairs):
+                pairs = [(k, str(whole_days(v)) if k == "datetime" else v) for k, v in pairs]
+                scope = {**scope, "query_string": urlencode(pairs).encode("latin-1")}
+        await self.app(scope, receive, send)
+
+
 def _count_flag(
     count: Annotated[
         bool | None,
-        Query(description="Also return numberMatched (estimated above a threshold, see docs)."),
+        Query(description="numberMatched (estimated above a threshold); false leaves it out."),
     ] = None,
 ) -> bool | None:
     return count
@@ -104,9 +150,12 @@ class ConventionsPostRequest(BaseModel):
     """POST fields of our own, and stricter readings of upstream ones."""
 
     count: bool | None = Field(
-        None, description="Also return numberMatched (estimated above a threshold)."
+        None, description="numberMatched (estimated above a threshold); false leaves it out."
     )
     collections: Annotated[list[str] | None, BeforeValidator(_one_or_many)] = None
+    datetime: Annotated[
+        str | None, BeforeValidator(whole_days), AfterValidator(validate_datetime)
+    ] = None
     limit: Annotated[Limit | None, BeforeValidator(_integer_limit)] = Field(
         10, description="Items per page, 1..10000; larger values are served as 10000."
     )

@@ -1,0 +1,1 @@
+"""CSDR Node discovery: the node's collections for catalogue harvesters (CSW, OAI-PMH)."""

@@ -1,0 +1,61 @@
+"""The discovery application: the node's collections for catalogue harvesters, CSW 2.0.2 at
+`/csw`, OAI-PMH at `/oai` and CEOS OpenSearch at `/opensearch`, read live from pgSTAC (granules
+from the STAC API's item search).
+
+Run with `uvicorn csdr_discovery.app:create_app --factory`.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx2
+from fastapi import FastAPI
+
+from csdr_access import AccessControl
+from csdr_discovery import csw, db, health, iso19139, oai, opensearch
+from csdr_discovery.settings import Settings
+from csdr_service.errors import add_exception_handlers
+from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.logs import configure_logging
+from csdr_service.openapi import complete_openapi
+from csdr_service.time_limit import TimeLimitMiddleware
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the discovery API; the pool opens in the lifespan."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await db.open_pool(max_size=8)
+        app.state.http = httpx2.AsyncClient(timeout=settings.catalog_timeout_s)
+        try:
+            yield
+        finally:
+            await app.state.http.aclose()
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="CSDR Node discovery",
+        description=(
+            "The node's collections for catalogue harvesters (GEOSS, CEOS): CSW 2.0.2 with "
+            "ISO 19139 records, OAI-PMH with deleted records and CEOS OpenSearch (collections, "
+            "then granules), read live from pgSTAC and limited to what an anonymous caller "
+            "may see."
+        ),
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
+    app.state.iso = iso19139.IsoRecords(settings)
+    add_exception_handlers(app, "discovery")
+    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
+    app.add_middleware(InputGuardMiddleware)
+    app.include_router(csw.router)
+    app.include_router(oai.router)
+    app.include_router(opensearch.router)
+    app.include_router(health.router)
+    complete_openapi(app)
+    return app
