@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
+    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     app.state.iso = iso19139.IsoRecords(settings)
     add_exception_handlers(app, "discovery")
     app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     discovery within this time."""
     catalog_timeout_s: float = 30.0
     """How long a granule search may wait for the STAC API."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted (a CSW query in XML); a larger one is answered 413."""
     request_timeout_s: float = 30.0
     """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
