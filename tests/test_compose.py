@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 PGSTAC_IMAGE = "ghcr.io/stac-utils/pgstac"
-APP_PORTS = {"catalog": 8081, "tiler": 8082, "ingest": 8083, "push": 8084}
+APP_PORTS = {"catalog": 8081, "tiler": 8082, "ingest": 8083, "push": 8084, "federation": 8087}
 PG_VARS = {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"}
 
 

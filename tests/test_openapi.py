@@ -18,3 +18,4 @@ def test_documents_describe_the_routes_users_rely_on():
     assert {"/search", "/collections/{collection_id}/items", "/readyz"} <= set(paths["catalog"])
     assert "/collections/{collection_id}/items/{item_id}/WMTSCapabilities.xml" in paths["tiler"]
     assert {"/jobs", "/jobs/{job_id}", "/healthz"} <= set(paths["ingest"])
+    assert {"/federation/changes", "/federation/peers", "/readyz"} <= set(paths["federation"])

@@ -32,6 +32,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
     "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
+    "federation": ("csdr_federation.app:create_app", "CSDR_FEDERATION_PORT", 8087),
 }
 DEMO_COLLECTION = "csdr-demo"
 MAIN_ORG = "main"
@@ -101,6 +102,8 @@ class Node:
             "CSDR_PUSH_CATALOG_URL": self.url("catalog"),
             "CSDR_PUSH_TILER_URL": self.url("tiler"),
             "CSDR_PUSH_NODE_PORTS": ",".join(str(p) for p in self.ports.values()),
+            # The feed links mirrored items to this node's API and publishes its asset downloads.
+            "CSDR_FEDERATION_CATALOG_URL": self.url("catalog"),
         }
 
 
@@ -301,6 +304,7 @@ CSDR node is up (data in {node.data_dir})
   Tiler      {tiler}/api.html
   Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})
   Push       {node.url("push")}/docs   (subscribe: POST /subscriptions; webhooks and Atom)
+  Federation {node.url("federation")}/docs   (change feed for partner nodes; csdr-admin peer)
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
              (its PG* variables: source {env_file})
   Demo items {catalog}/collections/{DEMO_COLLECTION}/items
