@@ -48,6 +48,7 @@ class Federation:
     base: Path
     stack: ExitStack
     main_feed_port: int
+    partner_feed_port: int
     main_env: dict[str, str]
     partner_env: dict[str, str]
     main_feed: ExitStack | None = None
@@ -75,7 +76,10 @@ class Federation:
         self.partner_feed = ExitStack()
         _, self.partner_proc = self.partner_feed.enter_context(
             service_process(
-                "csdr_federation.app:create_app", free_port(), self.partner_env, self.base
+                "csdr_federation.app:create_app",
+                self.partner_feed_port,
+                self.partner_env,
+                self.base,
             )
         )
 
@@ -181,6 +185,17 @@ def last_event_id(partner: psycopg.Connection) -> int:
     return int(partner.execute("SELECT coalesce(max(id), 0) FROM csdr.item_events").fetchone()[0])
 
 
+def csdr_admin(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "csdr_access.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture(scope="module")
 def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     main_db, partner_db = (f"fed_{n}_{uuid.uuid4().hex[:8]}" for n in ("main", "la"))
@@ -198,7 +213,9 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         **pg_cluster.env(main_db),
         "CSDR_FEDERATION_NODE_NAME": "main",
         "CSDR_FEDERATION_CATALOG_URL": f"http://127.0.0.1:{free_port()}",
-        "CSDR_FEDERATION_WORKER": "false",
+        # Main mirrors the partner's own products too (test_both_ways...).
+        "CSDR_FEDERATION_POLL_INTERVAL_S": "0.3",
+        "CSDR_FEDERATION_BACKOFF_MAX_S": "1",
     }
     partner_env = {
         **pg_cluster.env(partner_db),
@@ -210,20 +227,18 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "CSDR_FEDERATION_APPLY_CHUNK": "20",
     }
     # The partner registers main with the command an operator types.
-    added = subprocess.run(
-        [sys.executable, "-m", "csdr_access.cli", "peer", "add", "main",
-         f"http://127.0.0.1:{main_port}", "--key", key, "--collections", ",".join(MIRRORED),
-         "--bbox", AREA, "--max-cloud", str(MAX_CLOUD), "--assets", "proxy"],
-        env={**os.environ, **pg_cluster.env(partner_db)}, capture_output=True, text=True,
+    csdr_admin(
+        pg_cluster.env(partner_db), "peer", "add", "main", f"http://127.0.0.1:{main_port}",
+        "--key", key, "--collections", ",".join(MIRRORED), "--bbox", AREA,
+        "--max-cloud", str(MAX_CLOUD), "--assets", "proxy",
     )  # fmt: skip
-    assert added.returncode == 0, added.stderr
     with ExitStack() as stack:
         partner_catalog = stack.enter_context(
             service("csdr_catalog.app:create_app", partner_catalog_port, partner_env, base)
         )
         fed = Federation(
             pg_cluster, main_db, partner_db, partner_catalog, base, stack, main_port,
-            main_env, partner_env,
+            free_port(), main_env, partner_env,
         )  # fmt: skip
         fed.start_main_feed()
         fed.start_partner_worker()
@@ -377,3 +392,64 @@ def test_a_transaction_committing_after_a_later_one_is_still_delivered(fed):
             t1.commit()
         wait_until(lambda: converged(fed), what="both late and early commits delivered")
         assert {("gf1", "S0900"), ("gf2", "S0901")} <= set(hydrated(partner))
+
+
+def test_both_ways_the_partners_products_reach_main_and_never_come_back(fed):
+    with fed.partner() as partner:
+        # The partner's own product, and a collection id that main owns.
+        for cid in ("la-dom-vientiane", "gf6"):
+            partner.execute("SELECT pgstac.create_collection(%s)", (Jsonb(stac_collection(cid)),))
+        write_items(partner, [
+            stac_item("DOM1", collection="la-dom-vientiane", **NEAR),
+            stac_item("X1", collection="gf6", **NEAR),
+        ])  # fmt: skip
+        add_org(partner, "CRESDA", "CN", "main", "test")
+        key = issue_key(partner, "CRESDA", ["read"], "test")[0]
+    main_env = {k: v for k, v in fed.main_env.items() if k.startswith("PG")}
+    csdr_admin(main_env, "peer", "add", "la", f"http://127.0.0.1:{fed.partner_feed_port}",
+               "--key", key)  # fmt: skip
+    with fed.main() as main:
+
+        def main_mirrored_the_partner() -> bool:
+            row = main.execute("SELECT at_head FROM csdr.federation_peers WHERE name = 'la'")
+            return ("la-dom-vientiane", "DOM1") in hydrated(main) and row.fetchone()[0]
+
+        wait_until(main_mirrored_the_partner, what="main holds the partner's product")
+        dom = hydrated(main)[("la-dom-vientiane", "DOM1")]
+        assert dom["properties"]["csdr:origin"] == "la"
+        content = main.execute(
+            "SELECT content FROM pgstac.collections WHERE id = 'la-dom-vientiane'"
+        ).fetchone()[0]
+        assert content["csdr:origin"] == "la"
+        # gf6 is main's own: the partner's collection and item for it were refused, and nothing
+        # main fed the partner came back (it would have been refused too, and counted).
+        assert ("gf6", "X1") not in hydrated(main)
+        assert main.execute(
+            "SELECT content ->> 'csdr:origin' FROM pgstac.collections WHERE id = 'gf6'"
+        ).fetchone() == (None,)
+        add_org(main, "Main ops", "CN", "main", "test")
+        ops_key = issue_key(main, "Main ops", ["admin"], "test")[0]
+    status = httpx.get(
+        f"http://127.0.0.1:{fed.main_feed_port}/federation/peers", headers={"X-API-Key": ops_key}
+    )
+    assert status.status_code == 200, status.text
+    (la,) = status.json()["peers"]
+    assert la["name"] == "la" and la["node"] == "la" and la["at_head"]
+    assert la["refused"] == 2 and la["last_error"] is None and "api_key" not in la
+    # Main never feeds the partner's product back to it.
+    with fed.partner() as partner:
+        partner_key = _key_of(partner)
+        assert "csdr:origin" not in hydrated(partner)[("la-dom-vientiane", "DOM1")]["properties"]
+    seen: set[str] = set()
+    after = None
+    while True:
+        page = httpx.get(
+            f"http://127.0.0.1:{fed.main_feed_port}/federation/changes",
+            params={"after": after} if after else {},
+            headers={"X-API-Key": partner_key},
+        ).json()
+        seen |= {c["collection"] for c in page["changes"]}
+        after = page["next"]
+        if page["at_head"]:
+            break
+    assert "gf1" in seen and "la-dom-vientiane" not in seen
