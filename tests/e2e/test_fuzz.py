@@ -22,7 +22,13 @@ CHECKS = (
     "response_schema_conformance"
 )
 # Examples per operation and seconds per run: the tiler has ~130 operations, the others ~10-30.
-BUDGET = {"catalog": (5, 45), "tiler": (3, 75), "ingest": (5, 20), "push": (5, 30)}
+BUDGET = {
+    "catalog": (5, 45),
+    "tiler": (3, 75),
+    "ingest": (5, 20),
+    "push": (5, 30),
+    "federation": (5, 20),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +40,15 @@ def admin_key(node, pg_cluster) -> str:
 @pytest.mark.parametrize("principal", ["admin", "anonymous"])
 @pytest.mark.parametrize("service", list(BUDGET))
 def test_fuzzing_finds_no_5xx_and_only_documented_answers(
-    node, push, admin_key, service, principal, tmp_path
+    node, push, federation, admin_key, service, principal, tmp_path
 ):
-    urls = {"catalog": node.catalog, "tiler": node.tiler, "ingest": node.ingest, "push": push[0]}
+    urls = {
+        "catalog": node.catalog,
+        "tiler": node.tiler,
+        "ingest": node.ingest,
+        "push": push[0],
+        "federation": federation,
+    }
     examples, seconds = BUDGET[service]
     if principal == "anonymous":
         seconds = max(seconds // 3, 15)

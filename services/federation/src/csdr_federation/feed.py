@@ -82,7 +82,9 @@ class Cursor:
         if text is None or text == "":
             return cls()
         txid, _, event = text.partition(".")
-        if not (txid.isdigit() and event.isdigit()):
+        valid = all(p.isascii() and p.isdigit() and len(p) <= 20 for p in (txid, event))
+        # xid8 and bigint bounds: beyond them the text was not handed out by this feed.
+        if not valid or int(txid) >= 2**64 or int(event) >= 2**63:
             raise InvalidParameter(f"after: {text!r} is not a cursor this feed handed out")
         return cls(int(txid), int(event))
 

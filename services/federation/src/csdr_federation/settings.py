@@ -45,5 +45,7 @@ class Settings(BaseSettings):
     """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
     access_ttl_s: float = 2.0
     """How long a key check is reused: a revoked key stops working within this time."""
+    request_timeout_s: float = 30.0
+    """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0
     log_level: str = "INFO"
