@@ -163,7 +163,7 @@ def peer_row(partner: psycopg.Connection) -> dict[str, Any]:
 def converged(fed: Federation) -> bool:
     with fed.main() as main, fed.partner() as partner:
         want = expected_on_partner(main)
-        have = {k: as_origin(v) for k, v in hydrated(partner).items()}
+        have = {k: as_origin(v) for k, v in hydrated(partner).items() if k[0] in MIRRORED}
         return have == want and peer_row(partner)["at_head"]
 
 
@@ -453,3 +453,35 @@ def test_both_ways_the_partners_products_reach_main_and_never_come_back(fed):
         if page["at_head"]:
             break
     assert "gf1" in seen and "la-dom-vientiane" not in seen
+
+
+def test_a_cursor_older_than_the_retention_is_reconciled(fed):
+    wait_until(lambda: converged(fed), what="partner at main's state")
+    with fed.partner() as partner, fed.main() as main:
+        set_status(partner, "paused")
+        held = sorted(k for k in hydrated(partner) if k[0] in MIRRORED)
+        gone, changed = held[:3], held[3:5]
+        write_items(main, [scene(700 + n, MIRRORED[n % 2], NEAR, 5) for n in range(10)])
+        write_items(main, [scene(int(i[1:]), c, NEAR, 4, gsd=30) for c, i in changed])
+        delete_items(main, gone)
+        # The partner stays away longer than main keeps its events.
+        for table in ("item_events", "collection_events"):
+            main.execute(f"UPDATE csdr.{table} SET created_at = now() - interval '61 days'")
+        assert main.execute("SELECT csdr.prune_feed_events('60 days')").fetchone()[0] > 0
+        expired = httpx.get(
+            f"http://127.0.0.1:{fed.main_feed_port}/federation/changes",
+            params={"after": peer_row(partner)["cursor"]},
+            headers={"X-API-Key": _key_of(partner)},
+        )
+        assert expired.status_code == 410 and expired.json()["reconcile"] is True
+        mark = last_event_id(partner)
+        set_status(partner, "active")
+        wait_until(lambda: converged(fed), timeout_s=120, what="convergence by reconciling")
+        events = partner_events(partner, mark)
+        assert {k: events.get(k) for k in gone} == {k: ["deleted"] for k in gone}
+        assert {k: events.get(k) for k in changed} == {k: ["updated"] for k in changed}
+        assert sum(kinds == ["created"] for kinds in events.values()) == 10
+        assert len(events) == 15
+        assert peer_row(partner)["last_error"] is None
+        # The partner's own collections are not the reconcile's business.
+        assert ("la-dom-vientiane", "DOM1") in hydrated(partner)

@@ -204,3 +204,36 @@ def test_the_feed_needs_a_valid_key(client):
     assert client.get("/federation/changes", headers={"X-API-Key": ""}).status_code == 401
     r = client.get("/federation/changes", headers={"X-API-Key": "csdr_bad_key"})
     assert r.status_code == 401 and r.json()["code"] == "Unauthorized"
+
+
+def test_the_digest_counts_each_month_and_changes_with_any_item(client, upsert):
+    june, clear = {"datetime": "2024-06-30T23:59:59Z"}, {"eo:cloud_cover": 5}
+    upsert(stac_item("m1", **clear), stac_item("m2", **clear), stac_item("j1", **june, **clear))
+    upsert(stac_item("g2", collection="gf2", **{"eo:cloud_cover": 50}))
+    first = client.get("/federation/digest", params={"max_cloud": 20}).json()
+    months = {(m["collection"], m["month"]): m for m in first["months"]}
+    assert set(months) == {("gf1", "2024-05"), ("gf1", "2024-06")}  # g2 is too cloudy
+    assert months[("gf1", "2024-05")]["count"] == 2 and months[("gf1", "2024-06")]["count"] == 1
+    # The cursor is the feed's head: nothing to read after it.
+    head = client.get("/federation/changes", params={"after": first["cursor"]}).json()
+    assert head["changes"] == [] and head["at_head"]
+
+    upsert(stac_item("m2", platform="GF-1B", **clear))
+    second = client.get("/federation/digest", params={"max_cloud": 20}).json()
+    changed = {(m["collection"], m["month"]) for m in second["months"]} - {
+        (m["collection"], m["month"]) for m in second["months"] if m in first["months"]
+    }
+    assert changed == {("gf1", "2024-05")}
+
+    listing = client.get(
+        "/federation/items", params={"collection": "gf1", "month": "2024-05", "max_cloud": 20}
+    ).json()
+    assert ops(listing["changes"])[0] == ("collection", "gf1")
+    assert sorted(ops(listing["changes"])[1:]) == [("upsert", "gf1", "m1"), ("upsert", "gf1", "m2")]
+    m2 = next(c for c in listing["changes"] if c.get("id") == "m2")
+    assert m2["item"]["properties"]["platform"] == "GF-1B"
+
+
+def test_a_month_is_yyyy_mm(client):
+    r = client.get("/federation/items", params={"collection": "gf1", "month": "2024-13"})
+    assert r.status_code == 400 and "month" in r.json()["description"]

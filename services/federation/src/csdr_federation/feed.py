@@ -54,6 +54,30 @@ LIMIT $3
 
 RETENTION_SQL = "SELECT through_txid::text, through_id FROM csdr.feed_retention"
 
+# The last position a page can reach now (see EVENTS_SQL).
+HEAD_SQL = """
+WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT e.txid::text, e.id FROM (
+    SELECT i.txid, i.id FROM csdr.item_events i, horizon h WHERE i.txid < h.xmin
+    UNION ALL
+    SELECT c.txid, c.id FROM csdr.collection_events c, horizon h WHERE c.txid < h.xmin
+) e
+ORDER BY e.txid DESC, e.id DESC LIMIT 1
+"""
+MONTH_OF = "to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM')"
+
+# A collection's items in the reader's area and period (and month, when given).
+SELECTED_SQL = f"""
+SELECT i.id, {MONTH_OF} AS month, pgstac.content_hydrate(i) AS item
+FROM pgstac.items i
+WHERE i.collection = $1
+  AND ($2::float8[] IS NULL OR st_intersects(
+        i.geometry, st_makeenvelope($2[1], $2[2], $2[3], $2[4], 4326)))
+  AND ($3::text IS NULL OR st_intersects(i.geometry, st_setsrid(st_geomfromgeojson($3), 4326)))
+  AND ($4::timestamptz IS NULL OR i.datetime >= $4)
+  AND ($5::text IS NULL OR {MONTH_OF} = $5)
+"""
+
 COLLECTIONS_SQL = "SELECT id, content FROM pgstac.collections WHERE id = ANY($1::text[])"
 
 # The current rows of the page's items, hydrated as the STAC API serves them, and whether each
@@ -163,6 +187,23 @@ def collection_url(catalog: str, collection: str) -> str:
     return f"{catalog}/collections/{quote(collection, safe='')}"
 
 
+def month_digests(
+    rows: list[tuple[str, str, str, str]],
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(collection, month) -> count and SHA-256 of the sorted `id hash` lines, from rows of
+    (collection, month, id, content hash): the same on two nodes holding the same items."""
+    lines: dict[tuple[str, str], list[str]] = {}
+    for collection, month, item_id, item_hash in rows:
+        lines.setdefault((collection, month), []).append(f"{item_id} {item_hash}")
+    return {
+        key: {
+            "count": len(found),
+            "digest": hashlib.sha256("\n".join(sorted(found)).encode()).hexdigest(),
+        }
+        for key, found in lines.items()
+    }
+
+
 def is_foreign(content: Mapping[str, Any], node: str) -> bool:
     """Whether a collection was mirrored from another node (its origin is not `node`)."""
     origin = content.get(ORIGIN)
@@ -209,6 +250,81 @@ class Feed:
         changes = await self._changes(conn, touched, visible, selection)
         return Page(self.node, self.catalog, changes, len(rows), next_cursor, len(rows) < limit)
 
+    async def head(self, conn: asyncpg.Connection) -> Cursor:
+        """The position a reader is at once it has read everything servable now."""
+        row = await conn.fetchrow(HEAD_SQL)
+        retained = await conn.fetchrow(RETENTION_SQL)
+        positions = [Cursor()]
+        positions += [Cursor(int(r[0]), r[1]) for r in (row, retained) if r is not None]
+        return max(positions)
+
+    async def served_collections(
+        self, conn: asyncpg.Connection, visible: frozenset[str], selection: Selection
+    ) -> dict[str, dict[str, Any]]:
+        """The collections this node feeds the reader: visible, its own, and asked for."""
+        rows = await conn.fetch("SELECT id, content FROM pgstac.collections ORDER BY id")
+        return {
+            cid: content
+            for cid, content in rows
+            if cid in visible and selection.wants(cid) and not is_foreign(content, self.node)
+        }
+
+    async def _selected(
+        self,
+        conn: asyncpg.Connection,
+        collection: str,
+        selection: Selection,
+        month: str | None = None,
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = await conn.fetch(
+            SELECTED_SQL,
+            collection,
+            selection.bbox,
+            json.dumps(selection.intersects) if selection.intersects else None,
+            selection.since,
+            month,
+        )
+        return [(i, m, item) for i, m, item in rows if selection.cloud_ok(item)]
+
+    async def digest(
+        self, conn: asyncpg.Connection, visible: frozenset[str], selection: Selection
+    ) -> dict[str, Any]:
+        """Counts and digests per collection and month of what the reader mirrors, and the feed
+        position they were taken at (taken first: a later change is read from the feed again)."""
+        cursor = await self.head(conn)
+        rows = []
+        for collection in await self.served_collections(conn, visible, selection):
+            for item_id, month, item in await self._selected(conn, collection, selection):
+                rows.append(
+                    (collection, month, item_id, self.item_op(collection, item_id, item)["hash"])
+                )
+        digests = month_digests(rows)
+        return {
+            "node": self.node,
+            "catalog": self.catalog,
+            "cursor": str(cursor),
+            "months": [
+                {"collection": c, "month": m, **digests[(c, m)]} for c, m in sorted(digests)
+            ],
+        }
+
+    async def month(
+        self,
+        conn: asyncpg.Connection,
+        visible: frozenset[str],
+        selection: Selection,
+        collection: str,
+        month: str,
+    ) -> dict[str, Any]:
+        """A collection (as a `collection` change) and its items of one month (`upsert`s)."""
+        served = await self.served_collections(conn, visible, selection)
+        if collection not in served:
+            return {"node": self.node, "catalog": self.catalog, "changes": []}
+        items = await self._selected(conn, collection, selection, month)
+        changes = [self.collection_op(collection, served[collection])]
+        changes += [self.item_op(collection, item_id, item) for item_id, _, item in items]
+        return {"node": self.node, "catalog": self.catalog, "changes": changes}
+
     async def _changes(
         self,
         conn: asyncpg.Connection,
@@ -231,7 +347,7 @@ class Feed:
             collection, item_id = key
             item = current.get(key)
             if item is not None:
-                item_ops.append(self._item_op(collection, item_id, item))
+                item_ops.append(self.item_op(collection, item_id, item))
             elif not touched.items[key][1]:
                 # Deleted, or no longer in the reader's selection: the reader may hold it. An item
                 # whose first event here was its creation cannot be held by the reader yet.
@@ -246,7 +362,7 @@ class Feed:
         for collection in sorted(wanted, key=lambda c: touched.collections.get(c, Cursor())):
             if collection in served:
                 if collection in needed:
-                    collection_ops.append(self._collection_op(collection, contents[collection]))
+                    collection_ops.append(self.collection_op(collection, contents[collection]))
             elif collection in touched.collections and (
                 collection not in contents
                 or (collection in touched.policies and collection not in visible)
@@ -275,7 +391,8 @@ class Feed:
             if inside and selection.cloud_ok(item)
         }
 
-    def _collection_op(self, collection: str, content: dict[str, Any]) -> dict[str, Any]:
+    def collection_op(self, collection: str, content: dict[str, Any]) -> dict[str, Any]:
+        """A `collection` change: the collection as this node holds it."""
         return {
             "op": "collection",
             "collection": collection,
@@ -284,7 +401,8 @@ class Feed:
             "content": content,
         }
 
-    def _item_op(self, collection: str, item_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    def item_op(self, collection: str, item_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        """An `upsert` change: the item as the STAC API publishes it, with its content hash."""
         # Local files become the catalog's download URLs, exactly as the STAC API publishes them.
         publish_assets(item, self.catalog + "/", self.roots)
         return {

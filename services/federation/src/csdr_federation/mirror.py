@@ -3,7 +3,9 @@ ids, with `csdr:origin` naming the origin node, a `via` link to the origin's rec
 practice REC-3350), no navigation links of the origin (this node's STAC API writes its own `self`,
 `parent`, `root`), and this node among the collection's providers as a host.
 
-Applying the same origin record twice gives the same mirror, so a repeated page changes nothing.
+Applying the same origin record twice gives the same mirror, so a repeated page changes nothing;
+`origin_form` undoes it (navigation links the origin stored are not restored: such an item's
+month is listed again at each reconcile, and its re-apply changes nothing).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def mirror_item(item: dict[str, Any], origin: str, via: str) -> dict[str, Any]:
     mirrored["properties"] = {**(mirrored.get("properties") or {}), ORIGIN: origin}
     mirrored["links"] = _links(mirrored.get("links"), via)
     return mirrored
+
+
+def origin_form(item: dict[str, Any]) -> dict[str, Any]:
+    """A mirrored item as its origin published it (mirror_item undone), for comparing digests."""
+    properties = {k: v for k, v in (item.get("properties") or {}).items() if k != ORIGIN}
+    links = [link for link in item.get("links") or [] if link.get("rel") != "via"]
+    return {**item, "properties": properties, "links": links}
 
 
 def mirror_collection(

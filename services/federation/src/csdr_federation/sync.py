@@ -7,7 +7,8 @@ A peer may only change collections whose origin is that peer (or new ones, which
 changes to this node's own collections or another origin's are refused and counted. The peer is
 asked again at once while it has more, then every `poll_interval_s` (a wake-up call asks at once:
 a lost wake-up costs latency, never data); a failing peer is retried with exponential backoff and
-jitter, its error recorded on its row.
+jitter, its error recorded on its row. When the peer no longer keeps the events after the cursor
+(410), the mirror is reconciled from the peer's per-month digests instead.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from csdr_federation.feed import collection_url
-from csdr_federation.mirror import mirror_collection, mirror_item
+from csdr_federation.feed import collection_url, content_hash, month_digests
+from csdr_federation.mirror import mirror_collection, mirror_item, origin_form
 from csdr_federation.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,13 @@ DELETE_ITEMS_SQL = """
 DELETE FROM pgstac.items i USING unnest($1::text[], $2::text[]) AS k(collection, id)
 WHERE i.collection = k.collection AND i.id = k.id
 """
+# This node's items mirrored from `node`, by collection and month (as the origin's digest).
+MIRRORED_SQL = """
+SELECT i.collection, to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM'), i.id,
+       pgstac.content_hydrate(i)
+FROM pgstac.items i JOIN pgstac.collections c ON c.id = i.collection
+WHERE c.content ->> 'csdr:origin' = $1 AND ($2::text[] IS NULL OR i.collection = ANY($2))
+"""
 CHECKPOINT_SQL = """
 UPDATE csdr.federation_peers
 SET cursor = $2, node = $3, at_head = $4, applied = applied + $5, refused = refused + $6,
@@ -58,6 +66,10 @@ WHERE name = $1
 
 class SyncError(Exception):
     """A peer's page cannot be fetched or applied; the message says why (recorded on the peer)."""
+
+
+class CursorGone(SyncError):
+    """The peer no longer keeps the events after our cursor (410): reconcile."""
 
 
 @dataclass
@@ -78,9 +90,14 @@ class Peer:
 
     def params(self, limit: int) -> dict[str, str]:
         """The feed's query for this peer's next page."""
-        params = {"limit": str(limit)}
+        params = {"limit": str(limit), **self.selection()}
         if self.cursor:
             params["after"] = self.cursor
+        return params
+
+    def selection(self) -> dict[str, str]:
+        """What this node mirrors of the peer, as the feed's query parameters."""
+        params = {}
         if self.collections:
             params["collections"] = ",".join(self.collections)
         if self.bbox:
@@ -187,7 +204,13 @@ class Worker:
             if row is None or row["status"] != "active":
                 return pages
             peer = Peer(**dict(row))
-            page = await self.fetch(peer)
+            try:
+                page = await self.fetch(peer)
+            except CursorGone:
+                logger.warning("federation: %s no longer keeps our cursor: reconciling", name)
+                if not await self.reconcile(peer):
+                    return pages
+                continue
             done = await self.apply(peer, page)
             if done is None:
                 return pages  # paused, removed or moved on by another worker meanwhile
@@ -195,27 +218,69 @@ class Worker:
             if done.at_head:
                 return pages
 
-    async def fetch(self, peer: Peer) -> dict[str, Any]:
-        """The peer's next page."""
+    async def _get(self, peer: Peer, path: str, params: dict[str, str]) -> dict[str, Any]:
         try:
             response = await self.client.get(
-                f"{peer.url.rstrip('/')}/federation/changes",
-                params=peer.params(self.settings.page_size),
-                headers={"X-API-Key": peer.api_key},
+                f"{peer.url.rstrip('/')}{path}", params=params, headers={"X-API-Key": peer.api_key}
             )
         except httpx.HTTPError as exc:
             raise SyncError(f"{peer.url} unreachable: {exc!r}") from exc
         if response.status_code == 410:
-            raise SyncError(
-                f"{peer.url}: cursor {peer.cursor} is older than the peer's retention:"
-                " the mirror must be reconciled"
-            )
+            raise CursorGone(f"{peer.url}: cursor {peer.cursor} is older than its retention")
         if response.status_code != 200:
             raise SyncError(f"{peer.url} answered {response.status_code}: {response.text[:300]}")
-        page = response.json()
-        if page.get("node") == self.settings.node_name:
-            raise SyncError(f"{peer.url} is this node itself ({page['node']})")
-        return page
+        answer: dict[str, Any] = response.json()
+        if answer.get("node") == self.settings.node_name:
+            raise SyncError(f"{peer.url} is this node itself ({answer['node']})")
+        return answer
+
+    async def fetch(self, peer: Peer) -> dict[str, Any]:
+        """The peer's next page."""
+        return await self._get(peer, "/federation/changes", peer.params(self.settings.page_size))
+
+    async def reconcile(self, peer: Peer) -> bool:
+        """Bring the mirror to the peer's current set without its feed: compare counts and
+        digests per collection and month, re-list only the months that differ, upsert what is
+        listed, delete what is not, and read on from the position the digests were taken at; one
+        transaction. False when the peer was paused, removed or moved on meanwhile."""
+        remote = await self._get(peer, "/federation/digest", peer.selection())
+        node = remote["node"]
+        digests = {(m["collection"], m["month"]): m for m in remote["months"]}
+        theirs = {k: {"count": m["count"], "digest": m["digest"]} for k, m in digests.items()}
+        ours, held = await self._local_digests(node, peer.collections)
+        differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        changes: list[dict[str, Any]] = []
+        listed: set[tuple[str, str]] = set()
+        for collection, month in differing:
+            if (collection, month) in theirs:
+                query = {**peer.selection(), "collection": collection, "month": month}
+                found = await self._get(peer, "/federation/items", query)
+                changes += found["changes"]
+                listed |= {(collection, c["id"]) for c in found["changes"] if c["op"] == "upsert"}
+        extras = [key for k in differing for key in held.get(k, set()) if key not in listed]
+        changes += [{"op": "delete", "collection": c, "id": i} for c, i in extras]
+        page = {"node": node, "catalog": remote["catalog"], "changes": changes}
+        page |= {"next": remote["cursor"], "at_head": False}
+        done = await self.apply(peer, page)
+        if done is not None:
+            logger.info(
+                "federation: reconciled %s: %d months differed, %d changes applied",
+                peer.name,
+                len(differing),
+                done.applied,
+            )
+        return done is not None
+
+    async def _local_digests(
+        self, node: str, collections: list[str] | None
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], set[tuple[str, str]]]]:
+        rows = await self.pool.fetch(MIRRORED_SQL, node, collections)
+        lines = []
+        held: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for collection, month, item_id, item in rows:
+            lines.append((collection, month, item_id, content_hash(origin_form(item))))
+            held.setdefault((collection, month), set()).add((collection, item_id))
+        return month_digests(lines), held
 
     async def apply(self, peer: Peer, page: dict[str, Any]) -> Applied | None:
         """Apply one page and move the checkpoint, in one transaction; None when the peer was
