@@ -485,3 +485,21 @@ def test_a_cursor_older_than_the_retention_is_reconciled(fed):
         assert peer_row(partner)["last_error"] is None
         # The partner's own collections are not the reconcile's business.
         assert ("la-dom-vientiane", "DOM1") in hydrated(partner)
+
+
+def test_drift_the_feed_cannot_show_is_reconciled_on_schedule(fed):
+    wait_until(lambda: converged(fed), what="partner at main's state")
+    with fed.partner() as partner:
+        lost, edited = sorted(k for k in hydrated(partner) if k[0] in MIRRORED)[:2]
+        delete_items(partner, [lost])  # an operator's slip on the partner, no event on main
+        partner.execute(
+            "UPDATE pgstac.items SET content = jsonb_set(content, '{properties,gsd}', '77')"
+            " WHERE collection = %s AND id = %s",
+            edited,
+        )
+    assert not converged(fed)
+    assert fed.partner_feed is not None
+    fed.partner_feed.close()
+    fed.partner_env["CSDR_FEDERATION_RECONCILE_INTERVAL_S"] = "1"
+    fed.start_partner_worker()
+    wait_until(lambda: converged(fed), timeout_s=90, what="drift repaired by the reconcile")

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     """Events per page the worker asks a peer for."""
     apply_chunk: int = 100
     """Items written per statement while a page is applied (all in the page's one transaction)."""
+    reconcile_interval_s: float = 604800.0
+    """How often each peer's mirror is also compared with the peer's digests, for drift its feed
+    cannot show (a local edit, a restored backup); 0: only after a 410."""
     timeout_s: float = 30.0
     """How long a peer may take to answer one page."""
     backoff_max_s: float = 600.0

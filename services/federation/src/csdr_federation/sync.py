@@ -8,7 +8,8 @@ changes to this node's own collections or another origin's are refused and count
 asked again at once while it has more, then every `poll_interval_s` (a wake-up call asks at once:
 a lost wake-up costs latency, never data); a failing peer is retried with exponential backoff and
 jitter, its error recorded on its row. When the peer no longer keeps the events after the cursor
-(410), the mirror is reconciled from the peer's per-month digests instead.
+(410), and every `reconcile_interval_s`, the mirror is reconciled from the peer's per-month
+digests.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -124,6 +125,7 @@ class Applied:
 class _PeerState:
     failures: int = 0
     due_at: float = 0.0
+    reconciled_at: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -169,6 +171,7 @@ class Worker:
                     continue
                 try:
                     await self.sync(name)
+                    await self._reconcile_when_due(name, state)
                     state.failures = 0
                     state.due_at = time.monotonic() + self.settings.poll_interval_s
                 except Exception as exc:  # one peer's failure must not stop the others
@@ -186,6 +189,15 @@ class Worker:
                 await asyncio.wait_for(
                     self._wake.wait(), min(timeout, self.settings.poll_interval_s)
                 )
+
+    async def _reconcile_when_due(self, name: str, state: _PeerState) -> None:
+        interval = self.settings.reconcile_interval_s
+        if interval <= 0 or time.monotonic() - state.reconciled_at < interval:
+            return
+        row = await self.pool.fetchrow(PEER_SQL, name)
+        if row is not None and row["status"] == "active":
+            await self.reconcile(Peer(**dict(row)))
+        state.reconciled_at = time.monotonic()
 
     def _backoff(self, failures: int) -> float:
         base = max(self.settings.poll_interval_s / 8, 0.1)
