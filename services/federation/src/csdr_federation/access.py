@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from csdr_access import AccessControl, InvalidKey, Principal, api_key_from
+from csdr_access.principals import TooManyKeyFailures
 from csdr_federation.db import PoolDep
-from csdr_federation.errors import Forbidden, Unauthorized
+from csdr_federation.errors import Forbidden, TooManyFailedKeys, Unauthorized
 
 
 def get_access(request: Request) -> AccessControl:
@@ -25,8 +26,11 @@ async def get_principal(request: Request, pool: PoolDep) -> Principal:
         raise Unauthorized(
             "the federation API needs an API key (Authorization: Bearer, X-API-Key or ?api_key=)"
         )
+    client = request.client.host if request.client else None
     try:
-        principal = await get_access(request).principal_async(pool, key)
+        principal = await get_access(request).principal_async(pool, key, client)
+    except TooManyKeyFailures as exc:
+        raise TooManyFailedKeys(str(exc), exc.retry_after_s) from None
     except InvalidKey as exc:
         raise Unauthorized(str(exc)) from None
     if not principal.can("read"):

@@ -1,6 +1,7 @@
 """Domain errors of federation and the one map from them to HTTP answers
 `{"code", "description"}` (410 adds `"reconcile": true`)."""
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,6 +40,17 @@ class Unauthorized(FederationError):
     code = "Unauthorized"
     status = 401
     headers = {"WWW-Authenticate": "Bearer"}
+
+
+class TooManyFailedKeys(FederationError):
+    """The caller's address sent too many invalid API keys lately."""
+
+    code = "TooManyRequests"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class Forbidden(FederationError):
