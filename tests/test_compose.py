@@ -22,7 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 PGSTAC_IMAGE = "ghcr.io/stac-utils/pgstac"
-APP_PORTS = {"catalog": 8081, "tiler": 8082, "ingest": 8083, "push": 8084, "discovery": 8086}
+APP_PORTS = {
+    "catalog": 8081,
+    "tiler": 8082,
+    "ingest": 8083,
+    "push": 8084,
+    "discovery": 8086,
+    "federation": 8087,
+}
 PG_VARS = {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"}
 
 

@@ -19,3 +19,4 @@ def test_documents_describe_the_routes_users_rely_on():
     assert "/collections/{collection_id}/items/{item_id}/WMTSCapabilities.xml" in paths["tiler"]
     assert {"/jobs", "/jobs/{job_id}", "/healthz"} <= set(paths["ingest"])
     assert {"/csw", "/oai", "/opensearch", "/opensearch/granules.{fmt}"} <= set(paths["discovery"])
+    assert {"/federation/changes", "/federation/peers", "/readyz"} <= set(paths["federation"])

@@ -33,6 +33,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
     "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
     "discovery": ("csdr_discovery.app:create_app", "CSDR_DISCOVERY_PORT", 8086),
+    "federation": ("csdr_federation.app:create_app", "CSDR_FEDERATION_PORT", 8087),
 }
 DEMO_COLLECTION = "csdr-demo"
 MAIN_ORG = "main"
@@ -106,6 +107,8 @@ class Node:
             "CSDR_DISCOVERY_PUBLIC_URL": self.url("discovery"),
             "CSDR_DISCOVERY_CATALOG_URL": self.url("catalog"),
             "CSDR_DISCOVERY_TILER_URL": self.url("tiler"),
+            # The feed links mirrored items to this node's API and publishes its asset downloads.
+            "CSDR_FEDERATION_CATALOG_URL": self.url("catalog"),
         }
 
 
@@ -308,6 +311,7 @@ CSDR node is up (data in {node.data_dir})
   Push       {node.url("push")}/docs   (subscribe: POST /subscriptions; webhooks and Atom)
   CSW        {node.url("discovery")}/csw?service=CSW&request=GetCapabilities   (GEOSS, QGIS)
   OAI-PMH    {node.url("discovery")}/oai?verb=Identify   (GEOSS harvesting)
+  Federation {node.url("federation")}/docs   (change feed for partner nodes; csdr-admin peer)
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
              (its PG* variables: source {env_file})
   Demo items {catalog}/collections/{DEMO_COLLECTION}/items

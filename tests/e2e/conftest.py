@@ -90,3 +90,12 @@ def push(
     log_dir = tmp_path_factory.mktemp("push")
     with service("csdr_push.app:create_app", free_port(), env, log_dir) as url:
         yield url, {"X-API-Key": key}
+
+
+@pytest.fixture(scope="module")
+def federation(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The federation service over the node's database (no sync worker)."""
+    env = {**node.env, "CSDR_FEDERATION_WORKER": "false"}
+    log_dir = tmp_path_factory.mktemp("federation")
+    with service("csdr_federation.app:create_app", free_port(), env, log_dir) as url:
+        yield url

@@ -23,8 +23,22 @@ def service(
     timeout_s: float = 60,
 ) -> Iterator[str]:
     """Run `uvicorn <factory> --factory` with `env` added; yield its base URL once ready."""
+    with service_process(factory, port, env, log_dir, ready_path, timeout_s) as (url, _):
+        yield url
+
+
+@contextmanager
+def service_process(
+    factory: str,
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    ready_path: str = "/readyz",
+    timeout_s: float = 60,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """service(), yielding the process too (for tests that kill it); a killed process is fine."""
     name = factory.split(".")[0]
-    log = open(log_dir / f"{name}-{port}.log", "w")  # noqa: SIM115 - closed below
+    log = open(log_dir / f"{name}-{port}.log", "a")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -56,7 +70,7 @@ def service(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{factory} not ready on {url} after {timeout_s}s")
             time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:

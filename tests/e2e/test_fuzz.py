@@ -31,6 +31,7 @@ BUDGET = {
     "ingest": (5, 20),
     "push": (5, 30),
     "discovery": (5, 30),
+    "federation": (5, 20),
 }
 
 
@@ -58,7 +59,7 @@ def discovery(node, tmp_path_factory) -> Iterator[str]:
 @pytest.mark.parametrize("principal", ["admin", "anonymous"])
 @pytest.mark.parametrize("service", list(BUDGET))
 def test_fuzzing_finds_no_5xx_and_only_documented_answers(
-    node, push, discovery, admin_key, service, principal, tmp_path
+    node, push, discovery, federation, admin_key, service, principal, tmp_path
 ):
     urls = {
         "catalog": node.catalog,
@@ -66,6 +67,7 @@ def test_fuzzing_finds_no_5xx_and_only_documented_answers(
         "ingest": node.ingest,
         "push": push[0],
         "discovery": discovery,
+        "federation": federation,
     }
     examples, seconds = BUDGET[service]
     if principal == "anonymous":

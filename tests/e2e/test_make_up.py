@@ -38,6 +38,7 @@ def node_env():
         "CSDR_INGEST_PORT": str(free_port()),
         "CSDR_PUSH_PORT": str(free_port()),
         "CSDR_DISCOVERY_PORT": str(free_port()),
+        "CSDR_FEDERATION_PORT": str(free_port()),
     }
     for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
         env.pop(key, None)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from csdr_access import admin
+from csdr_access import admin, peers
 from csdr_access.policies import Policy
 
 
@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     set_.add_argument("policy", choices=[str(p) for p in Policy])
     set_.add_argument("--org", action="append", default=[], help="a partner (repeatable)")
     policy.add_parser("list", help="list collections with their policies")
+    peers.add_parsers(groups)
     return p
 
 
@@ -97,6 +98,11 @@ def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
             return f"{args.collection} is now {args.policy}"
         case "policy", "list":
             return _table(admin.list_policies(conn), ["collection", "policy", "orgs"])
+        case "peer", "list":
+            columns = ["name", "url", "status", "node", "collections", "assets", "cursor"]
+            return _table(peers.list_peers(conn), [*columns, "applied", "refused", "last_error"])
+        case "peer", _:
+            return peers.run(args, conn, actor)
     raise AssertionError(f"unhandled command {args.group} {args.verb}")
 
 

@@ -1,0 +1,1 @@
+"""CSDR Node federation: the change feed other nodes pull, and the worker that mirrors peers."""

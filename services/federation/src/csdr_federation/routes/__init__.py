@@ -1,0 +1,1 @@
+"""The federation API's routers."""

@@ -1,0 +1,60 @@
+"""`GET /federation/peers`: the peers this node mirrors and how far along each is (admin scope);
+`POST /federation/peers/{name}/wake`: a doorbell (e.g. the peer's push webhook) that makes the
+worker ask that peer at once instead of at its next poll."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from csdr_federation.access import AdminDep
+from csdr_federation.db import PoolDep
+from csdr_federation.errors import FederationError
+
+router = APIRouter(prefix="/federation/peers", tags=["Federation"])
+
+STATUS_SQL = """
+SELECT name, url, status, node, collections, bbox, max_cloud, since, assets, cursor, at_head,
+       applied, refused, last_page_at, last_error, last_error_at,
+       extract(epoch FROM now() - last_page_at) AS since_last_page_s
+FROM csdr.federation_peers ORDER BY name
+"""
+
+
+class PeerNotFound(FederationError):
+    """No peer registered under that name."""
+
+    code = "NotFound"
+    status = 404
+
+
+@router.get("", summary="The peers this node mirrors, with their progress")
+async def list_peers(pool: PoolDep, principal: AdminDep) -> dict[str, Any]:
+    """Each peer's settings (never its key), cursor, whether it is at its head, changes applied
+    and refused, and its last error."""
+    rows = await pool.fetch(STATUS_SQL)
+    return {
+        "peers": [
+            {
+                **{k: v for k, v in dict(r).items() if k not in ("since", "last_page_at")},
+                "since": r["since"].isoformat() if r["since"] else None,
+                "last_page_at": r["last_page_at"].isoformat() if r["last_page_at"] else None,
+                "last_error_at": r["last_error_at"].isoformat() if r["last_error_at"] else None,
+                "since_last_page_s": float(r["since_last_page_s"])
+                if r["since_last_page_s"] is not None
+                else None,
+            }
+            for r in rows
+        ]
+    }
+
+
+@router.post("/{name}/wake", status_code=202, summary="Ask a peer for its changes now")
+async def wake(name: str, request: Request, pool: PoolDep) -> Response:
+    """Make the worker ask the peer at once (no key needed: it only moves the next poll
+    earlier, and the worker asks one peer at a time)."""
+    if await pool.fetchval("SELECT 1 FROM csdr.federation_peers WHERE name = $1", name) is None:
+        raise PeerNotFound(f"no peer named {name!r} on this node")
+    worker = request.app.state.worker
+    if worker is not None:
+        worker.wake(name)
+    return Response(status_code=202)

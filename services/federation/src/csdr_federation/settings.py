@@ -1,0 +1,54 @@
+"""Federation settings (`CSDR_FEDERATION_*`); the database comes from the libpq `PG*` variables."""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from csdr_service.settings import CommaList
+
+
+class Settings(BaseSettings):
+    """What an operator may set for federation."""
+
+    model_config = SettingsConfigDict(env_prefix="CSDR_FEDERATION_", extra="ignore")
+
+    node_name: str = "main"
+    """This node's name in the network: mirrored records carry it as `csdr:origin`."""
+    catalog_url: str = "http://127.0.0.1:8081"
+    """Public base URL of this node's STAC API (items' `self`/`via` links, asset downloads)."""
+    asset_roots: CommaList = Field(
+        default_factory=lambda: [str(Path(".data/assets").resolve())],
+        validation_alias=AliasChoices(
+            "CSDR_FEDERATION_ASSET_ROOTS", "CSDR_CATALOG_ASSET_ROOTS", "CSDR_INGEST_ASSETS_DIR"
+        ),
+    )
+    """The catalog's asset roots: the feed publishes files under them as the catalog's download
+    URLs, as the STAC API does."""
+    retention_days: float = 60.0
+    """How long events stay in the feed; an older cursor answers 410 (the reader reconciles)."""
+    prune_interval_s: float = 3600.0
+    """How often events older than the retention are removed."""
+    page_max: int = 1000
+    """The largest page (`limit`) a reader may ask for."""
+    worker: bool = True
+    """Run the sync worker that mirrors the registered peers in this process."""
+    poll_interval_s: float = 30.0
+    """How often a peer at its head is asked again (a wake-up call asks at once)."""
+    page_size: int = 500
+    """Events per page the worker asks a peer for."""
+    apply_chunk: int = 100
+    """Items written per statement while a page is applied (all in the page's one transaction)."""
+    reconcile_interval_s: float = 604800.0
+    """How often each peer's mirror is also compared with the peer's digests, for drift its feed
+    cannot show (a local edit, a restored backup); 0: only after a 410."""
+    timeout_s: float = 30.0
+    """How long a peer may take to answer one page."""
+    backoff_max_s: float = 600.0
+    """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
+    access_ttl_s: float = 2.0
+    """How long a key check is reused: a revoked key stops working within this time."""
+    request_timeout_s: float = 30.0
+    """A request not answered within this time gets a 503 (0: no limit)."""
+    readiness_timeout_s: float = 1.0
+    log_level: str = "INFO"
