@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# Tuned for the 2-core / 24 GiB machines this project targets (see shared/reference/stack-notes.md).
+# Tuned for the 2-core / 24 GiB machines this project targets (see docs/performance.md).
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "shared_buffers": "1GB",

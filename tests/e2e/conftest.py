@@ -90,3 +90,21 @@ def push(
     log_dir = tmp_path_factory.mktemp("push")
     with service("csdr_push.app:create_app", free_port(), env, log_dir) as url:
         yield url, {"X-API-Key": key}
+
+
+@pytest.fixture
+def inbox_node(pg_cluster: Cluster, tmp_path: Path) -> Iterator[dict]:
+    """An ingest service's environment with a fast-polling inbox, over a fresh database."""
+    name = f"inbox_{uuid.uuid4().hex[:8]}"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    env = {
+        **pg_cluster.env(name),
+        "CSDR_INGEST_ASSETS_DIR": str(tmp_path / "assets"),
+        "CSDR_INGEST_INBOX": str(tmp_path / "inbox"),
+        "CSDR_INGEST_INBOX_STABLE_S": "0.5",
+        "CSDR_INGEST_INBOX_POLL_S": "0.2",
+        "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
+    }
+    yield {"env": env, "base": tmp_path, "db": pg_cluster.conninfo(name)}
+    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

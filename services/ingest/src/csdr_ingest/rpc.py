@@ -5,7 +5,7 @@ A TIFF without a CRS is warped once with GDAL's RPC transformer (rasterio.warp.r
 multiples of it (so the parts of a split scene share one grid), into a temporary tiled GTiff with
 its overviews, that the COG writer then copies. The RPC transformer is given a height: the RPB's
 HEIGHT_OFF, or a DEM (RPC_DEM) when the node has one; with neither GDAL projects at height 0,
-which moved a GF-1 corner by ~250 m (../shared/fixtures/cresda/README.md).
+which moved a GF-1 corner by ~250 m (tests/fixtures/cresda/README.md).
 
 Why not a warped VRT straight into the COG driver: the driver reads its source twice (once for
 the overviews, once for the full resolution), so the warp ran twice: 257 CPU s against 191 for
