@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from csdr_ingest.synthetic import DEMO_COLLECTION, demo_collection, write_demo_scenes
 from infra.db.migrate import migrate
 from infra.local.pgcluster import Cluster, ClusterError
 
@@ -33,7 +34,6 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
     "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
 }
-DEMO_COLLECTION = "csdr-demo"
 MAIN_ORG = "main"
 READY_TIMEOUT_S = 90
 CRASHES_AT_START = 3  # a service that dies this often before it is ready is not restarted
@@ -235,10 +235,29 @@ def admin_key(node: Node) -> str:
     return key
 
 
+def publish_demo_collection(conninfo: str) -> None:
+    """Create the demo collection, or bring the title, description, keywords, license and
+    providers of an existing one up to date (its extent, which ingest keeps, stays)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from csdr_ingest.pgstac import lock_collection
+
+    wanted = demo_collection()
+    described = {k: wanted[k] for k in ("title", "description", "keywords", "license", "providers")}
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        conn.execute("SET LOCAL search_path TO pgstac, public")
+        lock_collection(conn, DEMO_COLLECTION)
+        updated = conn.execute(
+            "UPDATE pgstac.collections SET content = content || %s WHERE id = %s",
+            (Jsonb(described), DEMO_COLLECTION),
+        )
+        if updated.rowcount == 0:
+            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(wanted),))
+
+
 def ingest_demo(node: Node, key: str) -> list[str]:
     """Generate the demo scenes and ingest, through POST /jobs, those not yet in the catalog."""
-    from csdr_ingest.synthetic import write_demo_scenes
-
     item_ids = []
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
         pending = {}
@@ -292,6 +311,7 @@ def up(node: Node) -> None:
     for service in SERVICES:
         wait_ready(node, service)
     key = admin_key(node)
+    publish_demo_collection(cluster.conninfo())
     items = ingest_demo(node, key)
     tiler, catalog = node.url("tiler"), node.url("catalog")
     first = f"{tiler}/collections/{DEMO_COLLECTION}/items/{items[0]}"

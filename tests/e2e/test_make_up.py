@@ -89,6 +89,8 @@ def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
     catalog = f"http://127.0.0.1:{node_env['CSDR_CATALOG_PORT']}"
     items = demo_items(catalog)
     assert len(items) == 3
+    demo = httpx.get(f"{catalog}/collections/csdr-demo").json()
+    assert demo["title"] != "csdr-demo" and demo["keywords"] and demo["providers"], demo
     urls = URL.findall(first.stdout)
     templates = [u for u in urls if "{z}/{x}/{y}" in u]
     assert templates, first.stdout
