@@ -65,6 +65,17 @@ def _server_user() -> str | None:
     return "postgres"
 
 
+def server_can_reach(path: Path) -> bool:
+    """True when the server's user can search its way to `path` (or, while it does not exist
+    yet, to its nearest existing parent): always when the server runs as ourselves."""
+    user = _server_user()
+    if user is None:
+        return True
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    done = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(existing)], check=False)
+    return done.returncode == 0
+
+
 @dataclass
 class Cluster:
     """One private cluster: a data directory, a port, and a generated superuser password."""
