@@ -3,8 +3,7 @@ as root the postgres user cannot reach it, so the cluster lives elsewhere and th
 where), on other ports, twice (the second changes nothing), `make down`, and up again with the
 data kept.
 
-The clone is of HEAD: commit what this test should see. It reuses this session's venv (VENV), whose
-editable installs point at this checkout's service sources."""
+The clone is of HEAD: commit what this test should see (see the `clone` fixture)."""
 
 from __future__ import annotations
 
@@ -13,9 +12,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,61 +23,23 @@ from shapely.geometry import shape
 
 from conftest import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"http://127\.0\.0\.1:\d+[^\s)]*")
 
 
-def clone_under_private_folder() -> Path:
-    """A clone of HEAD in a fresh mode-700 folder with nothing beside it."""
-    home = Path(tempfile.mkdtemp(prefix="csdr-home-"))  # mkdtemp: mode 700
-    clone = home / "csdr-node"
-    done = subprocess.run(
-        ["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return clone
-
-
-def venv_dir() -> str:
-    """This session's venv: the clone's `make` uses it instead of building its own."""
-    return str(Path(sys.prefix).absolute())
-
-
 @pytest.fixture
-def node_env():
-    clone = clone_under_private_folder()
+def node_env(clone):
     env = {
-        **os.environ,
-        "VENV": venv_dir(),
-        "CSDR_CLONE": str(clone),
         "CSDR_PG_PORT": str(free_port()),
         "CSDR_CATALOG_PORT": str(free_port()),
         "CSDR_TILER_PORT": str(free_port()),
         "CSDR_INGEST_PORT": str(free_port()),
         "CSDR_PUSH_PORT": str(free_port()),
     }
-    for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "CSDR_DATA_DIR"):
-        env.pop(key, None)
     yield env
-    make("down", env)
-    location = clone / ".data" / "pg.location"
+    clone.make("down", env)
+    location = clone.path / ".data" / "pg.location"
     if location.exists():  # a cluster kept outside the clone
         shutil.rmtree(location.read_text().strip(), ignore_errors=True)
-    shutil.rmtree(clone.parent, ignore_errors=True)
-
-
-def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", target],
-        cwd=env["CSDR_CLONE"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def demo_items(catalog: str) -> dict[str, dict]:
@@ -89,10 +47,10 @@ def demo_items(catalog: str) -> dict[str, dict]:
     return {f["id"]: f for f in r.json()["features"]}
 
 
-def crashed_is_back_within_seconds(node_env: dict[str, str], data: Path, service: str) -> None:
+def crashed_is_back_within_seconds(clone, node_env: dict[str, str], service: str) -> None:
     """Kill the service's process as a segmentation fault would; its supervisor starts it again,
     and `make status` says so."""
-    state_file = data / "run" / f"{service}.state.json"
+    state_file = clone.path / ".data" / "run" / f"{service}.state.json"
     pid = json.loads(state_file.read_text())["pid"]
     os.kill(pid, signal.SIGSEGV)
     url = f"http://127.0.0.1:{node_env[f'CSDR_{service.upper()}_PORT']}/readyz"
@@ -106,15 +64,16 @@ def crashed_is_back_within_seconds(node_env: dict[str, str], data: Path, service
         assert time.monotonic() < deadline, f"the {service} did not come back"
         time.sleep(0.2)
     assert json.loads(state_file.read_text())["pid"] != pid
-    status = make("status", node_env)
+    status = clone.make("status", node_env)
     assert status.returncode == 0, status.stdout
     assert "restarted 1 time, last killed by SIGSEGV" in status.stdout, status.stdout
 
 
-def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
+def test_make_up_is_idempotent_and_down_keeps_the_data(clone, node_env):
+    make = clone.make
     first = make("up", node_env)
     assert first.returncode == 0, first.stdout + first.stderr
-    data = Path(node_env["CSDR_CLONE"], ".data")
+    data = clone.path / ".data"
     assert f"data in {data}" in first.stdout
     if os.geteuid() == 0:  # the server runs as postgres, which cannot enter a mode-700 folder
         home = Path(Path(data, "pg.location").read_text().strip())
@@ -151,7 +110,7 @@ def test_make_up_is_idempotent_and_down_keeps_the_data(node_env):
     for log in Path(data, "logs").glob("*.log"):
         assert secret not in log.read_text(errors="replace"), log
 
-    crashed_is_back_within_seconds(node_env, data, "catalog")
+    crashed_is_back_within_seconds(clone, node_env, "catalog")
 
     assets = sorted(Path(data, "assets").rglob("*"))
     second = make("up", node_env)
