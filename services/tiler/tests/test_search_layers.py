@@ -26,10 +26,8 @@ from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_tiler.app import create_app
 from csdr_tiler.pyramid import Layer, Pyramid
 from csdr_tiler.settings import Settings
-from services.tiler.tests.scenes import Ingested, decode, ingest
-from services.tiler.tests.test_pyramid import (
+from services.tiler.tests.pyramids import (
     SCENES_ONLY,
-    WEB_MERCATOR,
     A,
     B,
     assert_close,
@@ -37,6 +35,7 @@ from services.tiler.tests.test_pyramid import (
     module_database,
     wait_until_current,
 )
+from services.tiler.tests.scenes import WEB_MERCATOR, Ingested, decode, ingest
 
 SEEN = "sl-seen"
 HIDDEN = "sl-hidden"
