@@ -207,6 +207,7 @@ REFRESH_S = 4.0
 PGSTAC_PATH = "-c search_path=pgstac,public"
 
 
+@pytest.mark.slow  # waits for the background refresher
 def test_after_a_change_a_low_zoom_tile_answers_at_once_then_the_refresher_catches_up(world):
     tile = centre(world.scenes["PYR_B"], 5)
     path = f"/collections/{COLLECTION}/presets/true-color/tiles/WebMercatorQuad/5/{tile.x}/{tile.y}"
