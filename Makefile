@@ -1,9 +1,9 @@
-# The README contract: `make up`, `make down`, `make test`, `make bench`.
+# The README contract: `make up`, `make down`, `make test`, `make test-fast`, `make bench`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: up down status test lint bench openapi bootstrap
+.PHONY: up down status test test-fast lint bench openapi bootstrap
 
 bootstrap:
 	@infra/local/bootstrap.sh
@@ -25,6 +25,10 @@ lint: bootstrap
 # pytest starts and stops its own throwaway PostgreSQL cluster (see conftest.py).
 test: lint
 	$(PY) -m pytest
+
+# The edit-test loop: the unit tests only (not those marked slow; tests/e2e is slow throughout).
+test-fast: bootstrap
+	$(PY) -m pytest -q -m "not slow"
 
 bench: bootstrap
 	$(PY) -m pytest tests/bench -s -p no:randomly --override-ini="testpaths=tests/bench"

@@ -4,12 +4,15 @@
 the catalog, so a second `up` changes nothing. It registers the node's own organisation (`main`)
 and keeps an admin key for it in `<data dir>/admin.key` (mode 600), issued once through
 csdr_access.admin; POST /jobs needs a key with the ingest scope. `down` stops what `up` started;
-data stays in the data directory (CSDR_DATA_DIR, default .data/) for the next `up`.
+data stays in the data directory (CSDR_DATA_DIR, default .data/) for the next `up`. The database
+cluster lives in the data directory too, unless the postgres user cannot reach it (see
+`Node.pg_home`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -22,8 +25,9 @@ from pathlib import Path
 
 import httpx
 
+from csdr_ingest.synthetic import DEMO_COLLECTION, demo_collection, write_demo_scenes
 from infra.db.migrate import migrate
-from infra.local.pgcluster import Cluster, ClusterError
+from infra.local.pgcluster import Cluster, ClusterError, server_can_reach
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
@@ -35,10 +39,11 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "discovery": ("csdr_discovery.app:create_app", "CSDR_DISCOVERY_PORT", 8086),
     "federation": ("csdr_federation.app:create_app", "CSDR_FEDERATION_PORT", 8087),
 }
-DEMO_COLLECTION = "csdr-demo"
 MAIN_ORG = "main"
 READY_TIMEOUT_S = 90
 CRASHES_AT_START = 3  # a service that dies this often before it is ready is not restarted
+# Where a cluster lives when the postgres user cannot reach the data directory.
+RELOCATED_CLUSTERS = Path("/var/lib/csdr-node")
 
 
 class NodeError(RuntimeError):
@@ -64,13 +69,32 @@ class Node:
         return cls(data_dir, int(os.environ.get("CSDR_PG_PORT") or 5439), ports)
 
     @property
+    def pg_location_file(self) -> Path:
+        """Names the cluster's home when it is not the data directory."""
+        return self.data_dir / "pg.location"
+
+    @property
+    def pg_home(self) -> Path:
+        """Where the cluster's files live: the data directory, or, when the postgres user cannot
+        reach it (root, with a clone under a mode-700 home), RELOCATED_CLUSTERS/<hash of the data
+        directory's path>. `up` records the latter in pg.location, so `down` and `status` find it
+        again whatever happens to the permissions in between."""
+        if self.pg_location_file.exists():
+            return Path(self.pg_location_file.read_text().strip())
+        if (self.data_dir / "pg" / "PG_VERSION").exists() or server_can_reach(self.data_dir):
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return RELOCATED_CLUSTERS / digest
+
+    @property
     def cluster(self) -> Cluster:
         """The node's private PostgreSQL cluster."""
+        home = self.pg_home
         return Cluster(
-            data_dir=self.data_dir / "pg",
+            data_dir=home / "pg",
             port=self.pg_port,
-            log_file=self.data_dir / "logs" / "postgres.log",
-            socket_dir=self.data_dir / "run" / "pg",
+            log_file=home / "logs" / "postgres.log",
+            socket_dir=home / "run" / "pg",
         )
 
     def url(self, service: str) -> str:
@@ -243,10 +267,29 @@ def admin_key(node: Node) -> str:
     return key
 
 
+def publish_demo_collection(conninfo: str) -> None:
+    """Create the demo collection, or bring the title, description, keywords, license and
+    providers of an existing one up to date (its extent, which ingest keeps, stays)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from csdr_ingest.pgstac import lock_collection
+
+    wanted = demo_collection()
+    described = {k: wanted[k] for k in ("title", "description", "keywords", "license", "providers")}
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        conn.execute("SET LOCAL search_path TO pgstac, public")
+        lock_collection(conn, DEMO_COLLECTION)
+        updated = conn.execute(
+            "UPDATE pgstac.collections SET content = content || %s WHERE id = %s",
+            (Jsonb(described), DEMO_COLLECTION),
+        )
+        if updated.rowcount == 0:
+            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(wanted),))
+
+
 def ingest_demo(node: Node, key: str) -> list[str]:
     """Generate the demo scenes and ingest, through POST /jobs, those not yet in the catalog."""
-    from csdr_ingest.synthetic import write_demo_scenes
-
     item_ids = []
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
         pending = {}
@@ -289,6 +332,13 @@ def up(node: Node) -> None:
     for sub in ("logs", "run", "assets", "inbox", "quarantine"):
         (node.data_dir / sub).mkdir(parents=True, exist_ok=True)
     cluster = node.cluster
+    home = node.pg_home
+    if home != node.data_dir:
+        # Root-owned and closed to listing; the postgres user only passes through.
+        for directory in (home.parent, home):
+            directory.mkdir(mode=0o711, exist_ok=True)
+            directory.chmod(0o711)
+        node.pg_location_file.write_text(f"{home}\n")
     cluster.start()
     cluster.create_database(cluster.database)
     migrate(cluster.conninfo())
@@ -300,6 +350,7 @@ def up(node: Node) -> None:
     for service in SERVICES:
         wait_ready(node, service)
     key = admin_key(node)
+    publish_demo_collection(cluster.conninfo())
     items = ingest_demo(node, key)
     tiler, catalog = node.url("tiler"), node.url("catalog")
     first = f"{tiler}/collections/{DEMO_COLLECTION}/items/{items[0]}"
@@ -313,7 +364,7 @@ CSDR node is up (data in {node.data_dir})
   OAI-PMH    {node.url("discovery")}/oai?verb=Identify   (GEOSS harvesting)
   Federation {node.url("federation")}/docs   (change feed for partner nodes; csdr-admin peer)
   Database   postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{cluster.database}
-             (its PG* variables: source {env_file})
+             (its PG* variables: source {env_file}){relocated_note(node)}
   Demo items {catalog}/collections/{DEMO_COLLECTION}/items
   Admin key  in {node.admin_key_file} (keep it secret; manage keys with csdr-admin)
 
@@ -325,6 +376,16 @@ QGIS -> Add WMS/WMTS Layer..., new connection with this URL (layers true-color, 
   {tiler}/collections/{DEMO_COLLECTION}/presets/WMTSCapabilities.xml
 TileJSON: {first}/presets/true-color/WebMercatorQuad/tilejson.json
 Stop with: make down""")
+
+
+def relocated_note(node: Node) -> str:
+    """A line for the summary when the cluster lives outside the data directory, else ''."""
+    if node.pg_home == node.data_dir:
+        return ""
+    return (
+        f"\n             (cluster files in {node.pg_home}: the postgres user cannot reach"
+        f" {node.data_dir})"
+    )
 
 
 def down(node: Node) -> None:
@@ -340,7 +401,7 @@ def down(node: Node) -> None:
 def status(node: Node) -> int:
     """Print what runs; exit 0 only when everything does."""
     ok = node.cluster.running()
-    print(f"database  {'running' if ok else 'stopped'}  port {node.pg_port}")
+    print(f"database  {'running' if ok else 'stopped'}  port {node.pg_port}  {node.pg_home / 'pg'}")
     for service in SERVICES:
         pid = running_pid(node, service)
         ok = ok and pid is not None

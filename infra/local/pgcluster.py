@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# Tuned for the 2-core / 24 GiB machines this project targets (see shared/reference/stack-notes.md).
+# Tuned for the 2-core / 24 GiB machines this project targets (see docs/performance.md).
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "shared_buffers": "1GB",
@@ -63,6 +63,17 @@ def _server_user() -> str | None:
             "running as root but there is no `postgres` user to run the server"
         ) from exc
     return "postgres"
+
+
+def server_can_reach(path: Path) -> bool:
+    """True when the server's user can search its way to `path` (or, while it does not exist
+    yet, to its nearest existing parent): always when the server runs as ourselves."""
+    user = _server_user()
+    if user is None:
+        return True
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    done = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(existing)], check=False)
+    return done.returncode == 0
 
 
 @dataclass

@@ -35,15 +35,14 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 from rio_cogeo.cogeo import cog_validate
 
-from csdr_ingest.cresda.lookalike import write_lookalike
 from csdr_ingest.packages import unpacked
 from csdr_ingest.pipeline import ingest_path
 from csdr_ingest.rpc import utm_crs
 from csdr_ingest.settings import Settings
+from tests.fixtures import CRESDA_WFV as WFV
+from tests.support.lookalike import write_lookalike
 
 REPO_ROOT = Path(__file__).parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "cresda"
-WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
 FACTOR = int(os.environ.get("CSDR_BENCH_CRESDA_FACTOR", "1"))
 # The parallel run only measures CPU use: a quarter of the pixels (half a side) is enough.
 PARALLEL_FACTOR = FACTOR * 2

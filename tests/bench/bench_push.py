@@ -34,7 +34,7 @@ from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key
 from csdr_push import events
 from csdr_push.worker import LANE_CONNECTIONS
-from services.push.tests.conftest import COLLECTION, SECRET, stac_item
+from services.push.tests.samples import COLLECTION, SECRET, stac_item
 from tests.bench.fast_receiver import Receiver, receiver_process
 from tests.e2e.processes import service
 

@@ -1,8 +1,14 @@
-"""A whole node for end-to-end tests: catalog, tiler and ingest as real processes on 127.0.0.1,
-over one fresh database of the session's throwaway cluster."""
+"""End-to-end fixtures: a whole node (catalog, tiler and ingest as real processes on 127.0.0.1,
+over one fresh database of the session's throwaway cluster), an ingest inbox, and a fresh clone
+of the repository. Every test under tests/e2e is marked slow: `make test-fast` leaves them out."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +24,61 @@ from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key
 from infra.local.pgcluster import Cluster
 from tests.e2e.processes import service
+
+E2E_DIR = Path(__file__).resolve().parent
+REPO_ROOT = E2E_DIR.parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests start processes: all of them are slow."""
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.slow)
+
+
+@dataclass
+class Clone:
+    """A clone of the repository and the environment that runs `make` in it."""
+
+    path: Path
+    env: dict[str, str]
+
+    def make(
+        self, target: str, env: dict[str, str], timeout_s: float = 900
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `make <target>` in the clone with `env` added to the clone's environment."""
+        return subprocess.run(
+            ["make", "--no-print-directory", target],
+            cwd=self.path,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+
+@pytest.fixture
+def clone() -> Iterator[Clone]:
+    """A clone of HEAD (commit what it should hold) in a fresh mode-700 folder with nothing
+    beside it, like a clone in root's home. `make` there uses this session's venv (VENV: no
+    second install; its stamp matches while the requirements are those of HEAD) and the clone's
+    own sources (PYTHONPATH before the venv's editable installs of this checkout)."""
+    home = Path(tempfile.mkdtemp(prefix="csdr-home-"))  # mkdtemp: mode 700
+    path = home / "csdr-node"
+    done = subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(REPO_ROOT), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    sources = sorted(str(p) for p in path.glob("*/*/src"))
+    env = {**os.environ, "VENV": str(Path(sys.prefix).absolute()), "PYTHONPATH": ":".join(sources)}
+    for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "CSDR_DATA_DIR"):
+        env.pop(key, None)
+    yield Clone(path, env)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass
@@ -99,3 +160,21 @@ def federation(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     log_dir = tmp_path_factory.mktemp("federation")
     with service("csdr_federation.app:create_app", free_port(), env, log_dir) as url:
         yield url
+
+
+@pytest.fixture
+def inbox_node(pg_cluster: Cluster, tmp_path: Path) -> Iterator[dict]:
+    """An ingest service's environment with a fast-polling inbox, over a fresh database."""
+    name = f"inbox_{uuid.uuid4().hex[:8]}"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    env = {
+        **pg_cluster.env(name),
+        "CSDR_INGEST_ASSETS_DIR": str(tmp_path / "assets"),
+        "CSDR_INGEST_INBOX": str(tmp_path / "inbox"),
+        "CSDR_INGEST_INBOX_STABLE_S": "0.5",
+        "CSDR_INGEST_INBOX_POLL_S": "0.2",
+        "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
+    }
+    yield {"env": env, "base": tmp_path, "db": pg_cluster.conninfo(name)}
+    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

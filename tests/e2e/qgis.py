@@ -1,11 +1,19 @@
-"""What QGIS builds an XYZ layer on, for tests: GDAL's WMS driver with a TMS service description."""
+"""What QGIS builds an XYZ layer on, for tests: GDAL's WMS driver with a TMS service description;
+and the pixels a QGIS user should see, from a rasterio read of the ingested COG."""
 
 from pathlib import Path
 
 import morecantile
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.transform import from_bounds
+from rasterio.vrt import WarpedVRT
 
 HALF_WORLD = 20037508.342789244  # WebMercatorQuad's half width, metres
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+# False colour: NIR, red, green of the 4-band (blue, green, red, nir) scene.
+FALSE_COLOR = [4, 3, 2]
 
 
 def centre_tile(item: dict, z: int) -> morecantile.Tile:
@@ -30,3 +38,43 @@ def xyz_layer(path: Path, template: str, zoom: int, bands: int = 4) -> Path:
 </GDAL_WMS>"""
     )
     return path
+
+
+def stretch(item: dict, band: int) -> tuple[float, float]:
+    """mean +- 2 stddev within min/max of the band's stored statistics."""
+    stats = item["assets"]["data"]["raster:bands"][band - 1]["statistics"]
+    return (
+        max(stats["minimum"], stats["mean"] - 2 * stats["stddev"]),
+        min(stats["maximum"], stats["mean"] + 2 * stats["stddev"]),
+    )
+
+
+def expected_false_color(item: dict, bounds, size: int) -> np.ndarray:
+    """The COG's NIR, red, green warped onto a Web Mercator grid and stretched like the preset."""
+    grid = from_bounds(*bounds, size, size)
+    cog = item["assets"]["data"]["href"]
+    with (
+        rasterio.open(cog) as src,
+        WarpedVRT(
+            src,
+            crs="EPSG:3857",
+            transform=grid,
+            width=size,
+            height=size,
+            resampling=Resampling.nearest,
+        ) as vrt,
+    ):
+        values = vrt.read(FALSE_COLOR).astype("float64")
+    return np.stack(
+        [
+            np.clip((v - lo) * 255 / (hi - lo), 0, 255)
+            for v, (lo, hi) in zip(values, (stretch(item, b) for b in FALSE_COLOR), strict=True)
+        ]
+    )
+
+
+def assert_same_pixels(got: np.ndarray, expected: np.ndarray) -> None:
+    """Band by band, equal up to nearest-neighbour resampling at the scene's texture."""
+    for i, (g, e) in enumerate(zip(got.astype("float64"), expected, strict=True)):
+        assert np.median(np.abs(g - e)) <= 3, i
+        assert np.corrcoef(g.ravel(), e.ravel())[0, 1] > 0.95, i

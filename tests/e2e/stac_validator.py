@@ -15,8 +15,8 @@ never the network. (stac-validator's link and asset checks use `urllib.request.u
 failed check there is only reported, never an error, and our objects link to no schema host.)
 
 Run: `python -m tests.e2e.stac_validator --root-url URL --conformance core ...` (the validator's
-own options); the mirror is `../shared/stac-schemas` from the repository root unless
-`CSDR_STAC_SCHEMAS_DIR` says otherwise (layout: `HOST/PATH`, see its README.md).
+own options); the mirror is `tests/fixtures/stac-schemas` unless `CSDR_STAC_SCHEMAS_DIR` says
+otherwise (layout: `HOST/PATH`, see its README.md).
 """
 
 from __future__ import annotations
@@ -34,15 +34,17 @@ import requests
 from pystac.stac_io import DefaultStacIO, StacIO
 from requests.adapters import BaseAdapter
 
+from tests.fixtures import STAC_SCHEMAS
+
 logger = logging.getLogger("csdr.stac_schemas")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def schemas_dir() -> Path:
-    """The offline mirror: `CSDR_STAC_SCHEMAS_DIR`, else `../shared/stac-schemas` from the repo."""
+    """The offline mirror: `CSDR_STAC_SCHEMAS_DIR`, else the one in `tests/fixtures`."""
     configured = os.environ.get("CSDR_STAC_SCHEMAS_DIR")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "stac-schemas"
+    return Path(configured) if configured else STAC_SCHEMAS
 
 
 class SchemaMirror:

@@ -4,57 +4,19 @@ a corrupt one is quarantined with its reason; a restart ingests nothing twice.""
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import uuid
-from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import psycopg
 import pytest
 from pystac_client import Client
 
-from conftest import TEMPLATE_DB, free_port
-from csdr_ingest.cresda.lookalike import write_lookalike
-from infra.local.pgcluster import Cluster
+from conftest import free_port
+from tests.e2e.inbox import drop, wait_for
 from tests.e2e.processes import service
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "cresda"
-WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
-PMS = FIXTURES / "GF1_PMS1_E69.4_N33.3_20220624_L1A0006547030"
-
-
-@pytest.fixture
-def inbox_node(pg_cluster: Cluster, tmp_path: Path) -> Iterator[dict]:
-    name = f"inbox_{uuid.uuid4().hex[:8]}"
-    pg_cluster.create_database(name, template=TEMPLATE_DB)
-    env = {
-        **pg_cluster.env(name),
-        "CSDR_INGEST_ASSETS_DIR": str(tmp_path / "assets"),
-        "CSDR_INGEST_INBOX": str(tmp_path / "inbox"),
-        "CSDR_INGEST_INBOX_STABLE_S": "0.5",
-        "CSDR_INGEST_INBOX_POLL_S": "0.2",
-        "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
-    }
-    yield {"env": env, "base": tmp_path, "db": pg_cluster.conninfo(name)}
-    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def wait_for(check, timeout_s: float = 240, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
-def drop(src: Path, inbox: Path) -> None:
-    """Put a package into the inbox the way an operator's copy would finish: a rename."""
-    hidden = inbox / f".{src.name}"
-    shutil.move(str(src), hidden)
-    hidden.rename(inbox / src.name)
+from tests.fixtures import CRESDA_PMS as PMS
+from tests.fixtures import CRESDA_WFV as WFV
+from tests.support.lookalike import write_lookalike
 
 
 @pytest.mark.slow

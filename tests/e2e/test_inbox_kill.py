@@ -14,9 +14,10 @@ import psycopg
 import pytest
 
 from conftest import free_port
-from csdr_ingest.cresda.lookalike import write_lookalike
+from tests.e2e.inbox import drop, wait_for
 from tests.e2e.processes import service
-from tests.e2e.test_inbox import WFV, drop, inbox_node, wait_for  # noqa: F401 - fixture
+from tests.fixtures import CRESDA_WFV as WFV
+from tests.support.lookalike import write_lookalike
 
 ITEM = "GF1_WFV3_20200523_L1A0004819525"
 
@@ -32,7 +33,7 @@ def item_count(db: str) -> int:
 
 @pytest.mark.slow
 def test_sigkill_mid_ingest_leaves_nothing_and_the_job_succeeds_once_after_restart(
-    inbox_node,  # noqa: F811 - the fixture imported above
+    inbox_node,
 ):
     env, base, db = inbox_node["env"], inbox_node["base"], inbox_node["db"]
     work, assets = base / "work", base / "assets"

@@ -11,8 +11,7 @@ import rasterio.windows
 from owslib.wmts import WebMapTileService
 
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
-from tests.e2e.qgis import centre_tile, xyz_layer
-from tests.e2e.test_tiles import assert_same_pixels, expected_false_color
+from tests.e2e.qgis import assert_same_pixels, centre_tile, expected_false_color, xyz_layer
 
 COLLECTION = "map-links"
 SCENE = DEMO_SCENES[1]

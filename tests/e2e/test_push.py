@@ -27,8 +27,8 @@ from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key
 from csdr_ingest.synthetic import DEMO_SCENES, Scene, write_scene
 from infra.local.pgcluster import Cluster
-from services.push.tests.conftest import SECRET, stac_item
 from services.push.tests.receiver import Receiver
+from services.push.tests.samples import SECRET, stac_item
 from tests.e2e.processes import service
 
 pytestmark = pytest.mark.slow
@@ -198,7 +198,7 @@ def post_item(node: PushNode, collection: str, item_id: str, **props: Any) -> No
 
 
 def ensure_collection(node: PushNode, collection: str) -> None:
-    from services.push.tests.conftest import COLLECTION
+    from services.push.tests.samples import COLLECTION
 
     if httpx.get(f"{node.catalog}/collections/{collection}", timeout=10).status_code == 200:
         return

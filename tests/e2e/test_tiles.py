@@ -11,18 +11,19 @@ import pytest
 import rasterio
 import rasterio.windows
 from owslib.wmts import WebMapTileService
-from rasterio.enums import Resampling
-from rasterio.transform import from_bounds
-from rasterio.vrt import WarpedVRT
 
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
-from tests.e2e.qgis import HALF_WORLD, centre_tile, xyz_layer
+from tests.e2e.qgis import (
+    HALF_WORLD,
+    assert_same_pixels,
+    centre_tile,
+    expected_false_color,
+    xyz_layer,
+)
 
 COLLECTION = "e2e-tiles"
 SCENE = DEMO_SCENES[0]
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
-# False colour: NIR, red, green of the 4-band (blue, green, red, nir) scene.
-FALSE_COLOR = [4, 3, 2]
 
 
 @pytest.fixture(scope="module")
@@ -35,46 +36,6 @@ def item(node, tmp_path_factory) -> dict:
 
 def item_base(node, item) -> str:
     return f"{node.tiler}/collections/{COLLECTION}/items/{item['id']}"
-
-
-def stretch(item: dict, band: int) -> tuple[float, float]:
-    """mean +- 2 stddev within min/max of the band's stored statistics."""
-    stats = item["assets"]["data"]["raster:bands"][band - 1]["statistics"]
-    return (
-        max(stats["minimum"], stats["mean"] - 2 * stats["stddev"]),
-        min(stats["maximum"], stats["mean"] + 2 * stats["stddev"]),
-    )
-
-
-def expected_false_color(item: dict, bounds, size: int) -> np.ndarray:
-    """The COG's NIR, red, green warped onto a Web Mercator grid and stretched like the preset."""
-    grid = from_bounds(*bounds, size, size)
-    cog = item["assets"]["data"]["href"]
-    with (
-        rasterio.open(cog) as src,
-        WarpedVRT(
-            src,
-            crs="EPSG:3857",
-            transform=grid,
-            width=size,
-            height=size,
-            resampling=Resampling.nearest,
-        ) as vrt,
-    ):
-        values = vrt.read(FALSE_COLOR).astype("float64")
-    return np.stack(
-        [
-            np.clip((v - lo) * 255 / (hi - lo), 0, 255)
-            for v, (lo, hi) in zip(values, (stretch(item, b) for b in FALSE_COLOR), strict=True)
-        ]
-    )
-
-
-def assert_same_pixels(got: np.ndarray, expected: np.ndarray) -> None:
-    """Band by band, equal up to nearest-neighbour resampling at the scene's texture."""
-    for i, (g, e) in enumerate(zip(got.astype("float64"), expected, strict=True)):
-        assert np.median(np.abs(g - e)) <= 3, i
-        assert np.corrcoef(g.ravel(), e.ravel())[0, 1] > 0.95, i
 
 
 def test_gdal_reads_the_preset_xyz_template_like_qgis(node, item, tmp_path):

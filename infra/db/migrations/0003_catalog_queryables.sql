@@ -1,7 +1,7 @@
 -- Queryables every collection shares, each with an index on every partition: the properties
 -- partners search and sort by (satellite, sensor, cloud, resolution, angles, orbit, level).
--- Without an index pgSTAC sorts 100k items by eo:cloud_cover in ~600 ms (shared/reference/
--- stack-notes.md). Ingest writes these properties; the catalog rejects sorting on unknown ones.
+-- Without an index pgSTAC sorts 100k items by eo:cloud_cover in ~600 ms (docs/
+-- performance.md). Ingest writes these properties; the catalog rejects sorting on unknown ones.
 -- Wrappers cast the JSON value so comparisons and sorts are numeric where the value is a number;
 -- an array (instruments) is read through to_text_array and served by a GIN index (&&, @>).
 SELECT pgstac.upsert_queryable(q.name, q.definition::jsonb, q.wrapper, q.index_type)

@@ -13,7 +13,7 @@ from conftest import TEMPLATE_DB
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
 from infra.local.pgcluster import Cluster
-from tests.e2e.test_stac_api_validator import load_catalog
+from tests.support.gf2_catalog import load_catalog
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.e2e.test_stac_api_validator import COLLECTION_ID
+from tests.support.gf2_catalog import COLLECTION_ID
 
 
 @pytest.fixture

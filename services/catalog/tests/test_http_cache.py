@@ -3,7 +3,7 @@
 
 import pytest
 
-from tests.e2e.test_stac_api_validator import COLLECTION_ID, SCENES
+from tests.support.gf2_catalog import COLLECTION_ID, SCENES
 
 ITEM = f"/collections/{COLLECTION_ID}/items/{SCENES[0][0]}"
 

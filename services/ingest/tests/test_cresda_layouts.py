@@ -13,7 +13,17 @@ from shapely.geometry import Point, shape
 
 from csdr_ingest.cresda.bands import calibration_for
 from csdr_ingest.cresda.collections import collection_id, platform_of
-from csdr_ingest.cresda.lookalike_layouts import (
+from csdr_ingest.cresda.metadata import parse_metadata
+from csdr_ingest.cresda.rpctext import format_rpc_txt, read_rpc_txt
+from csdr_ingest.errors import PackageInvalid, RpcMissing
+from csdr_ingest.pipeline import ingest_path, is_package
+from tests.support.cresda_checks import (
+    files_under,
+    max_corner_distance_m,
+    ortho_and_source_values,
+    validate_published,
+)
+from tests.support.lookalike_layouts import (
     CBERS_MUX_FIELDS,
     CBERS_MUX_NAME,
     GF6_SEGMENTS,
@@ -21,21 +31,12 @@ from csdr_ingest.cresda.lookalike_layouts import (
     GF7_DLC_NAME,
     HJ_NAME,
     LASAC_NAME,
+    scale_rpc_txt,
     segment_first_band,
     write_gf6_wfv_lookalike,
     write_gf7_dlc_lookalike,
     write_hj_ccd_lookalike,
     write_lasac_lookalike,
-)
-from csdr_ingest.cresda.metadata import parse_metadata
-from csdr_ingest.cresda.rpctext import format_rpc_txt, read_rpc_txt, scale_rpc_txt
-from csdr_ingest.errors import PackageInvalid, RpcMissing
-from csdr_ingest.pipeline import ingest_path, is_package
-from services.ingest.tests.cresda_checks import (
-    files_under,
-    max_corner_distance_m,
-    ortho_and_source_values,
-    validate_published,
 )
 
 

@@ -1,8 +1,7 @@
-"""The facts of ../shared/fixtures/cresda/README.md, read from the real XML files."""
+"""The facts of tests/fixtures/cresda/README.md, read from the real XML files."""
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -10,11 +9,9 @@ from csdr_ingest.cresda.bands import bands_for, calibration_for
 from csdr_ingest.cresda.items import item_id_for
 from csdr_ingest.cresda.metadata import is_product_metadata, parse_metadata
 from csdr_ingest.errors import PackageInvalid
-
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cresda"
-WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
-PMS = FIXTURES / "GF1_PMS1_E69.4_N33.3_20220624_L1A0006547030"
-GF2 = FIXTURES / "GF2_PMS2_W72.3_S36.7_20230213_L1A2147483647"
+from tests.fixtures import CRESDA_GF2 as GF2
+from tests.fixtures import CRESDA_PMS as PMS
+from tests.fixtures import CRESDA_WFV as WFV
 
 
 def utc(*args: int) -> datetime:

@@ -12,11 +12,13 @@ import rasterio
 from rasterio.transform import RPCTransformer
 from shapely.geometry import Polygon, shape
 
-from csdr_ingest.cresda.lookalike import write_lookalike
 from csdr_ingest.cresda.metadata import parse_metadata
 from csdr_ingest.errors import PackageInvalid, RpcMissing
 from csdr_ingest.pipeline import ingest_path
-from services.ingest.tests.cresda_checks import (
+from tests.fixtures import CRESDA_GF2 as GF2
+from tests.fixtures import CRESDA_PMS as PMS
+from tests.fixtures import CRESDA_WFV as WFV
+from tests.support.cresda_checks import (
     ITEM_SCHEMA,
     files_under,
     max_corner_distance_m,
@@ -24,11 +26,7 @@ from services.ingest.tests.cresda_checks import (
     validate,
     validate_published,
 )
-
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cresda"
-WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
-PMS = FIXTURES / "GF1_PMS1_E69.4_N33.3_20220624_L1A0006547030"
-GF2 = FIXTURES / "GF2_PMS2_W72.3_S36.7_20230213_L1A2147483647"
+from tests.support.lookalike import write_lookalike
 
 # fixture, parts dropped from the look-alike, expected id, UTC times, cloud cover, assets
 CASES = [

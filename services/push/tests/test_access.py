@@ -20,8 +20,8 @@ from conftest import free_port
 from csdr_access.admin import issue_key, revoke_key, set_policy
 from csdr_push.app import create_app
 from csdr_push.settings import Settings
-from services.push.tests.conftest import COLLECTION, ORGS, SECRET, stac_item
 from services.push.tests.receiver import Receiver
+from services.push.tests.samples import COLLECTION, ORGS, SECRET, stac_item
 from tests.access_principals import POLICIES
 from tests.access_principals import SEES as MATRIX
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from csdr_push.app import create_app
 from csdr_push.settings import Settings
-from services.push.tests.conftest import SECRET, stac_item
+from services.push.tests.samples import SECRET, stac_item
 
 FAST = {
     "allow_private_targets": True,

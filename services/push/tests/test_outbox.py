@@ -5,7 +5,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from services.push.tests.conftest import stac_item
+from services.push.tests.samples import stac_item
 
 
 def events(db: psycopg.Connection) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from conftest import free_port
 from csdr_push.app import create_app
 from csdr_push.settings import Settings
-from services.push.tests.conftest import SECRET
+from services.push.tests.samples import SECRET
 
 LOW_CLOUD = {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 20]}
 

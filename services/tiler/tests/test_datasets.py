@@ -30,12 +30,11 @@ from csdr_tiler.datasets import (
     remember_transforms,
 )
 from services.tiler.tests.scenes import Ingested
-from services.tiler.tests.test_presets import db  # noqa: F401 - the module's database fixture
 
 MATRIX_SETS = ("WebMercatorQuad", "WorldCRS84Quad")
 
 
-def test_an_item_readers_derived_values_are_titiler_pgstacs_per_matrix_set(db):  # noqa: F811
+def test_an_item_readers_derived_values_are_titiler_pgstacs_per_matrix_set(db):
     ms: Ingested = db["ms"]
     item = pystac.Item.from_dict(ms.item)
     for _ in range(2):  # made, then kept
@@ -53,7 +52,7 @@ def test_an_item_readers_derived_values_are_titiler_pgstacs_per_matrix_set(db): 
         ItemReader(again)
 
 
-def test_a_band_the_asset_lacks_is_a_client_error(db):  # noqa: F811
+def test_a_band_the_asset_lacks_is_a_client_error(db):
     ms: Ingested = db["ms"]
     with ItemReader(pystac.Item.from_dict(ms.item)) as reader:
         tile = ms.centre_tile(13)

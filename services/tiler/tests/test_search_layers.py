@@ -26,10 +26,8 @@ from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_tiler.app import create_app
 from csdr_tiler.pyramid import Layer, Pyramid
 from csdr_tiler.settings import Settings
-from services.tiler.tests.scenes import Ingested, decode, ingest
-from services.tiler.tests.test_pyramid import (
+from services.tiler.tests.pyramids import (
     SCENES_ONLY,
-    WEB_MERCATOR,
     A,
     B,
     assert_close,
@@ -37,6 +35,7 @@ from services.tiler.tests.test_pyramid import (
     module_database,
     wait_until_current,
 )
+from services.tiler.tests.scenes import WEB_MERCATOR, Ingested, decode, ingest
 
 SEEN = "sl-seen"
 HIDDEN = "sl-hidden"
@@ -218,6 +217,7 @@ def test_a_change_under_a_tile_reaches_the_search_layer(world):
     assert get(world.client, search, tile).headers["etag"] == after.headers["etag"]
 
 
+@pytest.mark.slow  # waits for the background refresher
 def test_a_tile_not_built_answers_at_once_with_what_is_built_then_completes(world):
     search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-02-01T00:00:00Z/..")
     tile = world.scenes["A"].centre_tile(5)
@@ -258,6 +258,7 @@ def test_a_tile_not_built_answers_at_once_with_what_is_built_then_completes(worl
         assert_close(decode(done.content), decode(get(world.scenes_client, search, tile).content))
 
 
+@pytest.mark.slow  # waits for the background refresher
 def test_the_refresher_builds_a_wanted_layer_and_bounds_staleness(world):
     search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-03-01T00:00:00Z/..")
     tile = world.scenes["A"].centre_tile(6)
@@ -343,6 +344,7 @@ def test_the_number_of_layers_is_bounded_and_registrations_take_only_free_places
         assert layers.adopt_registered() == [searches[1]]
 
 
+@pytest.mark.slow  # waits for the background refresher
 def test_the_refresher_builds_a_registered_mosaic_before_it_is_asked_for(world):
     with TestClient(create_app(Settings(pyramid_refresh_s=REFRESH_S))) as client:
         search = register(world, [SEEN], NEWEST_FIRST, datetime="2024-01-20T00:00:00Z/..")

@@ -1,5 +1,5 @@
 """CQL2 filters: parsed and validated once per distinct text (cql2's parser costs ~20 ms per GET
-on this machine kind, see shared/reference/stack-notes.md), and the Query extension translated to
+on this machine kind, see docs/performance.md), and the Query extension translated to
 CQL2 so that every operator it defines works on pgSTAC (pgSTAC maps `query` operators to CQL2
 operators by name, and has no `startsWith`, `endsWith`, `contains` or `in`)."""
 

@@ -1,28 +1,10 @@
 """Orthorectification of sensor-geometry (L1A) TIFFs with their rational polynomial coefficients.
 
-A TIFF without a CRS is warped once with GDAL's RPC transformer (rasterio.warp.reproject with
-`rpcs=`) into the UTM zone of its centre, on a grid of exactly the XML's ImageGSD aligned on
-multiples of it (so the parts of a split scene share one grid), into a temporary tiled GTiff with
-its overviews, that the COG writer then copies. The RPC transformer is given a height: the RPB's
-HEIGHT_OFF, or a DEM (RPC_DEM) when the node has one; with neither GDAL projects at height 0,
-which moved a GF-1 corner by ~250 m (../shared/fixtures/cresda/README.md).
-
-Why not a warped VRT straight into the COG driver: the driver reads its source twice (once for
-the overviews, once for the full resolution), so the warp ran twice: 257 CPU s against 191 for
-warp-then-COG on a 12000 x 13719 x 4 scene (tests/bench/bench_cresda.py). rasterio's WarpedVRT
-also ignores RPCs when given an explicit grid (rasterio 1.4), so it could not honour the GSD.
-
-Costs measured on that scene (tests/bench/bench_cresda.py), and what they decided:
-- The warp runs without a destination nodata value (the GTiff gets its nodata afterwards): with
-  one, GDAL's warp kernel takes its general masked path, 2.4x the CPU of its unmasked bilinear
-  path, for identical pixels (pixels the source does not cover are 0 either way).
-- The warp's resampling scale is fixed at 1 (warp options XSCALE/YSCALE,
-  https://gdal.org/en/stable/api/gdalwarp_cpp.html): the output is at the native GSD, but GDAL
-  derives the scale per chunk from the chunk's source window, which the scene's rotation
-  inflates, so most chunks of a full-size scene were taken for a downsampling and resampled with
-  a widened kernel: 2.4x the warp CPU, and pixels that depended on the chunking.
-- The overviews are averaged into the temporary GTiff (uncompressed) before the COG copy: left
-  to the COG driver, they go through a compressed temporary file of its own, ~20 % more CPU.
+A TIFF without a CRS is warped once with GDAL's RPC transformer into the UTM zone of its centre,
+on a grid of exactly the XML's ImageGSD aligned on multiples of it (so the parts of a split scene
+share one grid), into a temporary tiled GTiff with its overviews that the COG writer then copies.
+The transformer always gets a height: the RPB's HEIGHT_OFF, or a DEM (RPC_DEM). Why each warp
+option is what it is, with the measurements: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -120,7 +102,7 @@ def warp_rpc(
 ) -> None:
     """Warp every band of `src` with its RPCs onto the grid of `out`; with `init_dest` False
     the pixels `src` does not cover keep what `out` holds (segments of one mosaic). `out`'s
-    nodata is lifted during the warp and put back after it (see the module doc)."""
+    nodata is lifted during the warp and put back after it (docs/performance.md says why)."""
     bands = list(range(1, src.count + 1))
     nodata = out.nodata
     out.nodata = None

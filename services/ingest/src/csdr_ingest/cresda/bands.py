@@ -1,6 +1,6 @@
 """Spectral bands and absolute calibration of the CRESDA sensors.
 
-Band edges (micrometres) are from ../shared/fixtures/cresda/README.md (CRESDA sensor sheets) and,
+Band edges (micrometres) are from tests/fixtures/cresda/README.md (CRESDA sensor sheets) and,
 for CBERS-04, from the CBERS-3/4 instrument tables (CRESDA/INPE), whose bands are numbered across
 the four cameras (PAN 1-4, MUX 5-8, IRS 9-12, WFI 13-16) and named by that number in the XML;
 calibration gains and offsets are CRESDA's yearly published coefficients, as transcribed by the

@@ -3,7 +3,7 @@
 Three schemas are read: `ProductMetaData` (flat, GF-1/2/6 from CRESDA), `<root><data>`
 (lower-camel tags, HJ-1 and CBERS-04) and LASAC's `sensor_corrected_metadata` (nested
 `productInfo/...`, ZY-3 and GF-7).
-Facts checked against real files are in ../shared/fixtures/cresda/README.md: `ReceiveTime` is UTC
+Facts checked against real files are in tests/fixtures/cresda/README.md: `ReceiveTime` is UTC
 while `StartTime`/`EndTime`/`CenterTime` are Beijing time without a zone marker; `SolarZenith` is
 a zenith angle but `SatelliteZenith` behaves as an elevation; `CloudPercent` above 100 is unknown.
 """

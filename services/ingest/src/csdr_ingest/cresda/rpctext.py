@@ -4,7 +4,7 @@ One `KEY: value [unit]` per line: `LINE_OFF`, `SAMP_OFF`, `LAT_OFF`, `LONG_OFF`,
 the five `*_SCALE`s, and `LINE_NUM_COEFF_1..20`, `LINE_DEN_COEFF_1..20`, `SAMP_NUM_COEFF_1..20`,
 `SAMP_DEN_COEFF_1..20` (GDAL's GDALLoadRPCFile reads the same; it also picks the file up beside
 `<image>.tif` by itself). Reading it here lets a damaged sidecar be refused by name instead of
-being ignored, and lets look-alike packages scale it.
+being ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ OFFSETS_AND_SCALES = (
     "HEIGHT_SCALE",
 )
 COEFFICIENTS = ("LINE_NUM_COEFF", "LINE_DEN_COEFF", "SAMP_NUM_COEFF", "SAMP_DEN_COEFF")
-PIXEL_KEYS = ("LINE_OFF", "SAMP_OFF", "LINE_SCALE", "SAMP_SCALE")
 LINE = re.compile(r"^\s*([A-Z_]+(?:_\d+)?)\s*:\s*([-+0-9.EeDd]+)")
 
 
@@ -82,13 +81,3 @@ def format_rpc_txt(rpc: RPC) -> str:
         for i, value in enumerate(getattr(rpc, coeff.lower()), 1):
             lines.append(f"{coeff}_{i}: {value:+.15E}")
     return "\n".join(lines) + "\n"
-
-
-def scale_rpc_txt(text: str, factor: int) -> str:
-    """An RPC text file's text with its pixel offsets and scales divided by `factor`."""
-
-    def divide(match: re.Match[str]) -> str:
-        return f"{match.group(1)}{float(match.group(2)) / factor:+.12f}"
-
-    pattern = rf"(?m)^(\s*(?:{'|'.join(PIXEL_KEYS)})\s*:\s*)([-+0-9.Ee]+)"
-    return re.sub(pattern, divide, text)

@@ -3,8 +3,8 @@ delivery paired with synthetic, textured TIFFs of the size the XML gives, option
 
 Downscaling by an integer factor keeps the geometry true: in the `.rpb` the line/sample offsets
 and scales are divided by the factor, in the XML `WidthInPixels`/`HeightInPixels` are divided and
-`ImageGSD` multiplied (../shared/fixtures/cresda/README.md). No real imagery ships with the node.
-Run: python -m csdr_ingest.cresda.lookalike FIXTURE_DIR OUT_DIR [--max-size N] [--archive tar.gz]
+`ImageGSD` multiplied (tests/fixtures/cresda/README.md). No real imagery ships with the node.
+Run: python -m tests.support.lookalike FIXTURE_DIR OUT_DIR [--max-size N] [--archive tar.gz]
 """
 
 from __future__ import annotations

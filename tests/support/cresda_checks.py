@@ -11,9 +11,9 @@ from rasterio.warp import transform as warp_transform
 from referencing import Registry, Resource
 from shapely.geometry import Point, shape
 
-from csdr_ingest.cresda.lookalike import texture
+from tests.fixtures import STAC_SCHEMAS
+from tests.support.lookalike import texture
 
-SCHEMAS = Path(__file__).resolve().parents[3].parent / "shared" / "stac-schemas"
 ITEM_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
 COLLECTION_SCHEMA = (
     "https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/collection.json"
@@ -44,7 +44,7 @@ def _validator(schema_url: str, registry: Registry) -> Draft7Validator:
 
 def _registry() -> Registry:
     def retrieve(uri: str) -> Resource:
-        path = SCHEMAS / uri.split("://", 1)[1].split("#")[0]
+        path = STAC_SCHEMAS / uri.split("://", 1)[1].split("#")[0]
         return Resource.from_contents(json.loads(path.read_text()))
 
     return Registry(retrieve=retrieve)  # type: ignore[call-arg]

@@ -2,7 +2,7 @@
 segments, HJ-1 CCD and CBERS-04 MUX with one TIFF per band (or one multiband TIFF), GF-7 DLC
 (`-BWDMUX`/`-BWDPAN`/`-FWDPAN` parts), LASAC ZY-3 products.
 
-They follow ../shared/fixtures/cresda/README.md and the public code that reads them, and are
+They follow tests/fixtures/cresda/README.md and the public code that reads them, and are
 built on the real fixtures where they can be: a GF-6 WFV segment's RPCs are the real GF-1 WFV3
 RPB (the same camera design) moved across track, the segments side by side with 10% overlap; a
 LASAC `_rpc.txt` is the real GF-1 PAN1 RPB (a 2 m pushbroom camera like ZY-3's nadir one) in
@@ -31,11 +31,11 @@ from rasterio.rpc import RPC
 from rasterio.transform import RPCTransformer
 from rasterio.warp import transform as warp_transform
 
-from csdr_ingest.cresda.lookalike import scale_rpb, texture, write_lookalike, write_tiff
-from csdr_ingest.cresda.rpctext import format_rpc_txt, scale_rpc_txt
+from csdr_ingest.cresda.rpctext import format_rpc_txt
+from tests.fixtures import CRESDA
+from tests.support.lookalike import scale_rpb, texture, write_lookalike, write_tiff
 
-# The shared fixtures beside a source checkout (../shared/fixtures/cresda).
-FIXTURES = Path(__file__).resolve().parents[5].parent / "shared" / "fixtures" / "cresda"
+RPC_TXT_PIXEL_KEYS = ("LINE_OFF", "SAMP_OFF", "LINE_SCALE", "SAMP_SCALE")
 WFV_FIXTURE = "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
 PAN_FIXTURE = "GF1_PMS1_E69.4_N33.3_20220624_L1A0006547030"
 RPB_SCALARS = {
@@ -142,7 +142,7 @@ def write_gf6_wfv_lookalike(
     max_size: int = 300,
     archive: str | None = "tar.gz",
     drop_rpb: int | None = None,
-    fixtures: Path = FIXTURES,
+    fixtures: Path = CRESDA,
 ) -> Path:
     """A GF-6 WFV package: `<name>.xml`, `<name>-{1,2,3}.tiff` (8 bands) and `.rpb`s; segment
     `drop_rpb`'s RPB left out. The XML's pixel counts describe the whole image (segments side
@@ -207,6 +207,16 @@ HJ_CENTRE = (116.5, 39.6)  # lon, lat: the North China Plain
 HJ_CRS = CRS.from_epsg(32650)
 HJ_SWATH_M = 360_000.0
 HJ_TILT_DEG = 12.0  # the swath's tilt from north in a descending pass at 40 N
+
+
+def scale_rpc_txt(text: str, factor: int) -> str:
+    """An RPC text file's text with its pixel offsets and scales divided by `factor`."""
+
+    def divide(match: re.Match[str]) -> str:
+        return f"{match.group(1)}{float(match.group(2)) / factor:+.12f}"
+
+    pattern = rf"(?m)^(\s*(?:{'|'.join(RPC_TXT_PIXEL_KEYS)})\s*:\s*)([-+0-9.Ee]+)"
+    return re.sub(pattern, divide, text)
 
 
 @dataclass(frozen=True)
@@ -412,7 +422,7 @@ def write_lasac_lookalike(
     archive: str | None = "tar.gz",
     drop_rpc: bool = False,
     info_tag: str = "productInfo",
-    fixtures: Path = FIXTURES,
+    fixtures: Path = CRESDA,
 ) -> Path:
     """A LASAC ZY-3 nadir-camera package: `<name>.xml`, `<name>.tiff` (1 band, sensor
     geometry), `<name>_rpc.txt` (left out with `drop_rpc`), `_pre.jpg` and `_ico.jpg`."""
@@ -442,7 +452,7 @@ GF7_PARTS = {"BWDMUX": "MSS1", "BWDPAN": "PAN1", "FWDPAN": "PAN1"}
 
 
 def write_gf7_dlc_lookalike(
-    out_dir: Path, max_size: int = 300, archive: str | None = "tar.gz", fixtures: Path = FIXTURES
+    out_dir: Path, max_size: int = 300, archive: str | None = "tar.gz", fixtures: Path = CRESDA
 ) -> Path:
     """A GF-7 dual-line-camera package: one `.xml` + `.tiff` + `.rpb` per part (GF7_PARTS),
     SatelliteID GF7, SensorID DLC, the parts sharing one ProductID."""

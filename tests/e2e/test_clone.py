@@ -1,0 +1,14 @@
+"""A clone stands on its own: in a fresh folder with no `shared` beside it and no write access
+for others on its parent, `make test-fast` passes."""
+
+import re
+
+
+def test_a_fresh_clone_passes_make_test_fast(clone):
+    assert not (clone.path.parent / "shared").exists()
+    assert clone.path.parent.stat().st_mode & 0o022 == 0
+    done = clone.make("test-fast", {}, timeout_s=1800)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "bootstrap: installing" not in output  # the session's venv, not a second install
+    assert re.search(r"\d+ passed", output) and "failed" not in output, output[-3000:]
