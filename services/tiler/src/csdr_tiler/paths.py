@@ -16,6 +16,7 @@ SEARCH_PRESET_PREFIX = SEARCH_PREFIX + "/presets/{preset}"
 TILE_ROUTES = (
     "/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
     "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
+    "/tiles/{tileMatrixSetId}/{z}/{x}/{y}/assets",
 )
 
 # Paths that say nothing about the node's imagery: no access check.
