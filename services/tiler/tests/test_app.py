@@ -271,3 +271,10 @@ def test_cors_origins_are_configurable(pg_env, monkeypatch):
         assert r.headers["access-control-allow-origin"] == "https://qgis.example"
         r = c.get("/healthz", headers={"Origin": "https://evil.example.com"})
         assert "access-control-allow-origin" not in r.headers
+
+
+def test_a_tiles_assets_route_checks_its_zoom_like_the_tile_routes(client, scene):
+    tile = "tiles/WebMercatorQuad/44651299/2764/45925945/assets"
+    r = client.get(f"/collections/{scene.collection_id}/{tile}")
+    assert r.status_code == 400, r.text
+    assert "outside WebMercatorQuad's levels" in r.json()["detail"]

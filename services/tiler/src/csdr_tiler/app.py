@@ -78,7 +78,7 @@ from csdr_tiler.paths import (
     SEARCH_PREFIX,
     SEARCH_PRESET_PREFIX,
     SEARCHES_PREFIX,
-    TILE_ROUTES,
+    TILE_ADDRESSED_ROUTES,
 )
 from csdr_tiler.pyramid import Pyramid, Refresher, SearchLayers
 from csdr_tiler.render import render_tile
@@ -113,7 +113,7 @@ TEMPLATES = Jinja2Templates(
 
 # Every tile route checks its z/x/y against its tile matrix set before reading anything.
 VALID_TILES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
-    ([{"path": route, "method": "GET"} for route in TILE_ROUTES], [Depends(ValidTile)])
+    ([{"path": route, "method": "GET"} for route in TILE_ADDRESSED_ROUTES], [Depends(ValidTile)])
 ]
 # Every mosaic reads only the scenes the caller may see (csdr_tiler.mosaics).
 # Scenes of a mosaic are read through the pool of open COGs (csdr_tiler.datasets).

@@ -16,8 +16,10 @@ SEARCH_PRESET_PREFIX = SEARCH_PREFIX + "/presets/{preset}"
 TILE_ROUTES = (
     "/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
     "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
-    "/tiles/{tileMatrixSetId}/{z}/{x}/{y}/assets",
 )
+# Every route that names a tile, its images and the list of a mosaic tile's scenes (each checks
+# its z/x/y against its tile matrix set before anything is read).
+TILE_ADDRESSED_ROUTES = (*TILE_ROUTES, "/tiles/{tileMatrixSetId}/{z}/{x}/{y}/assets")
 
 # Paths that say nothing about the node's imagery: no access check.
 OPEN_PATHS = ("/healthz", "/readyz", "/api", "/docs")
