@@ -1,7 +1,6 @@
 """Domain errors of federation and the one map from them to HTTP answers
 `{"code", "description"}` (410 adds `"reconcile": true`)."""
 
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,32 +31,6 @@ class CursorExpired(FederationError):
     code = "CursorExpired"
     status = 410
     extra = {"reconcile": True}
-
-
-class Unauthorized(FederationError):
-    """No API key, or one that is malformed, unknown, revoked or expired."""
-
-    code = "Unauthorized"
-    status = 401
-    headers = {"WWW-Authenticate": "Bearer"}
-
-
-class TooManyFailedKeys(FederationError):
-    """The caller's address sent too many invalid API keys lately."""
-
-    code = "TooManyRequests"
-    status = 429
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
-
-
-class Forbidden(FederationError):
-    """A valid API key without the scope this request needs."""
-
-    code = "Forbidden"
-    status = 403
 
 
 def add_exception_handlers(app: FastAPI) -> None:

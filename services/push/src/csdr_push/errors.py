@@ -1,7 +1,5 @@
 """Domain errors of push and the one map from them to HTTP answers `{"code", "description"}`."""
 
-import math
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -33,32 +31,6 @@ class InvalidWebhook(InvalidSubscription):
     """The webhook URL or secret cannot be used."""
 
     code = "InvalidWebhook"
-
-
-class Unauthorized(PushError):
-    """No API key, or one that is malformed, unknown, revoked or expired."""
-
-    code = "Unauthorized"
-    status = 401
-    headers = {"WWW-Authenticate": "Bearer"}
-
-
-class TooManyFailedKeys(PushError):
-    """The caller's address sent too many invalid API keys lately."""
-
-    code = "TooManyRequests"
-    status = 429
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
-
-
-class Forbidden(PushError):
-    """A valid API key without the scope this request needs."""
-
-    code = "Forbidden"
-    status = 403
 
 
 class SubscriptionNotFound(PushError):
