@@ -12,8 +12,9 @@ import httpx2
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_discovery import csw, db, health, iso19139, oai, opensearch
+from csdr_discovery import csw, health, iso19139, oai, opensearch
 from csdr_discovery.settings import Settings
+from csdr_service import pools
 from csdr_service.errors import add_exception_handlers
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await db.open_pool(max_size=8)
+        app.state.pool = await pools.open_pool(8, "csdr-discovery", pgstac=True)
         app.state.http = httpx2.AsyncClient(timeout=settings.catalog_timeout_s)
         try:
             yield

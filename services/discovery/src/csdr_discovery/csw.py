@@ -15,10 +15,10 @@ from fastapi.responses import Response
 from lxml import etree
 
 from csdr_discovery import constraints, iso19139, records
-from csdr_discovery.db import PoolDep
 from csdr_discovery.dublin_core import CSW, CSW_NSMAP, DC, DCT, OWS, csw_record
 from csdr_discovery.settings import Settings
 from csdr_discovery.summary import summarise
+from csdr_service.pools import PoolDep
 
 OGC = "http://www.opengis.net/ogc"
 XLINK = "http://www.w3.org/1999/xlink"

@@ -19,10 +19,10 @@ from fastapi.responses import Response
 from lxml import etree
 
 from csdr_discovery import iso19139, records
-from csdr_discovery.db import PoolDep
 from csdr_discovery.dublin_core import OAI_DC, oai_dc
 from csdr_discovery.settings import Settings
 from csdr_discovery.summary import summarise
+from csdr_service.pools import PoolDep
 
 OAI = "http://www.openarchives.org/OAI/2.0/"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from lxml import etree
 
 from csdr_discovery import records
-from csdr_discovery.db import PoolDep
 from csdr_discovery.settings import Settings
 from csdr_discovery.summary import summarise
 from csdr_service.errors import error_response
+from csdr_service.pools import PoolDep
 
 OS = "http://a9.com/-/spec/opensearch/1.1/"
 ATOM = "http://www.w3.org/2005/Atom"

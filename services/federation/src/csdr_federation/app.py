@@ -12,13 +12,14 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_federation import db, health
+from csdr_federation import health
 from csdr_federation.errors import add_exception_handlers
 from csdr_federation.feed import Feed
 from csdr_federation.retention import Pruner
 from csdr_federation.routes import changes, peers
 from csdr_federation.settings import Settings
 from csdr_federation.sync import Worker
+from csdr_service import pools
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await db.open_pool(max_size=8)
+        pool = await pools.open_pool(8, "csdr-federation", pgstac=True)
         app.state.pool = pool
         pruner = Pruner(pool, timedelta(days=settings.retention_days), settings.prune_interval_s)
         worker = Worker(pool, settings) if settings.worker else None

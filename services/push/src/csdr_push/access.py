@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 
 from csdr_access import AccessControl, Principal
 from csdr_access.dependencies import key_required
-from csdr_push.db import PoolDep
 from csdr_push.errors import InvalidSubscription
+from csdr_service.pools import PoolDep
 
 
 def get_access(request: Request) -> AccessControl:

@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_push import db, health
+from csdr_push import health
 from csdr_push.errors import add_exception_handlers
 from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
 from csdr_push.worker import Worker
+from csdr_service import pools
 from csdr_service.input_guard import InputGuardMiddleware
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Each in-flight delivery records its outcome through the pool; keep a few for the API.
-        pool = await db.open_pool(max_size=min(settings.concurrency, 16) + 4)
+        pool = await pools.open_pool(min(settings.concurrency, 16) + 4, "csdr-push")
         worker = Worker(pool, settings) if settings.worker else None
         app.state.pool = pool
         if worker:

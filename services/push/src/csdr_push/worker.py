@@ -16,9 +16,10 @@ from typing import Any
 import asyncpg
 import httpx2
 
-from csdr_push import db, deliveries, events, targets
+from csdr_push import deliveries, events, targets
 from csdr_push.errors import InvalidWebhook
 from csdr_push.settings import Settings
+from csdr_service import pools
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Worker:
         while True:
             try:
                 if self.listener is None or self.listener.is_closed():
-                    self.listener = await db.connect()
+                    self.listener = await pools.connect("csdr-push")
                     await self.listener.add_listener(EVENTS_CHANNEL, self._on_notify)
                     await self.listener.add_listener(DELIVERIES_CHANNEL, self._on_notify)
                     self.events_ready.set()  # anything committed while we were not listening

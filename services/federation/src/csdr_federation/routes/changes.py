@@ -10,9 +10,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
 from csdr_federation.access import PrincipalDep, get_access
-from csdr_federation.db import PoolDep
 from csdr_federation.errors import InvalidParameter
 from csdr_federation.feed import Cursor, Feed, Selection
+from csdr_service.pools import PoolDep
 
 router = APIRouter(prefix="/federation", tags=["Federation"])
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from csdr_federation.access import AdminDep
-from csdr_federation.db import PoolDep
 from csdr_federation.errors import FederationError
+from csdr_service.pools import PoolDep
 
 router = APIRouter(prefix="/federation/peers", tags=["Federation"])
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from csdr_push import deliveries, feed, subscriptions
 from csdr_push.access import PrincipalDep, check_collections, owner_scope
-from csdr_push.db import PoolDep
+from csdr_service.pools import PoolDep
 
 router = APIRouter(prefix="/subscriptions", tags=["Subscriptions"])
 

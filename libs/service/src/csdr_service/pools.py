@@ -1,0 +1,45 @@
+"""The asyncpg pool of the services on asyncpg (push, discovery, federation): opened from the
+libpq `PG*` variables with json/jsonb exchanged as Python objects, and the dependency that hands
+it to routes (the catalog's pools are stac-fastapi-pgstac's)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """Exchange json/jsonb as Python objects."""
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def open_pool(max_size: int, application_name: str, pgstac: bool = False) -> asyncpg.Pool:
+    """A pool on the database named by the PG* variables; `pgstac`: pgSTAC's schema first on
+    the search path (its functions call their helpers by bare name)."""
+    settings = {"application_name": application_name}
+    if pgstac:
+        settings["search_path"] = "pgstac, public"
+    return await asyncpg.create_pool(
+        min_size=1, max_size=max_size, init=_init_connection, server_settings=settings
+    )
+
+
+async def connect(application_name: str) -> asyncpg.Connection:
+    """One connection outside the pool (a LISTEN connection)."""
+    conn = await asyncpg.connect(server_settings={"application_name": application_name})
+    await _init_connection(conn)
+    return conn
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    """The service's database pool (opened in the lifespan, kept in `app.state.pool`)."""
+    return request.app.state.pool
+
+
+PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
