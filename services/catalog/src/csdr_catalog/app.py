@@ -24,10 +24,8 @@ from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension, WholeDaysMiddleware
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
-from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.guards import add_guards
 from csdr_service.openapi import complete_openapi
-from csdr_service.request_ids import RequestIdMiddleware
-from csdr_service.time_limit import TimeLimitMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     aggregation.register(app)
     _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
-    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     app.state.asset_roots = downloads.AssetRoots(settings.asset_roots)
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     app.add_middleware(WholeDaysMiddleware)
@@ -111,10 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             linked_urls=(settings.tiler_url,) if settings.tiler_url else (),
         )
     )
-    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
-    app.add_middleware(InputGuardMiddleware)
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
+    add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)

@@ -16,10 +16,9 @@ from csdr_discovery import csw, health, iso19139, oai, opensearch
 from csdr_discovery.settings import Settings
 from csdr_service import pools
 from csdr_service.errors import add_exception_handlers
-from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
-from csdr_service.time_limit import TimeLimitMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,11 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
-    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     app.state.iso = iso19139.IsoRecords(settings)
     add_exception_handlers(app, "discovery")
-    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
-    app.add_middleware(InputGuardMiddleware)
+    add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     app.include_router(csw.router)
     app.include_router(oai.router)
     app.include_router(opensearch.router)

@@ -20,10 +20,9 @@ from csdr_federation.routes import changes, peers
 from csdr_federation.settings import Settings
 from csdr_federation.sync import Worker
 from csdr_service import pools
-from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
-from csdr_service.time_limit import TimeLimitMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,8 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.state.feed = Feed(settings.node_name, settings.catalog_url, settings.asset_roots)
-    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
-    app.add_middleware(InputGuardMiddleware)
+    add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     add_exception_handlers(app)
     app.include_router(changes.router)
     app.include_router(peers.router)

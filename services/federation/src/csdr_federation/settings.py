@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
     access_ttl_s: float = 2.0
     """How long a key check is reused: a revoked key stops working within this time."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted; a larger one is answered 413 before it is read."""
     request_timeout_s: float = 30.0
     """A request not answered within this time gets a 503 (0: no limit)."""
     readiness_timeout_s: float = 1.0

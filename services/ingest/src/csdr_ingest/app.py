@@ -17,10 +17,8 @@ from csdr_ingest.jobs import Workers
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
 from csdr_service.errors import add_exception_handlers
-from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.guards import add_guards
 from csdr_service.openapi import complete_openapi
-from csdr_service.request_ids import RequestIdMiddleware
-from csdr_service.time_limit import TimeLimitMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,11 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
-    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
-    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
-    app.add_middleware(InputGuardMiddleware)
     add_exception_handlers(app, "ingest")
-    app.add_middleware(RequestIdMiddleware)
+    add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(health.router)
     complete_openapi(app)

@@ -16,11 +16,9 @@ from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
 from csdr_push.worker import Worker
 from csdr_service import pools
-from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
-from csdr_service.request_ids import RequestIdMiddleware
-from csdr_service.time_limit import TimeLimitMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,11 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
-    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
-    app.add_middleware(TimeLimitMiddleware, seconds=settings.request_timeout_s)
-    app.add_middleware(InputGuardMiddleware)
     add_exception_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     app.include_router(subscriptions.router)
     app.include_router(health.router)
     complete_openapi(app)

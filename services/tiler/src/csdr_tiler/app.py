@@ -37,11 +37,9 @@ from titiler.pgstac.factory import (
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
 from csdr_service.errors import detail_body
-from csdr_service.input_guard import InputGuardMiddleware
+from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import TILER_ERROR, complete_openapi
-from csdr_service.request_ids import RequestIdMiddleware
-from csdr_service.time_limit import TimeLimitMiddleware
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
@@ -317,13 +315,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             settings.max_image_side, settings.max_image_pixels, settings.max_image_bytes
         ),
     )
-    app.add_middleware(
-        TimeLimitMiddleware,
-        seconds=settings.request_timeout_s,
-        error_body=detail_body,
-    )
-    app.add_middleware(InputGuardMiddleware, error_body=detail_body)
-    app.add_middleware(RequestIdMiddleware)
+    add_guards(app, settings.request_timeout_s, settings.max_body_bytes, detail_body)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -344,7 +336,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.csdr_settings = settings
-    app.max_body_size = settings.max_body_bytes  # 413 beyond it, before reading
     update_openapi(app)
     add_exception_handlers(app)
     app.include_router(wmts.router)
