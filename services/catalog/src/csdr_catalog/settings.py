@@ -4,10 +4,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from stac_fastapi.pgstac.config import Settings as StacSettings
 
-from csdr_service.settings import CommaList
+from csdr_service.settings import CommaList, ServiceSettings
 
 # The STAC API extensions this node serves (stac-fastapi-pgstac's names).
 SEARCH_EXTENSIONS = [
@@ -22,7 +22,7 @@ SEARCH_EXTENSIONS = [
 ]
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """What an operator may set for the catalog."""
 
     model_config = SettingsConfigDict(
@@ -41,20 +41,12 @@ class Settings(BaseSettings):
     cors_origins: CommaList = ["*"]
     cors_methods: CommaList = ["GET", "POST", "OPTIONS"]
     cors_headers: CommaList = ["Content-Type", "Authorization", "X-API-Key"]
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Largest request body accepted; a larger one is answered 413 before it is read."""
-    request_timeout_s: float = 30.0
-    """A request not answered within this time gets a 503 (0: no limit)."""
-    readiness_timeout_s: float = 1.0
-    """How long /readyz waits for the database before answering 503."""
     count_exact_below: int = 100_000
     """numberMatched is counted exactly when the planner expects fewer matches, else estimated."""
     count_stats_ttl_s: int = 60
     """How long pgSTAC may reuse a search's count."""
     cache_max_age_s: int = 60
     """Cache-Control max-age of collection and item documents (they also carry an ETag)."""
-    access_ttl_s: float = 2.0
-    """How long a key check or a visibility list is reused: revocations apply within this time."""
     rate_limit_per_s: float = 50.0
     """Requests a second allowed per API key, on average (anonymous requests are not limited
     here: put a reverse proxy's limit in front for those)."""

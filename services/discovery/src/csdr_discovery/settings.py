@@ -1,13 +1,18 @@
 """Discovery settings (`CSDR_DISCOVERY_*`); the database comes from the libpq `PG*` variables."""
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from csdr_service.settings import ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """What an operator may set for discovery: where the node's other services answer and who
     the node is (the originator and distributor of every record)."""
 
     model_config = SettingsConfigDict(env_prefix="CSDR_DISCOVERY_", extra="ignore")
+
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted (the service takes small ones only); 413 beyond it."""
 
     public_url: str = "http://127.0.0.1:8086"
     """Public base URL of this service, for the endpoints named in capabilities documents."""
@@ -41,14 +46,6 @@ class Settings(BaseSettings):
     """Records per OAI-PMH response before a resumption token."""
     csw_max_records: int = 100
     """The most records one GetRecords answers, whatever maxRecords asks."""
-    access_ttl_s: float = 2.0
-    """How long the anonymous visibility list is reused: a collection made private leaves
-    discovery within this time."""
     catalog_timeout_s: float = 30.0
     """How long a granule search may wait for the STAC API."""
-    max_body_bytes: int = 1024 * 1024
-    """Largest request body accepted (a CSW query in XML); a larger one is answered 413."""
-    request_timeout_s: float = 30.0
-    """A request not answered within this time gets a 503 (0: no limit)."""
-    readiness_timeout_s: float = 1.0
     log_level: str = "INFO"

@@ -3,15 +3,18 @@
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from csdr_service.settings import CommaList
+from csdr_service.settings import CommaList, ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """What an operator may set for federation."""
 
     model_config = SettingsConfigDict(env_prefix="CSDR_FEDERATION_", extra="ignore")
+
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted (the service takes small ones only); 413 beyond it."""
 
     node_name: str = "main"
     """This node's name in the network: mirrored records carry it as `csdr:origin`."""
@@ -46,11 +49,4 @@ class Settings(BaseSettings):
     """How long a peer may take to answer one page."""
     backoff_max_s: float = 600.0
     """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
-    access_ttl_s: float = 2.0
-    """How long a key check is reused: a revoked key stops working within this time."""
-    max_body_bytes: int = 1024 * 1024
-    """Largest request body accepted; a larger one is answered 413 before it is read."""
-    request_timeout_s: float = 30.0
-    """A request not answered within this time gets a 503 (0: no limit)."""
-    readiness_timeout_s: float = 1.0
     log_level: str = "INFO"

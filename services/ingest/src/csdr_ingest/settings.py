@@ -4,10 +4,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from csdr_service.settings import ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """What an operator may set for ingest."""
 
     model_config = SettingsConfigDict(env_prefix="CSDR_INGEST_", extra="ignore")
@@ -29,13 +31,6 @@ class Settings(BaseSettings):
     512 MB (tests/bench/bench_cresda.py)."""
     poll_interval_s: float = 2.0
     """How often idle workers look for jobs queued by other processes."""
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Largest request body accepted; a larger one is answered 413 before it is read."""
-    request_timeout_s: float = 30.0
-    """A request not answered within this time gets a 503 (0: no limit)."""
-    readiness_timeout_s: float = 1.0
-    access_ttl_s: float = 2.0
-    """How long a key check is reused: a revoked key stops working within this time."""
     dem: Path | None = None
     """A DEM GDAL can read (RPC_DEM) for orthorectification; else the RPB's mean height."""
     work_dir: Path | None = None

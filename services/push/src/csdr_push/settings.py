@@ -1,11 +1,11 @@
 """Push settings (`CSDR_PUSH_*`); the database comes from the libpq `PG*` variables."""
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from csdr_service.settings import IntList
+from csdr_service.settings import IntList, ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """What an operator may set for push."""
 
     model_config = SettingsConfigDict(env_prefix="CSDR_PUSH_", extra="ignore")
@@ -39,11 +39,4 @@ class Settings(BaseSettings):
     """A subscription whose endpoint failed every attempt for this long is paused."""
     feed_size: int = 50
     """Entries in a subscription's Atom feed."""
-    access_ttl_s: float = 2.0
-    """How long a key check is reused: a revoked key stops working within this time."""
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Largest request body accepted; a larger one is answered 413 before it is read."""
-    request_timeout_s: float = 30.0
-    """A request not answered within this time gets a 503 (0: no limit)."""
-    readiness_timeout_s: float = 1.0
     log_level: str = "INFO"

@@ -1,11 +1,11 @@
 """Tiler settings (`CSDR_TILER_*`); the database comes from the libpq `PG*` variables."""
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from csdr_service.settings import CommaList
+from csdr_service.settings import CommaList, ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """What an operator may set for the tiler; pool sizes are titiler-pgstac's `DB_*` variables."""
 
     model_config = SettingsConfigDict(env_prefix="CSDR_TILER_", extra="ignore")
@@ -33,12 +33,6 @@ class Settings(BaseSettings):
     """Most pixels of any image made."""
     max_image_bytes: int = 256 * 1024 * 1024
     """Most bytes an image may take while read (pixels x bands listed, at least 4, x 4 bytes)."""
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Largest request body accepted; a larger one is answered 413 before it is read."""
-    request_timeout_s: float = 30.0
-    """A request not answered within this time gets a 503 (0: no limit)."""
-    readiness_timeout_s: float = 1.0
-    """How long /readyz waits for the database before answering 503."""
     log_level: str = "INFO"
     items_cache_size: int = 4096
     """Item versions (and their presets) kept in memory per process."""
@@ -65,8 +59,6 @@ class Settings(BaseSettings):
     """Search layers unused this long are dropped."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
-    access_ttl_s: float = 2.0
-    """How long a key check or a visibility list is reused: revocations apply within this time."""
     rate_limit_per_s: float = 50.0
     """Requests a second allowed per API key, on average (anonymous requests are not limited
     here: put a reverse proxy's limit in front for those)."""
