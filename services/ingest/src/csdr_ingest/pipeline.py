@@ -38,6 +38,7 @@ from csdr_ingest.cresda.mosaic import orthomosaic
 from csdr_ingest.cresda.products import BANDS, SEGMENTS, SINGLE, Part, Product, find_products
 from csdr_ingest.cresda.rpctext import read_rpc_txt
 from csdr_ingest.cresda.stack import stacked
+from csdr_ingest.cresda.sun import require_agreement
 from csdr_ingest.errors import (
     NotGeoreferenced,
     PackageInvalid,
@@ -231,11 +232,15 @@ def ingest_path(
     settings: Settings,
     collection: str | None = None,
     when: datetime | None = None,
+    accept_sun_disagreement: bool = False,
 ) -> list[dict[str, Any]]:
-    """Publish a scene package (each product in it) or a single GeoTIFF; return the items."""
+    """Publish a scene package (each product in it) or a single GeoTIFF; return the items.
+
+    A package whose times the sun contradicts (cresda/sun.py) is refused, unless
+    `accept_sun_disagreement`: then its items say `csdr:time_contradicts_sun`."""
     with rasterio.Env(**settings.gdal_config()):
         if is_package(path):
-            return ingest_package(path, conn, settings, collection)
+            return ingest_package(path, conn, settings, collection, accept_sun_disagreement)
         if path.is_dir():
             raise PackageInvalid(
                 f"{path.name}: the folder holds no product metadata XML (ProductMetaData,"
@@ -245,12 +250,19 @@ def ingest_path(
 
 
 def ingest_package(
-    path: Path, conn: psycopg.Connection, settings: Settings, collection: str | None = None
+    path: Path,
+    conn: psycopg.Connection,
+    settings: Settings,
+    collection: str | None = None,
+    accept_sun_disagreement: bool = False,
 ) -> list[dict[str, Any]]:
     """Publish every product of a CRESDA scene package (archive or folder); return the items."""
     with unpacked(path, settings.work_dir) as root:
         products = find_products(root)
         for product in products:
+            require_agreement(
+                [product.metadata, *(p.metadata for p in product.parts)], accept_sun_disagreement
+            )
             check_product(product)
         return [ingest_product(p, conn, settings, collection) for p in products]
 

@@ -17,6 +17,7 @@ from csdr_ingest.cresda.bands import bands_for, calibration_for
 from csdr_ingest.cresda.collections import STAC_EXTENSIONS, platform_of
 from csdr_ingest.cresda.metadata import ProductMetadata, sensor_family
 from csdr_ingest.cresda.products import Product
+from csdr_ingest.cresda.sun import check_sun
 from csdr_ingest.footprint import valid_footprint
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -62,6 +63,12 @@ def _properties(meta: ProductMetadata, parts: list[ProductMetadata]) -> dict[str
         "csdr:row": meta.row,
     }
     props |= {k: v for k, v in optional.items() if v is not None}
+    sun = check_sun(meta)
+    if sun is not None:
+        props["csdr:computed_sun_elevation"] = round(sun.computed_elevation, 2)
+        props["csdr:computed_sun_azimuth"] = round(sun.computed_azimuth, 2)
+        if not sun.agrees:  # published only when the operator accepted the disagreement
+            props["csdr:time_contradicts_sun"] = True
     for key in ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:off_nadir"):
         if key in props:
             props[key] = round(props[key], 6)
