@@ -75,6 +75,13 @@ def _properties(meta: ProductMetadata, parts: list[ProductMetadata]) -> dict[str
     return props
 
 
+def _extensions(properties: dict[str, Any]) -> list[str]:
+    """The extensions an item uses: sat only when the metadata gave an orbit (the real
+    CBERS-04 record has none, and the sat schema requires one of its fields)."""
+    names = ["eo", "raster", "projection", "view", "sat", "processing"]
+    return [n for n in names if n != "sat" or any(k.startswith("sat:") for k in properties)]
+
+
 def cog_asset(key: str, cog: Path, meta: ProductMetadata) -> tuple[dict[str, Any], Any]:
     """A COG asset: projection, eo:bands and raster:bands (statistics, radiance scale/offset);
     also returns the valid-pixel footprint of the COG."""
@@ -167,9 +174,7 @@ def build_product_item(
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": [
-            STAC_EXTENSIONS[e] for e in ("eo", "raster", "projection", "view", "sat", "processing")
-        ],
+        "stac_extensions": [STAC_EXTENSIONS[e] for e in _extensions(properties)],
         "id": item_id,
         "collection": collection,
         "geometry": mapping(geometry),
