@@ -59,3 +59,9 @@ class TimeContradictsSun(IngestError):
     says it stood: the time was most likely read in the wrong zone (cresda/sun.py)."""
 
     code = "TimeContradictsSun"
+
+
+class NotElevation(IngestError):
+    """A raster sent to an elevation (`-dem`/`-dsm`) collection that is not one band of heights."""
+
+    code = "NotElevation"

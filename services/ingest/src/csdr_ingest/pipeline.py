@@ -39,6 +39,12 @@ from csdr_ingest.cresda.products import BANDS, SEGMENTS, SINGLE, Part, Product, 
 from csdr_ingest.cresda.rpctext import read_rpc_txt
 from csdr_ingest.cresda.stack import stacked
 from csdr_ingest.cresda.sun import require_agreement
+from csdr_ingest.elevation import (
+    check_elevation,
+    describe_elevation,
+    elevation_collection,
+    elevation_kind,
+)
 from csdr_ingest.errors import (
     NotGeoreferenced,
     PackageInvalid,
@@ -194,14 +200,18 @@ def ingest_file(
     collection: str | None = None,
     when: datetime | None = None,
 ) -> dict[str, Any]:
-    """Publish one georeferenced raster as a STAC item in pgSTAC; return the item."""
+    """Publish one georeferenced raster as a STAC item in pgSTAC; return the item. Into a
+    `-dem`/`-dsm` collection it goes as an elevation model (csdr_ingest.elevation)."""
     collection = collection or settings.default_collection
+    kind = elevation_kind(collection)
     with open_source(path) as src:
         if src.crs is None:
             raise NotGeoreferenced(
                 f"{path.name}: the raster has no CRS or geotransform; sensor-geometry scenes need "
                 "their RPC sidecar and are ingested as CRESDA packages"
             )
+        if kind is not None:
+            check_elevation(src, path.name, collection)
         item_id = item_id_for(path)
         acquired = acquisition_time(src, when)
         with staging(settings, collection, item_id) as stage:
@@ -213,7 +223,11 @@ def ingest_file(
             with rasterio.open(cog) as published:
                 write_thumbnail(published, thumb)
             item = build_item(cog, thumb, item_id, collection, acquired).to_dict()
-            publish(conn, stage, item)
+            template = None
+            if kind is not None:
+                item = describe_elevation(item)
+                template = elevation_collection(collection, kind, settings.collection_license, item)
+            publish(conn, stage, item, template)
     logger.info("published %s/%s from %s", collection, item_id, path)
     return item
 

@@ -52,7 +52,9 @@ from csdr_tiler.dependencies import (
     LatestCollectionParams,
     PresetColormap,
     PresetLayerParams,
+    PresetProcess,
     PresetRenderParams,
+    PresetTileParams,
     ValidTile,
 )
 from csdr_tiler.errors import add_exception_handlers
@@ -127,6 +129,8 @@ PRESET_DEPENDENCIES: dict[str, Any] = {
     "layer_dependency": PresetLayerParams,
     "render_dependency": PresetRenderParams,
     "colormap_dependency": PresetColormap,
+    "process_dependency": PresetProcess,
+    "tile_dependency": PresetTileParams,
     "supported_tms": PRESET_TMS,
     "route_dependencies": VALID_TILES,
     "templates": TEMPLATES,
