@@ -56,6 +56,7 @@ from csdr_ingest.items import acquisition_time, build_item, item_id_for
 from csdr_ingest.packages import is_archive, remove_abandoned_scratch, unpacked
 from csdr_ingest.rpc import georeferenced
 from csdr_ingest.settings import Settings
+from csdr_ingest.terrain import scene_dem
 from csdr_ingest.thumbnail import write_thumbnail
 from csdr_render.presets import derive_presets
 
@@ -317,9 +318,12 @@ def check_rpcs(part: Part, raster: Path, src: rasterio.DatasetReader) -> None:
 
 
 @contextmanager
-def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReader]:
-    """A part's image on the map, ready for the COG writer: one image orthorectified when in
-    sensor geometry, segments orthorectified into one mosaic, band files stacked."""
+def part_image(
+    part: Part, settings: Settings, dem: Path | None = None
+) -> Iterator[rasterio.DatasetReader]:
+    """A part's image on the map, ready for the COG writer: one image orthorectified (on the
+    heights of `dem`, else the RPB's mean height) when in sensor geometry, segments
+    orthorectified into one mosaic, band files stacked."""
     if part.layout == BANDS:
         with stacked(part.rasters, settings.work_dir) as stack:
             yield stack
@@ -327,7 +331,7 @@ def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReade
     with ExitStack() as opened:
         sources = [opened.enter_context(open_source(r)) for r in part.rasters]
         if part.layout == SEGMENTS:
-            with orthomosaic(sources, part.metadata, settings.dem, settings.work_dir) as mosaic:
+            with orthomosaic(sources, part.metadata, dem, settings.work_dir) as mosaic:
                 yield mosaic
             return
         [src] = sources
@@ -337,7 +341,7 @@ def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReade
                 yield projected
             return
         with georeferenced(
-            src, part.rpc_sidecar(part.raster), settings.dem, part.metadata.gsd, settings.work_dir
+            src, part.rpc_sidecar(part.raster), dem, part.metadata.gsd, settings.work_dir
         ) as geo:
             yield geo
 
@@ -349,12 +353,12 @@ def ingest_product(
     meta = product.metadata
     cid = collection or collection_id(meta.satellite, meta.sensor)
     item_id = product_item_id(meta)
-    with staging(settings, cid, item_id) as stage:
+    with staging(settings, cid, item_id) as stage, scene_dem(conn, settings, product) as dem:
         cogs: dict[str, Path] = {}
         for part in product.parts:
             cogs[part.key] = stage.path(".tif", part.key)
             try:
-                with part_image(part, settings) as image:
+                with part_image(part, settings, dem) as image:
                     write_cog(image, cogs[part.key], settings.compression, settings.blocksize)
             except RasterioError as exc:
                 names = ", ".join(r.name for r in part.rasters)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """How long a key check is reused: a revoked key stops working within this time."""
     dem: Path | None = None
     """A DEM GDAL can read (RPC_DEM) for orthorectification; else the RPB's mean height."""
+    dem_collection: str | None = None
+    """A DEM collection of this catalogue (`gf7-dem`) whose items covering a scene its RPC
+    orthorectification reads (csdr_ingest.terrain); before `dem`, which is the fallback."""
     work_dir: Path | None = None
     """Where archives are unpacked (default: the system's temporary directory)."""
     data_policy_url: str | None = None
