@@ -244,3 +244,23 @@ def test_a_multiband_raster_is_refused_by_an_elevation_collection(dem, tmp_path,
             collection="zy3-dsm",
             when=datetime(2023, 1, 1),
         )
+
+
+@pytest.mark.parametrize("preset", ["hillshade", "terrain-rgb", "relief"])
+def test_the_collection_mosaic_draws_the_same_elevation_tiles(client, dem, preset):
+    tile = tile_of(dem)
+    path = f"presets/{preset}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+    mosaic = client.get(f"/collections/{dem.collection}/{path}")
+    assert mosaic.status_code == 200, mosaic.text
+    assert np.array_equal(decode(mosaic.content), preset_tile(client, dem, preset, tile))
+
+
+@pytest.mark.parametrize("z", [6, 9])
+def test_low_zoom_elevation_tiles_answer(client, dem, z):
+    west, south, east, north = dem.item["bbox"]
+    tile = WEB_MERCATOR.tile((west + east) / 2, (south + north) / 2, z)
+    for base in (dem.url, f"/collections/{dem.collection}"):
+        for preset in ("hillshade", "terrain-rgb", "relief"):
+            url = f"{base}/presets/{preset}/tiles/WebMercatorQuad/{z}/{tile.x}/{tile.y}.png"
+            r = client.get(url)
+            assert r.status_code in (200, 204), (url, r.status_code, r.text)
