@@ -58,8 +58,8 @@ class SunCheck:
         """Why the time is refused, naming both elevations and the time zone assumed."""
         return (
             f"{self.source}: its times were read as {self.time_zone}, which puts the scene at"
-            f" {self.when:%Y-%m-%dT%H:%M:%SZ}; the sun then stood {self.computed_elevation:.1f}"
-            f" deg above the horizon at the scene centre ({self.lon:.3f}, {self.lat:.3f}), but"
+            f" {self.when:%Y-%m-%dT%H:%M:%SZ}; the sun was then at {self.computed_elevation:.1f}"
+            f" deg elevation over the scene centre ({self.lon:.3f}, {self.lat:.3f}), but"
             f" the metadata states a sun elevation of {self.stated_elevation:.1f} deg"
             f" ({self.elevation_difference:.1f} deg apart, more than"
             f" {ELEVATION_TOLERANCE_DEG:g}): the time is probably in another zone. Nothing was"
