@@ -264,3 +264,21 @@ def test_low_zoom_elevation_tiles_answer(client, dem, z):
             url = f"{base}/presets/{preset}/tiles/WebMercatorQuad/{z}/{tile.x}/{tile.y}.png"
             r = client.get(url)
             assert r.status_code in (200, 204), (url, r.status_code, r.text)
+
+
+def test_the_presets_raw_parameters_draw_the_same_tiles(client, dem):
+    """A preset's titiler parameters (what a developer copies) give the preset's tile."""
+    from urllib.parse import urlencode
+
+    from csdr_render.presets import derive_presets
+
+    tile = tile_of(dem)
+    presets = derive_presets(dem.item["assets"])
+    for name in ("hillshade", "terrain-rgb", "relief"):
+        query = urlencode(presets[name].titiler_params())
+        r = client.get(f"{dem.url}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png?{query}")
+        assert r.status_code == 200, (name, r.text)
+        assert np.array_equal(decode(r.content), preset_tile(client, dem, name, tile)), name
+    listed = client.get("/algorithms")
+    assert listed.status_code == 200
+    assert "horn-hillshade" in [a["id"] for a in listed.json()["algorithms"]]

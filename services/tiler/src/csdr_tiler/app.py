@@ -57,6 +57,7 @@ from csdr_tiler.dependencies import (
     PresetTileParams,
     ValidTile,
 )
+from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.items import Catalogue
 from csdr_tiler.limits import (
@@ -208,6 +209,7 @@ def add_mosaic_routes(
         add_viewer=True,
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
+        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
@@ -272,6 +274,7 @@ def add_item_routes(app: FastAPI) -> None:
         **ITEM_READING,
         add_viewer=True,
         extensions=[wmtsExtension()],
+        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
@@ -284,7 +287,10 @@ def add_reference_routes(app: FastAPI) -> None:
     tms = TMSFactory(templates=TEMPLATES, supported_tms=TILE_MATRIX_SETS)
     app.include_router(tms.router, tags=["Tiling Schemes"])
     app.include_router(ColorMapFactory(templates=TEMPLATES).router, tags=["ColorMaps"])
-    app.include_router(AlgorithmFactory(templates=TEMPLATES).router, tags=["Algorithms"])
+    app.include_router(
+        AlgorithmFactory(templates=TEMPLATES, supported_algorithm=algorithms).router,
+        tags=["Algorithms"],
+    )
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
