@@ -221,6 +221,11 @@ def test_point_answers_the_height_in_metres(client, dem):
     [value] = r.json()["values"]
     expected = float(dem_heights()[250, 380])  # 500 + 0.25 * 11400 + 0.10 * 10500 + 300
     assert value == pytest.approx(expected, abs=1e-3) and expected == pytest.approx(4700)
+    # The elevation presets' point answers the same height, not a shade or a colour.
+    for preset in ("hillshade", "relief", "terrain-rgb"):
+        r = client.get(f"{dem.url}/presets/{preset}/point/{lon},{lat}")
+        assert r.status_code == 200, r.text
+        assert r.json()["values"] == [pytest.approx(expected, abs=1e-3)], preset
 
 
 def test_a_multiband_raster_is_refused_by_an_elevation_collection(dem, tmp_path, pg_env):
