@@ -4,6 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from csdr_ingest.app import create_app
+from tests.support.time_zones import beijing_hj_package
 
 
 @pytest.fixture
@@ -64,8 +65,6 @@ def test_health_and_readiness(client, pg_cluster, pg_env):
 
 
 def test_job_option_publishes_a_package_whose_time_the_sun_contradicts(client, tmp_path):
-    from services.ingest.tests.test_cresda_sun import beijing_hj_package
-
     source = str(beijing_hj_package(tmp_path / "in"))
     refused = wait_for(client, client.post("/jobs", json={"source": source}).json()["id"])
     assert refused["status"] == "failed" and refused["items"] == []

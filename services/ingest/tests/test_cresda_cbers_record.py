@@ -11,8 +11,8 @@ from rasterio.warp import transform as warp_transform
 
 from csdr_ingest.cresda.sun import sun_position
 from csdr_ingest.pipeline import ingest_path
-from services.ingest.tests.cbers_lookalike import RECORD, record_fields, write_cbers_mux_package
-from services.ingest.tests.cresda_checks import max_corner_distance_m, validate_published
+from tests.support.cbers_lookalike import RECORD, record_fields, write_cbers_mux_package
+from tests.support.cresda_checks import max_corner_distance_m, validate_published
 
 
 @pytest.fixture

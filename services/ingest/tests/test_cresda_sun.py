@@ -3,39 +3,39 @@ schema's time zone, puts the computed sun where the record says it stood; a reco
 wrong zone is refused at ingest, naming both elevations, unless the operator accepts it."""
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from csdr_ingest.cresda.lookalike_layouts import (
+from csdr_ingest.cresda.metadata import parse_metadata
+from csdr_ingest.cresda.sun import check_sun, sun_position
+from csdr_ingest.errors import TimeContradictsSun
+from csdr_ingest.pipeline import ingest_path
+from tests.fixtures import CRESDA, CRESDA_RECORDS, CRESDA_WFV
+from tests.support.cresda_checks import files_under
+from tests.support.lookalike_layouts import (
     CBERS_MUX_FIELDS,
-    HJ_NAME,
     hj_scene,
     hj_xml,
     write_gf6_wfv_lookalike,
     write_hj_ccd_lookalike,
     write_lasac_lookalike,
 )
-from csdr_ingest.cresda.metadata import parse_metadata
-from csdr_ingest.cresda.sun import check_sun, sun_position
-from csdr_ingest.errors import TimeContradictsSun
-from csdr_ingest.pipeline import ingest_path
-from services.ingest.tests.cresda_checks import files_under
+from tests.support.time_zones import beijing_hj_package, shift_times
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cresda"
-RECORDS = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "cresda" / "records"
-CBERS_RECORD = RECORDS / "CB04-MUX-58-115-20151023-L20000019603.XML"
+CBERS_RECORD = CRESDA_RECORDS / "CB04-MUX-58-115-20151023-L20000019603.XML"
 
 # Real records: (file, the UTC centre time the sun confirms, tolerance in degrees).
 REAL = [
     *(
         (xml, 0.5)
-        for xml in sorted(SHARED.rglob("*.xml"))
-        if xml.name != "order.xml"  # not product metadata
+        for xml in sorted(CRESDA.glob("*/*.xml"))
+        # order.xml is not product metadata; the records are listed below
+        if xml.name != "order.xml" and xml.parent != CRESDA_RECORDS
     ),
-    *((xml, 0.5) for xml in sorted(RECORDS.glob("GF*.xml"))),
+    *((xml, 0.5) for xml in sorted(CRESDA_RECORDS.glob("GF*.xml"))),
     (CBERS_RECORD, 5.0),
 ]
 
@@ -84,21 +84,11 @@ def test_every_lookalike_record_fits_the_sun_too(tmp_path):
         assert check.elevation_difference < 5 and check.azimuth_difference < 10, check
 
 
-def shift_times(text: str, hours: int) -> str:
-    """A record's text with every time stamp moved by `hours` (written in another zone)."""
-
-    def move(match: re.Match[str]) -> str:
-        stamp = datetime.strptime(match.group(2), "%Y-%m-%d %H:%M:%S")
-        return f"{match.group(1)}{stamp + timedelta(hours=hours):%Y-%m-%d %H:%M:%S}"
-
-    return re.sub(r"(>)(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", move, text)
-
-
 WRONG_ZONE = [
     # A CRESDA GF-1 XML written in UTC, read as Beijing time: 8 h early, before sunrise.
-    (SHARED / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525", "*.xml", -8, "Beijing time"),
+    (CRESDA_WFV, "*.xml", -8, "Beijing time"),
     # The CBERS-04 record written in Beijing time, read as UTC: 8 h late, after sunset.
-    (RECORDS, CBERS_RECORD.name, 8, "UTC"),
+    (CRESDA_RECORDS, CBERS_RECORD.name, 8, "UTC"),
 ]
 
 
@@ -122,14 +112,6 @@ def test_a_record_read_in_the_wrong_zone_names_both_elevations(
 def conn(pg_env):
     with psycopg.connect(autocommit=True) as c:
         yield c
-
-
-def beijing_hj_package(out_dir: Path) -> Path:
-    """An HJ-1A package whose `<root><data>` times are written in Beijing time (8 h ahead)."""
-    folder = write_hj_ccd_lookalike(out_dir, max_size=200, archive=None)
-    xml = folder / f"{HJ_NAME}.XML"
-    xml.write_text(shift_times(xml.read_text(), 8))
-    return folder
 
 
 def test_ingest_refuses_a_package_whose_time_the_sun_contradicts(conn, settings, tmp_path):

@@ -11,13 +11,12 @@ import pytest
 import rasterio
 from rasterio.transform import RPCTransformer, from_origin
 
-from csdr_ingest.cresda.lookalike import write_lookalike
 from csdr_ingest.pipeline import ingest_file, ingest_path
 from csdr_ingest.terrain import mosaic_vrt
-from services.ingest.tests.cresda_checks import ortho_and_source_values
+from tests.fixtures import CRESDA_WFV as WFV
+from tests.support.cresda_checks import ortho_and_source_values
+from tests.support.lookalike import write_lookalike
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cresda"
-WFV = FIXTURES / "GF1_WFV3_E89.0_N23.9_20200523_L1A0004819525"
 # Inside the WFV3 swath, towards its edges, where the view is most oblique (up to ~24 degrees).
 POINTS = [(88.2, 24.6), (89.9, 24.4), (88.1, 23.3), (89.7, 23.1), (88.5, 23.9), (89.5, 24.0)]
 DEM_RES = 0.01  # degrees

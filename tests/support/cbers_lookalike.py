@@ -15,14 +15,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask
 
-RECORD = (
-    Path(__file__).resolve().parents[3]
-    / "tests"
-    / "fixtures"
-    / "cresda"
-    / "records"
-    / "CB04-MUX-58-115-20151023-L20000019603.XML"
-)
+from tests.fixtures import CRESDA_RECORDS
+
+RECORD = CRESDA_RECORDS / "CB04-MUX-58-115-20151023-L20000019603.XML"
 CORNERS = ("UpperLeft", "UpperRight", "LowerRight", "LowerLeft")
 
 
