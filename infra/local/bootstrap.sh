@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the node needs and is missing: PostgreSQL 15 server + PostGIS 3 (Debian packages)
-# and the Python venv from requirements/constraints.txt. Idempotent and quick when nothing is missing.
+# Install what the node needs and is missing: PostgreSQL 15 server + PostGIS 3 (and gdal-bin for
+# the tests) as Debian packages, and the Python venv from requirements/constraints.txt.
+# Idempotent and quick when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv}
@@ -12,6 +13,10 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
   need_pkgs+=(postgresql-15-postgis-3)
+fi
+# gdaldem: the reference the tiler's hillshade is tested against (services/tiler/tests).
+if ! command -v gdaldem >/dev/null 2>&1; then
+  need_pkgs+=(gdal-bin)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -31,7 +31,7 @@ class Sensor:
 SENSORS = [
     Sensor("gf1-wfv-l1a", "gaofen", "gf-1", "wfv", 16.0, 1.2),
     Sensor("gf2-pms-l1a", "gaofen", "gf-2", "pms", 3.2, 0.3),
-    Sensor("zy3-mux-l1a", "ziyuan", "zy-3", "mux", 5.8, 0.5),
+    Sensor("zy3-mux-l1a", "ziyuan", "zy-3-01", "mux", 5.8, 0.5),
     Sensor("cbers4-mux-l2", "cbers", "cbers-4", "mux", 20.0, 1.0),
 ]
 # Scenes over China: longitude 74..134 E, latitude 18..53 N.

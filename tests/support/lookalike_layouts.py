@@ -7,8 +7,10 @@ built on the real fixtures where they can be: a GF-6 WFV segment's RPCs are the 
 RPB (the same camera design) moved across track, the segments side by side with 10% overlap; a
 LASAC `_rpc.txt` is the real GF-1 PAN1 RPB (a 2 m pushbroom camera like ZY-3's nadir one) in
 GDAL's RPC text format. XML values that the fixtures do not give (ids, angles, times) are
-invented but consistent: times in Beijing time as the ground segments write them, at the local
-solar time of a 10:30 descending sun-synchronous orbit. Rasters are small (`max_size`).
+invented but consistent: times in the zone each schema uses (Beijing time in ProductMetaData and
+LASAC files, UTC in `<root><data>`), at the local solar time of a 10:30 descending
+sun-synchronous orbit, with sun angles within a few degrees of the computed sun (cresda/sun.py)
+in each schema's azimuth convention. Rasters are small (`max_size`).
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ def write_gf6_wfv_lookalike(
             "WidthInPixels": GF6_SEGMENTS * width,
             "HeightInPixels": height,
             "CloudPercent": 12,
+            "SolarZenith": 21.7,
+            "SolarAzimuth": 123.4,
             "TopLeftLongitude": tl[0],
             "TopLeftLatitude": tl[1],
             "TopRightLongitude": tr[0],
@@ -276,11 +280,11 @@ def hj_xml(scene: ProjectedScene, overrides: dict[str, object] | None = None) ->
         "scenePath": 453,
         "sceneRow": 76,
         "sceneDate": "2012-12-04",
-        "sceneTime": "10:53:16",
-        "imagingStartTime": "2012-12-04 10:53:01",
-        "imagingStopTime": "2012-12-04 10:53:31",
+        "sceneTime": "02:53:16",
+        "imagingStartTime": "2012-12-04 02:53:01",
+        "imagingStopTime": "2012-12-04 02:53:31",
         "sunElevation": 27.31,
-        "sunAzimuthElevation": 161.42,
+        "sunAzimuthElevation": 341.42,  # the sun azimuth + 180 in this schema
         "satOffNadir": 0.35,
         "cloudCoverage": 5,
         "bands": "1,2,3,4",
@@ -352,9 +356,11 @@ CBERS_MUX_FIELDS: dict[str, object] = {
     "scenePath": 1,
     "sceneRow": 61,
     "sceneDate": "2015-11-08",
-    "sceneTime": "11:02:41",
-    "imagingStartTime": "2015-11-08 11:02:36",
-    "imagingStopTime": "2015-11-08 11:02:46",
+    "sceneTime": "03:02:41",
+    "imagingStartTime": "2015-11-08 03:02:36",
+    "imagingStopTime": "2015-11-08 03:02:46",
+    "sunElevation": 33.9,
+    "sunAzimuthElevation": 343.1,
     "bands": "5,6,7,8",
 }
 

@@ -63,3 +63,39 @@ def test_a_collection_links_its_mosaic_from_item_assets_or_leaves_layers_to_wmts
     )
     [plain] = collection_map_links(TILER, {"id": "uploads", "item_assets": {"data": {}}})
     assert plain["rel"] == "wmts" and "wmts:layer" not in plain
+
+
+def test_an_elevation_item_links_the_elevation_presets_and_imagery_does_not():
+    dem = {
+        "href": "/a/dem.tif",
+        "roles": ["data"],
+        "raster:bands": [
+            {"unit": "m", "statistics": {"minimum": 512.0, "maximum": 4700.0, "mean": 2.0e3}}
+        ],
+    }
+    links = by_rel(
+        item_map_links(TILER, {"id": "d", "collection": "gf7-dem", "assets": {"data": dem}})
+    )
+    [wmts] = links["wmts"]
+    assert wmts["wmts:layer"] == ["hillshade", "terrain-rgb", "relief"]
+    imagery = {"href": "/a/mss.tif", "roles": ["data"], "bands": MSS}
+    mss = by_rel(item_map_links(TILER, item({"mss": imagery})))
+    assert not {"hillshade", "relief", "terrain-rgb"} & set(mss["wmts"][0]["wmts:layer"])
+    # A one-band image that is not in metres is not an elevation model.
+    grey = {**dem, "raster:bands": [{"statistics": dem["raster:bands"][0]["statistics"]}]}
+    assert "wmts" not in by_rel(item_map_links(TILER, item({"data": grey})))
+
+
+def test_relief_is_stretched_over_the_stored_heights_and_hillshade_reads_a_buffer():
+    from csdr_render.presets import derive_presets
+
+    dem = {
+        "roles": ["data"],
+        "raster:bands": [{"unit": "m", "statistics": {"minimum": 512.0, "maximum": 4700.0}}],
+    }
+    presets = derive_presets({"data": dem})
+    assert presets["relief"].rescale == ((512.0, 4700.0),)
+    assert presets["relief"].colormap_name == "terrain"
+    assert ("algorithm", "horn-hillshade") in presets["hillshade"].titiler_params()
+    assert ("buffer", "1") in presets["hillshade"].titiler_params()
+    assert ("algorithm", "terrainrgb") in presets["terrain-rgb"].titiler_params()

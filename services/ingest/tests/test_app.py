@@ -4,6 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from csdr_ingest.app import create_app
+from tests.support.time_zones import beijing_hj_package
 
 
 @pytest.fixture
@@ -61,3 +62,17 @@ def test_health_and_readiness(client, pg_cluster, pg_env):
         conn.execute(f'DROP DATABASE "{pg_env["PGDATABASE"]}" WITH (FORCE)')
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
+
+
+def test_job_option_publishes_a_package_whose_time_the_sun_contradicts(client, tmp_path):
+    source = str(beijing_hj_package(tmp_path / "in"))
+    refused = wait_for(client, client.post("/jobs", json={"source": source}).json()["id"])
+    assert refused["status"] == "failed" and refused["items"] == []
+    assert refused["error"]["code"] == "TimeContradictsSun"
+    assert "read as UTC" in refused["error"]["description"]
+    body = {"source": source, "accept_sun_disagreement": True}
+    accepted = wait_for(client, client.post("/jobs", json=body).json()["id"])
+    assert accepted["status"] == "succeeded", accepted
+    assert accepted["items"] == [
+        {"id": "HJ1A_CCD2_20121204_L20000902055", "collection": "hj1a-ccd"}
+    ]

@@ -198,9 +198,36 @@ def test_unpacked_hj_folder_with_upper_case_xml_is_a_package(conn, settings, tmp
     assert item["id"] == "HJ1A_CCD2_20121204_L20000902055"
 
 
+# SatelliteID as delivered -> STAC platform (CEOS/WMO OSCAR name, lower case), constellation.
+VOCABULARY = {
+    "GF1": ("gf-1", "gaofen"),
+    "GF2": ("gf-2", "gaofen"),
+    "GF6": ("gf-6", "gaofen"),
+    "GF7": ("gf-7", "gaofen"),
+    "ZY3": ("zy-3-01", "ziyuan"),
+    "ZY3-02": ("zy-3-02", "ziyuan"),
+    "ZY303": ("zy-3-03", "ziyuan"),
+    "ZY02C": ("zy-1-02c", "ziyuan"),
+    "ZY1E": ("zy-1-02d", "ziyuan"),
+    "CB04": ("cbers-4", "cbers"),
+    "CBERS-04": ("cbers-4", "cbers"),
+    "HJ-1A": ("hj-1a", "huanjing"),
+    "HJ1B": ("hj-1b", "huanjing"),
+    "GF9": ("gf-9", "gaofen"),  # not yet known: written in the same style
+}
+
+
+@pytest.mark.parametrize("satellite", VOCABULARY)
+def test_platform_and_constellation_come_from_the_shared_vocabulary(satellite):
+    platform = platform_of(satellite)
+    assert (platform.platform, platform.constellation) == VOCABULARY[satellite]
+
+
 def test_cbers04_gets_its_platform_and_own_collection():
     assert collection_id("CBERS04", "MUX") == "cbers04-mux"
     assert platform_of("CBERS04").platform == "cbers-4"
+    # Collection ids stay what they were: CRESDA's CB04 records keep their `cb04-*` collections.
+    assert collection_id("CB04", "MUX") == "cb04-mux"
     assert collection_id("HJ1B", "CCD1") == "hj1b-ccd" != collection_id("HJ1A", "CCD2")
     # The 5 m and 10 m products of CBERS-04's PAN camera belong to one collection.
     assert collection_id("CBERS04", "PAN5M") == collection_id("CBERS04", "PAN10M") == "cbers04-pan"

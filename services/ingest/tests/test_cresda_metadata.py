@@ -78,9 +78,9 @@ def test_lower_camel_root_data_schema(tmp_path):
         "<root><data><productId>902055</productId><sceneId>1234</sceneId>"
         "<satelliteId>HJ-1A</satelliteId><sensorId>CCD2</sensorId>"
         "<productLevel>LEVEL2</productLevel><pixelSpacing>30</pixelSpacing>"
-        "<imagingStartTime>2012-12-04 11:20:01</imagingStartTime>"
-        "<imagingStopTime>2012-12-04 11:20:31</imagingStopTime>"
-        "<sunElevation>31.5</sunElevation><sunAzimuthElevation>160.2</sunAzimuthElevation>"
+        "<imagingStartTime>2012-12-04 03:20:01</imagingStartTime>"
+        "<imagingStopTime>2012-12-04 03:20:31</imagingStopTime>"
+        "<sunElevation>31.5</sunElevation><sunAzimuthElevation>340.2</sunAzimuthElevation>"
         "<satOffNadir>0.5</satOffNadir><bands>1,2,3,4</bands>"
         "<dataUpperLeftLat>40.1</dataUpperLeftLat><dataUpperLeftLong>116.1</dataUpperLeftLong>"
         "<dataUpperRightLat>40.0</dataUpperRightLat><dataUpperRightLong>117.2</dataUpperRightLong>"
@@ -91,8 +91,11 @@ def test_lower_camel_root_data_schema(tmp_path):
     assert xml.suffix == ".XML" and not is_product_metadata(xml.with_suffix(".txt"))
     meta = parse_metadata(xml)
     assert (meta.satellite, meta.sensor, meta.level, meta.gsd) == ("HJ1A", "CCD2", "L2", 30.0)
+    # `<root><data>` times are UTC; its sun azimuth counts from the opposite direction.
     assert meta.start == utc(2012, 12, 4, 3, 20, 1) and meta.center == utc(2012, 12, 4, 3, 20, 16)
-    assert meta.sun_elevation == 31.5 and meta.sun_azimuth == 160.2 and meta.off_nadir == 0.5
+    assert meta.time_zone == "UTC"
+    assert meta.sun_elevation == 31.5 and meta.sun_azimuth == pytest.approx(160.2)
+    assert meta.off_nadir == 0.5
 
 
 def test_calibration_of_the_acquisition_year_or_the_latest_before_it():

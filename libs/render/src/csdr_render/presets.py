@@ -1,5 +1,6 @@
-"""Render presets by name (`true-color`, `false-color`, `ndvi`, `pan`), derived from the STAC
-assets' band common names and stretched by the statistics ingest stored in `raster:bands`.
+"""Render presets by name (`true-color`, `false-color`, `ndvi`, `pan`; for elevation models
+`hillshade`, `relief`, `terrain-rgb`), derived from the STAC assets' band common names (or a
+single band in metres) and stretched by the statistics ingest stored in `raster:bands`.
 
 A preset is what a QGIS user pastes instead of titiler's `assets=data|bidx=3,2,1&rescale=...`:
 its name goes in the URL path, so the URL carries no `|` or `#`.
@@ -16,6 +17,15 @@ FALSE_COLOR = ("nir", "red", "green")
 # NDVI's range is fixed by its formula, not by the scene: -1..1, red to green.
 NDVI_RANGE = (-1.0, 1.0)
 NDVI_COLORMAP = "rdylgn"
+# Elevation (a single raster band whose unit is metres): shaded relief as gdaldem draws it
+# (Horn's method, light from 315 deg at 45 deg, read with a 1-pixel buffer for the edges: the
+# tiler's `horn-hillshade` algorithm), a terrain colour ramp over the stored minimum..maximum, and
+# Mapbox terrain-RGB (height = -10000 + (R * 65536 + G * 256 + B) * 0.1), which MapLibre's
+# raster-dem source (`encoding: "mapbox"`) and QGIS decode (titiler's `terrainrgb` algorithm).
+ELEVATION_UNITS = ("m", "metre", "meter", "metres", "meters")
+HILLSHADE = "horn-hillshade"
+RELIEF_COLORMAP = "terrain"
+TERRAIN_RGB = "terrainrgb"
 # Stretch a band over mean +- 2 standard deviations (clipped to the band's min/max): about 95 %
 # of a normal band's pixels, the usual default of GIS viewers' "standard deviation" stretch.
 STRETCH_STDDEVS = 2.0
@@ -34,6 +44,10 @@ class Preset:
     expression: str | None = None
     rescale: tuple[Range, ...] = ()
     colormap_name: str | None = None
+    algorithm: str | None = None
+    """A titiler post-processing algorithm by name (hillshade, terrain-RGB), applied last."""
+    buffer: int = 0
+    """Pixels read around each tile for the algorithm (its neighbours at the tile's edges)."""
 
     def titiler_params(self) -> list[tuple[str, str]]:
         """The same rendering as raw titiler-pgstac query parameters (for developers)."""
@@ -45,6 +59,10 @@ class Preset:
         params += [("rescale", f"{lo:g},{hi:g}") for lo, hi in self.rescale]
         if self.colormap_name:
             params.append(("colormap_name", self.colormap_name))
+        if self.algorithm:
+            params.append(("algorithm", self.algorithm))
+        if self.buffer:
+            params.append(("buffer", str(self.buffer)))
         return params
 
     def render(self) -> dict[str, Any]:
@@ -112,8 +130,49 @@ def _composite(name: str, title: str, bands: AssetBands, names: Sequence[str]) -
     )
 
 
+def elevation_range(asset: Mapping[str, Any]) -> Range | None:
+    """The stored minimum..maximum of a data asset that is one band of elevations in metres,
+    else None."""
+    bands = asset.get("raster:bands") or []
+    if "data" not in (asset.get("roles") or ["data"]) or len(bands) != 1:
+        return None
+    if str(bands[0].get("unit", "")).lower() not in ELEVATION_UNITS:
+        return None
+    stats = bands[0].get("statistics") or {}
+    try:
+        low, high = float(stats["minimum"]), float(stats["maximum"])
+    except (KeyError, TypeError, ValueError):
+        return (0.0, 0.0)
+    return (round(low, 3), round(high, 3))
+
+
+def elevation_presets(key: str, heights: Range) -> dict[str, Preset]:
+    """hillshade, relief and terrain-rgb of the elevation asset `key`."""
+    presets = {
+        "hillshade": Preset(
+            "hillshade", "Shaded relief", key, indexes=(1,), algorithm=HILLSHADE, buffer=1
+        ),
+        "terrain-rgb": Preset(
+            "terrain-rgb", "Terrain-RGB (Mapbox encoding)", key, indexes=(1,), algorithm=TERRAIN_RGB
+        ),
+    }
+    if heights[1] > heights[0]:
+        presets["relief"] = Preset(
+            "relief",
+            "Colour relief",
+            key,
+            indexes=(1,),
+            rescale=(heights,),
+            colormap_name=RELIEF_COLORMAP,
+        )
+    return presets
+
+
 def derive_presets(assets: Mapping[str, Mapping[str, Any]]) -> dict[str, Preset]:
     """Every preset the assets support, by name; each uses the first asset holding its bands."""
+    for key, asset in assets.items():
+        if (heights := elevation_range(asset)) is not None:
+            return elevation_presets(key, heights)
     described = [b for key, asset in assets.items() if (b := asset_bands(key, asset))]
     presets: dict[str, Preset] = {}
 
@@ -164,5 +223,7 @@ def merge_stretches(presets: Sequence[Mapping[str, Preset]]) -> dict[str, Preset
             indexes=first.indexes,
             rescale=rescale,
             colormap_name=first.colormap_name,
+            algorithm=first.algorithm,
+            buffer=first.buffer,
         )
     return merged

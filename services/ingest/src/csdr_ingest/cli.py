@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         type=datetime.fromisoformat,
         help="acquisition time (ISO 8601) for files that carry none",
     )
+    parser.add_argument(
+        "--accept-sun-disagreement",
+        action="store_true",
+        help="publish packages whose stated sun elevation contradicts their acquisition time"
+        " by more than 10 degrees (their items say csdr:time_contradicts_sun)",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     inputs = expand(args.paths)
@@ -115,7 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         for path in bar:
             bar.set_postfix_str(path.name)
             try:
-                items = ingest_path(path.resolve(), conn, settings, args.collection, args.datetime)
+                items = ingest_path(
+                    path.resolve(),
+                    conn,
+                    settings,
+                    args.collection,
+                    args.datetime,
+                    args.accept_sun_disagreement,
+                )
                 for item in items:
                     tqdm.write(f"published {item['collection']}/{item['id']}")
             except IngestError as exc:

@@ -52,3 +52,16 @@ class InvalidCog(IngestError):
     """The written file failed COG validation (a bug or a GDAL problem, never published)."""
 
     code = "InvalidCog"
+
+
+class TimeContradictsSun(IngestError):
+    """The acquisition time derived from the metadata puts the sun far from where the metadata
+    says it stood: the time was most likely read in the wrong zone (cresda/sun.py)."""
+
+    code = "TimeContradictsSun"
+
+
+class NotElevation(IngestError):
+    """A raster sent to an elevation (`-dem`/`-dsm`) collection that is not one band of heights."""
+
+    code = "NotElevation"

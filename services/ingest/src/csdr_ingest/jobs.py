@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from csdr_ingest.cresda.sun import ACCEPT_OPTION
 from csdr_ingest.errors import IngestError
 from csdr_ingest.pipeline import ingest_path, remove_abandoned
 from csdr_ingest.settings import Settings
@@ -118,6 +119,7 @@ def run_job(
                 settings,
                 job["collection"],
                 datetime.fromisoformat(when) if when else None,
+                bool(job["options"].get(ACCEPT_OPTION)),
             )
         refs = [{"id": i["id"], "collection": i["collection"]} for i in items]
         error = None

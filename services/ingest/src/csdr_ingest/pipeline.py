@@ -38,6 +38,13 @@ from csdr_ingest.cresda.mosaic import orthomosaic
 from csdr_ingest.cresda.products import BANDS, SEGMENTS, SINGLE, Part, Product, find_products
 from csdr_ingest.cresda.rpctext import read_rpc_txt
 from csdr_ingest.cresda.stack import stacked
+from csdr_ingest.cresda.sun import require_agreement
+from csdr_ingest.elevation import (
+    check_elevation,
+    describe_elevation,
+    elevation_collection,
+    elevation_kind,
+)
 from csdr_ingest.errors import (
     NotGeoreferenced,
     PackageInvalid,
@@ -49,6 +56,7 @@ from csdr_ingest.items import acquisition_time, build_item, item_id_for
 from csdr_ingest.packages import is_archive, remove_abandoned_scratch, unpacked
 from csdr_ingest.rpc import georeferenced
 from csdr_ingest.settings import Settings
+from csdr_ingest.terrain import scene_dem
 from csdr_ingest.thumbnail import write_thumbnail
 from csdr_render.presets import derive_presets
 
@@ -193,14 +201,18 @@ def ingest_file(
     collection: str | None = None,
     when: datetime | None = None,
 ) -> dict[str, Any]:
-    """Publish one georeferenced raster as a STAC item in pgSTAC; return the item."""
+    """Publish one georeferenced raster as a STAC item in pgSTAC; return the item. Into a
+    `-dem`/`-dsm` collection it goes as an elevation model (csdr_ingest.elevation)."""
     collection = collection or settings.default_collection
+    kind = elevation_kind(collection)
     with open_source(path) as src:
         if src.crs is None:
             raise NotGeoreferenced(
                 f"{path.name}: the raster has no CRS or geotransform; sensor-geometry scenes need "
                 "their RPC sidecar and are ingested as CRESDA packages"
             )
+        if kind is not None:
+            check_elevation(src, path.name, collection)
         item_id = item_id_for(path)
         acquired = acquisition_time(src, when)
         with staging(settings, collection, item_id) as stage:
@@ -212,7 +224,11 @@ def ingest_file(
             with rasterio.open(cog) as published:
                 write_thumbnail(published, thumb)
             item = build_item(cog, thumb, item_id, collection, acquired).to_dict()
-            publish(conn, stage, item)
+            template = None
+            if kind is not None:
+                item = describe_elevation(item)
+                template = elevation_collection(collection, kind, settings.collection_license, item)
+            publish(conn, stage, item, template)
     logger.info("published %s/%s from %s", collection, item_id, path)
     return item
 
@@ -231,11 +247,15 @@ def ingest_path(
     settings: Settings,
     collection: str | None = None,
     when: datetime | None = None,
+    accept_sun_disagreement: bool = False,
 ) -> list[dict[str, Any]]:
-    """Publish a scene package (each product in it) or a single GeoTIFF; return the items."""
+    """Publish a scene package (each product in it) or a single GeoTIFF; return the items.
+
+    A package whose times the sun contradicts (cresda/sun.py) is refused, unless
+    `accept_sun_disagreement`: then its items say `csdr:time_contradicts_sun`."""
     with rasterio.Env(**settings.gdal_config()):
         if is_package(path):
-            return ingest_package(path, conn, settings, collection)
+            return ingest_package(path, conn, settings, collection, accept_sun_disagreement)
         if path.is_dir():
             raise PackageInvalid(
                 f"{path.name}: the folder holds no product metadata XML (ProductMetaData,"
@@ -245,12 +265,19 @@ def ingest_path(
 
 
 def ingest_package(
-    path: Path, conn: psycopg.Connection, settings: Settings, collection: str | None = None
+    path: Path,
+    conn: psycopg.Connection,
+    settings: Settings,
+    collection: str | None = None,
+    accept_sun_disagreement: bool = False,
 ) -> list[dict[str, Any]]:
     """Publish every product of a CRESDA scene package (archive or folder); return the items."""
     with unpacked(path, settings.work_dir) as root:
         products = find_products(root)
         for product in products:
+            require_agreement(
+                [product.metadata, *(p.metadata for p in product.parts)], accept_sun_disagreement
+            )
             check_product(product)
         return [ingest_product(p, conn, settings, collection) for p in products]
 
@@ -291,9 +318,12 @@ def check_rpcs(part: Part, raster: Path, src: rasterio.DatasetReader) -> None:
 
 
 @contextmanager
-def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReader]:
-    """A part's image on the map, ready for the COG writer: one image orthorectified when in
-    sensor geometry, segments orthorectified into one mosaic, band files stacked."""
+def part_image(
+    part: Part, settings: Settings, dem: Path | None = None
+) -> Iterator[rasterio.DatasetReader]:
+    """A part's image on the map, ready for the COG writer: one image orthorectified (on the
+    heights of `dem`, else the RPB's mean height) when in sensor geometry, segments
+    orthorectified into one mosaic, band files stacked."""
     if part.layout == BANDS:
         with stacked(part.rasters, settings.work_dir) as stack:
             yield stack
@@ -301,7 +331,7 @@ def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReade
     with ExitStack() as opened:
         sources = [opened.enter_context(open_source(r)) for r in part.rasters]
         if part.layout == SEGMENTS:
-            with orthomosaic(sources, part.metadata, settings.dem, settings.work_dir) as mosaic:
+            with orthomosaic(sources, part.metadata, dem, settings.work_dir) as mosaic:
                 yield mosaic
             return
         [src] = sources
@@ -311,7 +341,7 @@ def part_image(part: Part, settings: Settings) -> Iterator[rasterio.DatasetReade
                 yield projected
             return
         with georeferenced(
-            src, part.rpc_sidecar(part.raster), settings.dem, part.metadata.gsd, settings.work_dir
+            src, part.rpc_sidecar(part.raster), dem, part.metadata.gsd, settings.work_dir
         ) as geo:
             yield geo
 
@@ -323,12 +353,12 @@ def ingest_product(
     meta = product.metadata
     cid = collection or collection_id(meta.satellite, meta.sensor)
     item_id = product_item_id(meta)
-    with staging(settings, cid, item_id) as stage:
+    with staging(settings, cid, item_id) as stage, scene_dem(conn, settings, product) as dem:
         cogs: dict[str, Path] = {}
         for part in product.parts:
             cogs[part.key] = stage.path(".tif", part.key)
             try:
-                with part_image(part, settings) as image:
+                with part_image(part, settings, dem) as image:
                     write_cog(image, cogs[part.key], settings.compression, settings.blocksize)
             except RasterioError as exc:
                 names = ", ".join(r.name for r in part.rasters)

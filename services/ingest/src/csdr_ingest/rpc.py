@@ -39,9 +39,14 @@ def utm_crs(lon: float, lat: float) -> CRS:
 
 
 def transformer_options(rpcs: RPC, dem: Path | None) -> dict[str, object]:
-    """GDAL RPC transformer options: a DEM when given, else the RPB's mean height."""
+    """GDAL RPC transformer options: a DEM when given (the RPB's mean height where it has no
+    value), else the RPB's mean height."""
     if dem is not None:
-        return {"RPC_DEM": str(dem), "RPC_DEMINTERPOLATION": "bilinear"}
+        return {
+            "RPC_DEM": str(dem),
+            "RPC_DEMINTERPOLATION": "bilinear",
+            "RPC_DEM_MISSING_VALUE": rpcs.height_off,
+        }
     return {"RPC_HEIGHT": rpcs.height_off}
 
 

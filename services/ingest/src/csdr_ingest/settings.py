@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     """How often idle workers look for jobs queued by other processes."""
     dem: Path | None = None
     """A DEM GDAL can read (RPC_DEM) for orthorectification; else the RPB's mean height."""
+    dem_collection: str | None = None
+    """A DEM collection of this catalogue (`gf7-dem`) whose items covering a scene its RPC
+    orthorectification reads (csdr_ingest.terrain); before `dem`, which is the fallback."""
     work_dir: Path | None = None
     """Where archives are unpacked (default: the system's temporary directory)."""
     data_policy_url: str | None = None

@@ -50,9 +50,12 @@ from csdr_tiler.dependencies import (
     LatestCollectionParams,
     PresetColormap,
     PresetLayerParams,
+    PresetProcess,
     PresetRenderParams,
+    PresetTileParams,
     ValidTile,
 )
+from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.items import Catalogue
 from csdr_tiler.limits import (
@@ -125,6 +128,8 @@ PRESET_DEPENDENCIES: dict[str, Any] = {
     "layer_dependency": PresetLayerParams,
     "render_dependency": PresetRenderParams,
     "colormap_dependency": PresetColormap,
+    "process_dependency": PresetProcess,
+    "tile_dependency": PresetTileParams,
     "supported_tms": PRESET_TMS,
     "route_dependencies": VALID_TILES,
     "templates": TEMPLATES,
@@ -202,6 +207,7 @@ def add_mosaic_routes(
         add_viewer=True,
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
+        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
@@ -266,6 +272,7 @@ def add_item_routes(app: FastAPI) -> None:
         **ITEM_READING,
         add_viewer=True,
         extensions=[wmtsExtension()],
+        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
@@ -278,7 +285,10 @@ def add_reference_routes(app: FastAPI) -> None:
     tms = TMSFactory(templates=TEMPLATES, supported_tms=TILE_MATRIX_SETS)
     app.include_router(tms.router, tags=["Tiling Schemes"])
     app.include_router(ColorMapFactory(templates=TEMPLATES).router, tags=["ColorMaps"])
-    app.include_router(AlgorithmFactory(templates=TEMPLATES).router, tags=["Algorithms"])
+    app.include_router(
+        AlgorithmFactory(templates=TEMPLATES, supported_algorithm=algorithms).router,
+        tags=["Algorithms"],
+    )
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:

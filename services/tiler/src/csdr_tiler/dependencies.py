@@ -1,7 +1,8 @@
 """FastAPI dependencies the tiler adds to titiler's factories: versioned items and presets.
 
 The preset dependencies fill the slots titiler's factories already expose (`layer_dependency`,
-`render_dependency`, `colormap_dependency`), so a preset route is titiler's own tile, TileJSON,
+`render_dependency`, `colormap_dependency`, `process_dependency`, `tile_dependency`), so a preset
+route is titiler's own tile, TileJSON,
 point, preview, crop and statistics endpoint with the band choice and stretch taken from the
 preset named in the path instead of the query.
 """
@@ -15,10 +16,12 @@ from fastapi import Depends, HTTPException, Path, Request
 from morecantile import TileMatrixSet
 from rio_tiler.colormap import cmap
 from rio_tiler.types import AssetType, ColorMapType
-from titiler.core.dependencies import DefaultDependency
+from titiler.core.algorithm.base import BaseAlgorithm
+from titiler.core.dependencies import DefaultDependency, TileParams
 
 from csdr_render.presets import Preset
 from csdr_tiler.context import context_of
+from csdr_tiler.elevation import algorithms
 from csdr_tiler.items import Catalogue
 from csdr_tiler.mosaics import latest_search_id
 from csdr_tiler.tms import TILE_MATRIX_SETS
@@ -126,6 +129,16 @@ class PresetRenderParams(DefaultDependency):
 def PresetColormap(preset: PresetDep) -> ColorMapType | None:
     """The preset's colour map (NDVI), else none."""
     return cmap.get(preset.colormap_name) if preset.colormap_name else None
+
+
+def PresetProcess(preset: PresetDep) -> BaseAlgorithm | None:
+    """The preset's post-processing algorithm (hillshade, terrain-RGB), else none."""
+    return algorithms.get(preset.algorithm)() if preset.algorithm else None
+
+
+def PresetTileParams(preset: PresetDep) -> TileParams:
+    """The buffer the preset's algorithm reads around each tile (none for other presets)."""
+    return TileParams(buffer=float(preset.buffer) if preset.buffer else None)
 
 
 def LatestCollectionParams(

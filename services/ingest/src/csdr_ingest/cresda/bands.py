@@ -114,7 +114,11 @@ PANCHROMATIC_OF: dict[str | tuple[str, str], tuple[Band, ...]] = {
     "ZY1E": (Band("B1", "pan", 0.451, 0.902),),
 }
 # Satellites whose XML names bands by a number that says which band it is.
-NUMBERED = {"CBERS4": CBERS4, "CBERS04": CBERS4}
+NUMBERED = {"CBERS4": CBERS4, "CBERS04": CBERS4, "CB04": CBERS4}
+# The satellite-wide number of a camera's first band, where records also number the camera's
+# bands from 1 (the real CBERS-04 MUX record lists bands `1,2,3,4` for MUX's B5-B8).
+CBERS4_IDS = {"CBERS04": "CBERS4", "CB04": "CBERS4"}
+CAMERA_FIRST_BAND = {("CBERS4", "MUX"): 5, ("CBERS4", "IRS"): 9, ("CBERS4", "WFI"): 13}
 
 
 def bands_for(meta: ProductMetadata, count: int | None = None) -> tuple[Band, ...]:
@@ -124,6 +128,9 @@ def bands_for(meta: ProductMetadata, count: int | None = None) -> tuple[Band, ..
     count = count or len(numbers) or 4
     satellite, family = meta.satellite.upper(), sensor_family(meta.sensor)
     table = NUMBERED.get(satellite)
+    first = CAMERA_FIRST_BAND.get((CBERS4_IDS.get(satellite, satellite), family))
+    if table and first and numbers and max(numbers) <= 4:
+        numbers = tuple(first + n - 1 for n in numbers)  # the camera's own numbering
     if table and len(numbers) == count and all(n in table for n in numbers):
         return tuple(table[n] for n in numbers)
     if count == 1:

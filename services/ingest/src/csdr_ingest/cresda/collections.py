@@ -35,25 +35,43 @@ class Platform:
     title: str
 
 
-# GCMD platform keywords (short names as in the GCMD Platforms list).
+# STAC `platform` is the satellite's CEOS/WMO OSCAR name in STAC's lower-case style (`gf-2`,
+# `zy-3-02`, `cbers-4`), `constellation` the programme (gaofen, ziyuan, cbers, huanjing): the names
+# GEOSS and other STAC catalogues of these satellites match on. `gcmd` is the GCMD Platforms short
+# name. Keys are CRESDA/LASAC SatelliteIDs with dashes removed (`CBERS-04` -> `CBERS04`); the
+# migration infra/db/migrations/0015_platform_vocabulary.sql renames stored items the same way.
+CBERS4 = Platform("cbers-4", "cbers", "CBERS-4", "CBERS-4")
+ZY1_02D = Platform("zy-1-02d", "ziyuan", "ZY-1-02D", "Ziyuan-1 02D")
 PLATFORMS = {
     "GF1": Platform("gf-1", "gaofen", "GF-1", "Gaofen-1"),
     "GF1B": Platform("gf-1b", "gaofen", "GF-1B", "Gaofen-1B"),
     "GF1C": Platform("gf-1c", "gaofen", "GF-1C", "Gaofen-1C"),
     "GF1D": Platform("gf-1d", "gaofen", "GF-1D", "Gaofen-1D"),
     "GF2": Platform("gf-2", "gaofen", "GF-2", "Gaofen-2"),
+    "GF3": Platform("gf-3", "gaofen", "GF-3", "Gaofen-3"),
+    "GF4": Platform("gf-4", "gaofen", "GF-4", "Gaofen-4"),
+    "GF5": Platform("gf-5", "gaofen", "GF-5", "Gaofen-5"),
     "GF6": Platform("gf-6", "gaofen", "GF-6", "Gaofen-6"),
     "GF7": Platform("gf-7", "gaofen", "GF-7", "Gaofen-7"),
-    "ZY3": Platform("zy-3", "ziyuan", "ZY-3", "Ziyuan-3"),
+    # LASAC writes `ZY3` for the first ZY-3 satellite, `ZY302`/`ZY303` for the later ones.
+    "ZY3": Platform("zy-3-01", "ziyuan", "ZY-3", "Ziyuan-3 01"),
+    "ZY301": Platform("zy-3-01", "ziyuan", "ZY-3", "Ziyuan-3 01"),
     "ZY302": Platform("zy-3-02", "ziyuan", "ZY-3 02", "Ziyuan-3 02"),
     "ZY303": Platform("zy-3-03", "ziyuan", "ZY-3 03", "Ziyuan-3 03"),
-    "ZY02C": Platform("zy-1-02c", "ziyuan", "ZY-1 02C", "Ziyuan-1 02C"),
-    "ZY1E": Platform("zy-1e", "ziyuan", "ZY-1E", "Ziyuan-1 02D"),
-    "CBERS4": Platform("cbers-4", "cbers", "CBERS-4", "CBERS-4"),
-    "CBERS04": Platform("cbers-4", "cbers", "CBERS-4", "CBERS-4"),
-    "HJ1A": Platform("hj-1a", "hj-1", "HJ-1A", "Huanjing-1A"),
-    "HJ1B": Platform("hj-1b", "hj-1", "HJ-1B", "Huanjing-1B"),
+    "ZY02C": Platform("zy-1-02c", "ziyuan", "ZY-1-02C", "Ziyuan-1 02C"),
+    # CRESDA names ZY-1 02D `ZY1E` in its files.
+    "ZY1E": ZY1_02D,
+    "ZY102D": ZY1_02D,
+    "CBERS4": CBERS4,
+    "CBERS04": CBERS4,
+    "CB04": CBERS4,
+    "CBERS04A": Platform("cbers-4a", "cbers", "CBERS-4A", "CBERS-4A"),
+    "CB04A": Platform("cbers-4a", "cbers", "CBERS-4A", "CBERS-4A"),
+    "HJ1A": Platform("hj-1a", "huanjing", "HJ-1A", "Huanjing-1A"),
+    "HJ1B": Platform("hj-1b", "huanjing", "HJ-1B", "Huanjing-1B"),
 }
+# The programme of a SatelliteID not in PLATFORMS, by its leading letters.
+CONSTELLATIONS = {"GF": "gaofen", "ZY": "ziyuan", "CB": "cbers", "CBERS": "cbers", "HJ": "huanjing"}
 # Instrument families: GCMD instrument short name and a title.
 INSTRUMENTS = {
     "WFV": ("WFV", "Wide Field of View camera"),
@@ -75,12 +93,19 @@ INSTRUMENTS = {
 
 
 def platform_of(satellite: str) -> Platform:
-    """The platform of a CRESDA SatelliteID; unknown ones keep their id, lower-cased."""
-    known = PLATFORMS.get(satellite.upper())
+    """The platform of a CRESDA SatelliteID; an unknown one is written in the same style
+    (`GF9` -> `gf-9` in constellation gaofen, `XY12` -> `xy-12`)."""
+    key = satellite.upper().replace("-", "")
+    known = PLATFORMS.get(key)
     if known:
         return known
-    name = satellite.lower()
-    return Platform(name, re.sub(r"\d.*$", "", name) or name, satellite, satellite)
+    match = re.fullmatch(r"([A-Z]+)(\d.*)", key)
+    if match is None:
+        return Platform(satellite.lower(), satellite.lower(), satellite, satellite)
+    letters, rest = match.groups()
+    constellation = CONSTELLATIONS.get(letters, letters.lower())
+    name = f"{letters}-{rest}"
+    return Platform(name.lower(), constellation, name, name)
 
 
 def collection_id(satellite: str, sensor: str) -> str:

@@ -17,6 +17,7 @@ from csdr_ingest.cresda.bands import bands_for, calibration_for
 from csdr_ingest.cresda.collections import STAC_EXTENSIONS, platform_of
 from csdr_ingest.cresda.metadata import ProductMetadata, sensor_family
 from csdr_ingest.cresda.products import Product
+from csdr_ingest.cresda.sun import check_sun
 from csdr_ingest.footprint import valid_footprint
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -62,10 +63,23 @@ def _properties(meta: ProductMetadata, parts: list[ProductMetadata]) -> dict[str
         "csdr:row": meta.row,
     }
     props |= {k: v for k, v in optional.items() if v is not None}
+    sun = check_sun(meta)
+    if sun is not None:
+        props["csdr:computed_sun_elevation"] = round(sun.computed_elevation, 2)
+        props["csdr:computed_sun_azimuth"] = round(sun.computed_azimuth, 2)
+        if not sun.agrees:  # published only when the operator accepted the disagreement
+            props["csdr:time_contradicts_sun"] = True
     for key in ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:off_nadir"):
         if key in props:
             props[key] = round(props[key], 6)
     return props
+
+
+def _extensions(properties: dict[str, Any]) -> list[str]:
+    """The extensions an item uses: sat only when the metadata gave an orbit (the real
+    CBERS-04 record has none, and the sat schema requires one of its fields)."""
+    names = ["eo", "raster", "projection", "view", "sat", "processing"]
+    return [n for n in names if n != "sat" or any(k.startswith("sat:") for k in properties)]
 
 
 def cog_asset(key: str, cog: Path, meta: ProductMetadata) -> tuple[dict[str, Any], Any]:
@@ -160,9 +174,7 @@ def build_product_item(
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": [
-            STAC_EXTENSIONS[e] for e in ("eo", "raster", "projection", "view", "sat", "processing")
-        ],
+        "stac_extensions": [STAC_EXTENSIONS[e] for e in _extensions(properties)],
         "id": item_id,
         "collection": collection,
         "geometry": mapping(geometry),

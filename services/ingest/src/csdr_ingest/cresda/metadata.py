@@ -2,10 +2,12 @@
 
 Three schemas are read: `ProductMetaData` (flat, GF-1/2/6 from CRESDA), `<root><data>`
 (lower-camel tags, HJ-1 and CBERS-04) and LASAC's `sensor_corrected_metadata` (nested
-`productInfo/...`, ZY-3 and GF-7).
-Facts checked against real files are in tests/fixtures/cresda/README.md: `ReceiveTime` is UTC
-while `StartTime`/`EndTime`/`CenterTime` are Beijing time without a zone marker; `SolarZenith` is
-a zenith angle but `SatelliteZenith` behaves as an elevation; `CloudPercent` above 100 is unknown.
+`productInfo/...`, ZY-3 and GF-7). Each schema has its own time zone (TIME_ZONES) and sun-azimuth
+convention (`_lower_camel`); cresda/sun.py checks both against the computed sun at ingest.
+Facts checked against real files (tests/fixtures/cresda/README.md, .../records/README.md):
+`ReceiveTime` is UTC while `StartTime`/`EndTime`/`CenterTime` are Beijing time without a zone
+marker; `<root><data>` times are UTC; `SolarZenith` is a zenith angle but `SatelliteZenith`
+behaves as an elevation; `CloudPercent` above 100 is unknown.
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ from pathlib import Path
 
 from csdr_ingest.errors import PackageInvalid
 
-# CRESDA stamps acquisition times in Beijing time (UTC+8) without saying so.
-BEIJING = timezone(timedelta(hours=8), "CST")
+# ProductMetaData and LASAC stamp acquisition times in Beijing time (UTC+8) without saying so;
+# `<root><data>` records stamp them in UTC. The sun at the scene decides (cresda/sun.py): the real
+# GF-1/GF-2 files fit Beijing time to 0.03 deg of sun elevation, the real CBERS-04 MUX record fits
+# UTC to 4 deg and misses by 110 deg when read as Beijing time.
+BEIJING = timezone(timedelta(hours=8), "UTC+8")
+FLAT, LOWER_CAMEL, LASAC = "ProductMetaData", "root/data", "sensor_corrected_metadata"
+TIME_ZONES = {FLAT: BEIJING, LOWER_CAMEL: UTC, LASAC: BEIJING}
 PRODUCT_ROOTS = {"ProductMetaData", "root", "sensor_corrected_metadata"}
 # Camera views of stereo satellites (GF-7, ZY-3), as prefixes of a part's camera: `BWDMUX`.
 CAMERA_VIEWS = "BWD|FWD|NAD"
@@ -71,9 +78,15 @@ class ProductMetadata:
     row: int | None
     sun_elevation: float | None
     sun_azimuth: float | None
+    """Degrees clockwise from north, from the scene to the sun (STAC's view:sun_azimuth)."""
     incidence_angle: float | None
     off_nadir: float | None
     corners: Corners | None
+
+    @property
+    def time_zone(self) -> str:
+        """The zone this schema's times were read in, as an operator would name it."""
+        return "Beijing time (UTC+8)" if TIME_ZONES[self.schema] is BEIJING else "UTC"
 
 
 def is_product_metadata(path: Path) -> bool:
@@ -115,13 +128,14 @@ TIME_FORMATS = (
 )
 
 
-def beijing_to_utc(text: str) -> datetime:
-    """A Beijing-time stamp ('YYYY-MM-DD HH:MM:SS[.fff]' or 'YYYYMMDDHHMMSS[.fff]') as an aware
-    UTC datetime."""
+def to_utc(text: str, schema: str) -> datetime:
+    """A time stamp without zone ('YYYY-MM-DD HH:MM:SS[.fff]' or 'YYYYMMDDHHMMSS[.fff]') in the
+    zone of `schema` (TIME_ZONES), as an aware UTC datetime."""
     value = text.strip().replace("T", " ")
     for fmt in TIME_FORMATS:
         try:
-            return datetime.strptime(value, fmt).replace(tzinfo=BEIJING).astimezone(UTC)
+            local = datetime.strptime(value, fmt).replace(tzinfo=TIME_ZONES[schema])
+            return local.astimezone(UTC)
         except ValueError:
             continue
     raise ValueError(f"time {text!r} is not 'YYYY-MM-DD HH:MM:SS' nor 'YYYYMMDDHHMMSS'")
@@ -194,15 +208,15 @@ def _flat(path: Path, e: ET.Element) -> ProductMetadata:
     solar_zenith = _float(_find(e, "SolarZenith"))
     return ProductMetadata(
         source=path,
-        schema="ProductMetaData",
+        schema=FLAT,
         satellite=_req(e, "SatelliteID"),
         sensor=_req(e, "SensorID"),
         product_id=_req(e, "ProductID"),
         scene_id=_find(e, "SceneID"),
         level=_level(_req(e, "ProductLevel")),
-        start=beijing_to_utc(_req(e, "StartTime")),
-        end=beijing_to_utc(_req(e, "EndTime")),
-        center=beijing_to_utc(_req(e, "CenterTime")),
+        start=to_utc(_req(e, "StartTime"), FLAT),
+        end=to_utc(_req(e, "EndTime"), FLAT),
+        center=to_utc(_req(e, "CenterTime"), FLAT),
         gsd=float(_req(e, "ImageGSD")),
         width=_int(_find(e, "WidthInPixels")),
         height=_int(_find(e, "HeightInPixels")),
@@ -223,16 +237,21 @@ def _flat(path: Path, e: ET.Element) -> ProductMetadata:
 
 
 def _lower_camel(path: Path, root: ET.Element) -> ProductMetadata:
-    """`<root><data>`: HJ-1A/B CCD and CBERS-04 from CRESDA (map-projected LEVEL2)."""
+    """`<root><data>`: HJ-1A/B CCD and CBERS-04 from CRESDA (map-projected LEVEL2).
+
+    Times are UTC. `sunAzimuthElevation` is the sun azimuth plus 180 degrees (as seen from the
+    sun, or counted from south): the real CBERS-04 MUX record says 267.5 where the sun stood at
+    85.2 deg from north; it is turned into STAC's convention here."""
     e = _child(root, "data")
     if e is None:
         raise KeyError("<root> has no <data> element")
-    start = beijing_to_utc(_req(e, "imagingStartTime"))
-    end = beijing_to_utc(_req(e, "imagingStopTime"))
+    start = to_utc(_req(e, "imagingStartTime"), LOWER_CAMEL)
+    end = to_utc(_req(e, "imagingStopTime"), LOWER_CAMEL)
     center = start + (end - start) / 2
+    azimuth = _float(_find(e, "sunAzimuthElevation"))
     return ProductMetadata(
         source=path,
-        schema="root/data",
+        schema=LOWER_CAMEL,
         satellite=_req(e, "satelliteId").replace("-", ""),
         sensor=_req(e, "sensorId").replace("-", ""),
         product_id=_req(e, "productId"),
@@ -250,8 +269,7 @@ def _lower_camel(path: Path, root: ET.Element) -> ProductMetadata:
         path=_int(_find(e, "scenePath")),
         row=_int(_find(e, "sceneRow")),
         sun_elevation=_float(_find(e, "sunElevation")),
-        # The tag is named sunAzimuthElevation but carries the sun azimuth.
-        sun_azimuth=_float(_find(e, "sunAzimuthElevation")),
+        sun_azimuth=None if azimuth is None else (azimuth + 180) % 360,
         incidence_angle=None,
         off_nadir=_float(_find(e, "satOffNadir")),
         corners=_corners(
@@ -306,7 +324,9 @@ def _lasac(path: Path, root: ET.Element) -> ProductMetadata:
     ZY-3 and GF-7 sensor-corrected products; tags nested under `productInfo` (or `ProductInfo`:
     the case varies between deliveries).
 
-    Times (`TimeStamp/StartTime|CenterTime|EndTime`) are read as Beijing time, like CRESDA's:
+    Times (`TimeStamp/StartTime|CenterTime|EndTime`) are read as Beijing time, like CRESDA's
+    (no real LASAC file was at hand to hold against the sun; the ingest's sun check refuses a
+    delivery that contradicts this reading):
     ZY-3 geometric processing converts the line times of its auxiliary data to UTC by
     subtracting 28800 s (Alchemilla/StarMapIdentification, GeometryProcess/GeoTime_ZY3.cpp),
     and ZY-3 crosses the equator descending at 10:30 local solar time, which LASAC product
@@ -317,7 +337,7 @@ def _lasac(path: Path, root: ET.Element) -> ProductMetadata:
     stamp = _child(info, "TimeStamp")
     if stamp is None:
         raise KeyError("required tag <productInfo/TimeStamp> is missing")
-    center = beijing_to_utc(_req(stamp, "CenterTime"))
+    center = to_utc(_req(stamp, "CenterTime"), LASAC)
     start_text, end_text = _find(stamp, "StartTime"), _find(stamp, "EndTime")
     roll = _float(_find(info, "RollViewingAngle"))
     pitch = _float(_find(info, "PitchViewingAngle"))
@@ -326,14 +346,14 @@ def _lasac(path: Path, root: ET.Element) -> ProductMetadata:
         raise KeyError("required tag <productInfo/ProductID> (or processInfo/ProduceID) is missing")
     return ProductMetadata(
         source=path,
-        schema="sensor_corrected_metadata",
+        schema=LASAC,
         satellite=_req(info, "SatelliteID").replace("-", ""),
         sensor=_req(info, "SensorID").replace("-", ""),
         product_id=product_id,
         scene_id=_find(info, "SceneID"),
         level=_level(_req(info, "ProductLevel")),
-        start=beijing_to_utc(start_text) if start_text else center,
-        end=beijing_to_utc(end_text) if end_text else center,
+        start=to_utc(start_text, LASAC) if start_text else center,
+        end=to_utc(end_text, LASAC) if end_text else center,
         center=center,
         gsd=_lasac_gsd(info),
         width=None,

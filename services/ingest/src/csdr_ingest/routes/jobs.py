@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from csdr_ingest import jobs
 from csdr_ingest.access import IngestPrincipal
+from csdr_ingest.cresda.sun import ACCEPT_OPTION
 
 router = APIRouter(prefix="/jobs", tags=["Jobs"])
 
@@ -33,6 +34,15 @@ class JobRequest(BaseModel):
     )
     datetime: dt.datetime | None = Field(
         None, description="Acquisition time, when the file has none"
+    )
+    accept_sun_disagreement: bool = Field(
+        False,
+        description=(
+            "Publish a scene package even when the sun elevation computed for its acquisition"
+            " time is more than 10 degrees from the one its metadata states (the job otherwise"
+            " fails with TimeContradictsSun); its items then carry"
+            " `csdr:time_contradicts_sun: true`"
+        ),
     )
 
     @field_validator("source")
@@ -76,7 +86,8 @@ def create_job(
     body: JobRequest, pool: PoolDep, request: Request, principal: IngestPrincipal
 ) -> dict[str, Any]:
     """Queue the job; it runs in the background (poll GET /jobs/{id})."""
-    job = jobs.enqueue(pool, body.source, body.collection, body.datetime)
+    extra = {ACCEPT_OPTION: True} if body.accept_sun_disagreement else None
+    job = jobs.enqueue(pool, body.source, body.collection, body.datetime, extra)
     assert job is not None  # only inbox jobs can collide
     request.app.state.workers.notify()
     return job
