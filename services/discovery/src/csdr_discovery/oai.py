@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -200,6 +201,20 @@ def _check_args(verb: str, args: dict[str, str]) -> None:
         raise OaiError("badArgument", f"{verb} needs {', '.join(sorted(missing))}")
 
 
+@dataclass(frozen=True)
+class Verb:
+    """One verb being answered: the request, its arguments, the element its answer goes into,
+    and the serialised ISO records spliced in after it (iso19139.serialise)."""
+
+    body: etree._Element
+    request: Request
+    pool: Any
+    settings: Settings
+    args: dict[str, str]
+    base_url: str
+    parts: list[bytes]
+
+
 async def answer(request: Request, pool: Any, args: dict[str, str]) -> Response:
     """Answer one OAI-PMH request given its arguments."""
     settings: Settings = request.app.state.settings
@@ -215,7 +230,7 @@ async def answer(request: Request, pool: Any, args: dict[str, str]) -> Response:
         _check_args(verb, args)
         root, base_url = _envelope(request, args)
         body = etree.SubElement(root, f"{{{OAI}}}{verb}")
-        await VERB_HANDLERS[verb](body, request, pool, settings, args, base_url, parts)
+        await VERB_HANDLERS[verb](Verb(body, request, pool, settings, args, base_url, parts))
     except OaiError as exc:
         root, _ = _envelope(request, args if valid else {})
         etree.SubElement(root, f"{{{OAI}}}error", code=exc.code).text = exc.text
@@ -223,104 +238,66 @@ async def answer(request: Request, pool: Any, args: dict[str, str]) -> Response:
     return _xml(root, parts)
 
 
-async def _identify(
-    body: etree._Element,
-    request: Request,
-    pool: Any,
-    settings: Settings,
-    args: dict[str, str],
-    base_url: str,
-    parts: list[bytes],
-) -> None:
-    earliest = await records.earliest_change(pool)
+async def _identify(v: Verb) -> None:
+    earliest = await records.earliest_change(v.pool)
     for tag, text in (
-        ("repositoryName", settings.title),
-        ("baseURL", base_url),
+        ("repositoryName", v.settings.title),
+        ("baseURL", v.base_url),
         ("protocolVersion", "2.0"),
-        ("adminEmail", settings.contact_email or settings.admin_email),
+        ("adminEmail", v.settings.contact_email or v.settings.admin_email),
         ("earliestDatestamp", _stamp(earliest or datetime.now(UTC))),
         ("deletedRecord", "persistent"),
         ("granularity", GRANULARITY),
     ):
-        etree.SubElement(body, f"{{{OAI}}}{tag}").text = text
+        etree.SubElement(v.body, f"{{{OAI}}}{tag}").text = text
 
 
-async def _list_formats(
-    body: etree._Element,
-    request: Request,
-    pool: Any,
-    settings: Settings,
-    args: dict[str, str],
-    base_url: str,
-    parts: list[bytes],
-) -> None:
-    if "identifier" in args:
-        await _one(request, pool, settings, args["identifier"])
+async def _list_formats(v: Verb) -> None:
+    if "identifier" in v.args:
+        await _one(v)
     for prefix, (schema, namespace) in FORMATS.items():
-        fmt = etree.SubElement(body, f"{{{OAI}}}metadataFormat")
+        fmt = etree.SubElement(v.body, f"{{{OAI}}}metadataFormat")
         etree.SubElement(fmt, f"{{{OAI}}}metadataPrefix").text = prefix
         etree.SubElement(fmt, f"{{{OAI}}}schema").text = schema
         etree.SubElement(fmt, f"{{{OAI}}}metadataNamespace").text = namespace
 
 
-async def _list_sets(
-    body: etree._Element,
-    request: Request,
-    pool: Any,
-    settings: Settings,
-    args: dict[str, str],
-    base_url: str,
-    parts: list[bytes],
-) -> None:
+async def _list_sets(v: Verb) -> None:
     raise OaiError("noSetHierarchy", "this repository has no sets")
 
 
-async def _one(request: Request, pool: Any, settings: Settings, identifier: str) -> records.Change:
-    collection = _collection_of(settings, identifier)
-    shown = await records.visible(request, pool)
-    found = await records.changes(pool, shown, collection=collection, limit=1)
+async def _one(v: Verb) -> records.Change:
+    """The record the request's `identifier` names (idDoesNotExist when hidden or unknown)."""
+    identifier = v.args["identifier"]
+    collection = _collection_of(v.settings, identifier)
+    shown = await records.visible(v.request, v.pool)
+    found = await records.changes(v.pool, shown, collection=collection, limit=1)
     if not found:
         raise OaiError("idDoesNotExist", f"no record {identifier!r} in this repository")
     return found[0]
 
 
-async def _get_record(
-    body: etree._Element,
-    request: Request,
-    pool: Any,
-    settings: Settings,
-    args: dict[str, str],
-    base_url: str,
-    parts: list[bytes],
-) -> None:
-    if args["metadataPrefix"] not in FORMATS:
+async def _get_record(v: Verb) -> None:
+    if v.args["metadataPrefix"] not in FORMATS:
         raise OaiError(
-            "cannotDisseminateFormat", f"metadataPrefix {args['metadataPrefix']!r} is unknown"
+            "cannotDisseminateFormat", f"metadataPrefix {v.args['metadataPrefix']!r} is unknown"
         )
-    change = await _one(request, pool, settings, args["identifier"])
-    _record(body, request, parts, change, args["metadataPrefix"])
+    change = await _one(v)
+    _record(v.body, v.request, v.parts, change, v.args["metadataPrefix"])
 
 
-async def _list(
-    body: etree._Element,
-    request: Request,
-    pool: Any,
-    settings: Settings,
-    args: dict[str, str],
-    base_url: str,
-    parts: list[bytes],
-) -> None:
-    if "resumptionToken" in args:
-        harvest = Harvest.resume(args["resumptionToken"])
+async def _list(v: Verb) -> None:
+    if "resumptionToken" in v.args:
+        harvest = Harvest.resume(v.args["resumptionToken"])
     else:
-        if "set" in args:
+        if "set" in v.args:
             raise OaiError("noSetHierarchy", "this repository has no sets")
-        harvest = Harvest(args["metadataPrefix"], args.get("from"), args.get("until"))
+        harvest = Harvest(v.args["metadataPrefix"], v.args.get("from"), v.args.get("until"))
     after = (datetime.fromisoformat(harvest.after[0]), harvest.after[1]) if harvest.after else None
-    shown = await records.visible(request, pool)
-    page_size = settings.oai_page_size
+    shown = await records.visible(v.request, v.pool)
+    page_size = v.settings.oai_page_size
     found = await records.changes(
-        pool,
+        v.pool,
         shown,
         since=harvest.since_at,
         until=harvest.until_at,
@@ -332,12 +309,12 @@ async def _list(
     more = len(found) > page_size
     found = found[:page_size]
     for change in found:
-        if body.tag == f"{{{OAI}}}ListIdentifiers":
-            _header(body, settings, change)
+        if v.body.tag == f"{{{OAI}}}ListIdentifiers":
+            _header(v.body, v.settings, change)
         else:
-            _record(body, request, parts, change, harvest.prefix)
+            _record(v.body, v.request, v.parts, change, harvest.prefix)
     if more or harvest.after is not None:
-        token = etree.SubElement(body, f"{{{OAI}}}resumptionToken", cursor=str(harvest.cursor))
+        token = etree.SubElement(v.body, f"{{{OAI}}}resumptionToken", cursor=str(harvest.cursor))
         if more:
             token.text = harvest.token(found[-1], harvest.cursor + len(found))
 
