@@ -21,26 +21,36 @@ ASSET_MODES = ("copy", "proxy", "lazy")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
-def _bbox(text: str) -> list[float]:
+def bbox_of(text: str) -> list[float]:
+    """A peer selection's `west,south,east,north`; ValueError saying what is wrong (the admin
+    command and the federation feed read the selection by this one rule)."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise AdminError(f"--bbox {text!r} is not four numbers west,south,east,north") from None
-    if len(values) != 4 or not (-90 <= values[1] <= values[3] <= 90):
-        raise AdminError(f"--bbox {text!r} is not four numbers west,south,east,north")
-    if not all(-180 <= v <= 180 for v in (values[0], values[2])):
-        raise AdminError(f"--bbox {text!r}: west and east must be longitudes")
+        raise ValueError(f"{text!r} is not four numbers west,south,east,north") from None
+    if len(values) != 4 or not all(-180 <= v <= 180 for v in (values[0], values[2])):
+        raise ValueError(f"{text!r} is not four numbers west,south,east,north")
+    if not -90 <= values[1] <= values[3] <= 90:
+        raise ValueError(f"south and north of {text!r} are not latitudes, south first")
     return values
 
 
-def _intersects(text: str) -> dict[str, Any]:
+def geometry_of(text: str) -> dict[str, Any]:
+    """A peer selection's GeoJSON geometry; ValueError saying what is wrong."""
     try:
         geometry = json.loads(text)
     except ValueError:
-        raise AdminError("--intersects is not JSON: give a GeoJSON geometry") from None
+        raise ValueError("not JSON; give a GeoJSON geometry") from None
     if not isinstance(geometry, dict) or "type" not in geometry or "coordinates" not in geometry:
-        raise AdminError("--intersects is not a GeoJSON geometry (type and coordinates)")
+        raise ValueError("not a GeoJSON geometry (type and coordinates)")
     return geometry
+
+
+def _option(parse: Any, option: str, text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise AdminError(f"{option}: {exc}") from None
 
 
 def add_peer(
@@ -81,8 +91,8 @@ def add_peer(
                     url.rstrip("/"),
                     key,
                     collections or None,
-                    _bbox(bbox) if bbox else None,
-                    Jsonb(_intersects(intersects)) if intersects else None,
+                    _option(bbox_of, "--bbox", bbox) if bbox else None,
+                    Jsonb(_option(geometry_of, "--intersects", intersects)) if intersects else None,
                     max_cloud,
                     since_at,
                     assets,

@@ -1,7 +1,6 @@
 """`GET /federation/changes`: the change feed a partner node pulls (see csdr_federation.feed);
 `/federation/digest` and `/federation/items`: what a reader reconciles its mirror with."""
 
-import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -9,6 +8,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
+from csdr_access.peers import bbox_of, geometry_of
 from csdr_federation.access import PrincipalDep, get_access
 from csdr_federation.errors import InvalidParameter
 from csdr_federation.feed import Cursor, Feed, Selection
@@ -18,32 +18,15 @@ router = APIRouter(prefix="/federation", tags=["Federation"])
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-def _bbox(text: str | None) -> list[float] | None:
+def _parameter(parse: Any, name: str, text: str | None) -> Any:
+    """`text` read by the peers' selection rule (csdr_access.peers), None when absent; 400
+    naming the parameter."""
     if text is None:
         return None
     try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InvalidParameter(
-            f"bbox: {text!r} is not four numbers west,south,east,north"
-        ) from None
-    if len(values) != 4 or not (-180 <= values[0] <= 180 and -180 <= values[2] <= 180):
-        raise InvalidParameter(f"bbox: {text!r} is not four numbers west,south,east,north")
-    if not (-90 <= values[1] <= values[3] <= 90):
-        raise InvalidParameter(f"bbox: south and north of {text!r} are not latitudes, south first")
-    return values
-
-
-def _intersects(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        geometry = json.loads(text)
-    except ValueError:
-        raise InvalidParameter("intersects: not JSON; give a GeoJSON geometry") from None
-    if not isinstance(geometry, dict) or "coordinates" not in geometry or "type" not in geometry:
-        raise InvalidParameter("intersects: not a GeoJSON geometry (type and coordinates)")
-    return geometry
+        return parse(text)
+    except ValueError as exc:
+        raise InvalidParameter(f"{name}: {exc}") from None
 
 
 async def get_selection(
@@ -65,8 +48,8 @@ async def get_selection(
         raise InvalidParameter("since: give a time zone, e.g. 2024-01-01T00:00:00Z")
     selection = Selection(
         collections=frozenset(c for c in collections.split(",") if c) if collections else None,
-        bbox=_bbox(bbox),
-        intersects=_intersects(intersects),
+        bbox=_parameter(bbox_of, "bbox", bbox),
+        intersects=_parameter(geometry_of, "intersects", intersects),
         max_cloud=max_cloud,
         since=since,
     )
