@@ -5,10 +5,8 @@ from pathlib import Path
 
 import morecantile
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.transform import from_bounds
-from rasterio.vrt import WarpedVRT
+
+from tests.support.pixels import mercator_pixels
 
 HALF_WORLD = 20037508.342789244  # WebMercatorQuad's half width, metres
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
@@ -51,20 +49,7 @@ def stretch(item: dict, band: int) -> tuple[float, float]:
 
 def expected_false_color(item: dict, bounds, size: int) -> np.ndarray:
     """The COG's NIR, red, green warped onto a Web Mercator grid and stretched like the preset."""
-    grid = from_bounds(*bounds, size, size)
-    cog = item["assets"]["data"]["href"]
-    with (
-        rasterio.open(cog) as src,
-        WarpedVRT(
-            src,
-            crs="EPSG:3857",
-            transform=grid,
-            width=size,
-            height=size,
-            resampling=Resampling.nearest,
-        ) as vrt,
-    ):
-        values = vrt.read(FALSE_COLOR).astype("float64")
+    values = mercator_pixels(item["assets"]["data"]["href"], bounds, FALSE_COLOR, size)
     return np.stack(
         [
             np.clip((v - lo) * 255 / (hi - lo), 0, 255)

@@ -13,15 +13,13 @@ import morecantile
 import numpy as np
 import psycopg
 import rasterio
-from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
-from rasterio.transform import from_bounds
-from rasterio.vrt import WarpedVRT
 
 from csdr_ingest.pipeline import ingest_file
 from csdr_ingest.settings import Settings as IngestSettings
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
+from tests.support.pixels import mercator_pixels
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 # Band order of the synthetic scenes (1-based): blue, green, red, nir.
@@ -104,19 +102,7 @@ def decode(content: bytes) -> np.ndarray:
 
 def source_pixels(path: Path, tile: morecantile.Tile, bands: list[int], size: int = 256):
     """The COG's pixels warped by GDAL onto the tile's Web Mercator grid (nearest)."""
-    grid = from_bounds(*WEB_MERCATOR.xy_bounds(tile), size, size)
-    with (
-        rasterio.open(path) as src,
-        WarpedVRT(
-            src,
-            crs="EPSG:3857",
-            transform=grid,
-            width=size,
-            height=size,
-            resampling=Resampling.nearest,
-        ) as vrt,
-    ):
-        return vrt.read(bands).astype("float64")
+    return mercator_pixels(path, WEB_MERCATOR.xy_bounds(tile), bands, size)
 
 
 def to_8_bit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
