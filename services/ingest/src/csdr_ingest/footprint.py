@@ -1,10 +1,16 @@
-"""The footprint of a raster's valid pixels, in WGS84: what a bbox search should match."""
+"""Footprints in WGS84: the valid pixels of a raster, and the one way every footprint is written
+out (right-hand rule: exterior rings counter-clockwise, holes clockwise, as RFC 7946 and the CEOS
+STAC best practice ask)."""
+
+from typing import Any
 
 import rasterio
 import rasterio.features
 import rasterio.warp
+import shapely
 from rasterio.enums import Resampling
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 from shapely.validation import make_valid
 
@@ -30,4 +36,9 @@ def valid_footprint(src: rasterio.DatasetReader, tolerance_px: float = 2.0) -> d
     geojson = rasterio.warp.transform_geom(
         src.crs, "EPSG:4326", mapping(footprint), antimeridian_cutting=True, precision=7
     )
-    return dict(mapping(make_valid(shape(geojson))))
+    return as_geojson(make_valid(shape(geojson)))
+
+
+def as_geojson(footprint: BaseGeometry) -> dict[str, Any]:
+    """The GeoJSON geometry of a footprint, its rings wound by the right-hand rule."""
+    return dict(mapping(shapely.orient_polygons(footprint, exterior_cw=False)))

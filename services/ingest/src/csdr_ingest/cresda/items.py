@@ -10,7 +10,7 @@ from typing import Any
 
 import rasterio
 from rio_stac.stac import get_projection_info, get_raster_info
-from shapely.geometry import mapping, shape
+from shapely.geometry import shape
 from shapely.ops import unary_union
 
 from csdr_ingest.cresda.bands import bands_for, calibration_for
@@ -18,7 +18,7 @@ from csdr_ingest.cresda.collections import STAC_EXTENSIONS, platform_of
 from csdr_ingest.cresda.metadata import ProductMetadata, sensor_family
 from csdr_ingest.cresda.products import Product
 from csdr_ingest.cresda.sun import check_sun
-from csdr_ingest.footprint import valid_footprint
+from csdr_ingest.footprint import as_geojson, valid_footprint
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
@@ -177,7 +177,7 @@ def build_product_item(
         "stac_extensions": [STAC_EXTENSIONS[e] for e in _extensions(properties)],
         "id": item_id,
         "collection": collection,
-        "geometry": mapping(geometry),
+        "geometry": as_geojson(geometry),
         "bbox": list(geometry.bounds),
         "properties": properties,
         "assets": assets,
