@@ -37,8 +37,9 @@ async def connect(application_name: str) -> asyncpg.Connection:
     return conn
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    """The service's database pool (opened in the lifespan, kept in `app.state.pool`)."""
+async def get_pool(request: Request) -> asyncpg.Pool:
+    """The service's database pool (opened in the lifespan, kept in `app.state.pool`); async
+    because it blocks on nothing: FastAPI runs a plain function dependency in a worker thread."""
     return request.app.state.pool
 
 
