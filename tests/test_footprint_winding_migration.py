@@ -5,10 +5,37 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from infra.db.migrate import MIGRATIONS_DIR, migrate
-from tests.test_vocabulary_migration import collection, item
 
 MIGRATION = "0025_footprint_winding.sql"
 CLOCKWISE = [[47.2, -14.3], [47.2, -13.1], [48.5, -13.1], [48.5, -14.3], [47.2, -14.3]]
+
+
+COLLECTION = {
+    "type": "Collection",
+    "stac_version": "1.1.0",
+    "id": "winding",
+    "description": "footprints wound either way",
+    "license": "other",
+    "extent": {
+        "spatial": {"bbox": [[-180, -90, 180, 90]]},
+        "temporal": {"interval": [[None, None]]},
+    },
+    "links": [],
+}
+
+
+def item(item_id: str, when: str, ring: list[list[float]]) -> dict:
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id,
+        "collection": "winding",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": [47.2, -14.3, 48.5, -13.1],
+        "properties": {"datetime": when},
+        "assets": {"data": {"href": f"/srv/{item_id}.tif", "roles": ["data"]}},
+        "links": [],
+    }
 
 
 def signed_area(ring: list[list[float]]) -> float:
@@ -18,11 +45,10 @@ def signed_area(ring: list[list[float]]) -> float:
 
 def test_clockwise_footprints_are_rewound_once(pg_env):
     assert (MIGRATIONS_DIR / MIGRATION).is_file()
-    wrong = item("winding", "clockwise", "2022-06-24T05:00:00Z", {})
-    wrong["geometry"] = {"type": "Polygon", "coordinates": [CLOCKWISE]}
-    right = item("winding", "counter-clockwise", "2022-06-25T05:00:00Z", {})
+    wrong = item("clockwise", "2022-06-24T05:00:00Z", CLOCKWISE)
+    right = item("counter-clockwise", "2022-06-25T05:00:00Z", CLOCKWISE[::-1])
     with psycopg.connect(autocommit=True) as conn:
-        conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(collection("winding", {})),))
+        conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(COLLECTION),))
         conn.execute("SELECT pgstac.create_items(%s)", (Jsonb([wrong, right]),))
         stored = conn.execute("SELECT pgstac.get_item('clockwise', 'winding')").fetchone()[0]
         assert signed_area(stored["geometry"]["coordinates"][0]) < 0  # pgSTAC keeps the winding
