@@ -15,16 +15,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import morecantile
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key, set_policy
+from csdr_ingest.pipeline import ingest_file
+from csdr_ingest.settings import Settings as IngestSettings
+from csdr_ingest.synthetic import Scene, write_scene
 from infra.local.pgcluster import Cluster
 from services.federation.tests.conftest import stac_collection, stac_item
 from tests.e2e.processes import service, service_process
@@ -35,6 +40,11 @@ AREA = "100,10,110,25"  # Laos and around
 NEAR, FAR = {"lon": 102.6, "lat": 17.9}, {"lon": 118.9, "lat": 37.8}
 MAX_CLOUD = 20
 MIRRORED = ("gf1", "gf2")
+# A small synthetic scene over Vientiane (UTM zone 48N), inside AREA.
+VIENTIANE = Scene(
+    "LA_VIENTIANE_20240301", "EPSG:32648", 246_000, 1_990_000, datetime(2024, 3, 1, 3, 0), seed=7,
+    size=512,
+)  # fmt: skip
 
 
 @dataclass
@@ -44,6 +54,7 @@ class Federation:
     cluster: Cluster
     main_db: str
     partner_db: str
+    main_catalog: str
     partner_catalog: str
     base: Path
     stack: ExitStack
@@ -54,6 +65,10 @@ class Federation:
     main_feed: ExitStack | None = None
     partner_feed: ExitStack | None = None
     partner_proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def main_assets(self) -> Path:
+        return self.base / "main-assets"
 
     def main(self) -> psycopg.Connection:
         return connect(self.cluster.conninfo(self.main_db))
@@ -128,7 +143,9 @@ def hydrated(conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, Any]]:
     return {(c, i): item for c, i, item in rows}
 
 
-def expected_on_partner(main: psycopg.Connection) -> dict[tuple[str, str], dict[str, Any]]:
+def expected_on_partner(
+    fed: Federation, main: psycopg.Connection
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Main's items that the partner's selection covers (the two collections, area, cloud)."""
     west, south, east, north = (float(v) for v in AREA.split(","))
     inside = {
@@ -140,17 +157,44 @@ def expected_on_partner(main: psycopg.Connection) -> dict[tuple[str, str], dict[
         ).fetchall()
     }
     return {
-        key: item
+        key: published(fed, item)
         for key, item in hydrated(main).items()
         if key in inside and item["properties"].get("eo:cloud_cover", 100) <= MAX_CLOUD
     }
 
 
+def published(fed: Federation, item: dict[str, Any]) -> dict[str, Any]:
+    """Main's stored item as its feed serves it: its files (under main's asset directory) as
+    main's download URLs, no stored navigation links (the STAC API writes its own)."""
+    base = f"{fed.main_catalog}/collections/{item['collection']}/items/{item['id']}/assets"
+    assets = {
+        key: {**asset, "href": f"{base}/{key}"}
+        if asset["href"].startswith(str(fed.main_assets))
+        else asset
+        for key, asset in item["assets"].items()
+    }
+    links = [link for link in item["links"] if link["rel"] not in ("self", "collection", "root")]
+    return {**item, "assets": assets, "links": links}
+
+
 def as_origin(item: dict[str, Any]) -> dict[str, Any]:
-    """A mirrored item without what the mirror added: what the origin published."""
+    """A mirrored item without what the mirror added: what the origin published (copied assets
+    read the origin's href again, kept as their alternate `main`)."""
     properties = {k: v for k, v in item["properties"].items() if k != "csdr:origin"}
     links = [link for link in item["links"] if link["rel"] != "via"]
-    return {**item, "properties": properties, "links": links}
+    origin = {**item, "properties": properties, "links": links}
+    assets = {}
+    for key, asset in item["assets"].items():
+        alternate = dict(asset.get("alternate", {}))
+        if "main" in alternate:
+            asset = {**asset, "href": alternate.pop("main")["href"]}
+            asset = {k: v for k, v in asset.items() if k != "alternate"}
+            if alternate:
+                asset["alternate"] = alternate
+            extensions = [e for e in origin["stac_extensions"] if "alternate-assets" not in e]
+            origin = {**origin, "stac_extensions": extensions}
+        assets[key] = asset
+    return {**origin, "assets": assets}
 
 
 def peer_row(partner: psycopg.Connection) -> dict[str, Any]:
@@ -162,7 +206,7 @@ def peer_row(partner: psycopg.Connection) -> dict[str, Any]:
 
 def converged(fed: Federation) -> bool:
     with fed.main() as main, fed.partner() as partner:
-        want = expected_on_partner(main)
+        want = expected_on_partner(fed, main)
         have = {k: as_origin(v) for k, v in hydrated(partner).items() if k[0] in MIRRORED}
         return have == want and peer_row(partner)["at_head"]
 
@@ -208,17 +252,19 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         add_org(main, "LASAC", "LA", "partner", "test")
         set_policy(main, "gf2", "partners", ["LASAC"], "test")
         key = issue_key(main, "LASAC", ["read"], "test")[0]
-    main_port, partner_catalog_port = free_port(), free_port()
+    main_port, main_catalog_port, partner_catalog_port = free_port(), free_port(), free_port()
     main_env = {
         **pg_cluster.env(main_db),
+        "CSDR_INGEST_ASSETS_DIR": str(base / "main-assets"),  # Federation.main_assets
         "CSDR_FEDERATION_NODE_NAME": "main",
-        "CSDR_FEDERATION_CATALOG_URL": f"http://127.0.0.1:{free_port()}",
+        "CSDR_FEDERATION_CATALOG_URL": f"http://127.0.0.1:{main_catalog_port}",
         # Main mirrors the partner's own products too (test_both_ways...).
         "CSDR_FEDERATION_POLL_INTERVAL_S": "0.3",
         "CSDR_FEDERATION_BACKOFF_MAX_S": "1",
     }
     partner_env = {
         **pg_cluster.env(partner_db),
+        "CSDR_INGEST_ASSETS_DIR": str(base / "la-assets"),
         "CSDR_FEDERATION_NODE_NAME": "la",
         "CSDR_FEDERATION_CATALOG_URL": f"http://127.0.0.1:{partner_catalog_port}",
         "CSDR_FEDERATION_POLL_INTERVAL_S": "0.3",
@@ -230,14 +276,15 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     csdr_admin(
         pg_cluster.env(partner_db), "peer", "add", "main", f"http://127.0.0.1:{main_port}",
         "--key", key, "--collections", ",".join(MIRRORED), "--bbox", AREA,
-        "--max-cloud", str(MAX_CLOUD), "--assets", "proxy",
+        "--max-cloud", str(MAX_CLOUD), "--assets", "copy",
     )  # fmt: skip
     with ExitStack() as stack:
-        partner_catalog = stack.enter_context(
-            service("csdr_catalog.app:create_app", partner_catalog_port, partner_env, base)
+        main_catalog, partner_catalog = (
+            stack.enter_context(service("csdr_catalog.app:create_app", port, env, base))
+            for port, env in ((main_catalog_port, main_env), (partner_catalog_port, partner_env))
         )
         fed = Federation(
-            pg_cluster, main_db, partner_db, partner_catalog, base, stack, main_port,
+            pg_cluster, main_db, partner_db, main_catalog, partner_catalog, base, stack, main_port,
             free_port(), main_env, partner_env,
         )  # fmt: skip
         fed.start_main_feed()
@@ -309,7 +356,7 @@ def test_link_down_then_the_partner_converges_exactly(fed):
     fed.start_main_feed()
     wait_until(lambda: converged(fed), timeout_s=120, what="convergence after the outage")
     with fed.main() as main, fed.partner() as partner:
-        want = expected_on_partner(main)
+        want = expected_on_partner(fed, main)
         assert len(want) > 100
         assert ("gf1", "S0001") not in want and ("gf2", "S0004") not in want
         row = peer_row(partner)
@@ -336,7 +383,7 @@ def _key_of(partner: psycopg.Connection) -> str:
 def test_kill_9_mid_page_then_restart_equals_a_clean_run(fed):
     wait_until(lambda: converged(fed), what="partner at main's state")
     with fed.main() as main:
-        targets = sorted(expected_on_partner(main))[:60]
+        targets = sorted(expected_on_partner(fed, main))[:60]
     assert len(targets) == 60
     with fed.partner() as partner, fed.partner() as blocker:
         mark = last_event_id(partner)
@@ -503,3 +550,60 @@ def test_drift_the_feed_cannot_show_is_reconciled_on_schedule(fed):
     fed.partner_env["CSDR_FEDERATION_RECONCILE_INTERVAL_S"] = "1"
     fed.start_partner_worker()
     wait_until(lambda: converged(fed), timeout_s=90, what="drift repaired by the reconcile")
+
+
+def test_copied_assets_tile_byte_identically_on_the_partner(fed, tmp_path):
+    """A real scene ingested on main, inside the partner's selection: the partner copies its
+    files through main's download route (the peer's key), points the item at them, and its own
+    tiler serves the same tile bytes as main's."""
+    scene_tif = write_scene(VIENTIANE, tmp_path)
+    with fed.main() as main:
+        settings = IngestSettings(assets_dir=fed.main_assets)
+        item = ingest_file(scene_tif, main, settings, collection="gf1")
+        with main.transaction():
+            main.execute(
+                "UPDATE pgstac.items"
+                " SET content = jsonb_set(content, '{properties,eo:cloud_cover}', '4')"
+                " WHERE collection = 'gf1' AND id = %s",
+                (item["id"],),
+            )
+
+    def copied() -> dict[str, Any] | None:
+        with fed.partner() as partner:
+            row = hydrated(partner).get(("gf1", item["id"]))
+            if row is None or any(
+                not a["href"].startswith("/") for k, a in row["assets"].items() if k != "metadata"
+            ):
+                return None
+            return row
+
+    mirrored = wait_until(copied, timeout_s=90, what="the scene's assets copied to the partner")
+    wait_until(lambda: converged(fed), what="partner at main's state with the copied scene")
+    la_assets = fed.base / "la-assets" / "mirrors" / "main" / "gf1" / item["id"]
+    for key, asset in mirrored["assets"].items():
+        local = Path(asset["href"])
+        assert local.is_relative_to(la_assets), key
+        assert local.read_bytes() == Path(item["assets"][key]["href"]).read_bytes(), key
+        assert asset["alternate"]["main"]["href"].startswith(fed.main_catalog)
+    with fed.partner() as partner:
+        status = partner.execute(
+            "SELECT status, count(*) FROM csdr.federation_assets WHERE item_id = %s GROUP BY 1",
+            (item["id"],),
+        ).fetchall()
+        assert status == [("copied", len(mirrored["assets"]))]
+    # The partner's STAC API serves the copy from its own download route.
+    via_partner = httpx.get(f"{fed.partner_catalog}/collections/gf1/items/{item['id']}").json()
+    data_href = via_partner["assets"]["data"]["href"]
+    assert data_href.startswith(fed.partner_catalog)
+    assert httpx.get(data_href).content == Path(item["assets"]["data"]["href"]).read_bytes()
+    # Both tilers, same tile: byte-identical.
+    lon, lat = (item["bbox"][0] + item["bbox"][2]) / 2, (item["bbox"][1] + item["bbox"][3]) / 2
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 13)
+    path = f"/collections/gf1/items/{item['id']}/tiles/WebMercatorQuad/13/{tile.x}/{tile.y}.tif"
+    tiles = []
+    for env in (fed.main_env, fed.partner_env):
+        with service("csdr_tiler.app:create_app", free_port(), env, fed.base) as tiler:
+            r = httpx.get(f"{tiler}{path}", params={"assets": "data"}, timeout=60)
+            assert r.status_code == 200, r.text
+            tiles.append(r.content)
+    assert tiles[0] == tiles[1] and len(tiles[0]) > 1000

@@ -3,16 +3,12 @@ over a real socket for OWSLib and Sickle, and the catalog app to compare with.""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
@@ -22,6 +18,7 @@ from csdr_catalog.settings import Settings as CatalogSettings
 from csdr_discovery.app import create_app
 from csdr_discovery.settings import Settings
 from infra.local.pgcluster import Cluster
+from tests.support.servers import served
 
 PLATFORMS = [("GF-1", "PMS"), ("GF-2", "PMS"), ("ZY-3", "MUX"), ("CBERS-4", "WFI")]
 THEMES = ["optical", "forest", "urban", "coast", "flood"]
@@ -88,36 +85,11 @@ def discovery_db(pg_cluster: Cluster) -> Iterator[dict[str, str]]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Server(uvicorn.Server):
-    """uvicorn in a thread of the test process, on 127.0.0.1."""
-
-    def install_signal_handlers(self) -> None:
-        pass
-
-
 def serve(make_app: Callable[[str], Any]) -> Iterator[str]:
     """Serve `make_app(base URL)` on a free port until the generator closes; yield the URL."""
     port = free_port()
-    app = make_app(f"http://127.0.0.1:{port}")
-    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("discovery did not start")
-        time.sleep(0.1)
-    try:
+    with served(make_app(f"http://127.0.0.1:{port}"), "/readyz", port) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def settings(public_url: str, catalog_api_url: str = "") -> Settings:

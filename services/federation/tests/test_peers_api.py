@@ -22,7 +22,20 @@ def test_the_status_lists_each_peer_without_its_key(client):
     (peer,) = r.json()["peers"]
     assert peer["name"] == "main" and peer["collections"] == ["gf1"]
     assert peer["status"] == "active" and peer["cursor"] is None and not peer["at_head"]
+    assert peer["asset_copies"] == {}
     assert "s3cret" not in r.text
+
+
+def test_the_status_counts_asset_copies_by_status(client, db):
+    for n, status in enumerate(["queued", "queued", "failed"]):
+        db.execute(
+            "INSERT INTO csdr.federation_assets"
+            " (collection, item_id, asset, peer, source, path, status)"
+            " VALUES ('gf1', %s, 'data', 'main', 'http://o/x', '/tmp/x', %s)",
+            (f"S{n}", status),
+        )
+    (peer,) = client.get("/federation/peers").json()["peers"]
+    assert peer["asset_copies"] == {"queued": 2, "failed": 1}
 
 
 def test_the_status_needs_an_admin_key(client, keys):

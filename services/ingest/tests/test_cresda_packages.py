@@ -1,5 +1,6 @@
 """Look-alike packages of every fixture through the real pipeline into pgSTAC."""
 
+import hashlib
 import io
 import tarfile
 import zipfile
@@ -91,9 +92,14 @@ def test_lookalike_package_becomes_an_exact_item(
         assert np.sign(centre.x) == np.sign(xml_centre.x)
         assert np.sign(centre.y) == np.sign(xml_centre.y)
     stored = conn.execute("SELECT pgstac.get_item(%s, %s)", (item_id, item["collection"]))
-    assert stored.fetchone()[0]["properties"]["datetime"] == times[0]
-    for asset in item["assets"].values():
-        assert Path(asset["href"]).is_file()
+    stored_item = stored.fetchone()[0]
+    assert stored_item["properties"]["datetime"] == times[0]
+    # Every asset carries its size and sha2-256 multihash (STAC file extension) for copiers.
+    for asset in stored_item["assets"].values():
+        path = Path(asset["href"])
+        assert path.is_file()
+        assert asset["file:size"] == path.stat().st_size
+        assert asset["file:checksum"] == "1220" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_orthorectified_pixel_is_the_source_pixel_gdal_rpc_maps_the_point_to(

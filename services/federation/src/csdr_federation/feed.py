@@ -34,6 +34,8 @@ from csdr_federation.errors import CursorExpired, InvalidParameter
 
 ORIGIN = "csdr:origin"
 """The property (items) and field (collections) naming the node a record comes from."""
+NAVIGATION = {"self", "root", "parent", "collection", "items", "child", "next", "prev", "via"}
+"""Links a STAC API writes for its own navigation: never served (each node writes its own)."""
 
 # Both outboxes in one order; only transactions below the oldest running one (see the docstring).
 # txid travels as text: asyncpg has no codec for xid8.
@@ -403,8 +405,15 @@ class Feed:
 
     def item_op(self, collection: str, item_id: str, item: dict[str, Any]) -> dict[str, Any]:
         """An `upsert` change: the item as the STAC API publishes it, with its content hash."""
-        # Local files become the catalog's download URLs, exactly as the STAC API publishes them.
+        # Local files become the catalog's download URLs, exactly as the STAC API publishes them;
+        # stored navigation links go, as the STAC API replaces them.
         publish_assets(item, self.catalog + "/", self.roots)
+        if isinstance(item.get("links"), list):
+            item["links"] = [
+                link
+                for link in item["links"]
+                if not (isinstance(link, dict) and link.get("rel") in NAVIGATION)
+            ]
         return {
             "op": "upsert",
             "collection": collection,

@@ -1,11 +1,11 @@
 """What a mirrored record looks like on this node: the origin's record, same collection and item
 ids, with `csdr:origin` naming the origin node, a `via` link to the origin's record (CEOS STAC best
 practice REC-3350), no navigation links of the origin (this node's STAC API writes its own `self`,
-`parent`, `root`), and this node among the collection's providers as a host.
+`parent`, `root`), and this node among the collection's providers as a host. An asset copied here
+(csdr_federation.assets) reads the local copy, the origin's href kept as an alternate (REC-6360).
 
 Applying the same origin record twice gives the same mirror, so a repeated page changes nothing;
-`origin_form` undoes it (navigation links the origin stored are not restored: such an item's
-month is listed again at each reconcile, and its re-apply changes nothing).
+`origin_form` undoes it (the feed serves no navigation links, so there are none to restore).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from csdr_federation.feed import ORIGIN
+from csdr_federation.feed import NAVIGATION, ORIGIN
 
-# Links the origin's API wrote for its own navigation; ours writes them for this node.
-NAVIGATION = {"self", "root", "parent", "collection", "items", "child", "next", "prev", "via"}
+ALTERNATE_EXTENSION = "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json"
 
 
 def _links(links: Any, via: str) -> list[dict[str, Any]]:
@@ -37,10 +36,18 @@ def mirror_item(item: dict[str, Any], origin: str, via: str) -> dict[str, Any]:
 
 
 def origin_form(item: dict[str, Any]) -> dict[str, Any]:
-    """A mirrored item as its origin published it (mirror_item undone), for comparing digests."""
+    """A mirrored item as its origin published it (mirror_item and point_at_copy undone), for
+    comparing digests."""
+    origin = (item.get("properties") or {}).get(ORIGIN)
     properties = {k: v for k, v in (item.get("properties") or {}).items() if k != ORIGIN}
     links = [link for link in item.get("links") or [] if link.get("rel") != "via"]
-    return {**item, "properties": properties, "links": links}
+    published = {**item, "properties": properties, "links": links}
+    if origin is not None and item.get("assets"):
+        published["assets"] = copy.deepcopy(item["assets"])
+        if "stac_extensions" in item:
+            published["stac_extensions"] = list(item["stac_extensions"])
+        origin_assets(published, origin)
+    return published
 
 
 def mirror_collection(
@@ -57,3 +64,31 @@ def mirror_collection(
     ]
     mirrored["providers"] = [*providers, {"name": host, "roles": ["host"], "url": host_url}]
     return mirrored
+
+
+def point_at_copy(item: dict[str, Any], key: str, path: str, origin_node: str) -> None:
+    """Make the item's asset read the local copy, the origin's href kept as an alternate."""
+    asset = item["assets"][key]
+    alternate = asset.setdefault("alternate", {})
+    alternate[origin_node] = {"href": asset["href"], "title": f"At its origin, {origin_node}"}
+    asset["href"] = path
+    extensions = item.setdefault("stac_extensions", [])
+    if ALTERNATE_EXTENSION not in extensions:
+        extensions.append(ALTERNATE_EXTENSION)
+
+
+def origin_assets(item: dict[str, Any], origin_node: str) -> None:
+    """Undo `point_at_copy` for every asset, in place: the assets as the origin serves them."""
+    copied = False
+    for asset in (item.get("assets") or {}).values():
+        alternate = asset.get("alternate") if isinstance(asset, dict) else None
+        if isinstance(alternate, dict) and origin_node in alternate:
+            asset["href"] = alternate.pop(origin_node)["href"]
+            if not alternate:
+                del asset["alternate"]
+            copied = True
+    extensions = item.get("stac_extensions")
+    if copied and isinstance(extensions, list) and ALTERNATE_EXTENSION in extensions:
+        extensions.remove(ALTERNATE_EXTENSION)
+        if not extensions:
+            del item["stac_extensions"]

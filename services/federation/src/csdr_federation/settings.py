@@ -27,7 +27,7 @@ class Settings(ServiceSettings):
         ),
     )
     """The catalog's asset roots: the feed publishes files under them as the catalog's download
-    URLs, as the STAC API does."""
+    URLs, as the STAC API does; copies of mirrored assets go under the first."""
     retention_days: float = 60.0
     """How long events stay in the feed; an older cursor answers 410 (the reader reconciles)."""
     prune_interval_s: float = 3600.0
@@ -49,4 +49,8 @@ class Settings(ServiceSettings):
     """How long a peer may take to answer one page."""
     backoff_max_s: float = 600.0
     """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
+    asset_lease_s: float = 300.0
+    """How long a copy of a mirrored asset may run before another copier may take it over."""
+    asset_attempts: int = 5
+    """Attempts at a copy (each after a backoff doubling to 5 minutes) before it is `failed`."""
     log_level: str = "INFO"

@@ -22,11 +22,13 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from csdr_federation import assets
 from csdr_federation.feed import collection_url, content_hash, month_digests
 from csdr_federation.mirror import mirror_collection, mirror_item, origin_form
 from csdr_federation.settings import Settings
@@ -34,7 +36,8 @@ from csdr_federation.settings import Settings
 logger = logging.getLogger(__name__)
 
 PEER_SQL = """
-SELECT name, url, api_key, collections, bbox, intersects, max_cloud, since, status, node, cursor
+SELECT name, url, api_key, collections, bbox, intersects, max_cloud, since, assets, status, node,
+       cursor
 FROM csdr.federation_peers WHERE name = $1
 """
 ACTIVE_SQL = "SELECT name FROM csdr.federation_peers WHERE status = 'active' ORDER BY name"
@@ -85,6 +88,7 @@ class Peer:
     intersects: dict[str, Any] | None
     max_cloud: float | None
     since: datetime | None
+    assets: str
     status: str
     node: str | None
     cursor: str | None
@@ -135,20 +139,27 @@ class Worker:
         self.pool = pool
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.timeout_s)
+        self.asset_root = Path(settings.asset_roots[0])
+        self.copier = assets.Copier(
+            pool, self.client, self.asset_root, settings.asset_lease_s, settings.asset_attempts
+        )
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._states: dict[str, _PeerState] = {}
 
     async def start(self) -> None:
-        """Start the loop."""
+        """Start the loop and the asset copier."""
+        await self.copier.start()
         self._task = asyncio.create_task(self._run(), name="federation-sync")
 
     async def stop(self) -> None:
-        """Stop the loop (a page being applied is rolled back) and close the HTTP client."""
+        """Stop the loop (a page being applied is rolled back), the copier (a copy in flight is
+        resumed later) and close the HTTP client."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.copier.stop()
         await self.client.aclose()
 
     def wake(self, name: str | None = None) -> None:
@@ -304,10 +315,13 @@ class Worker:
                 return None
             if row["node"] is not None and row["node"] != node:
                 raise SyncError(f"{peer.url} now calls itself {node!r}, not {row['node']!r}")
-            applied, refused = await self._apply_changes(conn, node, page)
+            applied, refused, forgotten = await self._apply_changes(conn, peer, node, page)
             await conn.execute(
                 CHECKPOINT_SQL, peer.name, page["next"], node, page["at_head"], applied, refused
             )
+        assets.remove_files(forgotten)
+        if peer.assets == "copy":
+            self.copier.wake()
         if refused:
             logger.warning(
                 "federation: refused %d changes from %s to collections of another origin",
@@ -317,8 +331,10 @@ class Worker:
         return Applied(applied, refused, bool(page["at_head"]))
 
     async def _apply_changes(
-        self, conn: asyncpg.Connection, node: str, page: dict[str, Any]
-    ) -> tuple[int, int]:
+        self, conn: asyncpg.Connection, peer: Peer, node: str, page: dict[str, Any]
+    ) -> tuple[int, int, list[str]]:
+        """Apply the page's changes in the caller's transaction: (applied, refused, files of
+        asset copies to remove once it commits)."""
         changes: list[dict[str, Any]] = page["changes"]
         names = sorted({c["collection"] for c in changes})
         origins: dict[str, str | None] = dict(await conn.fetch(ORIGINS_SQL, names))
@@ -326,6 +342,7 @@ class Worker:
         upserts: list[dict[str, Any]] = []
         deletes: list[tuple[str, str]] = []
         gone: list[str] = []
+        forgotten: list[str] = []
         for change in changes:
             collection, op = change["collection"], change["op"]
             if op == "collection":
@@ -346,7 +363,12 @@ class Worker:
             elif origins[collection] != node:
                 refused += 1
             elif op == "upsert":
-                upserts.append(mirror_item(change["item"], node, change["href"]))
+                item = mirror_item(change["item"], node, change["href"])
+                if peer.assets == "copy":
+                    forgotten += await assets.plan_item(
+                        conn, peer.name, self.asset_root, page["catalog"], item, node
+                    )
+                upserts.append(item)
             elif op == "delete":
                 deletes.append((collection, change["id"]))
             elif op == "collection_delete":
@@ -358,8 +380,10 @@ class Worker:
             )
         if deletes:
             await conn.execute(DELETE_ITEMS_SQL, [c for c, _ in deletes], [i for _, i in deletes])
+            forgotten += await assets.forget_items(conn, deletes)
         for collection in gone:
+            forgotten += await assets.forget_collection(conn, collection)
             # Row by row first, so this node's own outbox records each item's deletion.
             await conn.execute("DELETE FROM pgstac.items WHERE collection = $1", collection)
             await conn.execute("SELECT pgstac.delete_collection($1)", collection)
-        return len(upserts) + len(deletes) + len(gone), refused
+        return len(upserts) + len(deletes) + len(gone), refused, forgotten

@@ -52,6 +52,7 @@ from csdr_ingest.errors import (
     SourceNotFound,
     SourceUnreadable,
 )
+from csdr_ingest.files import describe_files
 from csdr_ingest.items import acquisition_time, build_item, item_id_for
 from csdr_ingest.packages import is_archive, remove_abandoned_scratch, unpacked
 from csdr_ingest.rpc import georeferenced
@@ -140,6 +141,7 @@ def publish(
     collection_template: dict[str, Any] | None = None,
 ) -> None:
     """Upsert the item in one transaction, then delete the files of the version it replaced."""
+    describe_files(item, stage.written)
     with conn.transaction():
         pgstac.lock_collection(conn, stage.collection)
         replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)

@@ -15,8 +15,11 @@ router = APIRouter(prefix="/federation/peers", tags=["Federation"])
 STATUS_SQL = """
 SELECT name, url, status, node, collections, bbox, max_cloud, since, assets, cursor, at_head,
        applied, refused, last_page_at, last_error, last_error_at,
-       extract(epoch FROM now() - last_page_at) AS since_last_page_s
-FROM csdr.federation_peers ORDER BY name
+       extract(epoch FROM now() - last_page_at) AS since_last_page_s,
+       (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
+        FROM (SELECT a.status, count(*) AS n FROM csdr.federation_assets a
+              WHERE a.peer = p.name GROUP BY a.status) s) AS asset_copies
+FROM csdr.federation_peers p ORDER BY name
 """
 
 
@@ -30,7 +33,7 @@ class PeerNotFound(FederationError):
 @router.get("", summary="The peers this node mirrors, with their progress")
 async def list_peers(pool: PoolDep, principal: AdminDep) -> dict[str, Any]:
     """Each peer's settings (never its key), cursor, whether it is at its head, changes applied
-    and refused, and its last error."""
+    and refused, its last error, and its asset copies by status (`copy` peers)."""
     rows = await pool.fetch(STATUS_SQL)
     return {
         "peers": [

@@ -1,0 +1,187 @@
+"""Copies of mirrored assets (`--assets copy`) against a real origin download route: queued in
+the applying transaction, copied through the route with the peer's key, resumed with a byte range,
+verified against `file:size`/`file:checksum` (a mismatch discards and retries), and the item
+pointed at its copy with the origin's href as an alternate; deletes take the copies with them."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from csdr_catalog.downloads import download_url
+from csdr_federation import assets
+from csdr_federation.mirror import mirror_item, origin_form
+from csdr_service import pools
+from services.federation.tests.conftest import stac_item
+from tests.support.servers import served
+
+KEY = "peer-key-of-main"
+PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)  # a few chunks and a ragged end
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An origin's download route serving PAYLOAD (with byte ranges) to the peer's key only;
+    the Range header of every request is recorded."""
+    source = tmp_path_factory.mktemp("origin") / "scene.tif"
+    source.write_bytes(PAYLOAD)
+    ranges: list[str | None] = []
+
+    async def download(request: Request) -> Response:
+        if request.headers.get("x-api-key") != KEY:
+            return JSONResponse({"code": "Unauthorized"}, status_code=401)
+        ranges.append(request.headers.get("range"))
+        return FileResponse(source, media_type="image/tiff")
+
+    app = Starlette(routes=[Route("/collections/{c}/items/{i}/assets/{a}", download)])
+    with served(app) as url:
+        yield {"url": url, "ranges": ranges}
+
+
+@pytest.fixture
+def peer(db: psycopg.Connection) -> str:
+    db.execute(
+        "INSERT INTO csdr.federation_peers (name, url, api_key, assets)"
+        " VALUES ('main', 'http://127.0.0.1:9', %s, 'copy')",
+        (KEY,),
+    )
+    return "main"
+
+
+def origin_item(catalog: str, item_id: str = "S1", payload: bytes = PAYLOAD) -> dict[str, Any]:
+    """An item as main's feed serves it: its COG behind main's download route, size, checksum."""
+    item = stac_item(item_id)
+    item["assets"]["data"] |= {
+        "href": download_url(catalog + "/", "gf1", item_id, "data"),
+        "file:size": len(payload),
+        "file:checksum": "1220" + hashlib.sha256(payload).hexdigest(),
+    }
+    return item
+
+
+async def apply(item: dict[str, Any], root: Path, catalog: str) -> list[str]:
+    """What the sync worker does with an upsert of a `copy` peer, in one transaction."""
+    pool = await pools.open_pool(2, "test", pgstac=True)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            forgotten = await assets.plan_item(conn, "main", root, catalog, item, "main")
+            await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
+        return forgotten
+    finally:
+        await pool.close()
+
+
+async def copy_once(root: Path) -> bool:
+    pool = await pools.open_pool(2, "test", pgstac=True)
+    try:
+        async with httpx.AsyncClient() as client:
+            return await assets.Copier(pool, client, root, lease_s=60).copy_one()
+    finally:
+        await pool.close()
+
+
+def task_row(db: psycopg.Connection) -> dict[str, Any]:
+    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute("SELECT * FROM csdr.federation_assets").fetchone()
+    assert row is not None
+    return row
+
+
+def stored(db: psycopg.Connection, item_id: str = "S1") -> dict[str, Any]:
+    return db.execute("SELECT pgstac.get_item(%s, 'gf1')", (item_id,)).fetchone()[0]
+
+
+def test_a_copy_replaces_the_origin_href_and_a_reapply_keeps_it(db, peer, origin, tmp_path):
+    mirrored = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    source = mirrored["assets"]["data"]["href"]
+    asyncio.run(apply(copy.deepcopy(mirrored), tmp_path, origin["url"]))
+    # Until the copy is done the item reads the origin.
+    assert stored(db)["assets"]["data"]["href"] == source
+    assert task_row(db)["status"] == "queued"
+    assert asyncio.run(copy_once(tmp_path)) is True
+    assert asyncio.run(copy_once(tmp_path)) is False  # nothing else is due
+    row = task_row(db)
+    assert (row["status"], row["attempts"]) == ("copied", 1)
+    local = stored(db)["assets"]["data"]
+    assert local["href"] == row["path"] and Path(row["path"]).read_bytes() == PAYLOAD
+    assert Path(row["path"]).is_relative_to(tmp_path / "mirrors" / "main" / "gf1" / "S1")
+    assert local["alternate"]["main"]["href"] == source
+    # The digest form is the origin's item: reconcile sees no difference.
+    assert origin_form(stored(db))["assets"] == mirrored["assets"]
+    # The same item again (a repeated page): the copy stays, nothing is queued or fetched.
+    before = len(origin["ranges"])
+    asyncio.run(apply(copy.deepcopy(mirrored), tmp_path, origin["url"]))
+    assert stored(db)["assets"]["data"]["href"] == row["path"]
+    assert task_row(db)["status"] == "copied"
+    assert asyncio.run(copy_once(tmp_path)) is False and len(origin["ranges"]) == before
+
+
+def test_a_truncated_copy_resumes_with_a_range(db, peer, origin, tmp_path):
+    item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    asyncio.run(apply(item, tmp_path, origin["url"]))
+    path = Path(task_row(db)["path"])
+    path.parent.mkdir(parents=True)
+    half = len(PAYLOAD) // 2
+    Path(f"{path}.part").write_bytes(PAYLOAD[:half])  # a copier died here
+    assert asyncio.run(copy_once(tmp_path))
+    assert origin["ranges"][-1] == f"bytes={half}-"
+    assert path.read_bytes() == PAYLOAD and not Path(f"{path}.part").exists()
+    assert task_row(db)["status"] == "copied"
+
+
+def test_a_checksum_mismatch_discards_the_copy_and_retries(db, peer, origin, tmp_path):
+    item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    asyncio.run(apply(item, tmp_path, origin["url"]))
+    path = Path(task_row(db)["path"])
+    path.parent.mkdir(parents=True)
+    Path(f"{path}.part").write_bytes(b"\0" * 1000)  # wrong bytes, resumed after
+    assert asyncio.run(copy_once(tmp_path))
+    row = task_row(db)
+    assert (row["status"], row["attempts"]) == ("queued", 1)
+    assert "checksum" in row["last_error"] and not path.exists()
+    assert not Path(f"{path}.part").exists()
+    assert stored(db)["assets"]["data"]["href"] == item["assets"]["data"]["href"]
+    db.execute("UPDATE csdr.federation_assets SET due_at = now()")  # skip the backoff
+    assert asyncio.run(copy_once(tmp_path))
+    assert origin["ranges"][-1] is None  # afresh, the whole file
+    row = task_row(db)
+    assert (row["status"], row["attempts"]) == ("copied", 2)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_a_deleted_item_takes_its_copy_and_orphans_are_swept(db, peer, origin, tmp_path):
+    item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    asyncio.run(apply(item, tmp_path, origin["url"]))
+    assert asyncio.run(copy_once(tmp_path))
+    path = task_row(db)["path"]
+
+    async def delete() -> list[str]:
+        pool = await pools.open_pool(2, "test", pgstac=True)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await assets.forget_items(conn, [("gf1", "S1")])
+        finally:
+            await pool.close()
+
+    forgotten = asyncio.run(delete())
+    assert forgotten == [path] and Path(path).exists()
+    assets.remove_files(forgotten)
+    assert not Path(path).exists()
+    orphan = tmp_path / "mirrors" / "main" / "gf1" / "S9" / "data.tif"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"left by a crash")
+    assert assets.sweep(tmp_path, kept=set()) == 1
+    assert not (tmp_path / "mirrors" / "main" / "gf1").exists()
