@@ -1,7 +1,8 @@
-"""`csdr-admin`: organisations, API keys and collection policies, from scripts or by hand.
+"""`csdr-admin`: organisations, keys, collection policies, peers and backups, by script or hand.
 
 Connects with the libpq PG* variables. Exit status 0 on success, 1 when the request was refused
-(the message says why), 2 for usage errors or an unreachable database. `key issue` prints the new
+(the message says why), 2 for usage errors or an unreachable database, 3 when a restore finished
+but asset files of the backup are missing or differ (listed on stdout). `key issue` prints the new
 key alone on the last line of stdout, so `KEY=$(csdr-admin key issue ... | tail -n1)` works.
 """
 
@@ -10,11 +11,12 @@ import getpass
 import sys
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from csdr_access import admin, peers
+from csdr_access import admin, backup, peers
 from csdr_access.policies import Policy
 
 
@@ -65,13 +67,24 @@ def parser() -> argparse.ArgumentParser:
     set_.add_argument("--org", action="append", default=[], help="a partner (repeatable)")
     policy.add_parser("list", help="list collections with their policies")
     peers.add_parsers(groups)
+
+    save = groups.add_parser("backup", help="back up the database and list the asset files")
+    save.add_argument("dir", type=Path, help="a new or empty folder")
+    save.add_argument(
+        "--no-checksums", action="store_true", help="do not hash files that lack file:checksum"
+    )
+    load = groups.add_parser("restore", help="restore a backup onto an empty database")
+    load.add_argument("dir", type=Path, help="a folder written by csdr-admin backup")
+    load.add_argument(
+        "--checksums", action="store_true", help="also compare every asset file's checksum"
+    )
     return p
 
 
 def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
     """Carry out one command; return what to print."""
     actor = f"cli:{getpass.getuser()}"
-    match args.group, args.verb:
+    match args.group, getattr(args, "verb", None):
         case "org", "add":
             admin.add_org(conn, args.name, args.country, args.kind, actor)
             return f"added organisation {args.name}"
@@ -103,6 +116,10 @@ def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
             return _table(peers.list_peers(conn), [*columns, "applied", "refused", "last_error"])
         case "peer", _:
             return peers.run(args, conn, actor)
+        case "backup", None:
+            return backup.backup(conn, args.dir, checksums=not args.no_checksums)
+        case "restore", None:
+            return backup.restore(conn, args.dir, checksums=args.checksums)
     raise AssertionError(f"unhandled command {args.group} {args.verb}")
 
 
@@ -117,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     with conn:
         try:
             print(run(args, conn))
+        except backup.IncompleteRestore as exc:
+            print(exc)
+            return 3
         except admin.AdminError as exc:
             print(f"csdr-admin: {exc}", file=sys.stderr)
+            return 1
+        except psycopg.Error as exc:
+            print(f"csdr-admin: the database refused: {exc}".strip(), file=sys.stderr)
             return 1
     return 0
 
