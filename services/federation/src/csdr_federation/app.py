@@ -12,10 +12,9 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_federation import health
+from csdr_federation import health, retention
 from csdr_federation.errors import add_exception_handlers
 from csdr_federation.feed import Feed
-from csdr_federation.retention import Pruner
 from csdr_federation.routes import changes, peers
 from csdr_federation.settings import Settings
 from csdr_federation.sync import Worker
@@ -34,7 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await pools.open_pool(8, "csdr-federation", pgstac=True)
         app.state.pool = pool
-        pruner = Pruner(pool, timedelta(days=settings.retention_days), settings.prune_interval_s)
+        keep = timedelta(days=settings.retention_days)
+        pruner = retention.pruner(pool, keep, settings.prune_interval_s)
         worker = Worker(pool, settings) if settings.worker else None
         app.state.worker = worker
         await pruner.start()

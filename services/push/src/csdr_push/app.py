@@ -6,11 +6,12 @@ Run with `uvicorn csdr_push.app:create_app --factory`.
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
-from csdr_push import health
+from csdr_push import deliveries, health
 from csdr_push.errors import add_exception_handlers
 from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
@@ -19,6 +20,7 @@ from csdr_service import pools
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
+from csdr_service.periodic import Periodic
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,7 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Each in-flight delivery records its outcome through the pool; keep a few for the API.
         pool = await pools.open_pool(min(settings.concurrency, 16) + 4, "csdr-push")
         worker = Worker(pool, settings) if settings.worker else None
+        keep = timedelta(days=settings.retention_days)
+        pruner = Periodic(
+            "push-retention",
+            settings.prune_interval_s,
+            lambda: deliveries.prune(pool, keep),
+        )
         app.state.pool = pool
+        await pruner.start()
         if worker:
             await worker.start()
         try:
@@ -40,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker:
                 await worker.stop()
+            await pruner.stop()
             await pool.close()
 
     app = FastAPI(

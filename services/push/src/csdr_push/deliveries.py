@@ -3,7 +3,7 @@ FOR UPDATE SKIP LOCKED, retried with exponential backoff and jitter, dead-letter
 max_attempts, or withheld when, at the moment it would be sent, the subscription's owner may no
 longer see the item's collection. A claim pushes next_attempt_at one lease ahead: a worker that
 dies mid-delivery leaves the delivery to be claimed again, and the receiver sees the same
-webhook-id twice."""
+webhook-id twice. Delivered and dead ones go after the retention (`prune`)."""
 
 import random
 import uuid
@@ -200,3 +200,8 @@ async def record_failure(
         timedelta(seconds=settings.pause_after_failing_s),
     )
     return None if row is None else str(row["status"])
+
+
+async def prune(pool: asyncpg.Pool, keep: timedelta) -> int:
+    """Remove delivered and dead deliveries older than `keep` (csdr.prune_deliveries, 0027)."""
+    return int(await pool.fetchval("SELECT csdr.prune_deliveries($1)", keep))

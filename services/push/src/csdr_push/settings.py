@@ -39,4 +39,9 @@ class Settings(ServiceSettings):
     """A subscription whose endpoint failed every attempt for this long is paused."""
     feed_size: int = 50
     """Entries in a subscription's Atom feed."""
+    retention_days: float = 30.0
+    """How long delivered and dead deliveries are kept (the dead-letter list and the Atom feed
+    reach this far back); pending ones always stay."""
+    prune_interval_s: float = 3600.0
+    """How often deliveries past the retention are removed."""
     log_level: str = "INFO"
