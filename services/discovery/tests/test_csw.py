@@ -246,6 +246,11 @@ def test_describe_record(discovery_url: str) -> None:
         ),
         ({"service": "CSW", "request": "GetRecordById"}, "MissingParameterValue", "id"),
         (
+            {"service": "CSW", "request": "GetRecords", "sortBy": "dc:subject:A"},
+            "InvalidParameterValue",
+            "sortBy",
+        ),
+        (
             {
                 "service": "CSW",
                 "request": "GetRecords",
@@ -293,6 +298,46 @@ def test_bad_requests_are_exception_reports(
     exc = etree.fromstring(r.content).find(f"{{{OWS}}}Exception")
     assert exc is not None
     assert (exc.get("exceptionCode"), exc.get("locator")) == (code, locator)
+
+
+def test_sorted_paging_by_owslib_visits_every_record_once_in_order(
+    csw: CatalogueServiceWeb,
+) -> None:
+    """ogc:SortBy (POST, as OWSLib sends it): titles descending across pages, then the ids."""
+    order = fes.SortBy([fes.SortProperty("dc:title", "DESC")])
+    ids: list[str] = []
+    start = 1
+    while start:
+        csw.getrecords2(sortby=order, startposition=start, maxrecords=4, esn="brief")
+        ids += list(csw.records)
+        start = csw.results["nextrecord"]
+    visible = [c for c in COLLECTIONS if c["id"] not in HIDDEN]
+    expected = sorted(visible, key=lambda c: c["id"])
+    expected.sort(key=lambda c: c["title"], reverse=True)
+    assert ids == [c["id"] for c in expected]
+
+
+def test_sort_by_in_the_get_form(discovery_url: str) -> None:
+    """`sortBy=apiso:TempExtent_begin:D`: the latest collections first, ties by id."""
+    params = {
+        "service": "CSW",
+        "version": "2.0.2",
+        "request": "GetRecords",
+        "typeNames": "csw:Record",
+        "resultType": "results",
+        "elementSetName": "brief",
+        "maxRecords": "50",
+        "sortBy": "apiso:TempExtent_begin:D",
+    }
+    r = httpx.get(f"{discovery_url}/csw", params=params)
+    assert r.status_code == 200, r.text
+    ids = [
+        e.text
+        for e in etree.fromstring(r.content).iter("{http://purl.org/dc/elements/1.1/}identifier")
+    ]
+    visible = sorted((c for c in COLLECTIONS if c["id"] not in HIDDEN), key=lambda c: c["id"])
+    visible.sort(key=lambda c: c["extent"]["temporal"]["interval"][0][0], reverse=True)
+    assert ids == [c["id"] for c in visible]
 
 
 def test_post_that_is_not_xml(discovery_url: str) -> None:

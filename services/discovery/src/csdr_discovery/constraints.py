@@ -39,6 +39,8 @@ QUERYABLES = {
     "tempextent_end": "end_datetime",
 }
 TEMPORAL = {"datetime", "end_datetime"}
+# What a GetRecords may be sorted by (the queryables with one value per record).
+SORTABLE = {"id", "title", "datetime", "end_datetime"}
 COMPARISONS = {
     ast.Equal: "=",
     ast.NotEqual: "<>",
@@ -93,6 +95,26 @@ def queryable(node: Any) -> str:
             "apiso:TempExtent_end"
         )
     return QUERYABLES[local]
+
+
+def sort_order(text: str | None) -> list[dict[str, str]]:
+    """pgSTAC sortby of a CSW sortBy (`dc:title:A,apiso:TempExtent_begin:D`; the order is A
+    when left out)."""
+    order = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, _, direction = part.strip().rpartition(":")
+        if direction.upper() not in ("A", "D") or not name:
+            name, direction = part.strip(), "A"
+        field = QUERYABLES.get(name.rpartition(":")[2].lower())
+        if field not in SORTABLE:
+            raise ConstraintError(
+                f"sortBy: cannot sort by {name!r}; sort by dc:identifier, dc:title, "
+                "apiso:TempExtent_begin or apiso:TempExtent_end, each :A or :D"
+            )
+        order.append({"field": field, "direction": "desc" if direction.upper() == "D" else "asc"})
+    return order
 
 
 def _conjuncts(node: ast.Node) -> list[ast.Node]:

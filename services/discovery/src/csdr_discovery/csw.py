@@ -131,6 +131,8 @@ def read_xml(body: bytes) -> CswRequest:
         esn = query.find(f"{{{CSW}}}ElementSetName")
         if esn is not None and esn.text:
             params["elementsetname"] = esn.text.strip()
+        if sort := _sort_by(query):
+            params["sortby"] = sort
         constraint = query.find(f"{{{CSW}}}Constraint")
         if constraint is not None:
             fes = constraint.find(f"{{{OGC}}}Filter")
@@ -142,6 +144,16 @@ def read_xml(body: bytes) -> CswRequest:
                 params["constraintlanguage"] = "CQL_TEXT"
                 params["constraint"] = cql.text
     return CswRequest(name, params, query)
+
+
+def _sort_by(query: etree._Element) -> str:
+    """An ogc:SortBy as the GET form (`dc:title:D,dc:identifier:A`)."""
+    parts = []
+    for prop in query.iterfind(f"{{{OGC}}}SortBy/{{{OGC}}}SortProperty"):
+        name = (prop.findtext(f"{{{OGC}}}PropertyName") or "").strip()
+        descending = (prop.findtext(f"{{{OGC}}}SortOrder") or "").strip().upper() == "DESC"
+        parts.append(f"{name}:{'D' if descending else 'A'}")
+    return ",".join(parts)
 
 
 def _output_schema(req: CswRequest) -> str:
@@ -365,12 +377,16 @@ async def get_records(
         criteria = constraints.to_search(tree)
     except constraints.ConstraintError as exc:
         raise CswError("InvalidParameterValue", "constraint", str(exc)) from None
+    try:
+        order = constraints.sort_order(req.get("sortBy"))
+    except constraints.ConstraintError as exc:
+        raise CswError("InvalidParameterValue", "sortBy", str(exc)) from None
     if result_type == "validate":
         ack = etree.Element(f"{{{CSW}}}Acknowledgement", nsmap=CSW_NSMAP, timeStamp=_now())
         return ack, []
     shown = await records.visible(request, pool)
     page = await records.search(
-        pool, shown, criteria, limit if result_type == "results" else 0, start - 1
+        pool, shown, criteria, limit if result_type == "results" else 0, start - 1, order
     )
     returned = page.collections
     following = start + len(returned)

@@ -34,13 +34,16 @@ async def search(
     criteria: dict[str, Any],
     limit: int,
     offset: int,
+    sortby: list[dict[str, str]] | None = None,
 ) -> Page:
     """Collections among `shown` that meet `criteria` (pgSTAC search keys: q, bbox, datetime,
-    filter as CQL2 JSON, ids), ordered by id; `limit` 0 counts only."""
+    filter as CQL2 JSON, ids), ordered by `sortby` (pgSTAC's form) then id; `limit` 0 counts
+    only."""
     ids = sorted(shown & set(criteria["ids"])) if "ids" in criteria else sorted(shown)
     if not ids:  # pgSTAC reads an empty `ids` as "any id"
         return Page(0, [])
-    body: dict[str, Any] = {**criteria, "ids": ids, "sortby": [{"field": "id", "direction": "asc"}]}
+    order = [*(sortby or []), {"field": "id", "direction": "asc"}]  # id: a stable page order
+    body: dict[str, Any] = {**criteria, "ids": ids, "sortby": order}
     if "filter" in body:
         body["filter-lang"] = "cql2-json"
     matched = await conn.fetchval("SELECT pgstac.collection_search_matched($1::jsonb)", body)
