@@ -26,14 +26,40 @@ def with_key(url: str, key: str) -> str:
     return urlunsplit(parts._replace(query=encoded))
 
 
+def _origin_and_path(url: str) -> tuple[str, str, str] | None:
+    """(scheme, host:port, path ending in `/`) of an absolute http(s) URL; None otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    path = parts.path if parts.path.endswith("/") else f"{parts.path}/"
+    return parts.scheme, f"{parts.hostname.lower()}:{port}", path
+
+
+def is_own(url: str, own: Sequence[str]) -> bool:
+    """Whether `url` lies under one of the `own` base URLs: same scheme, host and port (not
+    merely the same leading characters: `http://node:80810/` is another server than
+    `http://node:8081`), and a path under the base's."""
+    target = _origin_and_path(url)
+    if target is None:
+        return False
+    for base in own:
+        prefix = _origin_and_path(base)
+        if prefix is not None and target[:2] == prefix[:2] and target[2].startswith(prefix[2]):
+            return True
+    return False
+
+
 def add_key_to_links(document: Any, key: str, own: Sequence[str]) -> Any:
-    """Every `links[].href` and `assets{}.href` in a JSON document that starts with one of the
-    `own` URL prefixes, with the key added; in place, and returned."""
-    prefixes = tuple(own)
+    """Every `links[].href` and `assets{}.href` in a JSON document under one of the `own` base
+    URLs (`is_own`), with the key added; in place, and returned."""
 
     def carry(holder: Any) -> None:
         href = holder.get("href") if isinstance(holder, dict) else None
-        if isinstance(href, str) and href.startswith(prefixes):
+        if isinstance(href, str) and is_own(href, own):
             holder["href"] = with_key(href, key)
 
     def walk(node: Any) -> None:
