@@ -133,6 +133,8 @@ class Node:
             "CSDR_DISCOVERY_TILER_URL": self.url("tiler"),
             # The feed links mirrored items to this node's API and publishes its asset downloads.
             "CSDR_FEDERATION_CATALOG_URL": self.url("catalog"),
+            # A peer's push service wakes the worker here (csdr-admin peer add --push).
+            "CSDR_FEDERATION_PUBLIC_URL": self.url("federation"),
         }
 
 

@@ -253,6 +253,7 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         set_policy(main, "gf2", "partners", ["LASAC"], "test")
         key = issue_key(main, "LASAC", ["read"], "test")[0]
     main_port, main_catalog_port, partner_catalog_port = free_port(), free_port(), free_port()
+    main_push_port, partner_feed_port = free_port(), free_port()
     main_env = {
         **pg_cluster.env(main_db),
         "CSDR_INGEST_ASSETS_DIR": str(base / "main-assets"),  # Federation.main_assets
@@ -266,6 +267,8 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         **pg_cluster.env(partner_db),
         "CSDR_INGEST_ASSETS_DIR": str(base / "la-assets"),
         "CSDR_FEDERATION_NODE_NAME": "la",
+        # Main's push service wakes the partner's worker (peer add --push) at this URL.
+        "CSDR_FEDERATION_PUBLIC_URL": f"http://127.0.0.1:{partner_feed_port}",
         "CSDR_FEDERATION_CATALOG_URL": f"http://127.0.0.1:{partner_catalog_port}",
         "CSDR_FEDERATION_POLL_INTERVAL_S": "0.3",
         "CSDR_FEDERATION_BACKOFF_MAX_S": "1",
@@ -277,15 +280,18 @@ def fed(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         pg_cluster.env(partner_db), "peer", "add", "main", f"http://127.0.0.1:{main_port}",
         "--key", key, "--collections", ",".join(MIRRORED), "--bbox", AREA,
         "--max-cloud", str(MAX_CLOUD), "--assets", "copy",
+        "--push", f"http://127.0.0.1:{main_push_port}",
     )  # fmt: skip
     with ExitStack() as stack:
         main_catalog, partner_catalog = (
             stack.enter_context(service("csdr_catalog.app:create_app", port, env, base))
             for port, env in ((main_catalog_port, main_env), (partner_catalog_port, partner_env))
         )
+        push_env = {**main_env, "CSDR_PUSH_ALLOW_PRIVATE_TARGETS": "true"}
+        stack.enter_context(service("csdr_push.app:create_app", main_push_port, push_env, base))
         fed = Federation(
             pg_cluster, main_db, partner_db, main_catalog, partner_catalog, base, stack, main_port,
-            free_port(), main_env, partner_env,
+            partner_feed_port, main_env, partner_env,
         )  # fmt: skip
         fed.start_main_feed()
         fed.start_partner_worker()
@@ -607,3 +613,35 @@ def test_copied_assets_tile_byte_identically_on_the_partner(fed, tmp_path):
             assert r.status_code == 200, r.text
             tiles.append(r.content)
     assert tiles[0] == tiles[1] and len(tiles[0]) > 1000
+
+
+def test_mains_push_service_wakes_the_partners_worker(fed):
+    """The worker subscribed at main's push service (`--push`) to what it mirrors; main's
+    webhooks reach the partner's wake-up route, and the peer's lag is counted in events."""
+    with fed.partner() as partner:
+        subscription = wait_until(
+            lambda: peer_row(partner)["wake_subscription"], what="the wake-up subscription"
+        )
+    wake = f"http://127.0.0.1:{fed.partner_feed_port}/federation/peers/main/wake"
+    with fed.main() as main:
+        row = main.execute(
+            "SELECT collections, webhook_url, ST_AsText(ST_Envelope(geometry))"
+            " FROM csdr.subscriptions WHERE id = %s",
+            (subscription,),
+        ).fetchone()
+        assert row is not None and row[0] == list(MIRRORED) and row[1] == wake
+        assert row[2].startswith("POLYGON((100 10,")
+        write_items(main, [scene(950, "gf1", NEAR, 2)])
+        delivered = wait_until(
+            lambda: main.execute(
+                "SELECT d.last_status_code FROM csdr.deliveries d"
+                " JOIN csdr.item_events e ON e.id = d.event_id"
+                " WHERE d.subscription_id = %s AND e.item_id = 'S0950' AND d.status = 'delivered'",
+                (subscription,),
+            ).fetchone(),
+            what="main's webhook delivered to the partner's wake-up route",
+        )
+        assert delivered[0] == 202
+    wait_until(lambda: converged(fed), what="the woken partner at main's state")
+    with fed.partner() as partner:
+        assert peer_row(partner)["lag_events"] == 0

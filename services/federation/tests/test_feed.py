@@ -73,6 +73,9 @@ def test_small_pages_lose_nothing_and_say_when_the_head_is_reached(client, upser
     upsert(*[stac_item(f"i{n:02d}") for n in range(7)])
     first = client.get("/federation/changes", params={"after": start, "limit": 3}).json()
     assert not first["at_head"] and len(first["changes"]) >= 3
+    assert first["behind"] == 4  # the reader's lag, in events
+    last = client.get("/federation/changes", params={"after": first["next"], "limit": 9}).json()
+    assert last["at_head"] and last["behind"] == 0
     got = read_all(client, after=start, limit=3)
     assert got["pages"] == 3
     assert sorted(c["id"] for c in got["changes"] if c["op"] == "upsert") == [

@@ -113,7 +113,8 @@ def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
             return _table(admin.list_policies(conn), ["collection", "policy", "orgs"])
         case "peer", "list":
             columns = ["name", "url", "status", "node", "collections", "assets", "cursor"]
-            return _table(peers.list_peers(conn), [*columns, "applied", "refused", "last_error"])
+            progress = ["lag_events", "applied", "refused", "last_error"]
+            return _table(peers.list_peers(conn), [*columns, *progress])
         case "peer", _:
             return peers.run(args, conn, actor)
         case "backup", None:

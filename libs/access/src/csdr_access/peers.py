@@ -65,6 +65,7 @@ def add_peer(
     max_cloud: float | None = None,
     since: date | None = None,
     assets: str = "proxy",
+    push_url: str | None = None,
 ) -> None:
     """Register an upstream node to mirror from the start of its feed."""
     if not NAME_PATTERN.match(name):
@@ -79,13 +80,15 @@ def add_peer(
         raise AdminError(f"--max-cloud {max_cloud} is not a percentage (0-100)")
     if assets not in ASSET_MODES:
         raise AdminError(f"--assets must be one of {', '.join(ASSET_MODES)}, not {assets!r}")
+    if push_url is not None and not re.match(r"^https?://[^/\s]+", push_url):
+        raise AdminError(f"--push {push_url!r} is not an http(s) URL of the peer's push service")
     since_at = datetime.combine(since, time.min, UTC) if since else None
     with conn.transaction():
         try:
             conn.execute(
                 "INSERT INTO csdr.federation_peers (name, url, api_key, collections, bbox,"
-                " intersects, max_cloud, since, assets)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " intersects, max_cloud, since, assets, push_url)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     name,
                     url.rstrip("/"),
@@ -96,6 +99,7 @@ def add_peer(
                     max_cloud,
                     since_at,
                     assets,
+                    push_url.rstrip("/") if push_url else None,
                 ),
             )
         except psycopg.errors.UniqueViolation as exc:
@@ -113,7 +117,7 @@ def list_peers(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT name, url, status, node, collections, bbox::text[] AS bbox, max_cloud, since,"
-            " assets, cursor, at_head, applied, refused, last_error"
+            " assets, cursor, at_head, lag_events, applied, refused, last_error"
             " FROM csdr.federation_peers ORDER BY name"
         ).fetchall()
 
@@ -156,6 +160,11 @@ def add_parsers(groups: Any) -> None:
     add.add_argument("--max-cloud", type=float, help="highest eo:cloud_cover, 0-100")
     add.add_argument("--since", type=date.fromisoformat, help="items acquired from YYYY-MM-DD")
     add.add_argument("--assets", choices=ASSET_MODES, default="proxy")
+    add.add_argument(
+        "--push",
+        metavar="URL",
+        help="the peer's push service: its webhooks wake the worker (else it only polls)",
+    )
     peer.add_parser("list", help="list peers and their progress")
     for verb, text in (("pause", "pause"), ("resume", "resume"), ("remove", "stop mirroring")):
         peer.add_parser(verb, help=f"{text} a peer").add_argument("name")
@@ -177,6 +186,7 @@ def run(args: argparse.Namespace, conn: psycopg.Connection, actor: str) -> str:
                 args.max_cloud,
                 args.since,
                 args.assets,
+                args.push,
             )
             return f"added peer {args.name} ({args.url}); the federation worker starts mirroring it"
         case "pause" | "resume":

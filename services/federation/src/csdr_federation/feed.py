@@ -56,6 +56,20 @@ LIMIT $3
 
 RETENTION_SQL = "SELECT through_txid::text, through_id FROM csdr.feed_retention"
 
+# Servable events after a position, counted up to a cap: how far a reader is behind.
+BEHIND_SQL = """
+WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT count(*) FROM (
+    SELECT 1 FROM csdr.item_events e, horizon h
+    WHERE (e.txid, e.id) > ($1::text::xid8, $2::bigint) AND e.txid < h.xmin
+    UNION ALL
+    SELECT 1 FROM csdr.collection_events c, horizon h
+    WHERE (c.txid, c.id) > ($1::text::xid8, $2::bigint) AND c.txid < h.xmin
+    LIMIT $3
+) behind
+"""
+BEHIND_CAP = 1_000_000
+
 # The last position a page can reach now (see EVENTS_SQL).
 HEAD_SQL = """
 WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
@@ -150,6 +164,8 @@ class Page:
     events: int
     next: Cursor
     at_head: bool
+    behind: int = 0
+    """Events still after `next` (all collections, before selection; counted up to a cap)."""
 
     def to_json(self) -> dict[str, Any]:
         """The page as the route answers it."""
@@ -160,6 +176,7 @@ class Page:
             "events": self.events,
             "next": str(self.next),
             "at_head": self.at_head,
+            "behind": self.behind,
         }
 
 
@@ -250,7 +267,13 @@ class Feed:
                 touched.items[key] = (position, first_created)
         next_cursor = Cursor(int(rows[-1][0]), rows[-1][1]) if rows else after
         changes = await self._changes(conn, touched, visible, selection)
-        return Page(self.node, self.catalog, changes, len(rows), next_cursor, len(rows) < limit)
+        at_head = len(rows) < limit
+        behind = 0
+        if not at_head:
+            behind = await conn.fetchval(
+                BEHIND_SQL, str(next_cursor.txid), next_cursor.id, BEHIND_CAP
+            )
+        return Page(self.node, self.catalog, changes, len(rows), next_cursor, at_head, int(behind))
 
     async def head(self, conn: asyncpg.Connection) -> Cursor:
         """The position a reader is at once it has read everything servable now."""

@@ -18,6 +18,9 @@ class Settings(ServiceSettings):
 
     node_name: str = "main"
     """This node's name in the network: mirrored records carry it as `csdr:origin`."""
+    public_url: str = ""
+    """This federation service's URL as peers reach it: the webhook a peer's push service calls
+    to wake the worker (peers added with `--push`); empty, no wake-ups (polling only)."""
     catalog_url: str = "http://127.0.0.1:8081"
     """Public base URL of this node's STAC API (items' `self`/`via` links, asset downloads)."""
     asset_roots: CommaList = Field(

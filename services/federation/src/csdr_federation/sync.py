@@ -15,15 +15,19 @@ digests.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import random
+import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -37,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 PEER_SQL = """
 SELECT name, url, api_key, collections, bbox, intersects, max_cloud, since, assets, status, node,
-       cursor
+       cursor, push_url, wake_subscription
 FROM csdr.federation_peers WHERE name = $1
 """
 ACTIVE_SQL = "SELECT name FROM csdr.federation_peers WHERE status = 'active' ORDER BY name"
@@ -59,9 +63,13 @@ WHERE c.content ->> 'csdr:origin' = $1 AND ($2::text[] IS NULL OR i.collection =
 CHECKPOINT_SQL = """
 UPDATE csdr.federation_peers
 SET cursor = $2, node = $3, at_head = $4, applied = applied + $5, refused = refused + $6,
-    last_page_at = now(), last_error = NULL, last_error_at = NULL, updated_at = now()
+    lag_events = coalesce($7, lag_events), last_page_at = now(), last_error = NULL,
+    last_error_at = NULL, updated_at = now()
 WHERE name = $1
 """
+WAKE_SQL = "UPDATE csdr.federation_peers SET wake_subscription = $2 WHERE name = $1"
+# How long after a failed attempt to subscribe at a peer's push service it is tried again.
+WAKE_RETRY_S = 300.0
 ERROR_SQL = """
 UPDATE csdr.federation_peers SET last_error = $2, last_error_at = now(), at_head = false
 WHERE name = $1
@@ -92,6 +100,8 @@ class Peer:
     status: str
     node: str | None
     cursor: str | None
+    push_url: str | None = None
+    wake_subscription: uuid.UUID | None = None
 
     def params(self, limit: int) -> dict[str, str]:
         """The feed's query for this peer's next page."""
@@ -130,6 +140,7 @@ class _PeerState:
     failures: int = 0
     due_at: float = 0.0
     reconciled_at: float = field(default_factory=time.monotonic)
+    wake_tried_at: float = -WAKE_RETRY_S
 
 
 class Worker:
@@ -181,6 +192,7 @@ class Worker:
                 if state.due_at > time.monotonic():
                     continue
                 try:
+                    await self._subscribe_for_wake_ups(name, state)
                     await self.sync(name)
                     await self._reconcile_when_due(name, state)
                     state.failures = 0
@@ -209,6 +221,48 @@ class Worker:
         if row is not None and row["status"] == "active":
             await self.reconcile(Peer(**dict(row)))
         state.reconciled_at = time.monotonic()
+
+    async def _subscribe_for_wake_ups(self, name: str, state: _PeerState) -> None:
+        """Subscribe at the peer's push service (`--push`) to what this node mirrors, the
+        webhook being this node's wake-up route, once; a failure is retried after a while and
+        costs only latency (the worker polls all the same)."""
+        public = self.settings.public_url
+        if not public or time.monotonic() - state.wake_tried_at < WAKE_RETRY_S:
+            return
+        row = await self.pool.fetchrow(PEER_SQL, name)
+        if row is None or not row["push_url"] or row["wake_subscription"] is not None:
+            return
+        state.wake_tried_at = time.monotonic()
+        peer, push_url = Peer(**dict(row)), str(row["push_url"])
+        subscription: dict[str, Any] = {
+            "webhook": {
+                "url": f"{public.rstrip('/')}/federation/peers/{quote(name)}/wake",
+                "secret": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            }
+        }
+        if peer.collections:
+            subscription["collections"] = peer.collections
+        if peer.intersects:
+            subscription["intersects"] = peer.intersects
+        elif peer.bbox:
+            subscription["bbox"] = peer.bbox
+        try:
+            response = await self.client.post(
+                f"{push_url.rstrip('/')}/subscriptions",
+                json=subscription,
+                headers={"X-API-Key": peer.api_key},
+            )
+        except httpx.HTTPError as exc:
+            logger.warning("federation: cannot subscribe at %s for wake-ups: %r", name, exc)
+            return
+        if response.status_code != 201:
+            logger.warning(
+                "federation: %s refused the wake-up subscription (%d): %s",
+                name, response.status_code, response.text[:300],
+            )  # fmt: skip
+            return
+        await self.pool.execute(WAKE_SQL, name, uuid.UUID(response.json()["id"]))
+        logger.info("federation: %s wakes this node's worker through its push webhooks", name)
 
     def _backoff(self, failures: int) -> float:
         base = max(self.settings.poll_interval_s / 8, 0.1)
@@ -316,9 +370,11 @@ class Worker:
             if row["node"] is not None and row["node"] != node:
                 raise SyncError(f"{peer.url} now calls itself {node!r}, not {row['node']!r}")
             applied, refused, forgotten = await self._apply_changes(conn, peer, node, page)
+            lag = 0 if page["at_head"] else page.get("behind")
             await conn.execute(
-                CHECKPOINT_SQL, peer.name, page["next"], node, page["at_head"], applied, refused
-            )
+                CHECKPOINT_SQL, peer.name, page["next"], node, page["at_head"], applied, refused,
+                lag,
+            )  # fmt: skip
         assets.remove_files(forgotten)
         if peer.assets == "copy":
             self.copier.wake()

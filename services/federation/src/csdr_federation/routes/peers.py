@@ -14,7 +14,8 @@ router = APIRouter(prefix="/federation/peers", tags=["Federation"])
 
 STATUS_SQL = """
 SELECT name, url, status, node, collections, bbox, max_cloud, since, assets, cursor, at_head,
-       applied, refused, last_page_at, last_error, last_error_at,
+       lag_events, push_url, wake_subscription::text, applied, refused, last_page_at, last_error,
+       last_error_at,
        extract(epoch FROM now() - last_page_at) AS since_last_page_s,
        (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
         FROM (SELECT a.status, count(*) AS n FROM csdr.federation_assets a
@@ -32,8 +33,9 @@ class PeerNotFound(FederationError):
 
 @router.get("", summary="The peers this node mirrors, with their progress")
 async def list_peers(pool: PoolDep, principal: AdminDep) -> dict[str, Any]:
-    """Each peer's settings (never its key), cursor, whether it is at its head, changes applied
-    and refused, its last error, and its asset copies by status (`copy` peers)."""
+    """Each peer's settings (never its key), cursor, whether it is at its head and how many
+    events behind, changes applied and refused, its last error, its wake-up subscription at the
+    peer's push service, and its asset copies by status (`copy` peers)."""
     rows = await pool.fetch(STATUS_SQL)
     return {
         "peers": [
