@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -35,13 +34,13 @@ from typing import IO, Any
 import psycopg
 
 from csdr_access.admin import AdminError
+from csdr_service.checksums import checksum
 
 DUMP, MANIFEST, INFO = "database.dump", "assets.tsv", "backup.json"
 FORMAT = 1
 PGSTAC_ROLES = ("pgstac_admin", "pgstac_read", "pgstac_ingest")
 EMPTIED_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', '', false);"
 PGSTAC_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pgstac, public', false);"
-SHA256_MULTIHASH = "1220"
 COLUMNS = ["collection", "item", "asset", "href", "size", "checksum"]
 
 ASSETS_SQL = """
@@ -71,15 +70,6 @@ def tool(name: str) -> str:
     if not found:
         raise BackupError(f"{name} not found: install the PostgreSQL client (postgresql-client)")
     return found
-
-
-def checksum(path: Path) -> str:
-    """The file's sha2-256 multihash, as hex (STAC's `file:checksum`)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return SHA256_MULTIHASH + digest.hexdigest()
 
 
 @dataclass

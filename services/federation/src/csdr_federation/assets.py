@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import mimetypes
 import os
@@ -31,12 +30,12 @@ import httpx
 from csdr_catalog.downloads import download_url
 from csdr_federation.feed import ORIGIN
 from csdr_federation.mirror import point_at_copy
+from csdr_service.checksums import checksum
 
 logger = logging.getLogger(__name__)
 
 MIRRORS_DIR = "mirrors"
 CHUNK = 1 << 20
-SHA256_MULTIHASH = "1220"
 
 QUEUED_SQL = """
 SELECT asset, source, checksum, path, status FROM csdr.federation_assets
@@ -178,14 +177,6 @@ class Task:
     api_key: str
 
 
-def _checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return SHA256_MULTIHASH + digest.hexdigest()
-
-
 async def download(client: httpx.AsyncClient, task: Task) -> None:
     """Fetch the task's file to `<path>.part`, resuming what is there with a byte range, verify
     it and rename it into place. CopyError when it does not verify (the partial file is gone then:
@@ -214,7 +205,7 @@ async def download(client: httpx.AsyncClient, task: Task) -> None:
         part.unlink()
         raise CopyError(f"{task.source}: {size} bytes copied, the item says {task.size}")
     if task.checksum is not None:
-        got = await asyncio.to_thread(_checksum, part)
+        got = await asyncio.to_thread(checksum, part)
         if got != task.checksum:
             part.unlink()
             raise CopyError(f"{task.source}: checksum {got} copied, the item says {task.checksum}")

@@ -2,24 +2,13 @@
 sha2-256 multihash), so whoever copies an asset (a mirroring node, a user's download script) can
 verify the copy."""
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from csdr_service.checksums import checksum
+
 FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
-# Multihash prefix of sha2-256: the function code 0x12, then the digest length 0x20 (32 bytes).
-SHA256_MULTIHASH = "1220"
-CHUNK = 1 << 20
-
-
-def checksum(path: Path) -> str:
-    """The file's sha2-256 multihash, as hex (the form `file:checksum` takes)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return SHA256_MULTIHASH + digest.hexdigest()
 
 
 def describe_files(item: dict[str, Any], written: Iterable[Path]) -> None:
