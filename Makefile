@@ -22,13 +22,15 @@ lint: bootstrap
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy libs/access/src libs/render/src libs/service/src services/catalog/src services/tiler/src services/ingest/src services/push/src services/discovery/src services/federation/src
 
-# pytest starts and stops its own throwaway PostgreSQL cluster (see conftest.py).
+# pytest starts and stops its own throwaway PostgreSQL cluster (see conftest.py), one per worker:
+# two workers, each taking whole test files (module fixtures start their services once).
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_WORKERS)
 
 # The edit-test loop: the unit tests only (not those marked slow; tests/e2e is slow throughout).
 test-fast: bootstrap
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest $(PYTEST_WORKERS) -q -m "not slow"
 
 bench: bootstrap
 	$(PY) -m pytest tests/bench -s -p no:randomly --override-ini="testpaths=tests/bench"
