@@ -69,9 +69,8 @@ def make_client(
     opened: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:
-        settings = Settings(
-            asset_roots=[str(assets)], worker=False, poll_interval_s=0.1, **overrides
-        )
+        options: dict[str, Any] = {"worker": False, "poll_interval_s": 0.1, **overrides}
+        settings = Settings(asset_roots=[str(assets)], **options)
         client = TestClient(create_app(settings, clock))
         client.__enter__()
         opened.append(client)

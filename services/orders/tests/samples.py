@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 ORGS = {  # who -> (organisation, country, kind, scopes)
     "thailand": ("GISTDA", "TH", "partner", ["read"]),
@@ -81,4 +82,35 @@ def set_quota(db: psycopg.Connection, org: str, scenes: int, quota_class: str = 
         " SELECT id, %s, %s FROM csdr.organisations WHERE name = %s"
         " ON CONFLICT (org_id, class) DO UPDATE SET scenes = excluded.scenes",
         (quota_class, scenes, org),
+    )
+
+
+def offline_item(item_id: str, lon: float = 101.5) -> dict[str, Any]:
+    """An archived scene: footprint and metadata, no data asset, `order:status` orderable."""
+    lat = 13.7
+    ring = [[lon, lat], [lon + 0.1, lat], [lon + 0.1, lat + 0.1], [lon, lat + 0.1], [lon, lat]]
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id,
+        "collection": "gf1",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": [lon, lat, lon + 0.1, lat + 0.1],
+        "properties": {
+            "datetime": "2026-03-02T03:00:00Z",
+            "platform": "gf-1",
+            "instruments": ["pms"],
+            "order:status": "orderable",
+        },
+        "links": [],
+        "assets": {"metadata": {"href": f"/archive/{item_id}.xml", "roles": ["metadata"]}},
+    }
+
+
+def add_offline(db: psycopg.Connection, item_id: str, source: str) -> None:
+    """Register an archived scene the way ingest does (item + package location)."""
+    db.execute("SELECT pgstac.upsert_item(%s)", (Jsonb(offline_item(item_id)),))
+    db.execute(
+        "INSERT INTO csdr.offline_packages (collection, item_id, source) VALUES ('gf1', %s, %s)",
+        (item_id, source),
     )

@@ -2,6 +2,7 @@
 
 from pydantic_settings import SettingsConfigDict
 
+from csdr_access.quotas import DEFAULT_SCENES
 from csdr_service.settings import CommaList, ServiceSettings
 
 
@@ -16,7 +17,7 @@ class Settings(ServiceSettings):
     """Public base URL of this service, for the order links and the signed download links."""
     catalog_url: str = "http://127.0.0.1:8081"
     """Public base URL of this node's STAC API, for thumbnails and item links in deliveries."""
-    default_quota: int = 1000
+    default_quota: int = DEFAULT_SCENES
     """Scenes per organisation, class and year when `csdr-admin quota set` gave none."""
     max_items: int = 500
     """Most scenes in one order (a larger search is refused, not cut)."""
