@@ -1,7 +1,8 @@
 """Order progress as CloudEvents to the organisation's webhooks, through push's outbox: each event
 becomes a delivery of push (csdr.enqueue_org_event, migration 0019) in the order's own
 transaction, and the push worker signs (Standard Webhooks), sends, retries and dead-letters it as
-any delivery. The event's data says which order, its status, and the item when one changed."""
+any delivery. The event's data says which order, its status, its place in the order's history
+(`sequence`), and the item when one changed."""
 
 from __future__ import annotations
 
@@ -31,9 +32,14 @@ async def emit(
     **data: Any,
 ) -> None:
     """Queue one event for the organisation's webhooks (none: nothing is queued)."""
+    # The order's history length orders the events of one transaction (same `time`).
+    sequence = await conn.fetchval(
+        "SELECT count(*) FROM csdr.order_history WHERE order_id = $1", order_id
+    )
     payload = {
         "order": str(order_id),
         "status": status,
+        "sequence": sequence,
         "href": order_url(public_url, order_id),
         **data,
     }
