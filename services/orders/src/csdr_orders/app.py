@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.clock = clock
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-    app.state.signer = Signer(settings.link_secret)
+    app.state.signer = Signer(settings.link_key())
     app.state.roots = AssetRoots(settings.asset_roots)
     add_exception_handlers(app)
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)

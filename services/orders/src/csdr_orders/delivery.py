@@ -44,7 +44,7 @@ class Signer:
 
     def verify(self, link: Link, signature: str) -> bool:
         """Whether `signature` is the link's."""
-        return hmac.compare_digest(self.signature(link), signature)
+        return hmac.compare_digest(self.signature(link).encode(), signature.encode())
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Orders settings (`CSDR_ORDERS_*`); the database comes from the libpq `PG*` variables."""
 
+from pathlib import Path
+
 from pydantic_settings import SettingsConfigDict
 
 from csdr_access.quotas import DEFAULT_SCENES
@@ -24,8 +26,18 @@ class Settings(ServiceSettings):
     link_ttl_days: float = 14.0
     """How long delivery links work; `POST /orders/{id}/renew` issues new ones."""
     link_secret: str = ""
-    """Key signing the delivery links (HMAC-SHA256); empty: a random one per process, so links
-    stop working at a restart. Set it when several processes serve orders."""
+    """Key signing the delivery links (HMAC-SHA256); empty (and no link_secret_file): a random
+    one per process, so links stop working at a restart. Set one when several processes serve
+    orders."""
+    link_secret_file: Path | None = None
+    """A file holding that key (read at start; `make up` keeps one in the data directory)."""
+
+    def link_key(self) -> str:
+        """The key signing delivery links (empty: none configured)."""
+        if self.link_secret_file is not None:
+            return self.link_secret_file.read_text().strip()
+        return self.link_secret
+
     asset_roots: CommaList = []
     """Directories whose files delivery links may serve (the ingest's assets directory)."""
     rate_limit_per_s: float = 20.0

@@ -191,8 +191,8 @@ async def download(
     item_id: str,
     asset: str,
     pool: PoolDep,
-    org: int,
-    expires: int,
+    org: Annotated[int, Query(ge=1, le=2**63 - 1)],
+    expires: Annotated[int, Query(ge=0, le=253402300799, description="Seconds since 1970")],
     signature: Annotated[str, Query(max_length=128)],
 ) -> FileResponse:
     """Serve the file; a key, when sent, must be of the organisation the link was signed for."""
