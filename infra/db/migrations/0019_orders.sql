@@ -110,6 +110,39 @@ CREATE TABLE csdr.usage_ledger (
 CREATE INDEX usage_ledger_at ON csdr.usage_ledger (at);
 CREATE INDEX usage_ledger_org_at ON csdr.usage_ledger (org_id, at);
 
+-- The ledger summed per month (UTC), organisation, class, collection, platform, instrument and
+-- kind, kept by a statement trigger in the inserting transaction: reports over whole months
+-- read these few rows instead of every ledger row, and still add up to the ledger exactly.
+CREATE TABLE csdr.usage_monthly (
+    month       date NOT NULL,
+    org_id      bigint NOT NULL,
+    country     char(2) NOT NULL,
+    class       text NOT NULL,
+    collection  text NOT NULL,
+    platform    text NOT NULL,
+    instrument  text NOT NULL,
+    kind        text NOT NULL,
+    total       bigint NOT NULL,
+    PRIMARY KEY (month, org_id, class, collection, platform, instrument, kind)
+);
+
+CREATE FUNCTION csdr.sum_usage_monthly() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO csdr.usage_monthly AS m
+        (month, org_id, country, class, collection, platform, instrument, kind, total)
+    SELECT date_trunc('month', at AT TIME ZONE 'UTC')::date, org_id, country, class, collection,
+           coalesce(platform, ''), coalesce(instrument, ''), kind, sum(delta)
+    FROM new_rows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    ORDER BY 1, 2, 4, 5, 6, 7, 8  -- one lock order for concurrent inserts
+    ON CONFLICT (month, org_id, class, collection, platform, instrument, kind)
+    DO UPDATE SET total = m.total + excluded.total;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER usage_ledger_monthly AFTER INSERT ON csdr.usage_ledger
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION csdr.sum_usage_monthly();
+
 CREATE FUNCTION csdr.refuse_rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: rows are never updated or deleted', TG_TABLE_NAME;
@@ -124,12 +157,22 @@ FOR EACH ROW EXECUTE FUNCTION csdr.refuse_rewrite();
 -- Order progress through push's outbox (0004): one delivery per distinct webhook URL of the
 -- organisation's active subscriptions, with the event in `payload` (as push's test events), sent
 -- by the push worker with its signing, retries and dead letters. Called in the order's own
--- transaction, so an event exists exactly when the change it reports was committed.
-CREATE FUNCTION csdr.enqueue_org_event(_org bigint, _type text, _payload jsonb)
+-- transaction, so an event exists exactly when the change it reports was committed. The event's
+-- `sequence` (its place in the order's history, which orders the events of one transaction) is
+-- the history's length now unless the caller gives it.
+CREATE FUNCTION csdr.enqueue_order_event(_org bigint, _order uuid, _type text, _payload jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     created integer;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM csdr.subscriptions s WHERE s.owner = _org AND s.status = 'active')
+    THEN
+        RETURN 0;
+    END IF;
+    IF NOT _payload ? 'sequence' THEN
+        _payload := _payload || jsonb_build_object('sequence',
+            (SELECT count(*) FROM csdr.order_history h WHERE h.order_id = _order));
+    END IF;
     INSERT INTO csdr.deliveries (subscription_id, type, payload)
     SELECT DISTINCT ON (s.webhook_url) s.id, _type, _payload
     FROM csdr.subscriptions s

@@ -70,6 +70,15 @@ def test_usage_rows_sum_to_totals_and_orgs_see_their_own(make_client, db, scenes
     assert {r["month"] for r in monthly["rows"]} == {"2026-06"}
     assert monthly["totals"] == totals
 
+    # A range not of whole months is summed from the ledger itself: the same numbers.
+    odd = {**params, "from": "2026-05-31T23:00:00Z", "to": "2026-07-01T01:00:00+00:00"}
+    unaligned = client.get("/stats/usage", params=odd, headers=admin).json()
+    assert (unaligned["rows"], unaligned["totals"]) == (rows, totals)
+    quarterly = client.get(
+        "/stats/usage", params={"group_by": "quarter,class"}, headers=admin
+    ).json()
+    assert quarterly["rows"] == [{"quarter": "2026-Q2", "class": "all", **totals}]
+
     other = client.get(
         "/stats/usage", params={"organisation": "SPARRSO"}, headers=auth(keys["thailand"])
     )

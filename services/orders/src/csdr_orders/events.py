@@ -22,6 +22,20 @@ def order_url(public_url: str, order_id: UUID) -> str:
     return f"{public_url}/orders/{order_id}"
 
 
+def event(
+    public_url: str, order_id: UUID, status: str, sequence: int | None = None, **data: Any
+) -> dict[str, Any]:
+    """An event's data: which order, its status, the item when one changed."""
+    payload: dict[str, Any] = {
+        "order": str(order_id),
+        "status": status,
+        "href": order_url(public_url, order_id),
+    }
+    if sequence is not None:
+        payload["sequence"] = sequence
+    return payload | data
+
+
 async def emit(
     conn: asyncpg.Connection,
     public_url: str,
@@ -32,15 +46,19 @@ async def emit(
     **data: Any,
 ) -> None:
     """Queue one event for the organisation's webhooks (none: nothing is queued)."""
-    # The order's history length orders the events of one transaction (same `time`).
-    sequence = await conn.fetchval(
-        "SELECT count(*) FROM csdr.order_history WHERE order_id = $1", order_id
+    await emit_many(
+        conn, org_id, order_id, [(event_type, event(public_url, order_id, status, **data))]
     )
-    payload = {
-        "order": str(order_id),
-        "status": status,
-        "sequence": sequence,
-        "href": order_url(public_url, order_id),
-        **data,
-    }
-    await conn.execute("SELECT csdr.enqueue_org_event($1, $2, $3)", org_id, event_type, payload)
+
+
+async def emit_many(
+    conn: asyncpg.Connection,
+    org_id: int,
+    order_id: UUID,
+    events: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Queue several (type, data) events of one order, in one round trip."""
+    await conn.executemany(
+        "SELECT csdr.enqueue_order_event($1, $2, $3, $4)",
+        [(org_id, order_id, event_type, payload) for event_type, payload in events],
+    )

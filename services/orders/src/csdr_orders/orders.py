@@ -279,7 +279,8 @@ async def _accept(
     period = period_start(at)
     classes = await quotas.classes_of(conn, {s.collection for s in scenes})
     counters = {
-        c: await quotas.lock(conn, org_id, c, period) for c in sorted(set(classes.values()))
+        c: await quotas.lock(conn, org_id, c, period, settings.default_quota)
+        for c in sorted(set(classes.values()))
     }
     held = {
         (r["collection"], r["item_id"]): r["order_id"]
@@ -297,8 +298,7 @@ async def _accept(
     charged = [s for s in scenes if (s.collection, s.item_id) not in held]
     snapshots = []
     refusal: dict[str, Any] | None = None
-    for quota_class, (used, reserved) in counters.items():
-        limit = await quotas.limit_of(conn, org_id, quota_class, settings.default_quota)
+    for quota_class, (used, reserved, limit) in counters.items():
         quota = quotas.Quota(
             org_id, placing.organisation, quota_class, period, limit, used, reserved
         )
@@ -315,24 +315,64 @@ async def _accept(
             f" {refusal['period']} (resets {refusal['resets_at']}); nothing was ordered",
             **refusal,
         )
+    return await _record_accepted(conn, placing, scenes, charged, classes, settings)
+
+
+async def _record_accepted(
+    conn: asyncpg.Connection,
+    placing: Placing,
+    scenes: list[Scene],
+    charged: list[Scene],
+    classes: dict[str, str],
+    settings: Settings,
+) -> uuid.UUID:
+    """Write an accepted order in a few statements: online scenes delivered at once (their
+    charge committed), offline ones pending their production (their charge reserved)."""
+    at, org_id = placing.at, placing.org_id
+    period = period_start(at)
     order_id = uuid.uuid4()
+    statuses = ["succeeded" if s.online else "pending" for s in scenes]
+    final = lifecycle.order_status(statuses)
+    # The history as the lifecycle walks it: accepted, each delivered scene, then the order.
+    history: list[tuple[str, str, str, tuple[str, str] | None]] = [
+        ("ordered", "accepted", f"{len(scenes)} scenes accepted", None)
+    ]
+    history += [
+        ("succeeded", "delivered", "", (s.collection, s.item_id))
+        if s.online
+        else ("pending", "production", "queued for production", (s.collection, s.item_id))
+        for s in scenes
+    ]
+    reasons = {
+        "pending": ("production", "waiting for the production of offline scenes"),
+        "shipping": ("delivering", "scenes are being delivered"),
+        "succeeded": ("delivered", "every scene was delivered"),
+    }
+    history += [(step, *reasons[step], None) for step in lifecycle.steps("ordered", final)]
     await conn.execute(
         "INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,"
-        " created_at, updated_at, links_expire_at) VALUES ($1, $2, 'ordered', $3, $4, $5, $6,"
-        " $6, $7)",
+        " created_at, updated_at, links_expire_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         order_id,
         org_id,
+        final,
         placing.idempotency_key,
         placing.request,
         period,
         at,
         at + timedelta(days=settings.link_ttl_days),
     )
-    await _history(conn, order_id, at, "ordered", "accepted", f"{len(scenes)} scenes accepted")
+    await conn.executemany(
+        "INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,"
+        " reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            (order_id, i[0] if i else None, i[1] if i else None, at, st, code, text or None)
+            for st, code, text, i in history
+        ],
+    )
     charged_keys = {(s.collection, s.item_id) for s in charged}
     await conn.executemany(
         "INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,"
-        " status, charged, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'ordered', $7, $8)",
+        " status, charged, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
             (
                 order_id,
@@ -341,61 +381,65 @@ async def _accept(
                 classes[s.collection],
                 s.platform,
                 s.instrument,
+                status,
                 (s.collection, s.item_id) in charged_keys,
                 at,
             )
-            for s in scenes
+            for s, status in zip(scenes, statuses, strict=True)
         ],
     )
     await conn.executemany(
         "INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state,"
-        " order_id) VALUES ($1, $2, $3, $4, $5, 'reserved', $6)",
+        " order_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [
-            (org_id, period, s.collection, s.item_id, classes[s.collection], order_id)
-            for s in charged
-        ],
-    )
-    for quota_class in counters:
-        n = sum(1 for s in charged if classes[s.collection] == quota_class)
-        if n:
-            await quotas.change(conn, org_id, quota_class, period, reserved=n)
-    await ledger.record(
-        conn,
-        at,
-        "reserved",
-        [
-            ledger.Entry(
+            (
                 org_id,
-                classes[s.collection],
                 period,
                 s.collection,
                 s.item_id,
-                s.platform,
-                s.instrument,
+                classes[s.collection],
+                "committed" if s.online else "reserved",
                 order_id,
             )
             for s in charged
         ],
     )
-    await events.emit(
-        conn, settings.public_url, org_id, events.ACCEPTED, order_id, "ordered", items=len(scenes)
-    )
-    offline = [s for s in scenes if not s.online]
-    await production.request(conn, offline)
-    order = await conn.fetchrow("SELECT * FROM csdr.orders WHERE id = $1", order_id)
-    items = {
-        (r["collection"], r["item_id"]): r
-        for r in await conn.fetch("SELECT * FROM csdr.order_items WHERE order_id = $1", order_id)
+    for quota_class in sorted(set(classes.values())):
+        mine = [s for s in charged if classes[s.collection] == quota_class]
+        online = sum(1 for s in mine if s.online)
+        if mine:
+            await quotas.change(conn, org_id, quota_class, period, len(mine) - online, online)
+    entries = {
+        s: ledger.Entry(
+            org_id,
+            classes[s.collection],
+            period,
+            s.collection,
+            s.item_id,
+            s.platform,
+            s.instrument,
+            order_id,
+        )
+        for s in charged
     }
-    for scene in scenes:
-        item = items[(scene.collection, scene.item_id)]
-        if scene.online:
-            await _deliver(conn, order, item, at, settings)
-        else:
-            await _item_status(
-                conn, order, item, "pending", at, "production", "queued for production"
-            )
-    await _settle(conn, order_id, at, settings)
+    await ledger.record(conn, at, "reserved", list(entries.values()))
+    await ledger.record(conn, at, "released", [e for s, e in entries.items() if s.online])
+    url = settings.public_url
+    news = [(events.ACCEPTED, events.event(url, order_id, "ordered", 1, items=len(scenes)))]
+    news += [
+        (
+            events.ITEM_SUCCEEDED,
+            events.event(
+                url, order_id, "succeeded", n + 2, collection=s.collection, item=s.item_id
+            ),
+        )
+        for n, s in enumerate(scenes)
+        if s.online
+    ]
+    if final in lifecycle.TERMINAL:
+        news.append((events.COMPLETED, events.event(url, order_id, final, len(history))))
+    await events.emit_many(conn, org_id, order_id, news)
+    await production.request(conn, [s for s in scenes if not s.online])
     return order_id
 
 

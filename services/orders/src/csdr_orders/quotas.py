@@ -57,36 +57,23 @@ async def classes_of(conn: asyncpg.Connection, collections: set[str]) -> dict[st
     return {c: found.get(c, DEFAULT_CLASS) for c in collections}
 
 
-async def limit_of(conn: asyncpg.Connection, org_id: int, quota_class: str, default: int) -> int:
-    """The organisation's limit for a class."""
-    value = await conn.fetchval(
-        "SELECT scenes FROM csdr.quota_limits WHERE org_id = $1 AND class = $2",
-        org_id,
-        quota_class,
-    )
-    return default if value is None else int(value)
-
-
 async def lock(
-    conn: asyncpg.Connection, org_id: int, quota_class: str, period: date
-) -> tuple[int, int]:
-    """Lock the counter of (organisation, class, period) for this transaction; (used, reserved)."""
-    await conn.execute(
-        "INSERT INTO csdr.quota_usage (org_id, class, period_start) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING",
-        org_id,
-        quota_class,
-        period,
-    )
+    conn: asyncpg.Connection, org_id: int, quota_class: str, period: date, default: int
+) -> tuple[int, int, int]:
+    """Lock the counter of (organisation, class, period) for this transaction (creating it);
+    (used, reserved, limit)."""
     row = await conn.fetchrow(
-        "SELECT committed, reserved FROM csdr.quota_usage"
-        " WHERE org_id = $1 AND class = $2 AND period_start = $3 FOR UPDATE",
+        "INSERT INTO csdr.quota_usage AS u (org_id, class, period_start) VALUES ($1, $2, $3)"
+        " ON CONFLICT (org_id, class, period_start) DO UPDATE SET committed = u.committed"
+        " RETURNING u.committed, u.reserved, coalesce((SELECT l.scenes FROM csdr.quota_limits l"
+        "  WHERE l.org_id = $1 AND l.class = $2), $4) AS scenes",
         org_id,
         quota_class,
         period,
+        default,
     )
     assert row is not None
-    return int(row["committed"]), int(row["reserved"])
+    return int(row["committed"]), int(row["reserved"]), int(row["scenes"])
 
 
 async def change(

@@ -3,20 +3,24 @@ charged, net of refunds: canceled and failed items are not ordered), `released` 
 available, i.e. delivered), `downloaded` (scenes downloaded at least once), grouped by country,
 organisation, platform, instrument, collection, class and year, quarter or month (UTC). Totals
 are computed by a separate query over the same rows, so a test can check they are the sums.
+Reports over whole months read the ledger's monthly sums (a trigger keeps them), others the
+ledger itself.
 An organisation sees its own rows; administrators see every organisation's."""
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
 
 from csdr_orders import quotas
 
-GROUPS = {
+# A report's groups over the ledger (`l`: csdr.usage_ledger) and over its monthly sums (`m`:
+# csdr.usage_monthly, kept by a trigger), which answer reports over whole months.
+LEDGER_GROUPS = {
     "country": "l.country",
     "organisation": "o.name",
     "platform": "l.platform",
@@ -27,14 +31,46 @@ GROUPS = {
     "quarter": "to_char(l.at AT TIME ZONE 'UTC', 'YYYY-\"Q\"Q')",
     "month": "to_char(l.at AT TIME ZONE 'UTC', 'YYYY-MM')",
 }
+MONTHLY_GROUPS = {
+    **LEDGER_GROUPS,
+    "platform": "nullif(l.platform, '')",
+    "instrument": "nullif(l.instrument, '')",
+    "year": "to_char(l.month, 'YYYY')",
+    "quarter": "to_char(l.month, 'YYYY-\"Q\"Q')",
+    "month": "to_char(l.month, 'YYYY-MM')",
+}
+GROUPS = tuple(LEDGER_GROUPS)
 MEASURES = ("ordered", "released", "downloaded")
-SUMS = (
-    "coalesce(sum(l.delta) FILTER (WHERE l.kind IN ('reserved', 'refunded')), 0) AS ordered,"
-    " coalesce(sum(l.delta) FILTER (WHERE l.kind = 'released'), 0) AS released,"
-    " coalesce(sum(l.delta) FILTER (WHERE l.kind = 'downloaded'), 0) AS downloaded"
+
+
+def _sums(value: str) -> str:
+    return (
+        f"coalesce(sum({value}) FILTER (WHERE l.kind IN ('reserved', 'refunded')), 0)::bigint"
+        " AS ordered,"
+        f" coalesce(sum({value}) FILTER (WHERE l.kind = 'released'), 0)::bigint AS released,"
+        f" coalesce(sum({value}) FILTER (WHERE l.kind = 'downloaded'), 0)::bigint AS downloaded"
+    )
+
+
+LEDGER = (
+    _sums("l.delta"),
+    " FROM csdr.usage_ledger l JOIN csdr.organisations o ON o.id = l.org_id"
+    " WHERE l.at >= $1 AND l.at < $2 AND ($3::bigint IS NULL OR l.org_id = $3)",
 )
-WHERE = " WHERE l.at >= $1 AND l.at < $2 AND ($3::bigint IS NULL OR l.org_id = $3)"
-FROM = " FROM csdr.usage_ledger l JOIN csdr.organisations o ON o.id = l.org_id"
+MONTHLY = (
+    _sums("l.total"),
+    " FROM csdr.usage_monthly l JOIN csdr.organisations o ON o.id = l.org_id"
+    " WHERE l.month >= $1::timestamptz::date AND l.month < $2::timestamptz::date"
+    " AND ($3::bigint IS NULL OR l.org_id = $3)",
+)
+
+
+def whole_months(start: datetime, end: datetime) -> bool:
+    """Whether both ends are the first instant of a month in UTC."""
+    return all(
+        (t.day, t.hour, t.minute, t.second, t.microsecond) == (1, 0, 0, 0, 0)
+        for t in (start.astimezone(UTC), end.astimezone(UTC))
+    )
 
 
 async def usage(
@@ -47,15 +83,18 @@ async def usage(
     default_quota: int,
 ) -> dict[str, Any]:
     """Rows per group, their totals, and the quota of each organisation in view for `period`."""
-    columns = [f'{GROUPS[g]} AS "{g}"' for g in group_by]
+    monthly = whole_months(start, end)
+    groups = MONTHLY_GROUPS if monthly else LEDGER_GROUPS
+    sums, source = MONTHLY if monthly else LEDGER
+    columns = [f'{groups[g]} AS "{g}"' for g in group_by]
     order = ", ".join(str(i + 1) for i in range(len(group_by)))
-    sql = f"SELECT {', '.join([*columns, SUMS])}{FROM}{WHERE}" + (
+    sql = f"SELECT {', '.join([*columns, sums])}{source}" + (
         f" GROUP BY {order} ORDER BY {order}" if group_by else ""
     )
     rows = [dict(r) for r in await conn.fetch(sql, start, end, org_id)]
     if not group_by:
         rows = [r for r in rows if any(r[m] for m in MEASURES)]
-    totals = dict(await conn.fetchrow(f"SELECT {SUMS}{FROM}{WHERE}", start, end, org_id) or {})
+    totals = dict(await conn.fetchrow(f"SELECT {sums}{source}", start, end, org_id) or {})
     orgs = await conn.fetch(
         "SELECT id FROM csdr.organisations o WHERE ($1::bigint IS NULL OR o.id = $1)"
         " AND ($1::bigint IS NOT NULL OR EXISTS (SELECT 1 FROM csdr.quota_usage u"
@@ -66,9 +105,8 @@ async def usage(
     )
     quota_rows = []
     for org in orgs:
-        quota_rows += [
-            q.as_dict() for q in await quotas.snapshot(conn, org["id"], period, default_quota)
-        ]
+        snapshot = await quotas.snapshot(conn, org["id"], period, default_quota)
+        quota_rows += [q.as_dict() for q in snapshot]
     return {"group_by": group_by, "rows": rows, "totals": totals, "quotas": quota_rows}
 
 
