@@ -79,6 +79,11 @@ def test_usage_rows_sum_to_totals_and_orgs_see_their_own(make_client, db, scenes
     ).json()
     assert quarterly["rows"] == [{"quarter": "2026-Q2", "class": "all", **totals}]
 
+    empty = client.get(
+        "/stats/usage", params={**params, "from": "2020-01-01", "to": "2021-01-01"}, headers=admin
+    )
+    assert (empty.json()["rows"], empty.json()["totals"]) == ([], dict.fromkeys(MEASURES, 0))
+
     other = client.get(
         "/stats/usage", params={"organisation": "SPARRSO"}, headers=auth(keys["thailand"])
     )
