@@ -200,7 +200,9 @@ def test_polls_and_searches_are_free_and_429_is_never_403(make_client, db, scene
     order = client.post("/orders", json=order_of("S00"), headers=th).json()
     before = counts(db)
     for n in range(100):
-        path = f"/orders/{order['id']}" if n % 2 else "/quota"
+        path = (f"/orders/{order['id']}", "/orders", "/quota", f"/orders/{order['id']}/items")[
+            n % 4
+        ]
         assert client.get(path, headers=th).status_code == 200
     assert counts(db) == before
     refused = client.post("/orders", json=order_of("S01"), headers=th)
