@@ -30,7 +30,7 @@ BUDGET = {
     "tiler": (3, 75),
     "ingest": (5, 20),
     "push": (5, 30),
-    "orders": (5, 30),
+    "orders": (5, 15),
     "discovery": (5, 30),
     "federation": (5, 20),
 }
