@@ -40,7 +40,13 @@ CREATE TABLE csdr.orders (
     created_at       timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL,
     links_expire_at  timestamptz NOT NULL,
+    awaiting_approval boolean NOT NULL DEFAULT false,
     UNIQUE (org_id, idempotency_key)
+);
+
+-- Organisations whose orders wait for an administrator's approval (`csdr-admin quota approval`).
+CREATE TABLE csdr.manual_approval (
+    org_id  bigint PRIMARY KEY REFERENCES csdr.organisations (id) ON DELETE CASCADE
 );
 CREATE INDEX orders_by_org ON csdr.orders (org_id, created_at DESC);
 

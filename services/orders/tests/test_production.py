@@ -156,6 +156,21 @@ def test_cancel_refunds_what_waits_and_409_after(make_client, db, scenes, keys):
     assert quota_used(client, keys["thailand"]) == (1, 0)
 
 
+def test_a_canceled_charge_passes_to_the_next_order_waiting(make_client, db, scenes, keys):
+    add_offline(db, "OFF1", "/archive/OFF1.tar.gz")
+    client = make_client()
+    th = auth(keys["thailand"])
+    first = client.post("/orders", json=order_of("OFF1"), headers=th).json()
+    second = client.post("/orders", json=order_of("OFF1"), headers=th).json()
+    assert (first["items"][0]["charged"], second["items"][0]["charged"]) == (True, False)
+    client.post(f"/orders/{first['id']}/cancel", headers=th)
+    second = client.get(f"/orders/{second['id']}", headers=th).json()
+    assert second["items"][0]["charged"] is True  # the scene is still charged once, to it
+    assert quota_used(client, keys["thailand"]) == (0, 1)
+    client.post(f"/orders/{second['id']}/cancel", headers=th)
+    assert quota_used(client, keys["thailand"]) == (0, 0)
+
+
 def test_offline_scene_without_a_package_is_refused(client, db, scenes, keys):
     add_offline(db, "OFF2", "/archive/OFF2.tar.gz")
     db.execute("DELETE FROM csdr.offline_packages")

@@ -1,5 +1,6 @@
-"""`csdr-admin quota`: an organisation's yearly scene quota per class (`set`, `show`), and which
-quota class a collection counts against (`class`). The orders service judges orders against
+"""`csdr-admin quota`: an organisation's yearly scene quota per class (`set`, `show`), which
+quota class a collection counts against (`class`), and whether an organisation's orders wait for
+an administrator's approval (`approval`). The orders service judges orders against
 these; without a limit set, an organisation has DEFAULT_SCENES per class and year (or
 `CSDR_ORDERS_DEFAULT_QUOTA`). Every change is written to the audit log."""
 
@@ -18,6 +19,7 @@ from csdr_access.admin import AdminError, _org_id, audit
 
 DEFAULT_SCENES = 1000
 """Scenes per organisation, class and year: "1000 scenes/year to each member state"."""
+APPROVAL_MODES = ("auto", "manual")
 CLASS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -60,6 +62,22 @@ def set_class(conn: psycopg.Connection, collection: str, quota_class: str, actor
         audit(conn, actor, "quota.class", {"collection": collection, "class": quota_class})
 
 
+def set_approval(conn: psycopg.Connection, org: str, mode: str, actor: str) -> None:
+    """`manual`: the organisation's orders wait for an administrator; `auto`: accepted at once."""
+    if mode not in APPROVAL_MODES:
+        raise AdminError(f"approval must be one of {', '.join(APPROVAL_MODES)}, not {mode!r}")
+    with conn.transaction():
+        org_id = _org_id(conn, org)
+        if mode == "manual":
+            conn.execute(
+                "INSERT INTO csdr.manual_approval (org_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                (org_id,),
+            )
+        else:
+            conn.execute("DELETE FROM csdr.manual_approval WHERE org_id = %s", (org_id,))
+        audit(conn, actor, "quota.approval", {"org": org, "approval": mode})
+
+
 def show(conn: psycopg.Connection, org: str | None, year: int) -> list[dict[str, Any]]:
     """Limit, used, reserved and remaining per organisation and class for a year."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -100,6 +118,11 @@ def add_parsers(groups: Any) -> None:
     show_ = quota.add_parser("show", help="limit, used, reserved, remaining")
     show_.add_argument("org", nargs="?")
     show_.add_argument("--year", type=int, default=datetime.now(UTC).year)
+    approval = quota.add_parser(
+        "approval", help="whether an organisation's orders wait for an admin"
+    )
+    approval.add_argument("org")
+    approval.add_argument("mode", choices=APPROVAL_MODES)
     class_ = quota.add_parser("class", help="count a collection against a quota class")
     class_.add_argument("collection")
     class_.add_argument("quota_class", metavar="class")
@@ -116,6 +139,9 @@ def run(
         case "class":
             set_class(conn, args.collection, args.quota_class, actor)
             return f"{args.collection} counts against quota class {args.quota_class}"
+        case "approval":
+            set_approval(conn, args.org, args.mode, actor)
+            return f"orders of {args.org}: {args.mode} approval"
         case "show":
             return show(conn, args.org, args.year)
     raise AssertionError(f"unhandled command quota {args.verb}")

@@ -196,7 +196,9 @@ async def _refund(
     """The scene will not be delivered by this order: the item fails (or is canceled) and its
     reservation, when it holds one, is refunded."""
     await _item_status(conn, order, item, status, at, code, reason)
-    if item["charged"]:
+    if item["charged"] and await _pass_charge(conn, order, item):
+        pass  # another order of the organisation still waits for the scene: it holds the charge
+    elif item["charged"]:
         refunded = await conn.fetchval(
             "DELETE FROM csdr.entitlements"
             " WHERE org_id = $1 AND period_start = $2 AND collection = $3 AND item_id = $4"
@@ -222,6 +224,44 @@ async def _refund(
             item=item["item_id"],
             reason=reason,
         )
+
+
+async def _pass_charge(
+    conn: asyncpg.Connection, order: asyncpg.Record, item: asyncpg.Record
+) -> bool:
+    """Hand the item's charge to the organisation's oldest other order still waiting for the
+    same scene this period (it was free because this one held it); False when there is none."""
+    heir = await conn.fetchval(
+        "SELECT i.order_id FROM csdr.order_items i JOIN csdr.orders o ON o.id = i.order_id"
+        " WHERE o.org_id = $1 AND o.period_start = $2 AND i.collection = $3 AND i.item_id = $4"
+        " AND i.order_id <> $5 AND NOT i.charged AND i.status IN ('ordered', 'pending', 'shipping')"
+        " ORDER BY o.created_at, o.id LIMIT 1 FOR UPDATE OF i",
+        order["org_id"],
+        order["period_start"],
+        item["collection"],
+        item["item_id"],
+        order["id"],
+    )
+    if heir is None:
+        return False
+    await conn.execute(
+        "UPDATE csdr.order_items SET charged = (order_id = $4)"
+        " WHERE order_id IN ($1, $4) AND collection = $2 AND item_id = $3",
+        order["id"],
+        item["collection"],
+        item["item_id"],
+        heir,
+    )
+    await conn.execute(
+        "UPDATE csdr.entitlements SET order_id = $5"
+        " WHERE org_id = $1 AND period_start = $2 AND collection = $3 AND item_id = $4",
+        order["org_id"],
+        order["period_start"],
+        item["collection"],
+        item["item_id"],
+        heir,
+    )
+    return True
 
 
 async def _replay(conn: asyncpg.Connection, placing: Placing) -> uuid.UUID | None:
@@ -315,7 +355,10 @@ async def _accept(
             f" {refusal['period']} (resets {refusal['resets_at']}); nothing was ordered",
             **refusal,
         )
-    return await _record_accepted(conn, placing, scenes, charged, classes, settings)
+    hold = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $1)", org_id
+    )
+    return await _record_accepted(conn, placing, scenes, charged, classes, settings, hold)
 
 
 async def _record_accepted(
@@ -325,33 +368,44 @@ async def _record_accepted(
     charged: list[Scene],
     classes: dict[str, str],
     settings: Settings,
+    hold: bool,
 ) -> uuid.UUID:
     """Write an accepted order in a few statements: online scenes delivered at once (their
-    charge committed), offline ones pending their production (their charge reserved)."""
+    charge committed), offline ones pending their production (their charge reserved); with
+    `hold` (manual approval), every scene pending an administrator's approval, reserved."""
     at, org_id = placing.at, placing.org_id
     period = period_start(at)
     order_id = uuid.uuid4()
-    statuses = ["succeeded" if s.online else "pending" for s in scenes]
+    now = {s: s.online and not hold for s in scenes}
+    statuses = ["succeeded" if now[s] else "pending" for s in scenes]
     final = lifecycle.order_status(statuses)
     # The history as the lifecycle walks it: accepted, each delivered scene, then the order.
     history: list[tuple[str, str, str, tuple[str, str] | None]] = [
         ("ordered", "accepted", f"{len(scenes)} scenes accepted", None)
     ]
+    waiting = (
+        ("awaiting_approval", "waiting for an administrator's approval")
+        if hold
+        else ("production", "queued for production")
+    )
     history += [
         ("succeeded", "delivered", "", (s.collection, s.item_id))
-        if s.online
-        else ("pending", "production", "queued for production", (s.collection, s.item_id))
+        if now[s]
+        else ("pending", *waiting, (s.collection, s.item_id))
         for s in scenes
     ]
     reasons = {
-        "pending": ("production", "waiting for the production of offline scenes"),
+        "pending": ("awaiting_approval", "waiting for an administrator's approval")
+        if hold
+        else ("production", "waiting for the production of offline scenes"),
         "shipping": ("delivering", "scenes are being delivered"),
         "succeeded": ("delivered", "every scene was delivered"),
     }
     history += [(step, *reasons[step], None) for step in lifecycle.steps("ordered", final)]
     await conn.execute(
         "INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,"
-        " created_at, updated_at, links_expire_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+        " created_at, updated_at, links_expire_at, awaiting_approval)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
         order_id,
         org_id,
         final,
@@ -360,6 +414,7 @@ async def _record_accepted(
         period,
         at,
         at + timedelta(days=settings.link_ttl_days),
+        hold,
     )
     await conn.executemany(
         "INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,"
@@ -398,7 +453,7 @@ async def _record_accepted(
                 s.collection,
                 s.item_id,
                 classes[s.collection],
-                "committed" if s.online else "reserved",
+                "committed" if now[s] else "reserved",
                 order_id,
             )
             for s in charged
@@ -406,7 +461,7 @@ async def _record_accepted(
     )
     for quota_class in sorted(set(classes.values())):
         mine = [s for s in charged if classes[s.collection] == quota_class]
-        online = sum(1 for s in mine if s.online)
+        online = sum(1 for s in mine if now[s])
         if mine:
             await quotas.change(conn, org_id, quota_class, period, len(mine) - online, online)
     entries = {
@@ -423,7 +478,7 @@ async def _record_accepted(
         for s in charged
     }
     await ledger.record(conn, at, "reserved", list(entries.values()))
-    await ledger.record(conn, at, "released", [e for s, e in entries.items() if s.online])
+    await ledger.record(conn, at, "released", [e for s, e in entries.items() if now[s]])
     url = settings.public_url
     news = [(events.ACCEPTED, events.event(url, order_id, "ordered", 1, items=len(scenes)))]
     news += [
@@ -434,12 +489,13 @@ async def _record_accepted(
             ),
         )
         for n, s in enumerate(scenes)
-        if s.online
+        if now[s]
     ]
     if final in lifecycle.TERMINAL:
         news.append((events.COMPLETED, events.event(url, order_id, final, len(history))))
     await events.emit_many(conn, org_id, order_id, news)
-    await production.request(conn, [s for s in scenes if not s.online])
+    if not hold:
+        await production.request(conn, [s for s in scenes if not s.online])
     return order_id
 
 
@@ -523,6 +579,7 @@ async def describe(
         "updated": iso(order["updated_at"]),
         "period": period_name(order["period_start"]),
         "expires": iso(order["links_expire_at"]),
+        "awaiting_approval": order["awaiting_approval"],
         "request": order["request"],
         "items": [
             {
@@ -598,6 +655,9 @@ async def cancel(
     async with pool.acquire() as conn, conn.transaction():
         order = await _order_row(conn, order_id, org_id, lock=True)
         lifecycle.steps(str(order["status"]), "canceled")  # 409 for a finished order
+        await conn.execute(
+            "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
+        )
         items = await conn.fetch(
             "SELECT * FROM csdr.order_items WHERE order_id = $1"
             " AND status IN ('ordered', 'pending', 'shipping')",
@@ -667,3 +727,48 @@ async def renew(
         await _history(
             conn, order_id, at, order["status"], "renewed", f"links valid until {iso(expires)}"
         )
+
+
+async def decide(
+    pool: asyncpg.Pool,
+    order_id: uuid.UUID,
+    approve: bool,
+    reason: str | None,
+    at: datetime,
+    settings: Settings,
+) -> None:
+    """An administrator approves a held order (online scenes delivered, offline ones queued
+    for production) or rejects it (canceled, `reason_code: rejected`, refunded); 409 for an
+    order not waiting for approval."""
+    async with pool.acquire() as conn, conn.transaction():
+        order = await _order_row(conn, order_id, None, lock=True)
+        if not order["awaiting_approval"]:
+            raise TransitionRefused(
+                f"order {order_id} is {order['status']} and not waiting for approval",
+                status=order["status"],
+            )
+        await conn.execute(
+            "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
+        )
+        items = await conn.fetch(
+            "SELECT i.*, coalesce(s.online, false) AS online FROM csdr.order_items i"
+            " LEFT JOIN LATERAL (SELECT pgstac.get_item(i.item_id, i.collection)"
+            "  ->'properties'->>'order:status' IS DISTINCT FROM 'orderable' AS online) s ON true"
+            " WHERE i.order_id = $1 AND i.status = 'pending'",
+            order_id,
+        )
+        if not approve:
+            text = f"rejected by an administrator{f': {reason}' if reason else ''}"
+            for item in items:
+                await _refund(conn, order, item, "canceled", at, "rejected", text, settings)
+            await _move(conn, order, "canceled", at, "rejected", text, settings)
+            return
+        await _history(conn, order_id, at, order["status"], "approved", reason)
+        offline = []
+        for item in items:
+            if item["online"]:
+                await _deliver(conn, order, item, at, settings)
+            else:
+                offline.append(Scene(item["collection"], item["item_id"], False, None, None))
+        await production.request(conn, offline)
+        await _settle(conn, order_id, at, settings)

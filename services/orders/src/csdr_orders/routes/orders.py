@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -143,6 +143,61 @@ async def cancel_order(
     await orders.cancel(pool, order_id, org_scope(principal), clock(), settings)
     async with pool.acquire() as conn:
         return await orders.describe(conn, order_id, org_scope(principal), settings)
+
+
+class Decision(BaseModel):
+    """An administrator's note on an approval or a rejection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=1000)
+
+
+async def _decide(
+    request: Request,
+    order_id: uuid.UUID,
+    pool: Any,
+    principal: Any,
+    approve: bool,
+    body: Decision | None,
+) -> dict[str, Any]:
+    if not principal.is_admin:
+        raise HTTPException(403, "only administrators approve or reject orders")
+    settings, clock = _context(request)
+    reason = body.reason if body else None
+    await orders.decide(pool, order_id, approve, reason, clock(), settings)
+    async with pool.acquire() as conn:
+        return await orders.describe(conn, order_id, None, settings)
+
+
+@router.post(
+    "/orders/{order_id}/approve",
+    summary="Approve an order waiting for approval (administrators)",
+)
+async def approve_order(
+    request: Request,
+    order_id: uuid.UUID,
+    pool: PoolDep,
+    principal: PrincipalDep,
+    body: Decision | None = None,
+) -> dict[str, Any]:
+    """Deliver its online scenes and queue its offline ones; 409 unless it waits for approval."""
+    return await _decide(request, order_id, pool, principal, True, body)
+
+
+@router.post(
+    "/orders/{order_id}/reject",
+    summary="Reject an order waiting for approval (administrators); refunded",
+)
+async def reject_order(
+    request: Request,
+    order_id: uuid.UUID,
+    pool: PoolDep,
+    principal: PrincipalDep,
+    body: Decision | None = None,
+) -> dict[str, Any]:
+    """Cancel it with `reason_code: rejected` and refund it; 409 unless it waits for approval."""
+    return await _decide(request, order_id, pool, principal, False, body)
 
 
 @router.post("/orders/{order_id}/renew", summary="New delivery links, at no quota cost")
