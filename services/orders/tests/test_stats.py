@@ -94,3 +94,17 @@ def test_usage_rows_sum_to_totals_and_orgs_see_their_own(make_client, db, scenes
         "/stats/usage", params={"from": "2027-01-01", "to": "2026-01-01"}, headers=admin
     )
     assert backwards.status_code == 400
+
+
+def test_public_summary_per_country_when_switched_on(make_client, db, scenes, keys):
+    client = make_client(public_summary=True)
+    client.post("/orders", json=order_of("S00", "S01"), headers=auth(keys["thailand"]))
+    client.post("/orders", json=order_of("S00"), headers=auth(keys["bangladesh"]))
+    rows = client.get("/stats/summary", params={"year": 2026}).json()["rows"]
+    assert rows == [
+        {"country": "BD", "year": "2026", "ordered": 1, "released": 1, "downloaded": 0},
+        {"country": "TH", "year": "2026", "ordered": 2, "released": 2, "downloaded": 0},
+    ]
+    assert client.get("/stats/summary", params={"year": 2025}).json() == {"rows": []}
+    closed = make_client()
+    assert closed.get("/stats/summary").status_code == 404

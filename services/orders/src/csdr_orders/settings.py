@@ -44,6 +44,9 @@ class Settings(ServiceSettings):
     """Requests per second a key may make on average (429 beyond it, never 403)."""
     rate_limit_burst: int = 100
     """Requests a key may make at once before the rate applies."""
+    public_summary: bool = False
+    """Answer GET /stats/summary without a key: scenes ordered, released and downloaded per
+    country and year, no organisation named (for a portal or GEO reporting)."""
     worker: bool = True
     """Watch this node's productions and finish the orders waiting on them in this process."""
     poll_interval_s: float = 2.0

@@ -122,6 +122,18 @@ async def usage(
     return {"group_by": group_by, "rows": rows, "totals": totals, "quotas": quota_rows}
 
 
+async def summary(conn: asyncpg.Connection, year: int | None) -> list[dict[str, Any]]:
+    """Per country and year, the measures of every organisation of the country together."""
+    rows = await conn.fetch(
+        f"SELECT l.country, to_char(l.month, 'YYYY') AS year, {MONTHLY[0]}"
+        " FROM csdr.usage_monthly l"
+        " WHERE $1::int IS NULL OR l.month >= make_date($1, 1, 1)"
+        " AND l.month < make_date($1 + 1, 1, 1) GROUP BY 1, 2 ORDER BY 2, 1",
+        year,
+    )
+    return [dict(r) for r in rows]
+
+
 def as_csv(report: dict[str, Any]) -> str:
     """The rows of a report as CSV: one column per group, then the measures."""
     out = io.StringIO()

@@ -49,6 +49,23 @@ async def get_quota(
     }
 
 
+@router.get(
+    "/stats/summary",
+    summary="Scenes ordered, released, downloaded per country and year (when switched on)",
+    responses={404: {"description": "The node does not publish the summary"}},
+)
+async def public_summary(
+    request: Request,
+    pool: PoolDep,
+    year: Annotated[int | None, Query(ge=1970, le=9999)] = None,
+) -> dict[str, Any]:
+    """Anonymous: no key needed, no organisation named (`CSDR_ORDERS_PUBLIC_SUMMARY`)."""
+    if not request.app.state.settings.public_summary:
+        raise HTTPException(404, "this node does not publish a usage summary")
+    async with pool.acquire() as conn:
+        return {"rows": await stats.summary(conn, year)}
+
+
 def _moment(value: str, name: str) -> datetime:
     """A date (midnight UTC) or an RFC 3339 date-time."""
     try:
