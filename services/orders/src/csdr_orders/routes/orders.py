@@ -7,11 +7,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from csdr_access import AccessControl, InvalidKey, api_key_from
+from csdr_access import AccessControl, InvalidKey, Principal, api_key_from
 from csdr_orders import delivery, orders, scenes
 from csdr_orders.access import PrincipalDep, get_access, org_of, org_scope
 from csdr_orders.errors import InvalidOrder, LinkInvalid
@@ -156,8 +157,8 @@ class Decision(BaseModel):
 async def _decide(
     request: Request,
     order_id: uuid.UUID,
-    pool: Any,
-    principal: Any,
+    pool: asyncpg.Pool,
+    principal: Principal,
     approve: bool,
     body: Decision | None,
 ) -> dict[str, Any]:
