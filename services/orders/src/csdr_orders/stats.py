@@ -2,8 +2,8 @@
 charged, net of refunds: canceled and failed items are not ordered), `released` (scenes made
 available, i.e. delivered), `downloaded` (scenes downloaded at least once), grouped by country,
 organisation, platform, instrument, collection, class and year, quarter or month (UTC). Totals
-are computed by SQL beside the rows (a grouping set of their own), so a test can check they
-are the sums.
+are computed by a query of their own over the same rows, so a test can check they are the
+sums.
 Reports over whole months read the ledger's monthly sums (a trigger keeps them), others the
 ledger itself.
 An organisation sees its own rows; administrators see every organisation's."""
@@ -87,26 +87,16 @@ async def usage(
     monthly = whole_months(start, end)
     groups = MONTHLY_GROUPS if monthly else LEDGER_GROUPS
     sums, source = MONTHLY if monthly else LEDGER
-    if group_by:
-        # Rows and the grand total in one pass: GROUPING() tells the total row apart.
-        exprs = [groups[g] for g in group_by]
-        columns = [f'{e} AS "{g}"' for e, g in zip(exprs, group_by, strict=True)]
-        found = await conn.fetch(
-            f"SELECT {', '.join(columns)}, {sums}, GROUPING({', '.join(exprs)}) AS grand"
-            f"{source} GROUP BY GROUPING SETS (({', '.join(exprs)}), ())"
-            f" ORDER BY {', '.join(str(i + 1) for i in range(len(exprs)))}",
-            start,
-            end,
-            org_id,
-        )
-        everything = (1 << len(exprs)) - 1
-        rows = [{k: r[k] for k in [*group_by, *MEASURES]} for r in found if r["grand"] == 0]
-        [total] = [r for r in found if r["grand"] == everything]
-        totals = {m: total[m] for m in MEASURES}
-    else:
-        found_total = await conn.fetchrow(f"SELECT {sums}{source}", start, end, org_id)
-        totals = dict(found_total or {})
-        rows = [dict(totals)] if any(totals.values()) else []
+    columns = [f'{groups[g]} AS "{g}"' for g in group_by]
+    order = ", ".join(str(i + 1) for i in range(len(group_by)))
+    sql = f"SELECT {', '.join([*columns, sums])}{source}" + (
+        f" GROUP BY {order} ORDER BY {order}" if group_by else ""
+    )
+    rows = [dict(r) for r in await conn.fetch(sql, start, end, org_id)]
+    if not group_by:
+        rows = [r for r in rows if any(r[m] for m in MEASURES)]
+    # The totals by a query of their own, not by adding the rows up: a test can compare them.
+    totals = dict(await conn.fetchrow(f"SELECT {sums}{source}", start, end, org_id) or {})
     orgs = await conn.fetch(
         "SELECT id FROM csdr.organisations o WHERE ($1::bigint IS NULL OR o.id = $1)"
         " AND ($1::bigint IS NOT NULL OR EXISTS (SELECT 1 FROM csdr.quota_usage u"
