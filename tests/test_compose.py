@@ -27,6 +27,7 @@ APP_PORTS = {
     "tiler": 8082,
     "ingest": 8083,
     "push": 8084,
+    "orders": 8085,
     "discovery": 8086,
     "federation": 8087,
 }

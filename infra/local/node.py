@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
     "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
     "push": ("csdr_push.app:create_app", "CSDR_PUSH_PORT", 8084),
+    "orders": ("csdr_orders.app:create_app", "CSDR_ORDERS_PORT", 8085),
     "discovery": ("csdr_discovery.app:create_app", "CSDR_DISCOVERY_PORT", 8086),
     "federation": ("csdr_federation.app:create_app", "CSDR_FEDERATION_PORT", 8087),
 }
@@ -106,6 +108,17 @@ class Node:
         """Where this node's own admin key is kept (mode 600; never printed)."""
         return self.data_dir / "admin.key"
 
+    def link_secret_file(self) -> Path:
+        """The file holding the key that signs the orders' delivery links, made once in the
+        data directory (mode 600), so links keep working across restarts."""
+        path = self.data_dir / "orders-link.secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        return path
+
     def pid_file(self, service: str) -> Path:
         """Where the pid of a running service's supervisor is kept."""
         return self.data_dir / "run" / f"{service}.pid"
@@ -135,6 +148,12 @@ class Node:
             "CSDR_FEDERATION_CATALOG_URL": self.url("catalog"),
             # A peer's push service wakes the worker here (csdr-admin peer add --push).
             "CSDR_FEDERATION_PUBLIC_URL": self.url("federation"),
+            # Orders sign delivery links to its own URL and serve them from the asset store;
+            # the signing key lives in a file with the data, so links survive a restart.
+            "CSDR_ORDERS_PUBLIC_URL": self.url("orders"),
+            "CSDR_ORDERS_CATALOG_URL": self.url("catalog"),
+            "CSDR_ORDERS_ASSET_ROOTS": str(self.data_dir / "assets"),
+            "CSDR_ORDERS_LINK_SECRET_FILE": str(self.link_secret_file()),
         }
 
 
@@ -362,6 +381,7 @@ CSDR node is up (data in {node.data_dir})
   Tiler      {tiler}/api.html
   Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})
   Push       {node.url("push")}/docs   (subscribe: POST /subscriptions; webhooks and Atom)
+  Orders     {node.url("orders")}/docs   (POST /orders, GET /quota, /stats/usage; csdr-admin quota)
   CSW        {node.url("discovery")}/csw?service=CSW&request=GetCapabilities   (GEOSS, QGIS)
   OAI-PMH    {node.url("discovery")}/oai?verb=Identify   (GEOSS harvesting)
   Federation {node.url("federation")}/docs   (change feed for partner nodes; csdr-admin peer)

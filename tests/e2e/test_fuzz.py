@@ -30,6 +30,7 @@ BUDGET = {
     "tiler": (3, 75),
     "ingest": (5, 20),
     "push": (5, 30),
+    "orders": (5, 15),
     "discovery": (5, 30),
     "federation": (5, 20),
 }
@@ -56,16 +57,32 @@ def discovery(node, tmp_path_factory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def orders(node, tmp_path_factory) -> Iterator[str]:
+    """Orders over the node's database, serving the node's assets."""
+    port = free_port()
+    env = {
+        **node.env,
+        "CSDR_ORDERS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CSDR_ORDERS_CATALOG_URL": node.catalog,
+        "CSDR_ORDERS_ASSET_ROOTS": str(node.assets_dir),
+    }
+    logs = tmp_path_factory.mktemp("orders")
+    with service("csdr_orders.app:create_app", port, env, logs) as url:
+        yield url
+
+
 @pytest.mark.parametrize("principal", ["admin", "anonymous"])
 @pytest.mark.parametrize("service", list(BUDGET))
 def test_fuzzing_finds_no_5xx_and_only_documented_answers(
-    node, push, discovery, federation, admin_key, service, principal, tmp_path
+    node, push, orders, discovery, federation, admin_key, service, principal, tmp_path
 ):
     urls = {
         "catalog": node.catalog,
         "tiler": node.tiler,
         "ingest": node.ingest,
         "push": push[0],
+        "orders": orders,
         "discovery": discovery,
         "federation": federation,
     }

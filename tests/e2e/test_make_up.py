@@ -34,6 +34,7 @@ def node_env(clone):
         "CSDR_TILER_PORT": str(free_port()),
         "CSDR_INGEST_PORT": str(free_port()),
         "CSDR_PUSH_PORT": str(free_port()),
+        "CSDR_ORDERS_PORT": str(free_port()),
         "CSDR_DISCOVERY_PORT": str(free_port()),
         "CSDR_FEDERATION_PORT": str(free_port()),
     }

@@ -1,4 +1,4 @@
-"""`csdr-admin`: organisations, keys, collection policies, peers and backups, by script or hand.
+"""`csdr-admin`: organisations, keys, policies, peers, quotas and backups, by script or hand.
 
 Connects with the libpq PG* variables. Exit status 0 on success, 1 when the request was refused
 (the message says why), 2 for usage errors or an unreachable database, 3 when a restore finished
@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from csdr_access import admin, backup, peers
+from csdr_access import admin, backup, peers, quotas
 from csdr_access.policies import Policy
 
 
@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     set_.add_argument("--org", action="append", default=[], help="a partner (repeatable)")
     policy.add_parser("list", help="list collections with their policies")
     peers.add_parsers(groups)
+    quotas.add_parsers(groups)
 
     save = groups.add_parser("backup", help="back up the database and list the asset files")
     save.add_argument("dir", type=Path, help="a new or empty folder")
@@ -121,6 +122,12 @@ def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
             return backup.backup(conn, args.dir, checksums=not args.no_checksums)
         case "restore", None:
             return backup.restore(conn, args.dir, checksums=args.checksums)
+        case "quota", _:
+            done = quotas.run(args, conn, actor)
+            if isinstance(done, str):
+                return done
+            columns = ["org", "class", "year", "limit", "used", "reserved", "remaining"]
+            return _table(done, columns)
     raise AssertionError(f"unhandled command {args.group} {args.verb}")
 
 

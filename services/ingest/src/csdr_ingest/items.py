@@ -97,6 +97,7 @@ def build_item(
     item.properties["created"] = item.properties["updated"] = (
         datetime.now(UTC).isoformat().replace("+00:00", "Z")
     )
+    item.properties["order:status"] = "succeeded"  # online (STAC order extension)
     # The acquisition as an interval too (CEOS STAC best practice REC-6220): harvesters such as
     # GEO DAB read an item's time only from start_datetime/end_datetime.
     item.common_metadata.start_datetime = item.common_metadata.end_datetime = item.datetime

@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from csdr_ingest.cresda.sun import ACCEPT_OPTION
 from csdr_ingest.errors import IngestError
+from csdr_ingest.offline import OFFLINE_OPTION, register_offline
 from csdr_ingest.pipeline import ingest_path, remove_abandoned
 from csdr_ingest.settings import Settings
 
@@ -113,14 +114,17 @@ def run_job(
     when = job["options"].get("datetime")
     try:
         with pool.connection() as conn:
-            items = ingest_path(
-                Path(job["source"]),
-                conn,
-                settings,
-                job["collection"],
-                datetime.fromisoformat(when) if when else None,
-                bool(job["options"].get(ACCEPT_OPTION)),
-            )
+            if job["options"].get(OFFLINE_OPTION):
+                items = register_offline(Path(job["source"]), conn, settings, job["collection"])
+            else:
+                items = ingest_path(
+                    Path(job["source"]),
+                    conn,
+                    settings,
+                    job["collection"],
+                    datetime.fromisoformat(when) if when else None,
+                    bool(job["options"].get(ACCEPT_OPTION)),
+                )
         refs = [{"id": i["id"], "collection": i["collection"]} for i in items]
         error = None
     except IngestError as exc:

@@ -10,7 +10,7 @@ from typing import Any
 
 import rasterio
 from rio_stac.stac import get_projection_info, get_raster_info
-from shapely.geometry import shape
+from shapely.geometry import Polygon, shape
 from shapely.ops import unary_union
 
 from csdr_ingest.cresda.bands import bands_for, calibration_for
@@ -18,6 +18,7 @@ from csdr_ingest.cresda.collections import STAC_EXTENSIONS, platform_of
 from csdr_ingest.cresda.metadata import ProductMetadata, sensor_family
 from csdr_ingest.cresda.products import Product
 from csdr_ingest.cresda.sun import check_sun
+from csdr_ingest.errors import PackageInvalid
 from csdr_ingest.footprint import as_geojson, valid_footprint
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -140,20 +141,53 @@ def build_product_item(
     """The item for a product whose parts were written as `cogs` (asset key -> COG path);
     `copies` are the shipped files kept as assets (`metadata` XML, `overview` browse JPEG);
     `thumbnail` is a PNG rendered from the COG or the delivered JPEG."""
-    meta = product.metadata
     assets: dict[str, Any] = {}
     footprints = []
     for part in product.parts:
         asset, footprint = cog_asset(part.key, cogs[part.key], part.metadata)
         assets[part.key] = asset
         footprints.append(footprint)
-    geometry = unary_union(footprints)
+    return _item(
+        product,
+        item_id,
+        collection,
+        unary_union(footprints),
+        assets | _shipped(thumbnail, copies),
+        "succeeded",
+    )
+
+
+def build_offline_item(
+    product: Product,
+    item_id: str,
+    collection: str,
+    thumbnail: Path,
+    copies: dict[str, Path],
+) -> dict[str, Any]:
+    """The item of an archived product not produced yet (`order:status` orderable): the
+    footprint its XML's corner coordinates give, the thumbnail, the shipped files, no COG."""
+    rings = [p.metadata.corners for p in product.parts if p.metadata.corners is not None]
+    if not rings and product.metadata.corners is not None:
+        rings = [product.metadata.corners]
+    if not rings:
+        raise PackageInvalid(
+            f"{product.metadata.source.name} gives no corner coordinates: an offline scene"
+            " needs them for its footprint"
+        )
+    geometry = unary_union([Polygon(c.ring()) for c in rings])
+    return _item(product, item_id, collection, geometry, _shipped(thumbnail, copies), "orderable")
+
+
+def _shipped(thumbnail: Path, copies: dict[str, Path]) -> dict[str, Any]:
+    """The thumbnail and the shipped files kept as assets (metadata XML, browse JPEG)."""
     delivered = thumbnail.suffix.lower() != ".png"
-    assets["thumbnail"] = {
-        "href": str(thumbnail),
-        "type": "image/jpeg" if delivered else "image/png",
-        "roles": ["thumbnail"],
-        "title": "Thumbnail (as delivered)" if delivered else "Thumbnail",
+    assets: dict[str, Any] = {
+        "thumbnail": {
+            "href": str(thumbnail),
+            "type": "image/jpeg" if delivered else "image/png",
+            "roles": ["thumbnail"],
+            "title": "Thumbnail (as delivered)" if delivered else "Thumbnail",
+        }
     }
     if "overview" in copies:
         assets["overview"] = {
@@ -168,9 +202,23 @@ def build_product_item(
         "roles": ["metadata"],
         "title": "CRESDA product metadata (as delivered)",
     }
+    return assets
+
+
+def _item(
+    product: Product,
+    item_id: str,
+    collection: str,
+    geometry: Any,
+    assets: dict[str, Any],
+    order_status: str,
+) -> dict[str, Any]:
+    """The item of a product: `order:status` (STAC order extension) succeeded when its COGs
+    are published, orderable when it is archived and produced on order."""
     now = _iso(datetime.now(UTC))
-    properties = _properties(meta, [p.metadata for p in product.parts])
+    properties = _properties(product.metadata, [p.metadata for p in product.parts])
     properties["created"] = properties["updated"] = now
+    properties["order:status"] = order_status
     return {
         "type": "Feature",
         "stac_version": "1.1.0",

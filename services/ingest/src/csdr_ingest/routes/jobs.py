@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from csdr_ingest import jobs
 from csdr_ingest.access import IngestPrincipal
 from csdr_ingest.cresda.sun import ACCEPT_OPTION
+from csdr_ingest.offline import OFFLINE_OPTION
 
 router = APIRouter(prefix="/jobs", tags=["Jobs"])
 
@@ -42,6 +43,14 @@ class JobRequest(BaseModel):
             " time is more than 10 degrees from the one its metadata states (the job otherwise"
             " fails with TimeContradictsSun); its items then carry"
             " `csdr:time_contradicts_sun: true`"
+        ),
+    )
+
+    offline: bool = Field(
+        False,
+        description=(
+            "Register a scene package as offline items (metadata, footprint, thumbnail, no COG;"
+            " `order:status` orderable): produced into COGs when an organisation orders them"
         ),
     )
 
@@ -86,7 +95,9 @@ def create_job(
     body: JobRequest, pool: PoolDep, request: Request, principal: IngestPrincipal
 ) -> dict[str, Any]:
     """Queue the job; it runs in the background (poll GET /jobs/{id})."""
-    extra = {ACCEPT_OPTION: True} if body.accept_sun_disagreement else None
+    extra: dict[str, Any] = {ACCEPT_OPTION: True} if body.accept_sun_disagreement else {}
+    if body.offline:
+        extra[OFFLINE_OPTION] = True
     job = jobs.enqueue(pool, body.source, body.collection, body.datetime, extra)
     assert job is not None  # only inbox jobs can collide
     request.app.state.workers.notify()

@@ -1,0 +1,1 @@
+"""CSDR Node orders: quotas, orders, production of offline scenes, delivery and usage."""

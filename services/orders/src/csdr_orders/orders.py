@@ -1,0 +1,774 @@
+"""The order lifecycle in the database: acceptance (quota judged and reserved in one transaction,
+all or nothing), delivery of online scenes at once and of offline ones when their production
+ends, refunds on failure and cancellation, and the order as an API answer with its items and
+history. Every change of status goes through lifecycle.steps and leaves a history row."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from csdr_orders import events, ledger, lifecycle, production, quotas
+from csdr_orders.errors import (
+    IdempotencyConflict,
+    OrderNotFound,
+    QuotaExceeded,
+    TransitionRefused,
+)
+from csdr_orders.periods import iso, period_name, period_start
+from csdr_orders.scenes import Scene
+from csdr_orders.settings import Settings
+
+IDEMPOTENCY_CONSTRAINT = "orders_org_id_idempotency_key_key"
+
+
+@dataclass(frozen=True)
+class Placing:
+    """Who places an order, when, and what they asked for (kept to recognise a replay)."""
+
+    org_id: int
+    organisation: str
+    at: datetime
+    request: dict[str, Any]
+    idempotency_key: str | None
+
+
+def _entry(order: asyncpg.Record, item: asyncpg.Record) -> ledger.Entry:
+    return ledger.Entry(
+        order["org_id"],
+        item["class"],
+        order["period_start"],
+        item["collection"],
+        item["item_id"],
+        item["platform"],
+        item["instrument"],
+        order["id"],
+    )
+
+
+async def _history(
+    conn: asyncpg.Connection,
+    order_id: uuid.UUID,
+    at: datetime,
+    status: str,
+    code: str | None,
+    text: str | None,
+    item: tuple[str, str] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,"
+        " reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        order_id,
+        item[0] if item else None,
+        item[1] if item else None,
+        at,
+        status,
+        code,
+        text,
+    )
+
+
+async def _move(
+    conn: asyncpg.Connection,
+    order: asyncpg.Record,
+    target: str,
+    at: datetime,
+    code: str,
+    text: str,
+    settings: Settings,
+) -> str:
+    """Take the order to `target` through the allowed steps (409 when none lead there)."""
+    current = str(order["status"])
+    for status in lifecycle.steps(current, target):
+        await conn.execute(
+            "UPDATE csdr.orders SET status = $2, updated_at = $3 WHERE id = $1",
+            order["id"],
+            status,
+            at,
+        )
+        await _history(conn, order["id"], at, status, code, text)
+        current = status
+    if current in lifecycle.TERMINAL and target != order["status"]:
+        await events.emit(
+            conn, settings.public_url, order["org_id"], events.COMPLETED, order["id"], current
+        )
+    return current
+
+
+async def _settle(
+    conn: asyncpg.Connection, order_id: uuid.UUID, at: datetime, settings: Settings
+) -> str:
+    """Bring the order's status in line with its items'."""
+    order = await conn.fetchrow("SELECT * FROM csdr.orders WHERE id = $1 FOR UPDATE", order_id)
+    assert order is not None
+    statuses = [
+        r["status"]
+        for r in await conn.fetch(
+            "SELECT status FROM csdr.order_items WHERE order_id = $1", order_id
+        )
+    ]
+    target = lifecycle.order_status(statuses)
+    if target == order["status"] or order["status"] in lifecycle.TERMINAL:
+        return str(order["status"])
+    reasons = {
+        "pending": ("production", "waiting for the production of offline scenes"),
+        "shipping": ("delivering", "scenes are being delivered"),
+        "succeeded": ("delivered", "every scene was delivered"),
+        "partial": ("partial_delivery", "some scenes were delivered, others failed"),
+        "failed": ("failed", "no scene could be delivered"),
+        "canceled": ("canceled", "every scene was canceled"),
+    }
+    code, text = reasons[target]
+    return await _move(conn, order, target, at, code, text, settings)
+
+
+async def _item_status(
+    conn: asyncpg.Connection,
+    order: asyncpg.Record,
+    item: asyncpg.Record,
+    status: str,
+    at: datetime,
+    code: str,
+    text: str | None,
+) -> None:
+    await conn.execute(
+        "UPDATE csdr.order_items SET status = $4, reason = $5, updated_at = $6"
+        " WHERE order_id = $1 AND collection = $2 AND item_id = $3",
+        order["id"],
+        item["collection"],
+        item["item_id"],
+        status,
+        text,
+        at,
+    )
+    await _history(conn, order["id"], at, status, code, text, (item["collection"], item["item_id"]))
+
+
+async def _deliver(
+    conn: asyncpg.Connection,
+    order: asyncpg.Record,
+    item: asyncpg.Record,
+    at: datetime,
+    settings: Settings,
+) -> None:
+    """The scene is online: the item succeeds and its reservation is committed."""
+    await _item_status(conn, order, item, "succeeded", at, "delivered", None)
+    if item["charged"]:
+        committed = await conn.fetchval(
+            "UPDATE csdr.entitlements SET state = 'committed'"
+            " WHERE org_id = $1 AND period_start = $2 AND collection = $3 AND item_id = $4"
+            " AND state = 'reserved' RETURNING class",
+            order["org_id"],
+            order["period_start"],
+            item["collection"],
+            item["item_id"],
+        )
+        if committed is not None:
+            await quotas.change(conn, order["org_id"], item["class"], order["period_start"], -1, 1)
+            await ledger.record(conn, at, "released", [_entry(order, item)])
+    await events.emit(
+        conn,
+        settings.public_url,
+        order["org_id"],
+        events.ITEM_SUCCEEDED,
+        order["id"],
+        "succeeded",
+        collection=item["collection"],
+        item=item["item_id"],
+    )
+
+
+async def _refund(
+    conn: asyncpg.Connection,
+    order: asyncpg.Record,
+    item: asyncpg.Record,
+    status: str,
+    at: datetime,
+    code: str,
+    reason: str,
+    settings: Settings,
+) -> None:
+    """The scene will not be delivered by this order: the item fails (or is canceled) and its
+    reservation, when it holds one, is refunded."""
+    await _item_status(conn, order, item, status, at, code, reason)
+    if item["charged"] and await _pass_charge(conn, order, item):
+        pass  # another order of the organisation still waits for the scene: it holds the charge
+    elif item["charged"]:
+        refunded = await conn.fetchval(
+            "DELETE FROM csdr.entitlements"
+            " WHERE org_id = $1 AND period_start = $2 AND collection = $3 AND item_id = $4"
+            " AND state = 'reserved' AND order_id = $5 RETURNING class",
+            order["org_id"],
+            order["period_start"],
+            item["collection"],
+            item["item_id"],
+            order["id"],
+        )
+        if refunded is not None:
+            await quotas.change(conn, order["org_id"], item["class"], order["period_start"], -1)
+            await ledger.record(conn, at, "refunded", [_entry(order, item)])
+    if status == "failed":
+        await events.emit(
+            conn,
+            settings.public_url,
+            order["org_id"],
+            events.ITEM_FAILED,
+            order["id"],
+            "failed",
+            collection=item["collection"],
+            item=item["item_id"],
+            reason=reason,
+        )
+
+
+async def _pass_charge(
+    conn: asyncpg.Connection, order: asyncpg.Record, item: asyncpg.Record
+) -> bool:
+    """Hand the item's charge to the organisation's oldest other order still waiting for the
+    same scene this period (it was free because this one held it); False when there is none."""
+    heir = await conn.fetchval(
+        "SELECT i.order_id FROM csdr.order_items i JOIN csdr.orders o ON o.id = i.order_id"
+        " WHERE o.org_id = $1 AND o.period_start = $2 AND i.collection = $3 AND i.item_id = $4"
+        " AND i.order_id <> $5 AND NOT i.charged AND i.status IN ('ordered', 'pending', 'shipping')"
+        " ORDER BY o.created_at, o.id LIMIT 1 FOR UPDATE OF i",
+        order["org_id"],
+        order["period_start"],
+        item["collection"],
+        item["item_id"],
+        order["id"],
+    )
+    if heir is None:
+        return False
+    await conn.execute(
+        "UPDATE csdr.order_items SET charged = (order_id = $4)"
+        " WHERE order_id IN ($1, $4) AND collection = $2 AND item_id = $3",
+        order["id"],
+        item["collection"],
+        item["item_id"],
+        heir,
+    )
+    await conn.execute(
+        "UPDATE csdr.entitlements SET order_id = $5"
+        " WHERE org_id = $1 AND period_start = $2 AND collection = $3 AND item_id = $4",
+        order["org_id"],
+        order["period_start"],
+        item["collection"],
+        item["item_id"],
+        heir,
+    )
+    return True
+
+
+async def _replay(conn: asyncpg.Connection, placing: Placing) -> uuid.UUID | None:
+    """The order an earlier request with the same Idempotency-Key created, if any."""
+    if placing.idempotency_key is None:
+        return None
+    row = await conn.fetchrow(
+        "SELECT id, request FROM csdr.orders WHERE org_id = $1 AND idempotency_key = $2",
+        placing.org_id,
+        placing.idempotency_key,
+    )
+    if row is None:
+        return None
+    if row["request"] != placing.request:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {placing.idempotency_key!r} was used for order {row['id']}, which"
+            " asked for something else; use a new key for a new order",
+            order=str(row["id"]),
+        )
+    return uuid.UUID(str(row["id"]))
+
+
+async def place(
+    pool: asyncpg.Pool,
+    placing: Placing,
+    scenes: list[Scene],
+    settings: Settings,
+    dry_run: bool = False,
+) -> tuple[uuid.UUID | dict[str, Any], bool]:
+    """Accept an order in one transaction, or refuse it whole (QuotaExceeded: nothing written).
+    Returns (the order id, whether it is a replay), or (the dry run's report, False)."""
+    async with pool.acquire() as conn:
+        if not dry_run and (existing := await _replay(conn, placing)) is not None:
+            return existing, True
+        try:
+            async with conn.transaction():
+                return await _accept(conn, placing, scenes, settings, dry_run), False
+        except asyncpg.UniqueViolationError as exc:
+            # The same key raced this request and committed first: answer with its order.
+            if exc.constraint_name != IDEMPOTENCY_CONSTRAINT:
+                raise
+            existing = await _replay(conn, placing)
+            assert existing is not None
+            return existing, True
+
+
+async def _accept(
+    conn: asyncpg.Connection,
+    placing: Placing,
+    scenes: list[Scene],
+    settings: Settings,
+    dry_run: bool,
+) -> uuid.UUID | dict[str, Any]:
+    at, org_id = placing.at, placing.org_id
+    period = period_start(at)
+    classes = await quotas.classes_of(conn, {s.collection for s in scenes})
+    counters = {
+        c: await quotas.lock(conn, org_id, c, period, settings.default_quota)
+        for c in sorted(set(classes.values()))
+    }
+    held = {
+        (r["collection"], r["item_id"]): r["order_id"]
+        for r in await conn.fetch(
+            "SELECT e.collection, e.item_id, e.order_id FROM csdr.entitlements e"
+            " JOIN unnest($3::text[], $4::text[]) AS s (collection, item_id)"
+            "  ON e.collection = s.collection AND e.item_id = s.item_id"
+            " WHERE e.org_id = $1 AND e.period_start = $2",
+            org_id,
+            period,
+            [s.collection for s in scenes],
+            [s.item_id for s in scenes],
+        )
+    }
+    charged = [s for s in scenes if (s.collection, s.item_id) not in held]
+    snapshots = []
+    refusal: dict[str, Any] | None = None
+    for quota_class, (used, reserved, limit) in counters.items():
+        quota = quotas.Quota(
+            org_id, placing.organisation, quota_class, period, limit, used, reserved
+        )
+        snapshots.append(quota)
+        requested = sum(1 for s in charged if classes[s.collection] == quota_class)
+        if refusal is None and requested > quota.remaining:
+            refusal = {**quota.as_dict(), "requested": requested}
+    if dry_run:
+        return _dry_run_report(placing, scenes, held, classes, snapshots, refusal)
+    if refusal is not None:
+        raise QuotaExceeded(
+            f"this order needs {refusal['requested']} scenes of class {refusal['class']} but"
+            f" {placing.organisation} has {refusal['remaining']} left of {refusal['limit']} for"
+            f" {refusal['period']} (resets {refusal['resets_at']}); nothing was ordered",
+            **refusal,
+        )
+    hold = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $1)", org_id
+    )
+    return await _record_accepted(conn, placing, scenes, charged, classes, settings, hold)
+
+
+async def _record_accepted(
+    conn: asyncpg.Connection,
+    placing: Placing,
+    scenes: list[Scene],
+    charged: list[Scene],
+    classes: dict[str, str],
+    settings: Settings,
+    hold: bool,
+) -> uuid.UUID:
+    """Write an accepted order in a few statements: online scenes delivered at once (their
+    charge committed), offline ones pending their production (their charge reserved); with
+    `hold` (manual approval), every scene pending an administrator's approval, reserved."""
+    at, org_id = placing.at, placing.org_id
+    period = period_start(at)
+    order_id = uuid.uuid4()
+    now = {s: s.online and not hold for s in scenes}
+    statuses = ["succeeded" if now[s] else "pending" for s in scenes]
+    final = lifecycle.order_status(statuses)
+    # The history as the lifecycle walks it: accepted, each delivered scene, then the order.
+    history: list[tuple[str, str, str, tuple[str, str] | None]] = [
+        ("ordered", "accepted", f"{len(scenes)} scenes accepted", None)
+    ]
+    waiting = (
+        ("awaiting_approval", "waiting for an administrator's approval")
+        if hold
+        else ("production", "queued for production")
+    )
+    history += [
+        ("succeeded", "delivered", "", (s.collection, s.item_id))
+        if now[s]
+        else ("pending", *waiting, (s.collection, s.item_id))
+        for s in scenes
+    ]
+    reasons = {
+        "pending": ("awaiting_approval", "waiting for an administrator's approval")
+        if hold
+        else ("production", "waiting for the production of offline scenes"),
+        "shipping": ("delivering", "scenes are being delivered"),
+        "succeeded": ("delivered", "every scene was delivered"),
+    }
+    history += [(step, *reasons[step], None) for step in lifecycle.steps("ordered", final)]
+    await conn.execute(
+        "INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,"
+        " created_at, updated_at, links_expire_at, awaiting_approval)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
+        order_id,
+        org_id,
+        final,
+        placing.idempotency_key,
+        placing.request,
+        period,
+        at,
+        at + timedelta(days=settings.link_ttl_days),
+        hold,
+    )
+    await conn.executemany(
+        "INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,"
+        " reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            (order_id, i[0] if i else None, i[1] if i else None, at, st, code, text or None)
+            for st, code, text, i in history
+        ],
+    )
+    charged_keys = {(s.collection, s.item_id) for s in charged}
+    await conn.executemany(
+        "INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,"
+        " status, charged, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (
+                order_id,
+                s.collection,
+                s.item_id,
+                classes[s.collection],
+                s.platform,
+                s.instrument,
+                status,
+                (s.collection, s.item_id) in charged_keys,
+                at,
+            )
+            for s, status in zip(scenes, statuses, strict=True)
+        ],
+    )
+    await conn.executemany(
+        "INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state,"
+        " order_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            (
+                org_id,
+                period,
+                s.collection,
+                s.item_id,
+                classes[s.collection],
+                "committed" if now[s] else "reserved",
+                order_id,
+            )
+            for s in charged
+        ],
+    )
+    for quota_class in sorted(set(classes.values())):
+        mine = [s for s in charged if classes[s.collection] == quota_class]
+        online = sum(1 for s in mine if now[s])
+        if mine:
+            await quotas.change(conn, org_id, quota_class, period, len(mine) - online, online)
+    entries = {
+        s: ledger.Entry(
+            org_id,
+            classes[s.collection],
+            period,
+            s.collection,
+            s.item_id,
+            s.platform,
+            s.instrument,
+            order_id,
+        )
+        for s in charged
+    }
+    await ledger.record(conn, at, "reserved", list(entries.values()))
+    await ledger.record(conn, at, "released", [e for s, e in entries.items() if now[s]])
+    url = settings.public_url
+    news = [(events.ACCEPTED, events.event(url, order_id, "ordered", 1, items=len(scenes)))]
+    news += [
+        (
+            events.ITEM_SUCCEEDED,
+            events.event(
+                url, order_id, "succeeded", n + 2, collection=s.collection, item=s.item_id
+            ),
+        )
+        for n, s in enumerate(scenes)
+        if now[s]
+    ]
+    if final in lifecycle.TERMINAL:
+        news.append((events.COMPLETED, events.event(url, order_id, final, len(history))))
+    await events.emit_many(conn, org_id, order_id, news)
+    if not hold:
+        await production.request(conn, [s for s in scenes if not s.online])
+    return order_id
+
+
+def _dry_run_report(
+    placing: Placing,
+    scenes: list[Scene],
+    held: dict[tuple[str, str], Any],
+    classes: dict[str, str],
+    snapshots: list[quotas.Quota],
+    refusal: dict[str, Any] | None,
+) -> dict[str, Any]:
+    period = period_name(period_start(placing.at))
+    items = []
+    for s in scenes:
+        prior = held.get((s.collection, s.item_id))
+        reason = (
+            f"{placing.organisation} holds this scene in {period} already (order {prior})"
+            if prior
+            else f"first time {placing.organisation} receives this scene in {period}"
+        )
+        items.append(
+            {
+                "collection": s.collection,
+                "id": s.item_id,
+                "class": classes[s.collection],
+                "online": s.online,
+                "charge": 0 if prior else 1,
+                "reason": reason,
+            }
+        )
+    return {
+        "dry_run": True,
+        "accepted": refusal is None,
+        "requested": sum(i["charge"] for i in items),
+        "items": items,
+        "quota": [q.as_dict() for q in snapshots],
+        **({"refused": refusal} if refusal else {}),
+    }
+
+
+async def _order_row(
+    conn: asyncpg.Connection, order_id: uuid.UUID, org_id: int | None, lock: bool = False
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT o.*, g.name AS organisation FROM csdr.orders o"
+        " JOIN csdr.organisations g ON g.id = o.org_id"
+        " WHERE o.id = $1 AND ($2::bigint IS NULL OR o.org_id = $2)"
+        + (" FOR UPDATE OF o" if lock else ""),
+        order_id,
+        org_id,
+    )
+    if row is None:
+        raise OrderNotFound(f"no order {order_id}")
+    return row
+
+
+async def describe(
+    conn: asyncpg.Connection, order_id: uuid.UUID, org_id: int | None, settings: Settings
+) -> dict[str, Any]:
+    """The order as the API shows it: status, items, history, the organisation's quota, links."""
+    order = await _order_row(conn, order_id, org_id)
+    items = await conn.fetch(
+        "SELECT collection, item_id, class, status, charged, reason, updated_at"
+        " FROM csdr.order_items WHERE order_id = $1 ORDER BY collection, item_id",
+        order_id,
+    )
+    history = await conn.fetch(
+        "SELECT at, status, collection, item_id, reason_code, reason_text"
+        " FROM csdr.order_history WHERE order_id = $1 ORDER BY id",
+        order_id,
+    )
+    snapshot = await quotas.snapshot(
+        conn, order["org_id"], order["period_start"], settings.default_quota
+    )
+    url = events.order_url(settings.public_url, order_id)
+    return {
+        "id": str(order_id),
+        "status": order["status"],
+        "organisation": order["organisation"],
+        "created": iso(order["created_at"]),
+        "updated": iso(order["updated_at"]),
+        "period": period_name(order["period_start"]),
+        "expires": iso(order["links_expire_at"]),
+        "awaiting_approval": order["awaiting_approval"],
+        "request": order["request"],
+        "items": [
+            {
+                "collection": i["collection"],
+                "id": i["item_id"],
+                "class": i["class"],
+                "status": i["status"],
+                "charged": i["charged"],
+                "reason": i["reason"],
+                "updated": iso(i["updated_at"]),
+            }
+            for i in items
+        ],
+        "history": [
+            {
+                "at": iso(h["at"]),
+                "status": h["status"],
+                **({"collection": h["collection"], "id": h["item_id"]} if h["item_id"] else {}),
+                "reason_code": h["reason_code"],
+                "reason_text": h["reason_text"],
+            }
+            for h in history
+        ],
+        "quota": [q.as_dict() for q in snapshot],
+        "links": [
+            {"rel": "self", "href": url, "type": "application/json"},
+            {"rel": "items", "href": f"{url}/items", "type": "application/geo+json"},
+        ],
+    }
+
+
+async def list_orders(
+    conn: asyncpg.Connection,
+    org_id: int | None,
+    status: str | None,
+    limit: int,
+    settings: Settings,
+) -> list[dict[str, Any]]:
+    """The latest orders the caller may see (its organisation's; an administrator's: all)."""
+    rows = await conn.fetch(
+        "SELECT o.id, o.status, o.created_at, o.updated_at, g.name AS organisation,"
+        " (SELECT count(*) FROM csdr.order_items i WHERE i.order_id = o.id) AS items"
+        " FROM csdr.orders o JOIN csdr.organisations g ON g.id = o.org_id"
+        " WHERE ($1::bigint IS NULL OR o.org_id = $1) AND ($2::text IS NULL OR o.status = $2)"
+        " ORDER BY o.created_at DESC, o.id LIMIT $3",
+        org_id,
+        status,
+        limit,
+    )
+    return [
+        {
+            "id": str(r["id"]),
+            "status": r["status"],
+            "organisation": r["organisation"],
+            "items": r["items"],
+            "created": iso(r["created_at"]),
+            "updated": iso(r["updated_at"]),
+            "href": events.order_url(settings.public_url, r["id"]),
+        }
+        for r in rows
+    ]
+
+
+async def cancel(
+    pool: asyncpg.Pool,
+    order_id: uuid.UUID,
+    org_id: int | None,
+    at: datetime,
+    settings: Settings,
+) -> None:
+    """Cancel what the order has not delivered yet, refunded; 409 for a finished order. A
+    production already queued still runs (the scene becomes online for everyone)."""
+    async with pool.acquire() as conn, conn.transaction():
+        order = await _order_row(conn, order_id, org_id, lock=True)
+        lifecycle.steps(str(order["status"]), "canceled")  # 409 for a finished order
+        await conn.execute(
+            "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
+        )
+        items = await conn.fetch(
+            "SELECT * FROM csdr.order_items WHERE order_id = $1"
+            " AND status IN ('ordered', 'pending', 'shipping')",
+            order_id,
+        )
+        for item in items:
+            await _refund(conn, order, item, "canceled", at, "canceled", "canceled", settings)
+        await _settle(conn, order_id, at, settings)
+
+
+async def production_finished(
+    conn: asyncpg.Connection,
+    collection: str,
+    item_id: str,
+    ok: bool,
+    error: str | None,
+    at: datetime,
+    settings: Settings,
+) -> int:
+    """Deliver (or fail and refund) every order item waiting for this scene's production, in
+    the caller's transaction; how many items were settled."""
+    rows = await conn.fetch(
+        "SELECT i.* FROM csdr.order_items i WHERE i.collection = $1 AND i.item_id = $2"
+        " AND i.status IN ('ordered', 'pending', 'shipping') ORDER BY i.order_id",
+        collection,
+        item_id,
+    )
+    reason = f"production failed: {error or 'no reason given'}"
+    for item in rows:
+        order = await _order_row(conn, item["order_id"], None, lock=True)
+        if ok:
+            await _deliver(conn, order, item, at, settings)
+        else:
+            await _refund(conn, order, item, "failed", at, "production_failed", reason, settings)
+        await _settle(conn, item["order_id"], at, settings)
+    return len(rows)
+
+
+def canonical(request: dict[str, Any]) -> dict[str, Any]:
+    """A request as stored and compared for Idempotency-Key replays (JSON round trip)."""
+    return dict(json.loads(json.dumps(request, sort_keys=True)))
+
+
+async def renew(
+    pool: asyncpg.Pool,
+    order_id: uuid.UUID,
+    org_id: int | None,
+    at: datetime,
+    settings: Settings,
+) -> None:
+    """New delivery links for the order, valid `link_ttl_days` from now; free of charge."""
+    async with pool.acquire() as conn, conn.transaction():
+        order = await _order_row(conn, order_id, org_id, lock=True)
+        if order["status"] not in ("shipping", "succeeded", "partial"):
+            raise TransitionRefused(
+                f"the order is {order['status']}: it delivered nothing whose links could be"
+                " renewed",
+                status=order["status"],
+            )
+        expires = at + timedelta(days=settings.link_ttl_days)
+        await conn.execute(
+            "UPDATE csdr.orders SET links_expire_at = $2, updated_at = $3 WHERE id = $1",
+            order_id,
+            expires,
+            at,
+        )
+        await _history(
+            conn, order_id, at, order["status"], "renewed", f"links valid until {iso(expires)}"
+        )
+
+
+async def decide(
+    pool: asyncpg.Pool,
+    order_id: uuid.UUID,
+    approve: bool,
+    reason: str | None,
+    at: datetime,
+    settings: Settings,
+) -> None:
+    """An administrator approves a held order (online scenes delivered, offline ones queued
+    for production) or rejects it (canceled, `reason_code: rejected`, refunded); 409 for an
+    order not waiting for approval."""
+    async with pool.acquire() as conn, conn.transaction():
+        order = await _order_row(conn, order_id, None, lock=True)
+        if not order["awaiting_approval"]:
+            raise TransitionRefused(
+                f"order {order_id} is {order['status']} and not waiting for approval",
+                status=order["status"],
+            )
+        await conn.execute(
+            "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
+        )
+        items = await conn.fetch(
+            "SELECT i.*, coalesce(s.online, false) AS online FROM csdr.order_items i"
+            " LEFT JOIN LATERAL (SELECT pgstac.get_item(i.item_id, i.collection)"
+            "  ->'properties'->>'order:status' IS DISTINCT FROM 'orderable' AS online) s ON true"
+            " WHERE i.order_id = $1 AND i.status = 'pending'",
+            order_id,
+        )
+        if not approve:
+            text = f"rejected by an administrator{f': {reason}' if reason else ''}"
+            for item in items:
+                await _refund(conn, order, item, "canceled", at, "rejected", text, settings)
+            await _move(conn, order, "canceled", at, "rejected", text, settings)
+            return
+        await _history(conn, order_id, at, order["status"], "approved", reason)
+        offline = []
+        for item in items:
+            if item["online"]:
+                await _deliver(conn, order, item, at, settings)
+            else:
+                offline.append(Scene(item["collection"], item["item_id"], False, None, None))
+        await production.request(conn, offline)
+        await _settle(conn, order_id, at, settings)

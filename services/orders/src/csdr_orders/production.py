@@ -1,0 +1,57 @@
+"""Production of offline scenes: an order of an offline scene queues one production per scene,
+however many organisations order it, as an ingest job on ingest's durable queue (csdr.ingest_jobs,
+option `production`): the ingest workers unpack the archived package, orthorectify it with its
+RPCs and publish COGs under the same item id, so the scene is online for good. The unique index
+of migration 0020 keeps one active production job per package."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from csdr_orders.scenes import Scene
+
+# As csdr_ingest.jobs.enqueue writes a job, in the order's own transaction.
+QUEUE_SQL = """
+WITH production AS (
+    INSERT INTO csdr.productions (collection, item_id, job_id, status)
+    SELECT p.collection, p.item_id, gen_random_uuid(), 'queued'
+    FROM csdr.offline_packages p WHERE p.collection = $1 AND p.item_id = $2
+    ON CONFLICT (collection, item_id) DO UPDATE
+        SET job_id = excluded.job_id, status = 'queued', error = NULL, created_at = now(),
+            finished_at = NULL
+        WHERE productions.status = 'failed'
+    RETURNING job_id
+)
+INSERT INTO csdr.ingest_jobs (id, source, collection, options)
+SELECT production.job_id, p.source, p.collection, jsonb_build_object('production', p.item_id)
+FROM production, csdr.offline_packages p WHERE p.collection = $1 AND p.item_id = $2
+RETURNING id
+"""
+
+
+async def request(conn: asyncpg.Connection, scenes: list[Scene]) -> int:
+    """Queue the production of each offline scene not already queued; how many were queued."""
+    queued = 0
+    for scene in scenes:
+        if await conn.fetchval(QUEUE_SQL, scene.collection, scene.item_id) is not None:
+            queued += 1
+    return queued
+
+
+async def finished(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Claim (FOR UPDATE SKIP LOCKED) up to `limit` queued productions whose job has ended, and
+    mark them with the job's outcome; each with `ok` and the job's error description."""
+    return await conn.fetch(
+        "WITH done AS ("
+        "  SELECT p.collection, p.item_id, j.status = 'succeeded' AS ok,"
+        "   coalesce(j.error->>'description', j.error->>'code') AS error"
+        "  FROM csdr.productions p JOIN csdr.ingest_jobs j ON j.id = p.job_id"
+        "  WHERE p.status = 'queued' AND j.status IN ('succeeded', 'failed')"
+        "  ORDER BY p.created_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED)"
+        " UPDATE csdr.productions p SET"
+        "  status = CASE WHEN done.ok THEN 'succeeded' ELSE 'failed' END,"
+        "  error = done.error, finished_at = now()"
+        " FROM done WHERE p.collection = done.collection AND p.item_id = done.item_id"
+        " RETURNING p.collection, p.item_id, done.ok, done.error",
+        limit,
+    )

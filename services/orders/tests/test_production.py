@@ -1,0 +1,178 @@
+"""Offline scenes produced on demand: a look-alike CRESDA package registered offline (metadata,
+footprint, thumbnail, no COG; `order:status` orderable, found by a CQL2 search), ordered by two
+organisations: one production job through ingest's queue and pipeline, the scene online for good
+with a COG, each organisation charged once; a failed production refunds and the orders end
+partial or failed with the reason; cancel refunds what is still waiting."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+from psycopg_pool import ConnectionPool
+
+from csdr_ingest import jobs
+from csdr_ingest.offline import register_offline
+from csdr_ingest.settings import Settings as IngestSettings
+from services.orders.tests.samples import add_offline, auth, order_of
+from tests.fixtures import CRESDA_WFV
+from tests.support.lookalike import write_lookalike
+
+WFV_ID = "GF1_WFV3_20200523_L1A0004819525"
+
+
+def wait_for(client, order_id: str, headers: dict, statuses: set[str], timeout_s: float = 30):
+    deadline = time.monotonic() + timeout_s
+    while (order := client.get(f"/orders/{order_id}", headers=headers).json())[
+        "status"
+    ] not in statuses:
+        assert time.monotonic() < deadline, order
+        time.sleep(0.1)
+    return order
+
+
+def run_production_jobs(ingest_settings: IngestSettings) -> list[dict]:
+    """Run every queued ingest job the way the ingest workers do."""
+    ran = []
+    with ConnectionPool(min_size=1, max_size=2, open=True) as pool:
+        while (job := jobs.claim(pool, "test:1")) is not None:
+            jobs.run_job(pool, job, ingest_settings)
+            ran.append(jobs.get(pool, job["id"]))
+    return ran
+
+
+def quota_used(client, key: str) -> tuple[int, int]:
+    quota = client.get("/quota", headers=auth(key)).json()["quotas"][0]
+    return quota["used"], quota["reserved"]
+
+
+@pytest.fixture
+def ingest_settings(assets: Path, tmp_path: Path) -> IngestSettings:
+    return IngestSettings(assets_dir=assets, work_dir=tmp_path / "work", workers=1)
+
+
+def test_offline_package_ordered_twice_is_produced_once(
+    make_client, db, scenes, keys, ingest_settings, tmp_path
+):
+    package = write_lookalike(CRESDA_WFV, tmp_path / "archive", max_size=400)
+    [offline] = register_offline(package, db, ingest_settings)
+    assert offline["id"] == WFV_ID and offline["properties"]["order:status"] == "orderable"
+    assert set(offline["assets"]) == {"thumbnail", "metadata"}
+    assert Path(offline["assets"]["thumbnail"]["href"]).is_file()
+    db.execute("SET search_path TO pgstac, public")
+    found = db.execute(
+        "SELECT pgstac.search(%s::jsonb)",
+        (json.dumps({"filter": {"op": "=", "args": [{"property": "order:status"}, "orderable"]}}),),
+    ).fetchone()[0]
+    assert [f["id"] for f in found["features"]] == [WFV_ID]
+
+    client = make_client(worker=True)
+    ref = {"items": [{"collection": "gf1-wfv", "id": WFV_ID}]}
+    th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
+    first = client.post("/orders", json=ref, headers=th).json()
+    second = client.post("/orders", json=ref, headers=bd).json()
+    assert first["status"] == second["status"] == "pending"
+    assert quota_used(client, keys["thailand"]) == (0, 1)
+    queued = db.execute(
+        "SELECT count(*) FROM csdr.ingest_jobs WHERE options ? 'production'"
+    ).fetchone()
+    assert queued == (1,)
+
+    [job] = run_production_jobs(ingest_settings)
+    assert job["status"] == "succeeded", job
+    for order, headers in ((first, th), (second, bd)):
+        done = wait_for(client, order["id"], headers, {"succeeded", "failed", "partial"})
+        assert done["status"] == "succeeded"
+        assert [h["status"] for h in done["history"] if "id" not in h] == [
+            "ordered",
+            "pending",
+            "shipping",
+            "succeeded",
+        ]
+    assert quota_used(client, keys["thailand"]) == quota_used(client, keys["bangladesh"]) == (1, 0)
+
+    online = db.execute("SELECT pgstac.get_item(%s, 'gf1-wfv')", (WFV_ID,)).fetchone()[0]
+    assert online["properties"]["order:status"] == "succeeded"
+    with rasterio.open(online["assets"]["data"]["href"]) as cog:
+        assert cog.crs is not None and cog.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    delivered = client.get(f"/orders/{first['id']}/items", headers=th).json()
+    href = delivered["features"][0]["assets"]["data"]["href"]
+    assert client.get(href.replace("http://127.0.0.1:8085", "")).status_code == 200
+    # A third order of the scene is delivered at once: it is online for good.
+    third = client.post("/orders", json=ref, headers=auth(keys["admin"]))
+    assert third.json()["status"] == "succeeded"
+    assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (1,)
+
+
+def test_failed_production_refunds_and_orders_end_partial_or_failed(
+    make_client, db, scenes, keys, ingest_settings, tmp_path
+):
+    folder = write_lookalike(CRESDA_WFV, tmp_path / "archive", max_size=400, archive=None)
+    register_offline(folder, db, ingest_settings)
+    next(folder.glob("*.rpb")).unlink()  # the archive lost its RPCs: production must fail
+    client = make_client(worker=True)
+    th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
+    mixed = {"items": [{"collection": "gf1-wfv", "id": WFV_ID}, {"collection": "gf1", "id": "S00"}]}
+    partial = client.post("/orders", json=mixed, headers=th).json()
+    only = client.post("/orders", json={"items": mixed["items"][:1]}, headers=bd).json()
+    assert partial["status"] == "shipping" and only["status"] == "pending"
+
+    [job] = run_production_jobs(ingest_settings)
+    assert job["status"] == "failed" and job["error"]["code"] == "RpcMissing"
+    partial = wait_for(client, partial["id"], th, {"partial", "failed", "succeeded"})
+    only = wait_for(client, only["id"], bd, {"partial", "failed", "succeeded"})
+    assert (partial["status"], only["status"]) == ("partial", "failed")
+    failed = next(i for i in partial["items"] if i["id"] == WFV_ID)
+    assert failed["status"] == "failed" and "RPC" in failed["reason"]
+    assert failed["reason"].startswith("production failed")
+    assert quota_used(client, keys["thailand"]) == (1, 0)  # S00 only
+    assert quota_used(client, keys["bangladesh"]) == (0, 0)
+
+    # Ordered again: production is retried with a new job (still failing here).
+    again = client.post("/orders", json={"items": mixed["items"][:1]}, headers=bd).json()
+    assert again["status"] == "pending"
+    assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (2,)
+
+
+def test_cancel_refunds_what_waits_and_409_after(make_client, db, scenes, keys):
+    add_offline(db, "OFF1", "/archive/OFF1.tar.gz")
+    client = make_client()
+    th = auth(keys["thailand"])
+    order = client.post("/orders", json=order_of("OFF1", "S00"), headers=th).json()
+    assert order["status"] == "shipping"
+    assert quota_used(client, keys["thailand"]) == (1, 1)
+    canceled = client.post(f"/orders/{order['id']}/cancel", headers=th)
+    assert canceled.status_code == 200
+    body = canceled.json()
+    assert body["status"] == "partial"
+    assert {i["id"]: i["status"] for i in body["items"]} == {"OFF1": "canceled", "S00": "succeeded"}
+    assert quota_used(client, keys["thailand"]) == (1, 0)
+    assert client.post(f"/orders/{order['id']}/cancel", headers=th).status_code == 409
+
+    waiting = client.post("/orders", json=order_of("OFF1"), headers=th).json()
+    gone = client.post(f"/orders/{waiting['id']}/cancel", headers=th).json()
+    assert gone["status"] == "canceled" and gone["history"][-1]["status"] == "canceled"
+    assert quota_used(client, keys["thailand"]) == (1, 0)
+
+
+def test_a_canceled_charge_passes_to_the_next_order_waiting(make_client, db, scenes, keys):
+    add_offline(db, "OFF1", "/archive/OFF1.tar.gz")
+    client = make_client()
+    th = auth(keys["thailand"])
+    first = client.post("/orders", json=order_of("OFF1"), headers=th).json()
+    second = client.post("/orders", json=order_of("OFF1"), headers=th).json()
+    assert (first["items"][0]["charged"], second["items"][0]["charged"]) == (True, False)
+    client.post(f"/orders/{first['id']}/cancel", headers=th)
+    second = client.get(f"/orders/{second['id']}", headers=th).json()
+    assert second["items"][0]["charged"] is True  # the scene is still charged once, to it
+    assert quota_used(client, keys["thailand"]) == (0, 1)
+    client.post(f"/orders/{second['id']}/cancel", headers=th)
+    assert quota_used(client, keys["thailand"]) == (0, 0)
+
+
+def test_offline_scene_without_a_package_is_refused(client, db, scenes, keys):
+    add_offline(db, "OFF2", "/archive/OFF2.tar.gz")
+    db.execute("DELETE FROM csdr.offline_packages")
+    r = client.post("/orders", json=order_of("OFF2"), headers=auth(keys["thailand"]))
+    assert r.status_code == 400 and "no package" in r.json()["description"]
