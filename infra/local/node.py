@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -108,17 +107,6 @@ class Node:
         """Where this node's own admin key is kept (mode 600; never printed)."""
         return self.data_dir / "admin.key"
 
-    def link_secret_file(self) -> Path:
-        """The file holding the key that signs the orders' delivery links, made once in the
-        data directory (mode 600), so links keep working across restarts."""
-        path = self.data_dir / "orders-link.secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
-        return path
-
     def pid_file(self, service: str) -> Path:
         """Where the pid of a running service's supervisor is kept."""
         return self.data_dir / "run" / f"{service}.pid"
@@ -153,7 +141,6 @@ class Node:
             "CSDR_ORDERS_PUBLIC_URL": self.url("orders"),
             "CSDR_ORDERS_CATALOG_URL": self.url("catalog"),
             "CSDR_ORDERS_ASSET_ROOTS": str(self.data_dir / "assets"),
-            "CSDR_ORDERS_LINK_SECRET_FILE": str(self.link_secret_file()),
         }
 
 

@@ -59,3 +59,18 @@ def test_links_work_until_they_expire_and_renew_is_free(client, clock, db, scene
     href = next(f for f in fresh["features"] if f["id"] == "S00")["assets"]["data"]["href"]
     assert client.get(path_of(href)).status_code == 200
     assert (ledger(db, "reserved"), client.get("/quota", headers=th).json()["quotas"][0]) == charged
+
+
+def test_without_a_configured_key_every_process_signs_alike(make_client, db, scenes, keys):
+    """No CSDR_ORDERS_LINK_SECRET: the key is made once in the database, so a link from one
+    process (or before a restart) works on another."""
+    first, second = make_client(), make_client()
+    th = auth(keys["thailand"])
+    order = first.post("/orders", json=order_of("S00"), headers=th).json()
+    items = first.get(f"/orders/{order['id']}/items", headers=th).json()
+    href = items["features"][0]["assets"]["data"]["href"]
+    assert second.get(path_of(href)).status_code == 200
+    stored = db.execute("SELECT count(*) FROM csdr.node_secrets").fetchone()[0]
+    assert stored == 1
+    configured = make_client(link_secret="an operator's own secret")
+    assert configured.get(path_of(href)).status_code == 403  # another key: another signature

@@ -22,7 +22,11 @@ from csdr_orders.watcher import Watcher
 from csdr_service import pools
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.node_secrets import node_secret
 from csdr_service.openapi import complete_openapi
+
+LINK_SECRET = "orders.delivery-links"
+"""The name of the delivery-link key in csdr.node_secrets (when none is configured)."""
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -34,6 +38,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await pools.open_pool(16, "csdr-orders", pgstac=True)
         app.state.pool = pool
+        app.state.signer = Signer(settings.link_key() or await node_secret(pool, LINK_SECRET))
         watcher = Watcher(pool, settings, clock) if settings.worker else None
         if watcher:
             watcher.start()
@@ -58,7 +63,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.clock = clock
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-    app.state.signer = Signer(settings.link_key())
     app.state.roots = AssetRoots(settings.asset_roots)
     add_exception_handlers(app)
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,9 @@ class Signer:
     """Signs and checks delivery links with one secret."""
 
     def __init__(self, secret: str) -> None:
-        self.key = (secret or secrets.token_hex(32)).encode()
+        if not secret:
+            raise ValueError("delivery links need a signing secret")
+        self.key = secret.encode()
 
     def signature(self, link: Link) -> str:
         """The link's signature (hex)."""

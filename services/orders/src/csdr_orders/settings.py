@@ -26,9 +26,8 @@ class Settings(ServiceSettings):
     link_ttl_days: float = 14.0
     """How long delivery links work; `POST /orders/{id}/renew` issues new ones."""
     link_secret: str = ""
-    """Key signing the delivery links (HMAC-SHA256); empty (and no link_secret_file): a random
-    one per process, so links stop working at a restart. Set one when several processes serve
-    orders."""
+    """Key signing the delivery links (HMAC-SHA256); empty (and no link_secret_file): one made
+    on first start and kept in the database (csdr.node_secrets), shared by every process."""
     link_secret_file: Path | None = None
     """A file holding that key (read at start; `make up` keeps one in the data directory)."""
 
