@@ -645,3 +645,78 @@ def test_mains_push_service_wakes_the_partners_worker(fed):
     wait_until(lambda: converged(fed), what="the woken partner at main's state")
     with fed.partner() as partner:
         assert peer_row(partner)["lag_events"] == 0
+
+
+def test_a_proxied_scene_tiles_through_its_origin_and_503_while_it_is_down(fed, tmp_path):
+    """An item whose assets stay at their origin's download route (`--assets proxy`): the
+    partner's tiler reads it through the origin, answers 503 with Retry-After while the origin
+    is down, and tiles again once it is back."""
+    scene = Scene(
+        "LA_PROXY_20240302", "EPSG:32648", 250_000, 1_995_000, datetime(2024, 3, 2, 3, 0),
+        seed=8, size=2048, rotation_deg=0,
+    )  # fmt: skip
+    with fed.main() as main:
+        item = ingest_file(
+            write_scene(scene, tmp_path), main, IngestSettings(assets_dir=fed.main_assets), "gf1"
+        )
+    origin_port = free_port()
+    origin = f"http://127.0.0.1:{origin_port}"
+    proxied = {
+        **{k: v for k, v in item.items() if k not in ("assets", "links")},
+        "id": "PROXY1",
+        "collection": "la-proxy",
+        "links": [],
+        "assets": {
+            key: {**asset, "href": f"{origin}/collections/gf1/items/{item['id']}/assets/{key}"}
+            for key, asset in item["assets"].items()
+        },
+    }
+    proxied["properties"] = {**item["properties"], "csdr:origin": "elsewhere"}
+    with fed.partner() as partner:
+        partner.execute(
+            "SELECT pgstac.create_collection(%s)",
+            (Jsonb(stac_collection("la-proxy", **{"csdr:origin": "elsewhere"})),),
+        )
+        write_items(partner, [proxied])
+    # An overview tile first; then full-resolution tiles at two far corners, whose blocks no read
+    # has fetched yet (GDAL keeps what it read of a remote file).
+    west, south, east, north = item["bbox"]
+    dx, dy = (east - west) / 8, (north - south) / 8
+    wmq = morecantile.tms.get("WebMercatorQuad")
+    tiles = [
+        wmq.tile((west + east) / 2, (south + north) / 2, 12),
+        wmq.tile(west + dx, north - dy, 15),
+        wmq.tile(east - dx, south + dy, 15),
+    ]
+
+    def tile_path(collection: str, item_id: str, n: int) -> str:
+        t = tiles[n]
+        return (
+            f"/collections/{collection}/items/{item_id}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.tif"
+        )
+
+    with ExitStack() as stack:
+        main_tiler, partner_tiler = (
+            stack.enter_context(service("csdr_tiler.app:create_app", free_port(), env, fed.base))
+            for env in (fed.main_env, fed.partner_env)
+        )
+        up = ExitStack()
+        up.enter_context(
+            service("csdr_catalog.app:create_app", origin_port, fed.main_env, fed.base)
+        )
+        read = httpx.get(f"{partner_tiler}{tile_path('la-proxy', 'PROXY1', 0)}",
+                         params={"assets": "data"}, timeout=60)  # fmt: skip
+        assert read.status_code == 200, read.text
+        at_origin = httpx.get(f"{main_tiler}{tile_path('gf1', item['id'], 0)}",
+                              params={"assets": "data"}, timeout=60)  # fmt: skip
+        assert read.content == at_origin.content
+        up.close()  # the origin goes down
+        down = httpx.get(f"{partner_tiler}{tile_path('la-proxy', 'PROXY1', 1)}",
+                         params={"assets": "data"}, timeout=60)  # fmt: skip
+        assert down.status_code == 503, down.text
+        assert int(down.headers["retry-after"]) > 0
+        assert f"127.0.0.1:{origin_port}" in down.json()["detail"]
+        with service("csdr_catalog.app:create_app", origin_port, fed.main_env, fed.base):
+            back = httpx.get(f"{partner_tiler}{tile_path('la-proxy', 'PROXY1', 2)}",
+                             params={"assets": "data"}, timeout=60)  # fmt: skip
+            assert back.status_code == 200, back.text

@@ -39,6 +39,7 @@ import rio_tiler.utils
 from cachetools import LRUCache
 from morecantile import Tile, TileMatrixSet
 from rasterio import warp
+from rasterio.errors import RasterioIOError
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import InvalidBandName, RioTilerError
 from rio_tiler.io import Reader
@@ -198,6 +199,11 @@ class FootprintReader(Reader):
         )
 
 
+class RemoteAssetUnavailable(RioTilerError):
+    """A remote asset (a mirrored scene at its origin node, an object store) could not be read:
+    its server is down or failing. Answered 503 with Retry-After (csdr_tiler.errors)."""
+
+
 class ReaderPool:
     """Idle opened `FootprintReader`s by file identity, bounded; least recently used closed
     first."""
@@ -260,8 +266,16 @@ class ReaderPool:
         slot: called with the asset href, the tile matrix set and the reader options)."""
         key = self._key(url, tms, options) if self.max_idle > 0 else None
         if key is None:
-            with FootprintReader(url, tms=tms, **options) as reader:
-                yield reader
+            try:
+                with FootprintReader(url, tms=tms, **options) as reader:
+                    yield reader
+            except RasterioIOError as exc:
+                if local_path(url) is not None:
+                    raise
+                where = urlsplit(url).netloc or url.split("/")[0]
+                raise RemoteAssetUnavailable(
+                    f"the server holding this scene's imagery ({where}) cannot be read; retry later"
+                ) from exc
             return
         reader = self._take(key)
         if reader is None:

@@ -36,6 +36,7 @@ from titiler.pgstac.errors import MosaicNotFoundError, NoLayerFound
 
 from csdr_service.errors import refused_value
 from csdr_service.request_ids import REQUEST_ID_HEADER, request_id_of
+from csdr_tiler.datasets import RemoteAssetUnavailable
 from csdr_tiler.items import CollectionNotFound, ItemNotFound, SearchNotFound
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,24 @@ SERVER_ERRORS: dict[type[Exception], str] = {
     RioTilerError: "rendering the imagery failed",
     Exception: "internal error",
 }
+# A remote asset's server that cannot be read may come back: ask again after this long.
+REMOTE_RETRY_AFTER_S = 30
 
 
 def client_error(request: Request, exc: Exception) -> Response:
     """The mapped status with the exception's message, which names the bad input."""
     code = next(c for t, c in CLIENT_ERRORS.items() if isinstance(exc, t))
     return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def remote_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After: a remote asset's server is down or failing (logged, not a bug)."""
+    logger.warning("%s %s: %s (%r)", request.method, request.url.path, exc, exc.__cause__)
+    return JSONResponse(
+        {"detail": str(exc)},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(REMOTE_RETRY_AFTER_S)},
+    )
 
 
 def empty_tile(request: Request, exc: Exception) -> Response:
@@ -124,6 +137,7 @@ def add_exception_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_class, client_error)
     for exc_class in EMPTY:
         app.add_exception_handler(exc_class, empty_tile)
+    app.add_exception_handler(RemoteAssetUnavailable, remote_unavailable)
     for exc_class in SERVER_ERRORS:
         app.add_exception_handler(exc_class, server_error)
     app.add_exception_handler(HTTPException, http_error)
