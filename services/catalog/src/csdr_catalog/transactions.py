@@ -5,7 +5,8 @@ transaction), where stac-fastapi-pgstac reads it more narrowly:
   links); upstream's request models require them and answer 400 "links: Field required";
 - a created Item is answered as `application/geo+json` (upstream: `application/json`);
 - PUT, PATCH and DELETE answer 204 No Content, one of the success codes the spec lists (200, 202,
-  204) and the one stac-api-validator checks for; upstream answers 200 with a body.
+  204) and the one stac-api-validator checks for; upstream answers 200 with a body;
+- DELETE of an item also removes its files from the asset store (csdr_catalog.downloads).
 
 `TransactionExtension` is subclassed because its request models are fixed in the two methods
 that register the POST and PUT routes; `Extensions` because it builds the extension.
@@ -17,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
 import attr
-from fastapi import Body
+from fastapi import Body, Request
 from pydantic import model_validator
 from stac_fastapi.api.models import CollectionUri, GeoJSONResponse, ItemUri, JSONResponse
 from stac_fastapi.api.routes import create_async_endpoint
@@ -28,6 +30,8 @@ from stac_fastapi.pgstac.transactions import BulkTransactionsClient, Transaction
 from stac_fastapi.types.extension import ApiExtension
 from stac_pydantic import Item, ItemCollection
 from starlette.responses import Response
+
+from csdr_catalog.downloads import AssetRoots, asset_hrefs
 
 
 class PartialItem(Item):
@@ -77,9 +81,15 @@ class CatalogTransactionsClient(TransactionsClient):
         await super().patch_item(*args, **kwargs)
         return Response(status_code=NO_CONTENT)
 
-    async def delete_item(self, *args: Any, **kwargs: Any) -> Response:
-        """Delete an item."""
-        await super().delete_item(*args, **kwargs)
+    async def delete_item(
+        self, item_id: str, collection_id: str, request: Request, **kwargs: Any
+    ) -> Response:
+        """Delete an item, then its files in the asset store."""
+        async with request.app.state.get_connection(request, "r") as conn:
+            item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item_id, collection_id)
+        await super().delete_item(item_id, collection_id, request, **kwargs)
+        roots: AssetRoots = request.app.state.asset_roots
+        await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, asset_hrefs(item))
         return Response(status_code=NO_CONTENT)
 
 
