@@ -240,9 +240,14 @@ def s3_client(env: Mapping[str, str] | None = None) -> Any:
         signature_version="s3v4",
         retries={"max_attempts": 3, "mode": "standard"},
     )
-    return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name=region, config=config
+    # Keys given explicitly only when `env` names them: else boto3's own chain (variables,
+    # profiles, instance or pod roles).
+    session = boto3.session.Session(
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
     )
+    return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
