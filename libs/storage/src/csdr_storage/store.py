@@ -260,10 +260,14 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
-@functools.cache
 def open_bucket(url: str) -> S3Store:
-    """The bucket prefix `url` names (`s3://bucket/prefix`), one per process (its boto3 client
-    is made once, and is thread-safe)."""
+    """The bucket prefix `url` names (`s3://bucket/prefix`) on the endpoint the AWS variables
+    name, one per process and endpoint (its boto3 client is made once, and is thread-safe)."""
+    return _bucket(url, endpoint_url())
+
+
+@functools.cache
+def _bucket(url: str, endpoint: str | None) -> S3Store:
     bucket, prefix = parse_s3_url(url)
     return S3Store(bucket, prefix, s3_client())
 
