@@ -112,6 +112,7 @@ def test_keyed_tiles_are_never_shared(node, edge, keys):
         assert r.headers["cache-control"].startswith("private")
     anonymous = httpx.get(url + target)
     assert anonymous.status_code == 404 and anonymous.headers["x-cache"] == "MISS"
+    assert anonymous.headers["cache-control"] == "no-store"  # nor is a refusal kept
     # QGIS's form: the key in the URL. Whoever asks for that URL again reaches the tiler.
     keyed_url = f"{url}{target}?api_key={a}"
     for _ in range(2):
