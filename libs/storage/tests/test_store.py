@@ -28,7 +28,7 @@ def s3(tmp_path_factory) -> Iterator[S3Server]:
 
 @pytest.fixture
 def bucket(s3, request) -> S3Store:
-    return S3Store("store", f"t/{request.node.name}", s3_client(s3.env))
+    return S3Store("store", f"t/{request.node.name}", s3_client(s3.env), s3.env)
 
 
 @pytest.fixture
@@ -75,6 +75,17 @@ def test_a_presigned_url_serves_the_object_with_byte_ranges(bucket, tmp_path):
     r = httpx.get(url, headers={"Range": "bytes=10-19"})
     assert r.status_code == 206 and r.content == bytes(range(10, 20))
     assert r.headers["content-type"] == "image/tiff"
+
+
+def test_a_presigned_url_names_the_endpoint_clients_reach(bucket, s3, tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(b"\x89PNG not much of a thumbnail")
+    bucket.put_file(path, "c/i/x.png")
+    public = s3.endpoint.replace("127.0.0.1", "localhost")
+    url = bucket.presigned_url("c/i/x.png", 60, public)
+    assert url.startswith(f"{public}/store/") and "X-Amz-Signature=" in url
+    r = httpx.get(url)
+    assert r.status_code == 200 and r.content == path.read_bytes()
 
 
 def test_store_urls_and_gdal_options_are_checked():

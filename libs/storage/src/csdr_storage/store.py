@@ -143,12 +143,17 @@ class LocalStore:
 class S3Store:
     """The store as a prefix of an S3 bucket, through boto3."""
 
-    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
-        """Objects live in `bucket` under `prefix` (no leading or trailing `/`)."""
+    def __init__(
+        self, bucket: str, prefix: str, client: Any, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Objects live in `bucket` under `prefix` (no leading or trailing `/`); `client` was
+        made from the AWS variables `env` (default: the process's)."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
         self.url = f"{S3_SCHEME}{bucket}/{self.prefix + '/' if self.prefix else ''}"
+        self.env = env
+        self._signers: dict[str, Any] = {}
 
     def _object(self, key: str) -> str:
         return f"{self.prefix}/{_safe(key)}" if self.prefix else _safe(key)
@@ -209,10 +214,18 @@ class S3Store:
                 first = done["Errors"][0]
                 raise OSError(f"S3 refused to delete {first['Key']}: {first.get('Message')}")
 
-    def presigned_url(self, key: str, ttl_s: int) -> str:
-        """A URL anyone may GET the object with for `ttl_s` seconds (SigV4 query signing)."""
+    def presigned_url(self, key: str, ttl_s: int, endpoint: str | None = None) -> str:
+        """A URL anyone may GET the object with for `ttl_s` seconds (SigV4 query signing), on
+        `endpoint` when clients reach the store there rather than at AWS_ENDPOINT_URL (the
+        signature covers the host)."""
+        client = self.client
+        if endpoint:
+            if endpoint not in self._signers:
+                env = {**(self.env or os.environ), "AWS_ENDPOINT_URL_S3": endpoint}
+                self._signers[endpoint] = s3_client(env)
+            client = self._signers[endpoint]
         return str(
-            self.client.generate_presigned_url(
+            client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": self._object(key)},
                 ExpiresIn=ttl_s,

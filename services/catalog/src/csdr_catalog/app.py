@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.asset_roots,
         open_bucket(settings.assets_url) if settings.assets_url else None,
         settings.download_url_ttl_s,
+        settings.download_endpoint_url,
     )
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     app.add_middleware(WholeDaysMiddleware)

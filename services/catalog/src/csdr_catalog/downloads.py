@@ -38,11 +38,16 @@ class AssetRoots:
     """The directories whose files may be downloaded as assets, and the node's bucket."""
 
     def __init__(
-        self, roots: Iterable[str], bucket: S3Store | None = None, url_ttl_s: int = 300
+        self,
+        roots: Iterable[str],
+        bucket: S3Store | None = None,
+        url_ttl_s: int = 300,
+        public_endpoint: str | None = None,
     ) -> None:
         self.roots = tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
         self.bucket = bucket
         self.url_ttl_s = url_ttl_s
+        self.public_endpoint = public_endpoint
 
     def publishes(self, href: str) -> bool:
         """Whether `href` names a file under a root or an object of the bucket (by its text:
@@ -56,7 +61,7 @@ class AssetRoots:
         key = self.bucket.key_of(href) if self.bucket is not None else None
         if key is None or self.bucket is None:
             return None
-        return self.bucket.presigned_url(key, self.url_ttl_s)
+        return self.bucket.presigned_url(key, self.url_ttl_s, self.public_endpoint)
 
     def remove(self, collection_id: str, item_id: str, hrefs: Iterable[str]) -> int:
         """Delete the files of a deleted item (only those in its own folder); return how many."""

@@ -67,6 +67,9 @@ class Settings(ServiceSettings):
     downloaded through presigned redirects (endpoint and credentials from the AWS_* variables)."""
     download_url_ttl_s: int = 300
     """How long a presigned download URL stays valid."""
+    download_endpoint_url: str | None = None
+    """The S3 endpoint as clients reach it, when not at AWS_ENDPOINT_URL (an in-cluster name):
+    presigned download URLs name it."""
     tiler_url: str | None = None
     """Public URL of this node's tiler; a key given as `?api_key=` is carried into links to it."""
     queryables_ttl_s: float = 30.0
