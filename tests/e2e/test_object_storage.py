@@ -1,8 +1,8 @@
 """A node whose assets live in object storage (moto's S3 server on 127.0.0.1): a GeoTIFF goes in
 through POST /jobs and its COG and thumbnail land in the bucket, the catalog finds it, the tiler
 draws it through `/vsis3/`, GDAL reads the COG through the catalog's download route (a presigned
-redirect), a re-ingest and a delete leave exactly the catalogue's objects, and a failed ingest
-leaves none."""
+redirect), a re-ingest and deletes (of an item, of a collection) leave exactly the catalogue's
+objects, and a failed ingest leaves none."""
 
 from __future__ import annotations
 
@@ -138,3 +138,13 @@ def test_a_failed_ingest_leaves_no_object(s3_node, s3, pg_cluster, tmp_path):
     assert job["status"] == "failed", job
     assert s3.keys(ASSETS_BUCKET, f"{PREFIX}{COLLECTION}/{REFUSED.name}/") == []
     assert s3.keys(ASSETS_BUCKET, f"{PREFIX}.pending/") == []
+
+
+def test_deleting_a_collection_empties_its_folder(s3_node, s3, tmp_path):
+    doomed = dataclasses.replace(DEMO_SCENES[2], name="CSDR_S3_DOOMED_20240918", size=256)
+    assert s3_node.run_job(write_scene(doomed, tmp_path), "s3-doomed")["status"] == "succeeded"
+    assert len(s3.keys(ASSETS_BUCKET, f"{PREFIX}s3-doomed/")) == 2
+    url = f"{s3_node.catalog}/collections/s3-doomed"
+    assert httpx.delete(url, headers=s3_node.ingest_headers).status_code == 200
+    assert s3.keys(ASSETS_BUCKET, f"{PREFIX}s3-doomed/") == []
+    assert httpx.get(url).status_code == 404

@@ -105,3 +105,11 @@ def test_local_store_removes_emptied_folders(local, tmp_path):
     local.put_bytes("c/i/a.png", b"png")
     local.delete(["c/i/a.png"])
     assert not (Path(local.url) / "c" / "i").exists()
+
+
+def test_a_folder_goes_with_everything_in_it(store):
+    for key in ("c/i/a.tif", "c/j/b.tif", "other/k/c.tif"):
+        store.put_bytes(key, b"x")
+    store.delete_folder("c")
+    assert store.keys("c/i") == [] and store.keys("c/j") == []
+    assert store.keys("other/k") == ["other/k/c.tif"]

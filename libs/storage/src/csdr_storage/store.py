@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import mimetypes
 import os
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +60,10 @@ class AssetStore(Protocol):
 
     def delete(self, keys: Iterable[str]) -> None:
         """Remove the files at `keys` (missing ones are not an error)."""
+        ...
+
+    def delete_folder(self, folder: str) -> None:
+        """Remove every file under `folder`, at any depth."""
         ...
 
 
@@ -139,6 +144,10 @@ class LocalStore:
             if folder != self.root and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
+    def delete_folder(self, folder: str) -> None:
+        """Remove the directory and everything in it."""
+        shutil.rmtree(self.root / _safe(folder), ignore_errors=True)
+
 
 class S3Store:
     """The store as a prefix of an S3 bucket, through boto3."""
@@ -213,6 +222,15 @@ class S3Store:
             if done.get("Errors"):
                 first = done["Errors"][0]
                 raise OSError(f"S3 refused to delete {first['Key']}: {first.get('Message')}")
+
+    def delete_folder(self, folder: str) -> None:
+        """Delete every object under `folder/`."""
+        start = self._object(folder) + "/"
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        )
+        keys = [f"{folder}/{o['Key'][len(start) :]}" for p in pages for o in p.get("Contents", [])]
+        self.delete(keys)
 
     def presigned_url(self, key: str, ttl_s: int, endpoint: str | None = None) -> str:
         """A URL anyone may GET the object with for `ttl_s` seconds (SigV4 query signing), on

@@ -14,7 +14,8 @@ presigned redirect (307) to the object, which GDAL follows and reads with byte r
 remote hrefs (`https://`, other buckets) are left as they are.
 
 Deleting an item through the transactions API removes its files from the store (those in its
-own folder, `<collection>/<item>/`, the only ones ingest writes for it).
+own folder, `<collection>/<item>/`, the only ones ingest writes for it); deleting a collection
+removes its folder `<collection>/`.
 """
 
 from __future__ import annotations
@@ -63,13 +64,20 @@ class AssetRoots:
             return None
         return self.bucket.presigned_url(key, self.url_ttl_s, self.public_endpoint)
 
+    def stores(self) -> list[LocalStore | S3Store]:
+        """The local roots and the bucket as stores."""
+        found: list[LocalStore | S3Store] = [LocalStore(Path(r)) for r in self.roots]
+        return [*found, self.bucket] if self.bucket is not None else found
+
+    def remove_collection(self, collection_id: str) -> None:
+        """Delete the files of a deleted collection: its folder `<collection>/`."""
+        for store in self.stores():
+            store.delete_folder(collection_id)
+
     def remove(self, collection_id: str, item_id: str, hrefs: Iterable[str]) -> int:
         """Delete the files of a deleted item (only those in its own folder); return how many."""
-        stores: list[LocalStore | S3Store] = [LocalStore(Path(r)) for r in self.roots]
-        if self.bucket is not None:
-            stores.append(self.bucket)
         count = 0
-        for store in stores:
+        for store in self.stores():
             keys = [
                 key
                 for href in hrefs

@@ -6,7 +6,8 @@ transaction), where stac-fastapi-pgstac reads it more narrowly:
 - a created Item is answered as `application/geo+json` (upstream: `application/json`);
 - PUT, PATCH and DELETE answer 204 No Content, one of the success codes the spec lists (200, 202,
   204) and the one stac-api-validator checks for; upstream answers 200 with a body;
-- DELETE of an item also removes its files from the asset store (csdr_catalog.downloads).
+- DELETE of an item or a collection also removes its files from the asset store
+  (csdr_catalog.downloads).
 
 `TransactionExtension` is subclassed because its request models are fixed in the two methods
 that register the POST and PUT routes; `Extensions` because it builds the extension.
@@ -91,6 +92,15 @@ class CatalogTransactionsClient(TransactionsClient):
         roots: AssetRoots = request.app.state.asset_roots
         await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, asset_hrefs(item))
         return Response(status_code=NO_CONTENT)
+
+    async def delete_collection(
+        self, collection_id: str, request: Request, **kwargs: Any
+    ) -> Response:
+        """Delete a collection (and its items), then its folder in the asset store."""
+        deleted = await super().delete_collection(collection_id, request, **kwargs)
+        roots: AssetRoots = request.app.state.asset_roots
+        await anyio.to_thread.run_sync(roots.remove_collection, collection_id)
+        return deleted
 
 
 @attr.s
