@@ -113,6 +113,15 @@ def test_reingest_and_delete_keep_the_bucket_in_step(s3_node, s3, tmp_path):
     assert len(after) == 2 and not set(after) & set(before)  # the old version's objects went
 
     item_url = f"{s3_node.catalog}/collections/{COLLECTION}/items/{DELETED.name}"
+    # A PUT without the thumbnail: its object goes, the COG stays.
+    item = httpx.get(item_url).json()
+    del item["assets"]["thumbnail"]
+    item["assets"]["data"]["href"] = (
+        f"s3://{ASSETS_BUCKET}/{next(k for k in after if k.endswith('.tif'))}"
+    )
+    put = httpx.put(item_url, json=item, headers=s3_node.ingest_headers)
+    assert put.status_code == 204, put.text
+    assert [k.rsplit(".", 1)[1] for k in item_objects(s3, DELETED.name)] == ["tif"]
     tiles = f"{s3_node.tiler}/collections/{COLLECTION}/items/{DELETED.name}/info?assets=data"
     assert httpx.get(tiles).status_code == 200
     assert httpx.delete(item_url).status_code in (401, 403)  # deletes need a key

@@ -6,8 +6,8 @@ transaction), where stac-fastapi-pgstac reads it more narrowly:
 - a created Item is answered as `application/geo+json` (upstream: `application/json`);
 - PUT, PATCH and DELETE answer 204 No Content, one of the success codes the spec lists (200, 202,
   204) and the one stac-api-validator checks for; upstream answers 200 with a body;
-- DELETE of an item or a collection also removes its files from the asset store
-  (csdr_catalog.downloads).
+- DELETE of an item or a collection also removes its files from the asset store, and PUT or
+  PATCH the files the item no longer names (csdr_catalog.downloads).
 
 `TransactionExtension` is subclassed because its request models are fixed in the two methods
 that register the POST and PUT routes; `Extensions` because it builds the extension.
@@ -72,25 +72,41 @@ NO_CONTENT = 204
 class CatalogTransactionsClient(TransactionsClient):
     """Upstream's writes, answering 204 where upstream answers 200 with a body."""
 
-    async def update_item(self, *args: Any, **kwargs: Any) -> Response:
-        """Replace an item."""
-        await super().update_item(*args, **kwargs)
+    async def _asset_hrefs(self, request: Request, collection_id: str, item_id: str) -> list[str]:
+        # On the writers' connection: a replica's copy may lag behind the write just made.
+        async with request.app.state.get_connection(request, "w") as conn:
+            item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item_id, collection_id)
+        return asset_hrefs(item)
+
+    async def _replacing(self, write: Any, **kwargs: Any) -> Response:
+        """Run an item write, then delete the files the item no longer names."""
+        request, collection_id, item_id = (
+            kwargs[k] for k in ("request", "collection_id", "item_id")
+        )
+        before = await self._asset_hrefs(request, collection_id, item_id)
+        await write(**kwargs)
+        after = set(await self._asset_hrefs(request, collection_id, item_id))
+        roots: AssetRoots = request.app.state.asset_roots
+        gone = [h for h in before if h not in after]
+        await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, gone)
         return Response(status_code=NO_CONTENT)
 
-    async def patch_item(self, *args: Any, **kwargs: Any) -> Response:
-        """Patch an item."""
-        await super().patch_item(*args, **kwargs)
-        return Response(status_code=NO_CONTENT)
+    async def update_item(self, **kwargs: Any) -> Response:
+        """Replace an item; the files it no longer names leave the asset store."""
+        return await self._replacing(super().update_item, **kwargs)
+
+    async def patch_item(self, **kwargs: Any) -> Response:
+        """Patch an item; the files it no longer names leave the asset store."""
+        return await self._replacing(super().patch_item, **kwargs)
 
     async def delete_item(
         self, item_id: str, collection_id: str, request: Request, **kwargs: Any
     ) -> Response:
         """Delete an item, then its files in the asset store."""
-        async with request.app.state.get_connection(request, "r") as conn:
-            item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item_id, collection_id)
+        hrefs = await self._asset_hrefs(request, collection_id, item_id)
         await super().delete_item(item_id, collection_id, request, **kwargs)
         roots: AssetRoots = request.app.state.asset_roots
-        await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, asset_hrefs(item))
+        await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, hrefs)
         return Response(status_code=NO_CONTENT)
 
     async def delete_collection(
