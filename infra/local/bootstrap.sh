@@ -38,5 +38,5 @@ fi
 echo "bootstrap: installing the Python environment into $VENV"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt \
-  -r requirements/dev.txt -e libs/access -e libs/render -e libs/service -e services/catalog -e services/tiler -e services/ingest -e services/push -e services/discovery -e services/federation -e services/orders
+  -r requirements/dev.txt -e libs/access -e libs/render -e libs/service -e libs/storage -e services/catalog -e services/tiler -e services/ingest -e services/push -e services/discovery -e services/federation -e services/orders
 echo "$want" > "$stamp"

@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key
 from infra.local.pgcluster import Cluster
 from tests.e2e.processes import service
+from tests.support.s3 import S3Server, s3_server
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -110,12 +111,13 @@ class Node:
         return job
 
 
-@pytest.fixture(scope="module")
-def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    """Start the three services once per test module."""
+@contextmanager
+def running_node(
+    pg_cluster: Cluster, base: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Node]:
+    """Catalog, tiler and ingest over a fresh database, with `extra_env` added to theirs."""
     name = f"e2e_{uuid.uuid4().hex[:8]}"
     pg_cluster.create_database(name, template=TEMPLATE_DB)
-    base = tmp_path_factory.mktemp("node")
     ports = {svc: free_port() for svc in ("catalog", "tiler", "ingest")}
     env = {
         **pg_cluster.env(name),
@@ -125,18 +127,53 @@ def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # Every test here calls from 127.0.0.1: those sending bad keys on purpose must not lock
         # out the next (test_key_guessing.py tests the limit itself).
         "CSDR_ACCESS_MAX_KEY_FAILURES": "10000",
+        **(extra_env or {}),
     }
-    with ExitStack() as stack:
-        urls = {
-            svc: stack.enter_context(service(f"csdr_{svc}.app:create_app", port, env, base))
-            for svc, port in ports.items()
-        }
-        with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
-            add_org(conn, "E2E node", "CN", "main", "test")
-            key = issue_key(conn, "E2E node", ["ingest"], "test")[0]
-        yield Node(**urls, assets_dir=base / "assets", env=env, ingest_headers={"X-API-Key": key})
-    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        with ExitStack() as stack:
+            urls = {
+                svc: stack.enter_context(service(f"csdr_{svc}.app:create_app", port, env, base))
+                for svc, port in ports.items()
+            }
+            with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
+                add_org(conn, "E2E node", "CN", "main", "test")
+                key = issue_key(conn, "E2E node", ["ingest"], "test")[0]
+            yield Node(
+                **urls, assets_dir=base / "assets", env=env, ingest_headers={"X-API-Key": key}
+            )
+    finally:
+        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def node(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """Start the three services once per test module."""
+    with running_node(pg_cluster, tmp_path_factory.mktemp("node")) as started:
+        yield started
+
+
+ASSETS_BUCKET = "csdr-assets"
+ASSETS_URL = f"s3://{ASSETS_BUCKET}/node"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server on 127.0.0.1 with the node's bucket, once per test module."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        server.create_bucket(ASSETS_BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3_node(
+    pg_cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    """The three services with their assets in the S3 server's bucket (`ASSETS_URL`), and the
+    catalog's transactions API on (deletes)."""
+    env = {**s3.env, "CSDR_INGEST_ASSETS_URL": ASSETS_URL, "CSDR_CATALOG_TRANSACTIONS": "true"}
+    with running_node(pg_cluster, tmp_path_factory.mktemp("s3node"), env) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

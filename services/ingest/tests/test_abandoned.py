@@ -31,8 +31,9 @@ def test_files_of_a_writer_killed_mid_ingest_are_removed_on_restart(conn, settin
     other.write_bytes(b"the published version")
     # The writer is alive: nothing is touched.
     assert remove_abandoned(conn, settings) == 0 and cog.exists()
-    info = json.loads(stage.marker.read_text())
-    stage.marker.write_text(json.dumps({**info, "pid": dead_pid()}))
+    marker = settings.assets_dir / stage.marker
+    info = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**info, "pid": dead_pid()}))
     assert remove_abandoned(conn, settings) == 1
-    assert not cog.exists() and not tmp.exists() and not stage.marker.exists()
+    assert not cog.exists() and not tmp.exists() and not marker.exists()
     assert other.exists()  # another version's file is not this writer's

@@ -162,7 +162,7 @@ def test_item_tile_has_the_scene_pixels_in_16_bit(client, scene):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
     # Ingested a moment ago: the shortest max-age (a fresh scene may be re-ingested soon).
-    assert r.headers["cache-control"] == "public, max-age=60"
+    assert r.headers["cache-control"] == "public, max-age=60, stale-while-revalidate=3600"
     assert r.headers["last-modified"]
     img = decode(r.content)
     assert img.dtype == np.uint16 and img.shape == (4, 256, 256)

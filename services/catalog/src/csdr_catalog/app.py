@@ -26,6 +26,7 @@ from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
 from csdr_service.guards import add_guards
 from csdr_service.openapi import complete_openapi
+from csdr_storage.store import open_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     aggregation.register(app)
     _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
-    app.state.asset_roots = downloads.AssetRoots(settings.asset_roots)
+    app.state.asset_roots = downloads.AssetRoots(
+        settings.asset_roots,
+        open_bucket(settings.assets_url) if settings.assets_url else None,
+        settings.download_url_ttl_s,
+        settings.download_endpoint_url,
+    )
     app.add_middleware(DocumentCacheMiddleware, max_age_s=settings.cache_max_age_s)
     app.add_middleware(WholeDaysMiddleware)
     # Innermost, so CORS and compression also apply to its 401/403/404 answers.

@@ -8,33 +8,85 @@ download URLs under `/collections/{c}/...` puts them behind the same access rule
 ranges, so GDAL reads a COG through it as through any HTTP server (`/vsicurl/`).
 
 Only files inside the configured asset roots are served: an item written through the
-transactions API may name any path, and `/etc/passwd` is not an asset. Remote hrefs (`https://`,
-`s3://`) are left as they are.
+transactions API may name any path, and `/etc/passwd` is not an asset. Objects of the node's
+bucket (`CSDR_INGEST_ASSETS_URL=s3://...`, csdr_storage) are answered with a short-lived
+presigned redirect (307) to the object, which GDAL follows and reads with byte ranges; other
+remote hrefs (`https://`, other buckets) are left as they are.
+
+Deleting an item through the transactions API removes its files from the store (those in its
+own folder, `<collection>/<item>/`, the only ones ingest writes for it); deleting a collection
+removes its folder `<collection>/`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from stac_fastapi.types.errors import NotFoundError
+
+from csdr_storage.store import LocalStore, S3Store, in_item_folder
 
 router = APIRouter(tags=["Downloads"])
 
 
 class AssetRoots:
-    """The directories whose files may be downloaded as assets."""
+    """The directories whose files may be downloaded as assets, and the node's bucket."""
 
-    def __init__(self, roots: Iterable[str]) -> None:
+    def __init__(
+        self,
+        roots: Iterable[str],
+        bucket: S3Store | None = None,
+        url_ttl_s: int = 300,
+        public_endpoint: str | None = None,
+    ) -> None:
         self.roots = tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+        self.bucket = bucket
+        self.url_ttl_s = url_ttl_s
+        self.public_endpoint = public_endpoint
 
     def publishes(self, href: str) -> bool:
-        """Whether `href` names a file under a root (by its text: cheap, for every item)."""
+        """Whether `href` names a file under a root or an object of the bucket (by its text:
+        cheap, for every item)."""
+        if self.bucket is not None and href.startswith(self.bucket.url):
+            return self.bucket.key_of(href) is not None
         return href.startswith(self.roots) and "/../" not in href
+
+    def presigned(self, href: str) -> str | None:
+        """A short-lived URL of the bucket's object `href`, else None."""
+        key = self.bucket.key_of(href) if self.bucket is not None else None
+        if key is None or self.bucket is None:
+            return None
+        return self.bucket.presigned_url(key, self.url_ttl_s, self.public_endpoint)
+
+    def stores(self) -> list[LocalStore | S3Store]:
+        """The local roots and the bucket as stores."""
+        found: list[LocalStore | S3Store] = [LocalStore(Path(r)) for r in self.roots]
+        return [*found, self.bucket] if self.bucket is not None else found
+
+    def remove_collection(self, collection_id: str) -> None:
+        """Delete the files of a deleted collection: its folder `<collection>/`."""
+        for store in self.stores():
+            store.delete_folder(collection_id)
+
+    def remove(self, collection_id: str, item_id: str, hrefs: Iterable[str]) -> int:
+        """Delete the files of a deleted item (only those in its own folder); return how many."""
+        count = 0
+        for store in self.stores():
+            keys = [
+                key
+                for href in hrefs
+                if (key := store.key_of(href)) is not None
+                and in_item_folder(key, collection_id, item_id)
+            ]
+            store.delete(keys)
+            count += len(keys)
+        return count
 
     def resolve(self, href: str) -> str | None:
         """The real path of `href` when it is an existing file under a root, else None."""
@@ -74,20 +126,34 @@ def _asset(item: Mapping[str, Any] | None, item_id: str, asset_key: str) -> Mapp
 DOWNLOAD_PATH = "/collections/{collection_id}/items/{item_id}/assets/{asset_key}"
 
 
+def asset_hrefs(item: Mapping[str, Any] | None) -> list[str]:
+    """The hrefs of an item's assets."""
+    assets = (item or {}).get("assets") or {}
+    return [a["href"] for a in assets.values() if isinstance(a, Mapping) and "href" in a]
+
+
 @router.get(
     DOWNLOAD_PATH,
     response_class=FileResponse,
     summary="Download an asset",
-    responses={200: {"description": "The asset's file (byte ranges supported)"}},
+    responses={
+        200: {"description": "The asset's file (byte ranges supported)"},
+        307: {"description": "A short-lived presigned URL of the asset in object storage"},
+    },
 )
 async def download_asset(
     collection_id: str, item_id: str, asset_key: str, request: Request
-) -> FileResponse:
-    """The asset's file, with byte ranges; 404 when the item, the asset or its file is not here."""
+) -> Response:
+    """The asset's file, with byte ranges, or a redirect to its object in the node's bucket;
+    404 when the item, the asset or its file is not here."""
     async with request.app.state.get_connection(request, "r") as conn:
         item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item_id, collection_id)
     asset = _asset(item, item_id, asset_key)
     roots: AssetRoots = request.app.state.asset_roots
+    url = roots.presigned(asset["href"])
+    if url is not None:
+        # Signed for the caller judged just now: no cache may hand it to anyone else.
+        return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     path = roots.resolve(asset["href"])
     if path is None:
         # Neither the path nor whether it exists is told: it is the node's business.

@@ -3,11 +3,12 @@
 from importlib.metadata import version
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 from stac_fastapi.pgstac.config import Settings as StacSettings
 
 from csdr_service.settings import CommaList, ServiceSettings
+from csdr_storage.store import parse_s3_url
 
 # The STAC API extensions this node serves (stac-fastapi-pgstac's names).
 SEARCH_EXTENSIONS = [
@@ -58,10 +59,28 @@ class Settings(ServiceSettings):
     )
     """Directories whose files are served as asset downloads (ingest's asset store by default);
     assets elsewhere keep their hrefs and are not served."""
+    assets_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CSDR_CATALOG_ASSETS_URL", "CSDR_INGEST_ASSETS_URL"),
+    )
+    """The node's bucket, `s3://bucket/prefix` (ingest's when it writes there): its objects are
+    downloaded through presigned redirects (endpoint and credentials from the AWS_* variables)."""
+    download_url_ttl_s: int = 300
+    """How long a presigned download URL stays valid."""
+    download_endpoint_url: str | None = None
+    """The S3 endpoint as clients reach it, when not at AWS_ENDPOINT_URL (an in-cluster name):
+    presigned download URLs name it."""
     tiler_url: str | None = None
     """Public URL of this node's tiler; a key given as `?api_key=` is carried into links to it."""
     queryables_ttl_s: float = 30.0
     """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
+
+    @field_validator("assets_url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value:
+            parse_s3_url(value)
+        return value or None
 
     def stac_settings(self) -> StacSettings:
         """The stac-fastapi-pgstac settings these options translate to."""

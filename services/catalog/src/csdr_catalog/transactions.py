@@ -5,7 +5,9 @@ transaction), where stac-fastapi-pgstac reads it more narrowly:
   links); upstream's request models require them and answer 400 "links: Field required";
 - a created Item is answered as `application/geo+json` (upstream: `application/json`);
 - PUT, PATCH and DELETE answer 204 No Content, one of the success codes the spec lists (200, 202,
-  204) and the one stac-api-validator checks for; upstream answers 200 with a body.
+  204) and the one stac-api-validator checks for; upstream answers 200 with a body;
+- DELETE of an item or a collection also removes its files from the asset store, and PUT or
+  PATCH the files the item no longer names (csdr_catalog.downloads).
 
 `TransactionExtension` is subclassed because its request models are fixed in the two methods
 that register the POST and PUT routes; `Extensions` because it builds the extension.
@@ -17,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
 import attr
-from fastapi import Body
+from fastapi import Body, Request
 from pydantic import model_validator
 from stac_fastapi.api.models import CollectionUri, GeoJSONResponse, ItemUri, JSONResponse
 from stac_fastapi.api.routes import create_async_endpoint
@@ -28,6 +31,8 @@ from stac_fastapi.pgstac.transactions import BulkTransactionsClient, Transaction
 from stac_fastapi.types.extension import ApiExtension
 from stac_pydantic import Item, ItemCollection
 from starlette.responses import Response
+
+from csdr_catalog.downloads import AssetRoots, asset_hrefs
 
 
 class PartialItem(Item):
@@ -67,20 +72,51 @@ NO_CONTENT = 204
 class CatalogTransactionsClient(TransactionsClient):
     """Upstream's writes, answering 204 where upstream answers 200 with a body."""
 
-    async def update_item(self, *args: Any, **kwargs: Any) -> Response:
-        """Replace an item."""
-        await super().update_item(*args, **kwargs)
+    async def _asset_hrefs(self, request: Request, collection_id: str, item_id: str) -> list[str]:
+        # On the writers' connection: a replica's copy may lag behind the write just made.
+        async with request.app.state.get_connection(request, "w") as conn:
+            item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item_id, collection_id)
+        return asset_hrefs(item)
+
+    async def _replacing(self, write: Any, **kwargs: Any) -> Response:
+        """Run an item write, then delete the files the item no longer names."""
+        request, collection_id, item_id = (
+            kwargs[k] for k in ("request", "collection_id", "item_id")
+        )
+        before = await self._asset_hrefs(request, collection_id, item_id)
+        await write(**kwargs)
+        after = set(await self._asset_hrefs(request, collection_id, item_id))
+        roots: AssetRoots = request.app.state.asset_roots
+        gone = [h for h in before if h not in after]
+        await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, gone)
         return Response(status_code=NO_CONTENT)
 
-    async def patch_item(self, *args: Any, **kwargs: Any) -> Response:
-        """Patch an item."""
-        await super().patch_item(*args, **kwargs)
+    async def update_item(self, **kwargs: Any) -> Response:
+        """Replace an item; the files it no longer names leave the asset store."""
+        return await self._replacing(super().update_item, **kwargs)
+
+    async def patch_item(self, **kwargs: Any) -> Response:
+        """Patch an item; the files it no longer names leave the asset store."""
+        return await self._replacing(super().patch_item, **kwargs)
+
+    async def delete_item(
+        self, item_id: str, collection_id: str, request: Request, **kwargs: Any
+    ) -> Response:
+        """Delete an item, then its files in the asset store."""
+        hrefs = await self._asset_hrefs(request, collection_id, item_id)
+        await super().delete_item(item_id, collection_id, request, **kwargs)
+        roots: AssetRoots = request.app.state.asset_roots
+        await anyio.to_thread.run_sync(roots.remove, collection_id, item_id, hrefs)
         return Response(status_code=NO_CONTENT)
 
-    async def delete_item(self, *args: Any, **kwargs: Any) -> Response:
-        """Delete an item."""
-        await super().delete_item(*args, **kwargs)
-        return Response(status_code=NO_CONTENT)
+    async def delete_collection(
+        self, collection_id: str, request: Request, **kwargs: Any
+    ) -> Response:
+        """Delete a collection (and its items), then its folder in the asset store."""
+        deleted = await super().delete_collection(collection_id, request, **kwargs)
+        roots: AssetRoots = request.app.state.asset_roots
+        await anyio.to_thread.run_sync(roots.remove_collection, collection_id)
+        return deleted
 
 
 @attr.s

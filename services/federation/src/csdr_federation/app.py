@@ -22,6 +22,7 @@ from csdr_service import pools
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import complete_openapi
+from csdr_storage.store import open_bucket
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
-    app.state.feed = Feed(settings.node_name, settings.catalog_url, settings.asset_roots)
+    bucket = open_bucket(settings.assets_url) if settings.assets_url else None
+    app.state.feed = Feed(settings.node_name, settings.catalog_url, settings.asset_roots, bucket)
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     add_exception_handlers(app)
     app.include_router(changes.router)

@@ -31,6 +31,7 @@ import asyncpg
 
 from csdr_catalog.downloads import AssetRoots, publish_assets
 from csdr_federation.errors import CursorExpired, InvalidParameter
+from csdr_storage.store import S3Store
 
 ORIGIN = "csdr:origin"
 """The property (items) and field (collections) naming the node a record comes from."""
@@ -232,10 +233,16 @@ def is_foreign(content: Mapping[str, Any], node: str) -> bool:
 class Feed:
     """Builds pages for one node."""
 
-    def __init__(self, node: str, catalog_url: str, asset_roots: Collection[str]) -> None:
+    def __init__(
+        self,
+        node: str,
+        catalog_url: str,
+        asset_roots: Collection[str],
+        bucket: S3Store | None = None,
+    ) -> None:
         self.node = node
         self.catalog = catalog_url.rstrip("/")
-        self.roots = AssetRoots(asset_roots)
+        self.roots = AssetRoots(asset_roots, bucket)
 
     async def page(
         self,

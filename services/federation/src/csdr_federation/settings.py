@@ -31,6 +31,14 @@ class Settings(ServiceSettings):
     )
     """The catalog's asset roots: the feed publishes files under them as the catalog's download
     URLs, as the STAC API does; copies of mirrored assets go under the first."""
+    assets_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "CSDR_FEDERATION_ASSETS_URL", "CSDR_CATALOG_ASSETS_URL", "CSDR_INGEST_ASSETS_URL"
+        ),
+    )
+    """The node's bucket (`s3://bucket/prefix`, docs/storage.md): the feed publishes its objects
+    as the catalog's download URLs too."""
     retention_days: float = 60.0
     """How long events stay in the feed; an older cursor answers 410 (the reader reconciles)."""
     prune_interval_s: float = 3600.0

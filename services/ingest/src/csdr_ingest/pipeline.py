@@ -1,11 +1,12 @@
 """Inputs to published items: COGs, thumbnails, STAC item, pgSTAC, all or nothing.
 
-Files are written under versioned names first and the item is upserted only once they are
-complete; if anything fails the new files are removed, and files of a replaced version are
-removed only after the new item is committed. Readers never see an item without its assets.
-Each version in progress is recorded by a marker under `<assets>/.pending/`, so files left by a
-process killed mid-ingest are found and removed when the next worker starts
-(`remove_abandoned`). A GeoTIFF (`ingest_file`) and a CRESDA scene package (`ingest_package`)
+Files are written under versioned names first (in the asset store's directory, or in a scratch
+directory uploaded to the bucket, csdr_storage) and the item is upserted only once they are
+complete and stored; if anything fails the new files are removed, and files of a replaced
+version are removed only after the new item is committed. Readers never see an item without its
+assets. Each version in progress is recorded by a marker under the store's `.pending/`, so files
+left by a process killed mid-ingest are found and removed when the next worker on its host
+starts (`remove_abandoned`). A GeoTIFF (`ingest_file`) and a CRESDA scene package (`ingest_package`)
 go through the same `Staging` and `publish`.
 """
 
@@ -54,12 +55,19 @@ from csdr_ingest.errors import (
 )
 from csdr_ingest.files import describe_files
 from csdr_ingest.items import acquisition_time, build_item, item_id_for
-from csdr_ingest.packages import is_archive, remove_abandoned_scratch, unpacked
+from csdr_ingest.packages import (
+    is_archive,
+    remove_abandoned_scratch,
+    scratch_prefix,
+    scratch_root,
+    unpacked,
+)
 from csdr_ingest.rpc import georeferenced
 from csdr_ingest.settings import Settings
 from csdr_ingest.terrain import scene_dem
 from csdr_ingest.thumbnail import write_thumbnail
 from csdr_render.presets import derive_presets
+from csdr_storage.store import AssetStore, in_item_folder, item_folder
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +85,23 @@ def open_source(path: Path) -> rasterio.DatasetReader:
 
 
 class Staging:
-    """The files of one new version of an item, written beside the current ones."""
+    """The files of one new version of an item: written beside the current ones in a local
+    store, or in a scratch directory and uploaded just before the item is published in S3."""
 
     def __init__(self, settings: Settings, collection: str, item_id: str) -> None:
         self.settings = settings
+        self.store = settings.store()
         self.collection = collection
         self.item_id = item_id
         self.version = uuid.uuid4().hex[:8]
-        self.item_dir = settings.assets_dir / collection / item_id
+        self.folder = item_folder(collection, item_id)
+        local = self.store.local_dir(self.folder)
+        self.scratch = local is None
+        self.item_dir = local or scratch_root(settings.work_dir) / (
+            f"{scratch_prefix('stage')}{self.version}"
+        )
         self.written: list[Path] = []
-        self.marker = settings.assets_dir / PENDING_DIR / f"{self.version}.json"
+        self.marker = f"{PENDING_DIR}/{self.version}.json"
 
     def path(self, suffix: str, key: str | None = None) -> Path:
         """A new versioned file name in the item's directory (`<id>_<version>[_<key>]<suffix>`)."""
@@ -96,10 +111,9 @@ class Staging:
         return path
 
     def open(self) -> None:
-        """Create the item directory and the marker that says this version is in progress."""
-        self.item_dir.mkdir(parents=True, exist_ok=True)
-        self.marker.parent.mkdir(parents=True, exist_ok=True)
-        self.marker.write_text(
+        """Record that this version is in progress (the marker), then create its directory."""
+        self.store.put_bytes(
+            self.marker,
             json.dumps(
                 {
                     "host": socket.gethostname(),
@@ -108,17 +122,29 @@ class Staging:
                     "item_id": self.item_id,
                     "version": self.version,
                 }
-            )
+            ).encode(),
         )
+        self.item_dir.mkdir(parents=True, exist_ok=True)
+
+    def upload(self) -> dict[str, str]:
+        """Put the version's files in the store; return their hrefs by local path."""
+        hrefs: dict[str, str] = {}
+        for path in self.written:
+            key = f"{self.folder}/{path.name}"
+            self.store.put_file(path, key)
+            hrefs[str(path)] = self.store.href(key)
+        return hrefs
 
     def discard(self) -> None:
-        """Remove everything this version wrote."""
-        _remove_version(self.item_dir, self.version, keep=set())
-        self.marker.unlink(missing_ok=True)
+        """Remove everything this version wrote, here and in the store."""
+        _remove_version(self.store, self.folder, self.version, keep=set())
+        self.close()
 
     def close(self) -> None:
-        """The version is published (or discarded): forget the marker."""
-        self.marker.unlink(missing_ok=True)
+        """The version is published (or discarded): forget the marker and the scratch files."""
+        if self.scratch:
+            shutil.rmtree(self.item_dir, ignore_errors=True)
+        self.store.delete([self.marker])
 
 
 @contextmanager
@@ -134,42 +160,53 @@ def staging(settings: Settings, collection: str, item_id: str) -> Iterator[Stagi
     stage.close()
 
 
+def with_hrefs(item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
+    """The item with its assets pointing where `hrefs` says their files now are (in place)."""
+    for asset in item.get("assets", {}).values():
+        asset["href"] = hrefs.get(asset["href"], asset["href"])
+    return item
+
+
 def publish(
     conn: psycopg.Connection,
     stage: Staging,
     item: dict[str, Any],
     collection_template: dict[str, Any] | None = None,
 ) -> None:
-    """Upsert the item in one transaction, then delete the files of the version it replaced."""
+    """Describe the files (size, checksum), put them in the store, upsert the item in one
+    transaction, then delete the files of the version it replaced."""
     describe_files(item, stage.written)
+    hrefs = stage.upload()
+    with_hrefs(item, hrefs)
     with conn.transaction():
         pgstac.lock_collection(conn, stage.collection)
         replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)
         pgstac.publish_item(conn, item, stage.settings.collection_license, collection_template)
-    current = {str(p) for p in stage.written}
-    for href in replaced - current:
-        path = Path(href)
-        if path.parent == stage.item_dir:  # never delete outside the item's own directory
-            path.unlink(missing_ok=True)
+    stale = []
+    for href in replaced - set(hrefs.values()):
+        key = stage.store.key_of(href)
+        if key is not None and in_item_folder(key, stage.collection, stage.item_id):
+            stale.append(key)
+    stage.store.delete(stale)
 
 
 def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:
-    """Delete files of versions whose writer on this host died, and the unpacked packages and
-    orthorectified scratch files of dead processes; return how many were removed."""
-    pending = settings.assets_dir / PENDING_DIR
+    """Delete files (local or in the bucket) of versions whose writer on this host died, and
+    the unpacked packages and scratch files of dead processes; return how many were removed."""
+    store = settings.store()
     host, count = socket.gethostname(), 0
-    for marker in sorted(pending.glob("*.json")) if pending.is_dir() else []:
+    for marker in store.keys(PENDING_DIR):
         try:
-            info = json.loads(marker.read_text())
-        except (OSError, ValueError):
+            info = json.loads(store.get_bytes(marker) or b"")
+        except ValueError:
             continue
-        if info.get("host") != host or _alive(int(info.get("pid", 0))):
+        if not isinstance(info, dict) or info.get("host") != host or _alive(int(info["pid"])):
             continue
-        item_dir = settings.assets_dir / info["collection"] / info["item_id"]
         # A version committed just before its writer died is the item's: keep its files.
         keep = pgstac.asset_hrefs(conn, info["collection"], info["item_id"])
-        _remove_version(item_dir, info["version"], keep)
-        marker.unlink(missing_ok=True)
+        folder = item_folder(info["collection"], info["item_id"])
+        _remove_version(store, folder, info["version"], keep)
+        store.delete([marker])
         count += 1
     return count + remove_abandoned_scratch(settings.work_dir, _alive)
 
@@ -186,14 +223,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove_version(item_dir: Path, version: str, keep: set[str]) -> None:
-    """Delete one version's files (and temporaries) from an item directory, except `keep`."""
-    if item_dir.is_dir():
-        for path in item_dir.iterdir():
-            if f"_{version}" in path.name and str(path) not in keep:
-                path.unlink(missing_ok=True)
-        if not any(item_dir.iterdir()):
-            shutil.rmtree(item_dir, ignore_errors=True)
+def _remove_version(store: AssetStore, folder: str, version: str, keep: set[str]) -> None:
+    """Delete one version's files (and temporaries) from an item's folder, except `keep`."""
+    store.delete(
+        key
+        for key in store.keys(folder)
+        if f"_{version}" in key.rpartition("/")[2] and store.href(key) not in keep
+    )
 
 
 def ingest_file(

@@ -3,10 +3,11 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from csdr_service.settings import ServiceSettings
+from csdr_storage.store import AssetStore, gdal_options, open_store, parse_s3_url
 
 
 class Settings(ServiceSettings):
@@ -16,6 +17,9 @@ class Settings(ServiceSettings):
 
     assets_dir: Path = Field(default_factory=lambda: Path(".data/assets").resolve())
     """Where COGs and thumbnails are written; their absolute paths become the asset hrefs."""
+    assets_url: str | None = None
+    """`s3://bucket/prefix`: COGs and thumbnails go to this bucket instead of `assets_dir`
+    (endpoint and credentials from the AWS_* variables; docs/storage.md)."""
     default_collection: str = "uploads"
     """The collection an input goes to when the job names none."""
     collection_license: str = "other"
@@ -59,7 +63,19 @@ class Settings(ServiceSettings):
     host_name: str = "CSDR node"
     """The organisation running this node, named as the `host` provider of its collections."""
 
+    @field_validator("assets_url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value:
+            parse_s3_url(value)
+        return value or None
+
+    def store(self) -> AssetStore:
+        """The asset store items are written to (one per process and location)."""
+        return open_store(self.assets_url, self.assets_dir)
+
     def gdal_config(self) -> dict[str, object]:
         """GDAL configuration options for the raster work of one ingest (for rasterio.Env, which
-        hands an integer GDAL_CACHEMAX to GDALSetCacheMax64: bytes, not megabytes)."""
-        return {"GDAL_CACHEMAX": self.gdal_cache_mb * 2**20}
+        hands an integer GDAL_CACHEMAX to GDALSetCacheMax64: bytes, not megabytes), and for
+        reading `s3://` assets (DEMs of the catalogue) through `/vsis3/`."""
+        return {"GDAL_CACHEMAX": self.gdal_cache_mb * 2**20, **gdal_options()}

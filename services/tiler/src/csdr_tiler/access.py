@@ -86,9 +86,14 @@ class Verdict:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# A refusal depends on the key and on policies that change: no cache may keep it (a CDN's
+# default error caching would otherwise answer a keyed request with an anonymous 404).
+REFUSAL_HEADERS = {"Cache-Control": "no-store", "Vary": "Authorization, X-API-Key"}
+
+
 def refusal(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Verdict:
-    """A verdict that answers the request with `status` and `body`."""
-    return Verdict(status=status, body=body, headers=headers or {})
+    """A verdict that answers the request with `status` and `body`, for no cache to keep."""
+    return Verdict(status=status, body=body, headers={**REFUSAL_HEADERS, **(headers or {})})
 
 
 class Judge:

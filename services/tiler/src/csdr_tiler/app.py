@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 from fastapi import Depends, FastAPI
 from fastapi.params import Depends as DependsFunc
+from rasterio.env import set_gdal_config
 from starlette.middleware.cors import CORSMiddleware
 from starlette.templating import Jinja2Templates
 from starlette_cramjam.middleware import CompressionMiddleware
@@ -40,6 +41,7 @@ from csdr_service.errors import detail_body
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import TILER_ERROR, complete_openapi
+from csdr_storage.store import gdal_options
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
@@ -150,6 +152,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # set when an app starts serving, not when one is built (docs/upstream.md).
     remember_transforms()
     POOL.max_idle = settings.open_datasets
+    POOL.immutable = (settings.assets_url.rstrip("/") + "/",) if settings.assets_url else ()
+    # `/vsis3/` on the endpoint the AWS_* variables name, for every thread (process-wide).
+    for key, value in gdal_options().items():
+        set_gdal_config(key, value)
     await connect_to_db(app, pool_kwargs=POOL_KWARGS)
     pool = app.state.dbpool
     catalogue = Catalogue(pool, settings.items_cache_size, settings.collections_cache_ttl_s)
@@ -302,7 +308,11 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
         max_entry_bytes=settings.response_cache_max_entry_bytes,
-        freshness=Freshness(settings.cache_min_max_age_s, settings.cache_max_max_age_s),
+        freshness=Freshness(
+            settings.cache_min_max_age_s,
+            settings.cache_max_max_age_s,
+            settings.cache_stale_while_revalidate_s,
+        ),
     )
     app.add_middleware(
         CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS

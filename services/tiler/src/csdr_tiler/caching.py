@@ -22,7 +22,11 @@ tomorrow. Browsers and CDNs revalidate with the ETag when it runs out.
 
 Answers about an item of a restricted collection are kept per API key, mosaic answers per set of
 collections read (csdr_tiler.access judged the caller before this runs), so a cached answer or a
-304 never reaches a caller who may not see it.
+304 never reaches a caller who may not see it. For caches outside the process (a CDN, a proxy)
+the same rule is written in headers (docs/storage.md, "Tiles behind a CDN"): every answer
+says `Vary: Authorization, X-API-Key`, an answer to a keyed request is `private` (a `?api_key=`
+is part of the URL, and `private` keeps even that out of shared caches), and public answers may
+be served stale while the cache revalidates (`stale-while-revalidate`).
 """
 
 import hashlib
@@ -68,10 +72,12 @@ class Version:
 
 @dataclass(frozen=True)
 class Freshness:
-    """Cache-Control bounds: max-age is a tenth of the age of the last change, within these."""
+    """Cache-Control bounds: max-age is a tenth of the age of the last change, within these;
+    a CDN may then serve a copy for `stale_s` more while it revalidates (RFC 5861)."""
 
     min_s: int
     max_s: int
+    stale_s: int = 0
 
     def max_age(self, changed_at: datetime | None, now: datetime | None = None) -> int:
         """Seconds a client may reuse an answer whose pixels last changed at `changed_at`."""
@@ -82,7 +88,10 @@ class Freshness:
 
     def headers(self, changed_at: datetime | None) -> list[tuple[bytes, bytes]]:
         """Cache-Control, and Last-Modified when the change time is known."""
-        found = [(b"cache-control", f"public, max-age={self.max_age(changed_at)}".encode())]
+        cache = f"public, max-age={self.max_age(changed_at)}"
+        if self.stale_s > 0:
+            cache += f", stale-while-revalidate={self.stale_s}"
+        found = [(b"cache-control", cache.encode())]
         if changed_at is not None:
             found.append(
                 (

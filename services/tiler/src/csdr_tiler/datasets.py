@@ -5,8 +5,9 @@ rasterio environment set up and torn down) and closes it again, which also throw
 block cache for that file: neighbouring tiles decompress the same 512 x 512 blocks again. Here
 an opened `Reader` is lent to one thread at a time and put back afterwards, keyed by the file's
 identity (path, inode, modification time, size), so a re-ingest that replaces a COG at the same
-path opens the new file. Only local files are kept: an object in S3 can change under the same
-URL without a cheap way to notice.
+path opens the new file. Of remote files only the node's own bucket's are kept (`immutable`):
+ingest never writes an object twice under one name (csdr_storage); any other object can
+change under the same URL without a cheap way to notice.
 
 rio-tiler also recomputes a dataset's native grid in the output CRS for every tile
 (`calculate_default_transform`: GDALSuggestedWarpOutput2, which holds the GIL, a sixth of the
@@ -211,6 +212,8 @@ class ReaderPool:
     def __init__(self, max_idle: int = 256) -> None:
         """Keep at most `max_idle` readers open while nobody uses them."""
         self.max_idle = max_idle
+        self.immutable: tuple[str, ...] = ()
+        """URL prefixes whose objects never change (kept open by URL alone)."""
         self._lock = threading.Lock()
         self._idle: OrderedDict[Hashable, list[Reader]] = OrderedDict()
         self._count = 0
@@ -218,6 +221,8 @@ class ReaderPool:
     def _key(self, url: str, tms: TileMatrixSet, options: dict[str, Any]) -> Hashable | None:
         path = local_path(url)
         if path is None:
+            if self.immutable and url.startswith(self.immutable):
+                return (url, tms.id, repr(sorted(options.items())))
             return None
         try:
             st = os.stat(path)

@@ -1,5 +1,6 @@
 """Tiler settings (`CSDR_TILER_*`); the database comes from the libpq `PG*` variables."""
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from csdr_service.settings import CommaList, ServiceSettings
@@ -57,6 +58,16 @@ class Settings(ServiceSettings):
     long (so that requests over many searches cannot keep the refresher rebuilding)."""
     search_layer_idle_s: float = 7 * 86400.0
     """Search layers unused this long are dropped."""
+    assets_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CSDR_TILER_ASSETS_URL", "CSDR_INGEST_ASSETS_URL"),
+    )
+    """The node's bucket, `s3://bucket/prefix` (ingest's): its objects never change under one
+    name, so they are kept open like local files (`open_datasets`). GDAL reaches it through
+    `/vsis3/` with the AWS_* variables (docs/storage.md)."""
+    cache_stale_while_revalidate_s: int = 3600
+    """Public tiles: how long a CDN may serve one past its max-age while it revalidates
+    (Cache-Control stale-while-revalidate, RFC 5861)."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
     rate_limit_per_s: float = 50.0

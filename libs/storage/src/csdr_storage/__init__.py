@@ -1,0 +1,1 @@
+"""The asset store of a CSDR node (see csdr_storage.store)."""

@@ -1,0 +1,139 @@
+"""Scaling out by processes (DESIGN.md, "Scale-out path"): item tiles from two tiler processes
+against one, on this machine's two cores. The demo scenes as real COGs; the same distinct
+z12-z14 tiles at 8 concurrent clients, sent all to one process, or alternately to two as a
+round-robin load balancer would; three passes alternating, each new to the response caches,
+after a warm-up pass on other zooms. Prints the tiles/s ratio (target >= 1.7x), the cores the
+tiler processes used during each pass (CPU seconds over wall seconds, from /proc) and the load
+average: on a machine others load, two processes cannot get cores that are not free.
+Asserts only 200 PNGs (`fire`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+
+from conftest import free_port
+from csdr_ingest.pipeline import ingest_file
+from csdr_ingest.settings import Settings
+from csdr_ingest.synthetic import write_demo_scenes
+from tests.bench.bench_tiler import (
+    CLIENTS,
+    COLLECTION,
+    PASSES,
+    WARM_UP_ZOOMS,
+    ZOOMS,
+    Run,
+    fire,
+    load_average,
+    raw_paths,
+    with_param,
+)
+from tests.e2e.processes import service_process
+
+
+@pytest.fixture
+def scenes(pg_env: dict[str, str], tmp_path: Path) -> list[dict]:
+    """The demo scenes ingested as real COGs and items."""
+    settings = Settings(assets_dir=tmp_path / "assets")
+    with psycopg.connect(autocommit=True) as conn:
+        return [
+            ingest_file(scene, conn, settings, collection=COLLECTION)
+            for scene in write_demo_scenes(tmp_path / "scenes")
+        ]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (/proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / ticks
+
+
+def cores_used(pids: list[int], run: Callable[[], Run]) -> tuple[Run, float]:
+    """The pass `run` makes, and the cores the processes used during it."""
+    before = cpu_seconds(pids)
+    done = run()
+    return done, (cpu_seconds(pids) - before) / done.wall_s
+
+
+def fire_balanced(bases: list[str], paths: list[str], clients: int = CLIENTS) -> Run:
+    """GET every path from `clients` threads, the i-th path from the (i mod n)-th process."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    sessions = [httpx.Client(base_url=b, limits=limits, timeout=30) for b in bases]
+    try:
+
+        def get(indexed: tuple[int, str]) -> tuple[float, bytes]:
+            i, path = indexed
+            start = time.perf_counter()
+            r = sessions[i % len(sessions)].get(path)
+            elapsed = time.perf_counter() - start
+            assert r.status_code == 200 and r.content[:4] == b"\x89PNG", r.text[:300]
+            return elapsed, r.content
+
+        with ThreadPoolExecutor(clients) as pool:
+            start = time.perf_counter()
+            results = list(pool.map(get, enumerate(paths)))
+            wall_s = time.perf_counter() - start
+    finally:
+        for session in sessions:
+            session.close()
+    return Run([s for s, _ in results], [b for _, b in results], wall_s)
+
+
+def test_two_tiler_processes_vs_one(
+    scenes: list[dict], pg_env: dict[str, str], tmp_path: Path
+) -> None:
+    tiles = raw_paths(scenes, ZOOMS)
+    with ExitStack() as stack:
+        started = [
+            stack.enter_context(
+                service_process("csdr_tiler.app:create_app", free_port(), pg_env, tmp_path)
+            )
+            for _ in range(2)
+        ]
+        bases, pids = [url for url, _ in started], [proc.pid for _, proc in started]
+        for base in bases:
+            fire(base, raw_paths(scenes, WARM_UP_ZOOMS))
+        one: list[Run] = []
+        two: list[Run] = []
+        cores: dict[str, list[float]] = {"one": [], "two": []}
+        for i in range(PASSES):
+            fresh = [with_param(p, f"pass={i}") for p in tiles]
+            run, used = cores_used(
+                pids[:1], lambda f=fresh: fire(bases[0], [with_param(p, "one") for p in f])
+            )
+            one.append(run)
+            cores["one"].append(used)
+            run, used = cores_used(
+                pids, lambda f=fresh: fire_balanced(bases, [with_param(p, "two") for p in f])
+            )
+            two.append(run)
+            cores["two"].append(used)
+    print(
+        f"\nItem tiles, two tiler processes vs one: {len(tiles)} distinct z{ZOOMS[0]}-z{ZOOMS[-1]}"
+        f" tiles, {CLIENTS} clients, round robin over the two"
+    )
+    print(f"{'pass':<6}{'processes':<11}{'p50 ms':>8}{'p95 ms':>8}{'tiles/s':>9}{'cores':>7}")
+    for i in range(PASSES):
+        for name, run in (("one", one[i]), ("two", two[i])):
+            print(
+                f"{i:<6}{name:<11}{run.percentile_ms(50):>8.0f}{run.percentile_ms(95):>8.0f}"
+                f"{run.tiles_per_s:>9.1f}{cores[name][i]:>7.2f}"
+            )
+    each = [t.tiles_per_s / o.tiles_per_s for t, o in zip(two, one, strict=True)]
+    print(
+        f"Two tiler processes vs one: {float(np.median(each)):.2f}x tiles/s (median; passes "
+        f"{', '.join(f'{r:.2f}x' for r in each)}; target >= 1.7x); load average {load_average()}"
+    )
