@@ -99,7 +99,11 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     w.page.goto(portal)
     settle(w)
-    assert w.page.evaluate("!!window.csdrPortal.map.painter.context.gl"), "WebGL context"
+    # The map draws through WebGL (the software renderer here): its canvas holds a WebGL context.
+    assert w.page.evaluate(
+        "() => { const c = window.csdrPortal.map.getCanvas();"
+        " return !!(c.getContext('webgl2') || c.getContext('webgl')); }"
+    )
 
     # Sensor + cloud <= 10 + dates, set through the controls.
     w.page.check(f"#collection-{SENSOR}")
@@ -123,6 +127,9 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     assert len(clouds) == len(page_one) and max(clouds) <= 10
     wait_idle(w)
     assert rendered_footprints(w) == set(page_one), "footprints on the map = rows on the page"
+    shot = png_pixels(w.page.locator("#map").screenshot())[:3].reshape(3, -1).T.astype(int)
+    outline = np.abs(shot - [0x1D, 0x4F, 0x91]).max(axis=1) < 40  # the footprints' line colour
+    assert outline.sum() > 200, "footprint outlines are on screen"
 
     # The tree's count for the sensor is the aggregation over the same filters.
     tree_count = w.page.inner_text(f"#collection-{SENSOR} ~ .count")
@@ -379,11 +386,20 @@ def test_chinese_labels_and_a_phone(browser, portal):
     context.close()
 
 
-def test_no_key_ever_in_the_url(browser, portal, seeded):
-    """The key goes to sessionStorage; base64 of it does not hide in the URL either."""
+def test_keyboard_and_no_key_ever_in_the_url(browser, portal, seeded):
+    """Arrow keys and Enter pick a scene; the key goes to sessionStorage and nowhere else."""
     w = watch(browser.new_context())
-    w.page.goto(portal)
+    w.page.goto(f"{portal}/?c={SENSOR}")
     settle(w)
+    w.page.focus("#results")
+    w.page.keyboard.press("ArrowDown")
+    w.page.keyboard.press("ArrowDown")
+    w.page.keyboard.press("Enter")
+    second = rows(w)[1]
+    w.page.wait_for_function(
+        "k => new URLSearchParams(location.search).get('sel') === k", arg=second
+    )
+    assert w.page.get_attribute(f'#results li[data-key="{second}"]', "aria-selected") == "true"
     w.page.click("#key-button")
     w.page.fill("#key-input", seeded["partner_key"])
     w.page.click("#key-save")

@@ -63,12 +63,14 @@ async function runSearch({ fit }) {
   try {
     const doc = await search(app.config.catalog, app.state);
     if (seq !== app.searchSeq) return;
+    performance.mark("csdr:search-answered");
     clearReport();
     app.page = doc;
     app.items = doc.features || [];
     app.prevToken = pageToken(doc, "prev");
     app.nextToken = pageToken(doc, "next");
     drawPage();
+    performance.mark("csdr:page-drawn");
     if (fit && app.items.length) app.ui.fitTo(app.items);
     await selectScene(app.state.selected, { scroll: true });
   } catch (exc) {
@@ -460,7 +462,8 @@ async function boot() {
       changed({ bbox: box, area: null });
     },
   });
-  window.csdrPortal = { map: app.ui.map };
+  // For tests and benchmarks: the map, and the drawing of footprints.
+  window.csdrPortal = { map: app.ui.map, showFootprints: app.ui.showFootprints };
   wireSearchForm();
   wireResults();
   wireScene();
