@@ -334,13 +334,18 @@ def test_subscription_equals_the_search_and_partner_key(browser, node, portal, p
     assert sub["bbox"] == search["bbox"] == [100, 25, 115, 40]
     assert sub["filter"] == search["filter"]
 
-    # Pause and resume from the list.
-    w.page.click(f'#subscriptions li[data-id="{sub["id"]}"] button')
-    w.page.wait_for_selector(f'#subscriptions li[data-id="{sub["id"]}"][data-status="paused"]')
+    # Pause, resume and a test event from the list.
+    row = f'#subscriptions li[data-id="{sub["id"]}"]'
+    w.page.click(f"{row} button.toggle")
+    w.page.wait_for_selector(f'{row}[data-status="paused"]')
     got = httpx.get(f"{url}/subscriptions/{sub['id']}", headers={"X-API-Key": key}).json()
     assert got["status"] == "paused"
-    w.page.click(f'#subscriptions li[data-id="{sub["id"]}"] button')
-    w.page.wait_for_selector(f'#subscriptions li[data-id="{sub["id"]}"][data-status="active"]')
+    w.page.click(f"{row} button.toggle")
+    w.page.wait_for_selector(f'{row}[data-status="active"]')
+    w.page.click(f"{row} button.test")
+    settle(w)
+    sent = httpx.get(f"{url}/subscriptions/{sub['id']}/deliveries", headers={"X-API-Key": key})
+    assert [d["type"] for d in sent.json()["deliveries"]] == ["org.csdr.test"]
     # The one refused-key report above is the only console error (Chromium logs each 401).
     assert all("401" in e for e in w.errors), w.errors
     assert not w.blocked

@@ -117,6 +117,7 @@ def test_every_language_has_every_message_the_application_uses():
     for script in (STATIC_DIR / "js").glob("*.js"):
         used |= set(re.findall(r'\bt\("([a-z_.]+)"', script.read_text()))
     used |= {f"subscribe.{action}" for action in ("pause", "resume")}  # t(`subscribe.${action}`)
+    assert {"subscribe.test", "subscribe.dead", "subscribe.retry"} <= used
     assert used - set(en) == set(), "messages used but missing from en.json"
     for path in (STATIC_DIR / "messages").glob("*.json"):
         other = messages(path.stem)
@@ -125,3 +126,12 @@ def test_every_language_has_every_message_the_application_uses():
             assert set(re.findall(r"\{\w+\}", other[key])) == set(re.findall(r"\{\w+\}", text)), (
                 f"{path.name}: {key} has other placeholders"
             )
+
+
+def test_the_stylesheet_mirrors_for_right_to_left_languages():
+    """Only logical properties (inline/block, start/end): `dir=rtl` flips the whole layout."""
+    css = (STATIC_DIR / "style.css").read_text()
+    sides = r"(?:margin|padding|border)-(?:left|right)|left|right|float"
+    physical = re.findall(rf"(?<![\w-])({sides})\s*:", css)
+    physical += re.findall(r"text-align:\s*(?:left|right)", css)
+    assert physical == [], physical

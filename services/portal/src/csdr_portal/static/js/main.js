@@ -404,7 +404,7 @@ async function refreshSubscriptions() {
   if (!keyed) return;
   try {
     const subs = await listSubscriptions(push);
-    renderSubscriptions($("subscriptions"), push, subs, refreshSubscriptions, report);
+    await renderSubscriptions($("subscriptions"), push, subs, refreshSubscriptions, report);
   } catch (exc) {
     report(exc);
   }

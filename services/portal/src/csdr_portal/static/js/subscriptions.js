@@ -35,9 +35,36 @@ export async function listSubscriptions(push) {
   return doc.subscriptions || [];
 }
 
-export function renderSubscriptions(ul, push, subs, refresh, report) {
+function actionButton(cls, label, run) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = cls;
+  button.textContent = label;
+  button.addEventListener("click", run);
+  return button;
+}
+
+// Each subscription: what it watches, its status, pause/resume, a test event, its dead letters
+// (with a retry of them all).
+export async function renderSubscriptions(ul, push, subs, refresh, report) {
+  const base = (s) => `${push}/subscriptions/${s.id}`;
+  const act = (fn) => async () => {
+    try {
+      await fn();
+      await refresh();
+    } catch (exc) {
+      report(exc);
+    }
+  };
+  const dead = await Promise.all(
+    subs.map((s) =>
+      request(`${base(s)}/deliveries?status=dead&limit=1000`)
+        .then((doc) => doc.deliveries || [])
+        .catch(() => []),
+    ),
+  );
   ul.replaceChildren();
-  for (const s of subs) {
+  subs.forEach((s, n) => {
     const li = document.createElement("li");
     li.dataset.id = s.id;
     li.dataset.status = s.status;
@@ -51,18 +78,18 @@ export function renderSubscriptions(ul, push, subs, refresh, report) {
     status.className = `badge ${s.status}`;
     status.textContent = t(s.status === "paused" ? "subscribe.paused" : "subscribe.active");
     const action = s.status === "paused" ? "resume" : "pause";
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = t(`subscribe.${action}`);
-    button.addEventListener("click", async () => {
-      try {
-        await request(`${push}/subscriptions/${s.id}/${action}`, { method: "POST" });
-        await refresh();
-      } catch (exc) {
-        report(exc);
-      }
-    });
-    li.append(what, status, button);
+    const toggle = actionButton("toggle", t(`subscribe.${action}`), act(() => request(`${base(s)}/${action}`, { method: "POST" })));
+    const test = actionButton("test", t("subscribe.test"), act(() => request(`${base(s)}/test`, { method: "POST" })));
+    li.append(what, status, toggle, test);
+    if (dead[n].length) {
+      const letters = document.createElement("span");
+      letters.className = "dead";
+      letters.textContent = t("subscribe.dead", { count: dead[n].length });
+      const retry = actionButton("retry", t("subscribe.retry"), act(() =>
+        Promise.all(dead[n].map((d) => request(`${base(s)}/deliveries/${d.id}/retry`, { method: "POST" }))),
+      ));
+      li.append(letters, retry);
+    }
     ul.append(li);
-  }
+  });
 }
