@@ -457,6 +457,7 @@ async function boot() {
       markRow($("results"), key, "hover", Boolean(key));
     },
     onSelect: (key) => choose(key, { scroll: true }),
+    onError: (error) => report(new ApiError(error.status || 0, "MapError", error.message)),
     onBox: (box) => {
       $("draw-box").setAttribute("aria-pressed", "false");
       changed({ bbox: box, area: null });

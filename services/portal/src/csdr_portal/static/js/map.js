@@ -25,7 +25,7 @@ function graticule(step = 10) {
 
 const EMPTY = { type: "FeatureCollection", features: [] };
 
-export function createMap(container, apiOrigins, { onHover, onSelect, onBox }) {
+export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onError }) {
   const map = new maplibregl.Map({
     container,
     hash: "map",
@@ -79,6 +79,9 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox }) {
       return { url };
     },
   });
+  // A tile or TileJSON the tiler refuses (a 401 for a revoked key, say) is reported on the page,
+  // not left to MapLibre's console message.
+  map.on("error", (e) => onError(e.error || new Error("map error")));
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
   map.addControl(new maplibregl.ScaleControl(), "bottom-left");
 
