@@ -362,7 +362,8 @@ def test_chinese_labels_and_a_phone(browser, portal):
         viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
     )
     w = watch(context)
-    w.page.goto(f"{portal}/?lang=zh&c={SENSOR}")
+    # The demo collection: its scene has real tiles to show once selected.
+    w.page.goto(f"{portal}/?lang=zh&c={DEMO}")
     settle(w)
     assert w.page.evaluate("document.documentElement.lang") == "zh"
     assert w.page.inner_text("#view-map") == zh["view.map"]
