@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -132,6 +133,22 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     shot = png_pixels(w.page.locator("#map").screenshot())[:3].reshape(3, -1).T.astype(int)
     outline = np.abs(shot - [0x1D, 0x4F, 0x91]).max(axis=1) < 40  # the footprints' line colour
     assert outline.sum() > 200, "footprint outlines are on screen"
+
+    # The whole result set exported: every matching scene, as GeoJSON and as CSV.
+    everything = catalog_search(
+        node, {k: v for k, v in body.items() if k != "token"} | {"limit": 1000}
+    )
+    wanted = sorted(f["id"] for f in everything["features"])
+    assert len(wanted) == shown
+    with w.page.expect_download() as got:
+        w.page.click("#export-geojson")
+    exported = json.loads(Path(got.value.path()).read_text())
+    assert sorted(f["id"] for f in exported["features"]) == wanted
+    with w.page.expect_download() as got:
+        w.page.click("#export-csv")
+    lines = Path(got.value.path()).read_text().splitlines()
+    assert lines[0].startswith("collection,id,datetime")
+    assert sorted(line.split(",")[1] for line in lines[1:]) == wanted
 
     # The tree's count for the sensor is the aggregation over the same filters.
     tree_count = w.page.inner_text(f"#collection-{SENSOR} ~ .count")
