@@ -6,9 +6,20 @@ import { exportItems } from "./exports.js";
 import { apply, formatNumber, preferred, setLanguage, t } from "./i18n.js";
 import { currentKey, setKey } from "./key.js";
 import { createMap } from "./map.js";
+import {
+  addToBasket,
+  basket,
+  myOrders,
+  placeOrder,
+  quota,
+  removeFromBasket,
+  renderBasket,
+  renderOrders,
+  renderQuota,
+} from "./orders.js";
 import { markRow, markSelected, renderResults, renderTotal } from "./results.js";
 import { copyText, showScene } from "./scene.js";
-import { countsByCollection, hasCloudCover, pageToken, search } from "./search.js";
+import { countsByCollection, offeredFilters, pageToken, search } from "./search.js";
 import { readState, selectionKey, splitSelection, writeState } from "./state.js";
 import { listSubscriptions, renderSubscriptions, subscribe } from "./subscriptions.js";
 import { renderTree } from "./tree.js";
@@ -25,6 +36,7 @@ const app = {
   prevToken: null,
   nextToken: null,
   ui: null,
+  mapReady: null, // resolves once the map's style is loaded
   searchSeq: 0,
 };
 
@@ -52,7 +64,7 @@ function changed(patch) {
 
 async function refresh({ fit = false } = {}) {
   syncControls();
-  await Promise.all([runSearch({ fit }), refreshCounts(), refreshCloudField()]);
+  await Promise.all([runSearch({ fit }), refreshCounts(), refreshFilterFields()]);
 }
 
 async function runSearch({ fit }) {
@@ -64,6 +76,7 @@ async function runSearch({ fit }) {
     const doc = await search(app.config.catalog, app.state);
     if (seq !== app.searchSeq) return;
     performance.mark("csdr:search-answered");
+    await app.mapReady; // the first search runs while the map is still starting
     clearReport();
     app.page = doc;
     app.items = doc.features || [];
@@ -119,9 +132,10 @@ function drawTree() {
   );
 }
 
-async function refreshCloudField() {
-  const offered = await hasCloudCover(app.config.catalog, app.state.collections);
-  $("cloud-field").hidden = !offered;
+async function refreshFilterFields() {
+  const offered = await offeredFilters(app.config.catalog, app.state.collections);
+  $("cloud-field").hidden = !offered.cloud;
+  $("availability-field").hidden = !offered.availability;
 }
 
 async function loadCollections() {
@@ -161,6 +175,8 @@ async function selectScene(key, { scroll = false } = {}) {
   }
   if (!item || app.state.selected !== key) return;
   const shown = showScene(sceneElements(), app.config.catalog, item, app.state.preset);
+  app.sceneItem = item;
+  $("add-basket").hidden = !(app.config.orders && currentKey());
   app.ui.showScene(shown, app.state.opacity);
 }
 
@@ -203,6 +219,7 @@ function syncControls() {
   $("cloud").value = String(s.cloud === null ? 100 : s.cloud);
   $("cloud-out").textContent = `${s.cloud === null ? 100 : s.cloud} %`;
   $("limit").value = String(s.limit);
+  $("availability").value = s.availability;
   $("bbox-text").value = s.bbox ? s.bbox.join(",") : "";
   $("area-text").textContent = describeArea();
   $("opacity").value = String(s.opacity);
@@ -211,7 +228,8 @@ function syncControls() {
   for (const b of document.querySelectorAll(".views button")) {
     b.setAttribute("aria-selected", String(b.dataset.view === s.view));
   }
-  app.ui.showArea(s.area || (s.bbox ? boxGeometry(s.bbox) : null));
+  const area = s.area || (s.bbox ? boxGeometry(s.bbox) : null);
+  app.mapReady.then(() => app.ui.showArea(area));
   $("key-button").textContent = t(currentKey() ? "key.in_use" : "key.button");
 }
 
@@ -247,6 +265,7 @@ function wireSearchForm() {
     const v = Number(e.target.value);
     changed({ cloud: v >= 100 ? null : v });
   });
+  $("availability").addEventListener("change", (e) => changed({ availability: e.target.value }));
   $("draw-box").addEventListener("click", () => {
     if (app.ui.isDrawing()) {
       app.ui.stopDrawing();
@@ -381,7 +400,7 @@ function wireChrome() {
     clearReport();
     tracked(async () => {
       await loadCollections();
-      await Promise.all([refresh(), refreshSubscriptions()]);
+      await Promise.all([refresh(), refreshSubscriptions(), refreshOrders()]);
     });
   });
   window.addEventListener("popstate", () => {
@@ -390,6 +409,47 @@ function wireChrome() {
     app.state.lang = app.state.lang || lang;
     tracked(() => refresh());
   });
+}
+
+// The orders section: shown when the node has an orders service and the user a key.
+async function refreshOrders() {
+  const orders = app.config.orders;
+  const keyed = Boolean(currentKey());
+  $("orders").hidden = !orders || !keyed;
+  $("add-basket").hidden = !orders || !keyed || $("scene").hidden;
+  if (!orders || !keyed) return;
+  const items = basket();
+  renderBasket($("basket"), items, (ref) => {
+    removeFromBasket(ref);
+    tracked(refreshOrders);
+  });
+  $("place-order").disabled = !items.length;
+  try {
+    const [q, list] = await Promise.all([quota(orders), myOrders(orders)]);
+    renderQuota($("quota"), q);
+    renderOrders($("my-orders"), list);
+  } catch (exc) {
+    report(exc);
+  }
+}
+
+function wireOrders() {
+  $("add-basket").addEventListener("click", () => {
+    if (app.sceneItem) addToBasket(app.sceneItem);
+    tracked(refreshOrders);
+  });
+  $("place-order").addEventListener("click", () =>
+    tracked(async () => {
+      const note = $("order-status");
+      try {
+        const order = await placeOrder(app.config.orders, basket(), crypto.randomUUID());
+        note.textContent = t("orders.placed", { status: order.status });
+      } catch (exc) {
+        note.textContent = t("orders.failed", { reason: exc.message });
+      }
+      await refreshOrders();
+    }),
+  );
 }
 
 async function refreshSubscriptions() {
@@ -457,11 +517,22 @@ async function boot() {
       markRow($("results"), key, "hover", Boolean(key));
     },
     onSelect: (key) => choose(key, { scroll: true }),
-    onError: (error) => report(new ApiError(error.status || 0, "MapError", error.message)),
+    onError: (error) => {
+      if (error.status === 401) report(new ApiError(401, "Unauthorized", error.message));
+      else {
+        $("status").textContent = t("map.failed", { reason: error.message });
+        $("status").dataset.error = String(error.status || "map");
+      }
+    },
     onBox: (box) => {
       $("draw-box").setAttribute("aria-pressed", "false");
       changed({ bbox: box, area: null });
     },
+  });
+  // For tests and benchmarks: the map, and the drawing of footprints.
+  app.mapReady = new Promise((resolve) => {
+    if (app.ui.map.loaded()) resolve();
+    else app.ui.map.once("load", resolve);
   });
   // For tests and benchmarks: the map, and the drawing of footprints.
   window.csdrPortal = { map: app.ui.map, showFootprints: app.ui.showFootprints };
@@ -470,12 +541,15 @@ async function boot() {
   wireScene();
   wireChrome();
   wireSubscribe();
-  await new Promise((resolve) => {
-    if (app.ui.map.loaded()) resolve();
-    else app.ui.map.once("load", resolve);
-  });
-  await loadCollections();
-  await Promise.all([refresh({ fit: !viewInUrl }), refreshSubscriptions()]);
+  wireOrders();
+  // The collections, the search and the map start together; results wait for the map only.
+  await Promise.all([
+    loadCollections(),
+    refresh({ fit: !viewInUrl }),
+    refreshSubscriptions(),
+    refreshOrders(),
+  ]);
+  drawTree();
   document.body.dataset.ready = "true";
 }
 

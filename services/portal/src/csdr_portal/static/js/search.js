@@ -5,6 +5,7 @@
 import { request } from "./api.js";
 
 const CLOUD = "eo:cloud_cover";
+const ORDER_STATUS = "order:status"; // the STAC order extension: `orderable` = offline (archived)
 
 function datetime(state) {
   if (!state.from && !state.to) return null;
@@ -13,10 +14,26 @@ function datetime(state) {
   return `${start}/${end}`;
 }
 
-// CQL2 JSON for the property filters (cloud cover), or null.
+const AVAILABILITY = {
+  offline: { op: "=", args: [{ property: ORDER_STATUS }, "orderable"] },
+  online: {
+    op: "or",
+    args: [
+      { op: "isNull", args: [{ property: ORDER_STATUS }] },
+      { op: "<>", args: [{ property: ORDER_STATUS }, "orderable"] },
+    ],
+  },
+};
+
+// CQL2 JSON for the property filters (cloud cover, online/offline), or null.
 export function cqlFilter(state) {
-  if (state.cloud === null || state.cloud >= 100) return null;
-  return { op: "<=", args: [{ property: CLOUD }, state.cloud] };
+  const parts = [];
+  if (state.cloud !== null && state.cloud < 100) {
+    parts.push({ op: "<=", args: [{ property: CLOUD }, state.cloud] });
+  }
+  if (AVAILABILITY[state.availability]) parts.push(AVAILABILITY[state.availability]);
+  if (!parts.length) return null;
+  return parts.length === 1 ? parts[0] : { op: "and", args: parts };
 }
 
 // Area, dates and property filters: what every request below shares.
@@ -67,20 +84,24 @@ export function pageToken(doc, rel) {
   return new URL(link.href).searchParams.get("token");
 }
 
-// Does any of these collections (all, when none) offer eo:cloud_cover as a queryable?
-export async function hasCloudCover(catalog, collections) {
+// Which of the filterable properties (cloud cover, order status) any of these collections (all,
+// when none) offers as a queryable.
+export async function offeredFilters(catalog, collections) {
+  const offered = { cloud: false, availability: false };
   const urls = collections.length
     ? collections.map((c) => `${catalog}/collections/${encodeURIComponent(c)}/queryables`)
     : [`${catalog}/queryables`];
   for (const url of urls) {
     try {
       const doc = await request(url);
-      if (doc && doc.properties && CLOUD in doc.properties) return true;
+      const properties = (doc && doc.properties) || {};
+      offered.cloud ||= CLOUD in properties;
+      offered.availability ||= ORDER_STATUS in properties;
     } catch {
-      // a collection without queryables offers no cloud filter
+      // a collection without queryables offers neither filter
     }
   }
-  return false;
+  return offered;
 }
 
 // Every matching item (following `next`), up to `most`, for exports.

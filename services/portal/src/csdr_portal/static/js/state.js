@@ -32,6 +32,7 @@ export function readState(search = window.location.search) {
     from: q.get("from") || "",
     to: q.get("to") || "",
     cloud: cloud === null || cloud === "" ? null : Math.min(100, Math.max(0, Number(cloud))),
+    availability: ["online", "offline"].includes(q.get("avail")) ? q.get("avail") : "",
     bbox: parseBbox(q.get("bbox")),
     area: parseArea(q.get("area")),
     limit: PAGE_SIZES.includes(limit) ? limit : PAGE_SIZES[0],
@@ -51,6 +52,7 @@ export function writeState(state, { push = false } = {}) {
   if (state.from) q.set("from", state.from);
   if (state.to) q.set("to", state.to);
   if (state.cloud !== null) q.set("cloud", String(state.cloud));
+  if (state.availability) q.set("avail", state.availability);
   if (state.bbox) q.set("bbox", state.bbox.map((v) => Number(v.toFixed(5))).join(","));
   if (state.area) q.set("area", JSON.stringify(state.area));
   if (state.limit !== PAGE_SIZES[0]) q.set("limit", String(state.limit));
