@@ -73,9 +73,9 @@ const KINDS = {
   script: ["download-scenes.sh", "text/x-shellscript", toScript],
 };
 
-export async function exportItems(kind, catalog, state, status) {
+export async function exportItems(kind, catalog, state, status, count) {
   const [name, type, write] = KINDS[kind];
-  status.textContent = t("export.working", { count: "" });
+  status.textContent = t("export.working", { count });
   const items = await allItems(catalog, state);
   save(name, type, write(items));
   status.textContent = "";

@@ -333,7 +333,10 @@ function wireResults() {
     }
   });
   for (const [id, kind] of [["export-geojson", "geojson"], ["export-csv", "csv"], ["export-script", "script"]]) {
-    $(id).addEventListener("click", () => exportItems(kind, app.config.catalog, app.state, $("status")).catch(report));
+    $(id).addEventListener("click", () => {
+      const count = formatNumber(Math.min(5000, (app.page && app.page.numberMatched) || 0));
+      tracked(() => exportItems(kind, app.config.catalog, app.state, $("status"), count)).catch(report);
+    });
   }
 }
 
