@@ -89,11 +89,11 @@ export function renderOrders(ul, list) {
       const li = document.createElement("li");
       li.dataset.id = order.id;
       li.dataset.status = order.status;
-      const ids = (order.items || []).map((i) => i.id).join(", ");
+      // The listing counts an order's scenes; GET /orders/{id} has them one by one.
       li.textContent = t("orders.row", {
         created: (order.created || "").slice(0, 16).replace("T", " "),
         status: order.status,
-        items: ids,
+        items: formatNumber(order.items),
       });
       return li;
     }),
