@@ -260,6 +260,19 @@ def test_scene_tiles_qgis_link_and_shared_url(browser, node, portal, seeded):
     ]
     w.page.click("#copy-xyz")
     assert w.page.evaluate("navigator.clipboard.readText()") == xyz
+    [wmts] = [link["href"] for link in item["links"] if link["rel"] == "wmts"]
+    assert w.page.get_attribute("#wmts-link", "href") == wmts
+    assert httpx.get(wmts).headers["content-type"].startswith("application/xml")
+    [tilejson] = [
+        link["href"]
+        for link in item["links"]
+        if link["rel"] == "tilejson" and "/true-color/" in link["href"]
+    ]
+    assert w.page.get_attribute("#tilejson-link", "href") == tilejson
+    download = w.page.get_attribute("#download-link", "href")
+    assert download == item["assets"]["data"]["href"]
+    ranged = httpx.get(download, headers={"Range": "bytes=0-3"})
+    assert ranged.status_code == 206 and ranged.content[:2] in (b"II", b"MM"), "a GeoTIFF"
     tile_url = preset_tiles[0][0]
     z, x, y = (int(v) for v in re.search(r"/(\d+)/(\d+)/(\d+)[^/]*$", tile_url).groups())
     tile = httpx.get(xyz.format(z=z, x=x, y=y))
