@@ -39,9 +39,10 @@ def seeded(node, portal, pg_cluster, tmp_path_factory) -> dict[str, str]:
     """400 catalogue scenes, one ingested demo scene, a partners-only collection; the partner's
     key."""
     catalog_scenes.load(node.env, 400)
-    scene = dataclasses.replace(DEMO_SCENES[0], size=512)  # 4 km: quick to ingest
-    job = node.run_job(write_scene(scene, tmp_path_factory.mktemp("demo")), DEMO)
-    assert job["status"] == "succeeded", job
+    for demo in DEMO_SCENES[:2]:  # two overlapping passes, 4 km each: quick to ingest
+        scene = dataclasses.replace(demo, size=512)
+        job = node.run_job(write_scene(scene, tmp_path_factory.mktemp("demo")), DEMO)
+        assert job["status"] == "succeeded", job
     dbname = node.env["PGDATABASE"]
     options = "options='-c search_path=pgstac,public'"
     with psycopg.connect(f"{pg_cluster.conninfo(dbname)} {options}", autocommit=True) as conn:
@@ -243,7 +244,8 @@ def test_scene_tiles_qgis_link_and_shared_url(browser, node, portal, seeded):
     w.page.on("response", lambda r: "/tiles/" in r.url and tiles.append((r.url, r.status)))
     w.page.goto(f"{portal}/?c={DEMO}")
     settle(w)
-    [key] = rows(w)
+    key = f"{DEMO}/{DEMO_SCENES[0].name}"
+    assert key in rows(w)
     w.page.click(f'#results li[data-key="{key}"]')
     w.page.wait_for_selector("#scene:not([hidden])")
     wait_idle(w)
@@ -448,4 +450,45 @@ def test_keyboard_and_no_key_ever_in_the_url(browser, portal, seeded):
         assert text not in w.page.url
     for r in w.requests:
         assert key not in r.url, r.url
+    w.context.close()
+
+
+def test_swipe_between_two_scenes(browser, portal):
+    first, second = (f"{DEMO}/{scene.name}" for scene in DEMO_SCENES[:2])
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    tiles: list[tuple[str, int]] = []
+    w.page.on("response", lambda r: "/tiles/" in r.url and tiles.append((r.url, r.status)))
+    w.page.goto(f"{portal}/?c={DEMO}&sel={first}")
+    settle(w)
+    w.page.click("#pin-scene")
+    settle(w)
+    w.page.click(f'#results li[data-key="{second}"]')
+    settle(w)
+    wait_idle(w)
+    # One zoom step on the main map: the pinned map follows, and each draws its own scene.
+    tiles.clear()
+    w.page.evaluate(
+        """() => new Promise(r => { const m = window.csdrPortal.map;
+             const p = window.csdrPortal.pinnedMap(); let left = 2;
+             const done = () => { if (--left === 0) r(); };
+             m.once('idle', done); p.once('idle', done); m.zoomIn({duration: 0}); })"""
+    )
+    pinned_source = w.page.evaluate("window.csdrPortal.pinnedMap().getSource('pinned').url")
+    assert f"/items/{first.split('/', 1)[1]}/" in pinned_source
+    zooms = w.page.evaluate(
+        "[window.csdrPortal.map.getZoom(), window.csdrPortal.pinnedMap().getZoom()]"
+    )
+    assert zooms[0] == pytest.approx(zooms[1])
+    for key in (first, second):
+        item_id = key.split("/", 1)[1]
+        drawn = [s for u, s in tiles if f"/items/{item_id}/presets/true-color/tiles/" in u]
+        assert drawn and all(s == 200 for s in drawn), (key, tiles)
+    w.page.fill("#swipe", "0.3")
+    assert "70" in w.page.get_attribute("#map .compare", "style")
+    query = parse_qs(urlsplit(w.page.url).query)
+    assert query["pin"] == [first] and query["sel"] == [second] and query["swipe"] == ["0.3"]
+    w.page.click("#unpin-scene")
+    assert w.page.locator("#map .compare").is_hidden()
+    assert "pin" not in parse_qs(urlsplit(w.page.url).query)
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()

@@ -5,6 +5,7 @@ import { ApiError, collectPages, request, tracked } from "./api.js";
 import { exportItems } from "./exports.js";
 import { apply, formatNumber, preferred, setLanguage, t } from "./i18n.js";
 import { currentKey, setKey } from "./key.js";
+import { createCompare } from "./compare.js";
 import { createMap } from "./map.js";
 import {
   addToBasket,
@@ -18,7 +19,7 @@ import {
   renderQuota,
 } from "./orders.js";
 import { markRow, markSelected, renderResults, renderTotal } from "./results.js";
-import { copyText, showScene } from "./scene.js";
+import { copyText, presets, showScene } from "./scene.js";
 import { countsByCollection, offeredFilters, pageToken, search } from "./search.js";
 import { readState, selectionKey, splitSelection, writeState } from "./state.js";
 import { listSubscriptions, renderSubscriptions, subscribe } from "./subscriptions.js";
@@ -36,6 +37,7 @@ const app = {
   prevToken: null,
   nextToken: null,
   ui: null,
+  compare: null, // the swipe's second map (compare.js)
   mapReady: null, // resolves once the map's style is loaded
   searchSeq: 0,
 };
@@ -180,6 +182,34 @@ async function selectScene(key, { scroll = false } = {}) {
   app.ui.showScene(shown, app.state.opacity);
 }
 
+// The pinned scene (the swipe's left side), in the chosen preset when it has it.
+async function showPinned() {
+  const key = app.state.pin;
+  $("unpin-scene").hidden = !key;
+  $("swipe-field").hidden = !key;
+  $("pinned-text").hidden = !key;
+  if (!key) {
+    app.compare.hide();
+    return;
+  }
+  let item;
+  try {
+    item = await itemFor(key);
+  } catch (exc) {
+    report(exc);
+    return;
+  }
+  if (!item || app.state.pin !== key) return;
+  $("pinned-text").textContent = t("compare.pinned", { id: item.id });
+  const found = presets(item);
+  const chosen = found.get(app.state.preset) || found.values().next().value || {};
+  app.compare.show({
+    xyz: chosen.xyz ? chosen.xyz.href : "",
+    tilejson: chosen.tilejson ? chosen.tilejson.href : "",
+  });
+  app.compare.setPosition(app.state.swipe);
+}
+
 function sceneElements() {
   return {
     section: $("scene"),
@@ -223,6 +253,7 @@ function syncControls() {
   $("bbox-text").value = s.bbox ? s.bbox.join(",") : "";
   $("area-text").textContent = describeArea();
   $("opacity").value = String(s.opacity);
+  $("swipe").value = String(s.swipe);
   $("lang").value = s.lang || document.documentElement.lang;
   document.body.dataset.view = s.view;
   for (const b of document.querySelectorAll(".views button")) {
@@ -354,10 +385,26 @@ function wireScene() {
     app.state.preset = e.target.value;
     writeState(app.state);
     selectScene(app.state.selected);
+    showPinned();
   });
   $("opacity").addEventListener("input", (e) => {
     app.state.opacity = Number(e.target.value);
     app.ui.setOpacity(app.state.opacity);
+    writeState(app.state);
+  });
+  $("pin-scene").addEventListener("click", () => {
+    app.state.pin = app.state.selected;
+    writeState(app.state);
+    tracked(showPinned);
+  });
+  $("unpin-scene").addEventListener("click", () => {
+    app.state.pin = "";
+    writeState(app.state);
+    showPinned();
+  });
+  $("swipe").addEventListener("input", (e) => {
+    app.state.swipe = Number(e.target.value);
+    app.compare.setPosition(app.state.swipe);
     writeState(app.state);
   });
   $("copy-xyz").addEventListener("click", async () => {
@@ -410,7 +457,7 @@ function wireChrome() {
     const lang = app.state.lang;
     app.state = readState();
     app.state.lang = app.state.lang || lang;
-    tracked(() => refresh());
+    tracked(() => Promise.all([refresh(), showPinned()]));
   });
 }
 
@@ -533,12 +580,17 @@ async function boot() {
     },
   });
   // For tests and benchmarks: the map, and the drawing of footprints.
+  app.compare = createCompare(app.ui.map, origins);
   app.mapReady = new Promise((resolve) => {
     if (app.ui.map.loaded()) resolve();
     else app.ui.map.once("load", resolve);
   });
   // For tests and benchmarks: the map, and the drawing of footprints.
-  window.csdrPortal = { map: app.ui.map, showFootprints: app.ui.showFootprints };
+  window.csdrPortal = {
+    map: app.ui.map,
+    showFootprints: app.ui.showFootprints,
+    pinnedMap: () => app.compare.map(),
+  };
   wireSearchForm();
   wireResults();
   wireScene();
@@ -553,6 +605,7 @@ async function boot() {
     refreshOrders(),
   ]);
   drawTree();
+  await showPinned();
   document.body.dataset.ready = "true";
 }
 

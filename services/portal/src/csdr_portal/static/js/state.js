@@ -41,6 +41,8 @@ export function readState(search = window.location.search) {
     selected: q.get("sel") || "",
     preset: q.get("preset") || "",
     opacity: q.has("opacity") ? Math.min(1, Math.max(0, Number(q.get("opacity")))) : 1,
+    pin: q.get("pin") || "",
+    swipe: q.has("swipe") ? Math.min(1, Math.max(0, Number(q.get("swipe")))) : 0.5,
     lang: q.get("lang") || "",
     view: q.get("view") === "map" ? "map" : "list",
   };
@@ -63,6 +65,8 @@ export function writeState(state, { push = false } = {}) {
   if (state.selected) q.set("sel", state.selected);
   if (state.preset) q.set("preset", state.preset);
   if (state.opacity !== 1) q.set("opacity", String(state.opacity));
+  if (state.pin) q.set("pin", state.pin);
+  if (state.pin && state.swipe !== 0.5) q.set("swipe", String(state.swipe));
   if (state.lang) q.set("lang", state.lang);
   if (state.view !== "list") q.set("view", state.view);
   const url = `${window.location.pathname}?${q.toString()}${window.location.hash}`;
