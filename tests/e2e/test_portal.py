@@ -161,6 +161,20 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
         "k => window.csdrPortal.map.getFeatureState({source: 'footprints', id: k})", page_one[0]
     )
     assert state.get("hover") is True
+    # ... and the mouse over a footprint lights its row.
+    x, y, top = w.page.evaluate(
+        """k => { const m = window.csdrPortal.map;
+             const f = m.queryRenderedFeatures({layers: ['footprints-fill']})
+               .find(f => f.properties.key === k);
+             const c = f.geometry.coordinates[0];
+             const p = m.project([(c[0][0] + c[2][0]) / 2, (c[0][1] + c[2][1]) / 2]);
+             const hit = m.queryRenderedFeatures(p, {layers: ['footprints-fill']})[0];
+             return [p.x, p.y, hit.properties.key]; }""",
+        page_one[-1],
+    )
+    canvas = w.page.locator("#map canvas").bounding_box()
+    w.page.mouse.move(canvas["x"] + x, canvas["y"] + y)
+    w.page.wait_for_selector(f'#results li.hover[data-key="{top}"]')
 
     # Paging: a page of 20, then the next page holds other scenes.
     w.page.fill("#cloud", "100")
