@@ -173,3 +173,4 @@ def test_portal_points_the_browser_at_the_public_apis(compose_model: dict[str, A
     assert env["CSDR_PORTAL_CATALOG_URL"] == "http://localhost:8081"
     assert env["CSDR_PORTAL_TILER_URL"] == "http://localhost:8082"
     assert env["CSDR_PORTAL_PUSH_URL"] == "http://localhost:8084"
+    assert env["CSDR_PORTAL_ORDERS_URL"] == "http://localhost:8085"

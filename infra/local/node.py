@@ -146,6 +146,7 @@ class Node:
             "CSDR_PORTAL_CATALOG_URL": self.url("catalog"),
             "CSDR_PORTAL_TILER_URL": self.url("tiler"),
             "CSDR_PORTAL_PUSH_URL": self.url("push"),
+            "CSDR_PORTAL_ORDERS_URL": self.url("orders"),
         }
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -22,13 +23,19 @@ from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 from rasterio.io import MemoryFile
 
+from conftest import free_port
 from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
 from csdr_portal.vendor import STATIC_DIR
 from tests.e2e import catalog_scenes
 from tests.e2e.browser import Watched, chromium, watch
+from tests.e2e.processes import service
+from tests.fixtures import CRESDA_WFV
+from tests.support.lookalike import write_lookalike
 
 DEMO = "csdr-demo"
+OFFLINE_COLLECTION = "gf1-wfv"
+OFFLINE_ID = "GF1_WFV3_20200523_L1A0004819525"
 PARTNERS_ONLY = "gf6-pms-partners"
 SENSOR = "gf1-wfv-l1a"
 MESSAGES_ZH = STATIC_DIR / "messages" / "zh.json"
@@ -504,5 +511,79 @@ def test_swipe_between_two_scenes(browser, portal):
     w.page.click("#unpin-scene")
     assert w.page.locator("#map .compare").is_hidden()
     assert "pin" not in parse_qs(urlsplit(w.page.url).query)
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+
+@pytest.fixture(scope="module")
+def ordering_portal(node, push, pg_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The orders service, an offline look-alike CRESDA scene, and a portal that knows both."""
+    package = write_lookalike(CRESDA_WFV, tmp_path_factory.mktemp("archive"), max_size=400)
+    queued = httpx.post(
+        f"{node.ingest}/jobs",
+        json={"source": str(package), "offline": True},
+        headers=node.ingest_headers,
+    )
+    assert queued.status_code == 202, queued.text
+    job_url = f"{node.ingest}/jobs/{queued.json()['id']}"
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(job_url, headers=node.ingest_headers).json())["status"] not in (
+        "succeeded",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    port = free_port()
+    env = {
+        **node.env,
+        "CSDR_ORDERS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CSDR_ORDERS_CATALOG_URL": node.catalog,
+        "CSDR_ORDERS_ASSET_ROOTS": str(node.assets_dir),
+        "CSDR_ORDERS_WORKER": "false",
+    }
+    logs = tmp_path_factory.mktemp("orders")
+    with service("csdr_orders.app:create_app", port, env, logs) as orders:
+        portal_env = {
+            "CSDR_PORTAL_CATALOG_URL": node.catalog,
+            "CSDR_PORTAL_TILER_URL": node.tiler,
+            "CSDR_PORTAL_PUSH_URL": push[0],
+            "CSDR_PORTAL_ORDERS_URL": orders,
+        }
+        with service("csdr_portal.app:create_app", free_port(), portal_env, logs) as portal:
+            yield {"orders": orders, "portal": portal}
+
+
+def test_offline_scene_ordered_from_the_basket(browser, node, ordering_portal, seeded):
+    key = seeded["partner_key"]
+    orders, portal = ordering_portal["orders"], ordering_portal["portal"]
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    w.page.goto(f"{portal}/?c={OFFLINE_COLLECTION}&sel={OFFLINE_COLLECTION}/{OFFLINE_ID}")
+    settle(w)
+    assert w.page.locator("#orders").is_hidden(), "no key: no basket"
+    w.page.click("#key-button")
+    w.page.fill("#key-input", key)
+    w.page.click("#key-save")
+    settle(w)
+    row = f'#results li[data-key="{OFFLINE_COLLECTION}/{OFFLINE_ID}"]'
+    assert w.page.inner_text(f"{row} .badge") == "offline"
+    before = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
+    api = httpx.get(f"{orders}/quota", headers={"X-API-Key": key}).json()
+    assert before == api["quotas"][0]["remaining"]
+
+    w.page.click("#add-basket")
+    settle(w)
+    assert w.page.locator("#basket li").count() == 1
+    w.page.click("#place-order")
+    settle(w)
+    [listed] = httpx.get(f"{orders}/orders", headers={"X-API-Key": key}).json()["orders"]
+    placed = httpx.get(f"{orders}/orders/{listed['id']}", headers={"X-API-Key": key}).json()
+    assert [(i["collection"], i["id"]) for i in placed["items"]] == [
+        (OFFLINE_COLLECTION, OFFLINE_ID)
+    ]
+    assert w.page.locator(f'#my-orders li[data-id="{placed["id"]}"]').count() == 1
+    after = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
+    assert after == before - 1
+    assert w.page.locator("#basket li").count() == 0
     assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()
