@@ -567,6 +567,21 @@ def test_offline_scene_ordered_from_the_basket(browser, node, ordering_portal, s
     settle(w)
     row = f'#results li[data-key="{OFFLINE_COLLECTION}/{OFFLINE_ID}"]'
     assert w.page.inner_text(f"{row} .badge") == "offline"
+    # The queryables offer order:status: online/offline filters the search.
+    w.page.select_option("#availability", "offline")
+    settle(w)
+    sent = w.posts("/search")[-1]
+    assert sent["filter"] == {"op": "=", "args": [{"property": "order:status"}, "orderable"]}
+    expected = catalog_search(node, {k: v for k, v in sent.items() if k != "token"})
+    assert int(w.page.get_attribute("#total", "data-count")) == expected["numberMatched"] > 0
+    assert rows(w) == [f"{f['collection']}/{f['id']}" for f in expected["features"]]
+    w.page.select_option("#availability", "online")
+    settle(w)
+    online = catalog_search(node, {k: v for k, v in w.posts("/search")[-1].items() if k != "token"})
+    assert f"{OFFLINE_COLLECTION}/{OFFLINE_ID}" not in rows(w)
+    assert int(w.page.get_attribute("#total", "data-count")) == online["numberMatched"]
+    w.page.goto(f"{portal}/?c={OFFLINE_COLLECTION}&sel={OFFLINE_COLLECTION}/{OFFLINE_ID}")
+    settle(w)
     before = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
     api = httpx.get(f"{orders}/quota", headers={"X-API-Key": key}).json()
     assert before == api["quotas"][0]["remaining"]
