@@ -20,7 +20,7 @@ status: bootstrap
 lint: bootstrap
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy libs/access/src libs/render/src libs/service/src libs/storage/src services/catalog/src services/tiler/src services/ingest/src services/push/src services/discovery/src services/federation/src services/orders/src
+	$(PY) -m mypy libs/access/src libs/render/src libs/service/src libs/storage/src services/catalog/src services/tiler/src services/ingest/src services/push/src services/discovery/src services/federation/src services/orders/src services/portal/src
 
 # pytest starts and stops its own throwaway PostgreSQL cluster (see conftest.py), one per worker:
 # two workers, each taking whole test files (module fixtures start their services once).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("catalog", "tiler", "ingest", "push", "orders", "discovery", "federation")
+SERVICES = ("catalog", "tiler", "ingest", "push", "orders", "discovery", "federation", "portal")
 
 
 def document(service: str) -> dict[str, Any]:

@@ -162,3 +162,15 @@ def test_tiler_reads_the_assets_volume_where_ingest_writes(compose_model: dict[s
     assert writer["type"] == reader["type"] == "volume"
     assert writer["source"] == reader["source"] == "assets"
     assert not writer.get("read_only")
+
+
+def test_portal_points_the_browser_at_the_public_apis(compose_model: dict[str, Any]) -> None:
+    portal = compose_model["services"]["portal"]
+    assert [p["target"] for p in portal["ports"]] == [8080]
+    assert "http://127.0.0.1:8080/healthz" in " ".join(portal["healthcheck"]["test"])
+    env = portal["environment"]
+    assert not PG_VARS & set(env), "the portal opens no database"
+    assert env["CSDR_PORTAL_CATALOG_URL"] == "http://localhost:8081"
+    assert env["CSDR_PORTAL_TILER_URL"] == "http://localhost:8082"
+    assert env["CSDR_PORTAL_PUSH_URL"] == "http://localhost:8084"
+    assert env["CSDR_PORTAL_ORDERS_URL"] == "http://localhost:8085"

@@ -21,3 +21,4 @@ def test_documents_describe_the_routes_users_rely_on():
     assert {"/csw", "/oai", "/opensearch", "/opensearch/granules.{fmt}"} <= set(paths["discovery"])
     assert {"/federation/changes", "/federation/peers", "/readyz"} <= set(paths["federation"])
     assert {"/orders", "/orders/{order_id}/items", "/quota", "/stats/usage"} <= set(paths["orders"])
+    assert {"/config.json", "/healthz", "/readyz"} <= set(paths["portal"])

@@ -32,6 +32,7 @@ from infra.local.pgcluster import Cluster, ClusterError, server_can_reach
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
 SERVICES = {  # name -> (uvicorn factory, port variable, default port)
+    "portal": ("csdr_portal.app:create_app", "CSDR_PORTAL_PORT", 8080),
     "catalog": ("csdr_catalog.app:create_app", "CSDR_CATALOG_PORT", 8081),
     "tiler": ("csdr_tiler.app:create_app", "CSDR_TILER_PORT", 8082),
     "ingest": ("csdr_ingest.app:create_app", "CSDR_INGEST_PORT", 8083),
@@ -141,6 +142,11 @@ class Node:
             "CSDR_ORDERS_PUBLIC_URL": self.url("orders"),
             "CSDR_ORDERS_CATALOG_URL": self.url("catalog"),
             "CSDR_ORDERS_ASSET_ROOTS": str(self.data_dir / "assets"),
+            # The portal's browser application calls these APIs directly.
+            "CSDR_PORTAL_CATALOG_URL": self.url("catalog"),
+            "CSDR_PORTAL_TILER_URL": self.url("tiler"),
+            "CSDR_PORTAL_PUSH_URL": self.url("push"),
+            "CSDR_PORTAL_ORDERS_URL": self.url("orders"),
         }
 
 
@@ -364,6 +370,7 @@ def up(node: Node) -> None:
     first = f"{tiler}/collections/{DEMO_COLLECTION}/items/{items[0]}"
     print(f"""
 CSDR node is up (data in {node.data_dir})
+  Portal     {node.url("portal")}/   (search, view, copy to QGIS, subscribe, in the browser)
   STAC API   {catalog}/   (API docs: {catalog}/api.html)
   Tiler      {tiler}/api.html
   Ingest     {node.url("ingest")}/docs   (queue a file: POST /jobs {{"source": "/abs/path.tif"}})

@@ -215,3 +215,18 @@ def inbox_node(pg_cluster: Cluster, tmp_path: Path) -> Iterator[dict]:
     yield {"env": env, "base": tmp_path, "db": pg_cluster.conninfo(name)}
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def portal(
+    node: Node, push: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The portal, pointing the browser at the node's catalog, tiler and push service."""
+    env = {
+        "CSDR_PORTAL_CATALOG_URL": node.catalog,
+        "CSDR_PORTAL_TILER_URL": node.tiler,
+        "CSDR_PORTAL_PUSH_URL": push[0],
+    }
+    log_dir = tmp_path_factory.mktemp("portal")
+    with service("csdr_portal.app:create_app", free_port(), env, log_dir) as url:
+        yield url

@@ -33,6 +33,7 @@ BUDGET = {
     "orders": (5, 15),
     "discovery": (5, 30),
     "federation": (5, 20),
+    "portal": (5, 10),
 }
 
 
@@ -75,7 +76,7 @@ def orders(node, tmp_path_factory) -> Iterator[str]:
 @pytest.mark.parametrize("principal", ["admin", "anonymous"])
 @pytest.mark.parametrize("service", list(BUDGET))
 def test_fuzzing_finds_no_5xx_and_only_documented_answers(
-    node, push, orders, discovery, federation, admin_key, service, principal, tmp_path
+    node, push, orders, discovery, federation, portal, admin_key, service, principal, tmp_path
 ):
     urls = {
         "catalog": node.catalog,
@@ -85,6 +86,7 @@ def test_fuzzing_finds_no_5xx_and_only_documented_answers(
         "orders": orders,
         "discovery": discovery,
         "federation": federation,
+        "portal": portal,
     }
     examples, seconds = BUDGET[service]
     if principal == "anonymous":

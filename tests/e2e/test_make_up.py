@@ -37,6 +37,7 @@ def node_env(clone):
         "CSDR_ORDERS_PORT": str(free_port()),
         "CSDR_DISCOVERY_PORT": str(free_port()),
         "CSDR_FEDERATION_PORT": str(free_port()),
+        "CSDR_PORTAL_PORT": str(free_port()),
     }
     yield env
     clone.make("down", env)
@@ -89,6 +90,9 @@ def test_make_up_is_idempotent_and_down_keeps_the_data(clone, node_env):
     demo = httpx.get(f"{catalog}/collections/csdr-demo").json()
     assert demo["title"] != "csdr-demo" and demo["keywords"] and demo["providers"], demo
     urls = URL.findall(first.stdout)
+    portal = f"http://127.0.0.1:{node_env['CSDR_PORTAL_PORT']}/"
+    assert urls[0] == portal, "the portal is the first URL printed"
+    assert httpx.get(f"{portal}config.json").json()["catalog"] == catalog
     templates = [u for u in urls if "{z}/{x}/{y}" in u]
     assert templates, first.stdout
     for url in urls:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from csdr_access import AccessControl
 from csdr_access.ratelimit import RateLimiter
@@ -65,6 +66,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app.state.roots = AssetRoots(settings.asset_roots)
     add_exception_handlers(app)
+    # Browsers (the portal) send the key and an Idempotency-Key as headers: preflights allow them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key", "Idempotency-Key"],
+    )
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     app.include_router(orders.router)
     app.include_router(usage.router)

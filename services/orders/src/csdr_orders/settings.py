@@ -16,6 +16,8 @@ class Settings(ServiceSettings):
     max_body_bytes: int = 1024 * 1024
     """Largest request body accepted (orders are small); 413 beyond it."""
     public_url: str = "http://127.0.0.1:8085"
+    cors_origins: CommaList = ["*"]
+    """Origins whose pages may call the API from a browser (the node's portal among them)."""
     """Public base URL of this service, for the order links and the signed download links."""
     catalog_url: str = "http://127.0.0.1:8081"
     """Public base URL of this node's STAC API, for thumbnails and item links in deliveries."""

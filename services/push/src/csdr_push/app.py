@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from csdr_access import AccessControl
 from csdr_push import deliveries, health
@@ -64,6 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     add_exception_handlers(app)
+    # Browsers (the portal) send the key as a header: the preflight must allow it.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key"],
+    )
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
     app.include_router(subscriptions.router)
     app.include_router(health.router)

@@ -2,7 +2,7 @@
 
 from pydantic_settings import SettingsConfigDict
 
-from csdr_service.settings import IntList, ServiceSettings
+from csdr_service.settings import CommaList, IntList, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -16,6 +16,8 @@ class Settings(ServiceSettings):
     """Public base URL of this node's tiler, for the tile links in events and feeds."""
     node_ports: IntList = [8081, 8082, 8083, 8084]
     """The node's own service ports: a webhook on this machine at one of them is refused."""
+    cors_origins: CommaList = ["*"]
+    """Origins whose pages may call the API from a browser (the node's portal among them)."""
     allow_private_targets: bool = False
     """Accept webhooks on loopback and private networks (tests, closed networks); default off."""
     worker: bool = True

@@ -1,0 +1,2 @@
+"""CSDR Node portal: the web application over the node's public APIs, and the small server that
+delivers it."""

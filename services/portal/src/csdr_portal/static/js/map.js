@@ -1,0 +1,194 @@
+// The map: no basemap from elsewhere (a graticule drawn here), the page's footprints with
+// hover/selected feature-state, the search area, the selected scene's tiles from the tiler, and
+// a box drawn by dragging. The view is MapLibre's `#map=zoom/lat/lon` hash.
+
+import { keyHeaders } from "./key.js";
+
+const FOOTPRINTS = "footprints";
+const AREA = "area";
+const SCENE = "scene";
+
+function graticule(step = 10) {
+  const features = [];
+  for (let lon = -180; lon <= 180; lon += step) {
+    const line = [];
+    for (let lat = -80; lat <= 80; lat += 5) line.push([lon, lat]);
+    features.push({ type: "Feature", properties: {}, geometry: { type: "LineString", coordinates: line } });
+  }
+  for (let lat = -80; lat <= 80; lat += step) {
+    const line = [];
+    for (let lon = -180; lon <= 180; lon += 5) line.push([lon, lat]);
+    features.push({ type: "Feature", properties: {}, geometry: { type: "LineString", coordinates: line } });
+  }
+  return { type: "FeatureCollection", features };
+}
+
+const EMPTY = { type: "FeatureCollection", features: [] };
+
+export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onError }) {
+  const map = new maplibregl.Map({
+    container,
+    hash: "map",
+    center: [105, 35],
+    zoom: 2.5,
+    attributionControl: false,
+    style: {
+      version: 8,
+      sources: {
+        graticule: { type: "geojson", data: graticule() },
+        [FOOTPRINTS]: { type: "geojson", data: EMPTY, promoteId: "key" },
+        [AREA]: { type: "geojson", data: EMPTY },
+      },
+      layers: [
+        { id: "background", type: "background", paint: { "background-color": "#eef2f5" } },
+        { id: "graticule", type: "line", source: "graticule", paint: { "line-color": "#c5ced8", "line-width": 0.6 } },
+        {
+          id: "footprints-fill",
+          type: "fill",
+          source: FOOTPRINTS,
+          paint: {
+            "fill-color": [
+              "case",
+              ["boolean", ["feature-state", "selected"], false], "#d9480f",
+              ["boolean", ["feature-state", "hover"], false], "#f2c14e",
+              "#1d4f91",
+            ],
+            "fill-opacity": [
+              "case",
+              ["boolean", ["feature-state", "selected"], false], 0.15,
+              ["boolean", ["feature-state", "hover"], false], 0.45,
+              0.18,
+            ],
+          },
+        },
+        {
+          id: "footprints-line",
+          type: "line",
+          source: FOOTPRINTS,
+          paint: {
+            "line-color": ["case", ["boolean", ["feature-state", "selected"], false], "#d9480f", "#1d4f91"],
+            "line-width": ["case", ["boolean", ["feature-state", "selected"], false], 2.5, 1],
+          },
+        },
+        { id: "area-line", type: "line", source: AREA, paint: { "line-color": "#0b7a75", "line-width": 2, "line-dasharray": [2, 1] } },
+      ],
+    },
+    // The user's key goes to the node's APIs as a header, never into a tile URL we build.
+    transformRequest: (url) => {
+      if (apiOrigins.some((origin) => url.startsWith(origin))) return { url, headers: keyHeaders() };
+      return { url };
+    },
+  });
+  // A tile or TileJSON the tiler refuses (a 401 for a revoked key, say) is reported on the page,
+  // not left to MapLibre's console message.
+  map.on("error", (e) => onError(e.error || new Error("map error")));
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+  map.addControl(new maplibregl.ScaleControl(), "bottom-left");
+
+  let hovered = null;
+  let selected = null;
+  const setState = (key, state) => {
+    if (key) map.setFeatureState({ source: FOOTPRINTS, id: key }, state);
+  };
+
+  map.on("mousemove", "footprints-fill", (e) => {
+    const key = e.features[0].properties.key;
+    if (key !== hovered) onHover(key);
+  });
+  map.on("mouseleave", "footprints-fill", () => onHover(null));
+  map.on("click", (e) => {
+    if (drawing) return;
+    const hits = map.queryRenderedFeatures(e.point, { layers: ["footprints-fill"] });
+    if (hits.length) onSelect(hits[0].properties.key);
+  });
+
+  // Drawing a box: the next drag on the map (pan is off while drawing).
+  let drawing = false;
+  let start = null;
+  const canvas = map.getCanvasContainer();
+  const boxFrom = (a, b) => {
+    const p = map.unproject(a);
+    const q = map.unproject(b);
+    return [Math.min(p.lng, q.lng), Math.min(p.lat, q.lat), Math.max(p.lng, q.lng), Math.max(p.lat, q.lat)];
+  };
+  map.on("mousedown", (e) => {
+    if (!drawing) return;
+    e.preventDefault();
+    start = e.point;
+  });
+  map.on("mousemove", (e) => {
+    if (drawing && start) showArea({ type: "Polygon", coordinates: [ring(boxFrom(start, e.point))] });
+  });
+  map.on("mouseup", (e) => {
+    if (!drawing || !start) return;
+    const box = boxFrom(start, e.point);
+    start = null;
+    stopDrawing();
+    if (box[2] - box[0] > 1e-6 && box[3] - box[1] > 1e-6) onBox(box);
+  });
+  function stopDrawing() {
+    drawing = false;
+    map.dragPan.enable();
+    document.body.classList.remove("drawing");
+  }
+
+  function showArea(geometry) {
+    map.getSource(AREA).setData(geometry ? { type: "Feature", properties: {}, geometry } : EMPTY);
+  }
+
+  return {
+    map,
+    startDrawing() {
+      drawing = true;
+      map.dragPan.disable();
+      document.body.classList.add("drawing");
+      canvas.focus();
+    },
+    stopDrawing,
+    isDrawing: () => drawing,
+    showArea,
+    showFootprints(items) {
+      hovered = null;
+      selected = null;
+      const features = items.map((item) => ({
+        type: "Feature",
+        geometry: item.geometry,
+        properties: { key: `${item.collection}/${item.id}` },
+      }));
+      map.getSource(FOOTPRINTS).setData({ type: "FeatureCollection", features });
+    },
+    hover(key) {
+      setState(hovered, { hover: false });
+      hovered = key;
+      setState(hovered, { hover: true });
+    },
+    select(key) {
+      setState(selected, { selected: false });
+      selected = key;
+      setState(selected, { selected: true });
+    },
+    fitTo(items) {
+      const boxes = items.map((i) => i.bbox).filter(Boolean);
+      if (!boxes.length) return;
+      const b = boxes.reduce((a, c) => [Math.min(a[0], c[0]), Math.min(a[1], c[1]), Math.max(a[2], c[2]), Math.max(a[3], c[3])]);
+      map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 30, maxZoom: 11, duration: 0 });
+    },
+    // The scene's layer from its TileJSON (bounds and zoom range: no tile asked outside them),
+    // else from its XYZ template.
+    showScene(layer, opacity) {
+      if (map.getLayer(SCENE)) map.removeLayer(SCENE);
+      if (map.getSource(SCENE)) map.removeSource(SCENE);
+      if (!layer || !(layer.tilejson || layer.xyz)) return;
+      const source = layer.tilejson ? { url: layer.tilejson } : { tiles: [layer.xyz] };
+      map.addSource(SCENE, { type: "raster", tileSize: 256, ...source });
+      map.addLayer({ id: SCENE, type: "raster", source: SCENE, paint: { "raster-opacity": opacity } }, "footprints-fill");
+    },
+    setOpacity(opacity) {
+      if (map.getLayer(SCENE)) map.setPaintProperty(SCENE, "raster-opacity", opacity);
+    },
+  };
+}
+
+export function ring([w, s, e, n]) {
+  return [[w, s], [e, s], [e, n], [w, n], [w, s]];
+}
