@@ -720,3 +720,55 @@ def test_a_proxied_scene_tiles_through_its_origin_and_503_while_it_is_down(fed, 
             back = httpx.get(f"{partner_tiler}{tile_path('la-proxy', 'PROXY1', 2)}",
                              params={"assets": "data"}, timeout=60)  # fmt: skip
             assert back.status_code == 200, back.text
+
+
+def test_a_private_proxied_scene_is_read_with_the_key_the_origin_issued(fed, tmp_path):
+    """A scene of a partners-only collection kept at its origin: the origin refuses it to an
+    anonymous reader, the partner's tiler reads it with the key main issued to the partner
+    (bound to main's STAC API only) and draws the origin's tile bytes."""
+    scene = Scene(
+        "LA_PRIVATE_20240303", "EPSG:32648", 240_000, 1_985_000, datetime(2024, 3, 3, 3, 0),
+        seed=9, size=512,
+    )  # fmt: skip
+    with fed.main() as main:
+        item = ingest_file(
+            write_scene(scene, tmp_path), main, IngestSettings(assets_dir=fed.main_assets), "gf2"
+        )
+        with main.transaction():
+            main.execute(
+                "UPDATE pgstac.items"
+                " SET content = jsonb_set(content, '{properties,eo:cloud_cover}', '4')"
+                " WHERE collection = 'gf2' AND id = %s",
+                (item["id"],),
+            )
+    data = f"{fed.main_catalog}/collections/gf2/items/{item['id']}/assets/data"
+    assert httpx.get(data).status_code == 404  # partners only: invisible without a key
+    with fed.partner() as partner:
+        wait_until(lambda: peer_row(partner)["catalog_url"] == fed.main_catalog,
+                   what="the peer's STAC API recorded")  # fmt: skip
+        key = _key_of(partner)
+        partner.execute(
+            "SELECT pgstac.create_collection(%s)",
+            (Jsonb(stac_collection("la-private", **{"csdr:origin": "elsewhere"})),),
+        )
+        write_items(partner, [{
+            **{k: v for k, v in item.items() if k not in ("assets", "links")},
+            "id": "PRIVATE1", "collection": "la-private", "links": [],
+            "assets": {"data": {**item["assets"]["data"], "href": data}},
+        }])  # fmt: skip
+    lon, lat = (item["bbox"][0] + item["bbox"][2]) / 2, (item["bbox"][1] + item["bbox"][3]) / 2
+    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 13)
+    tile = f"tiles/WebMercatorQuad/13/{t.x}/{t.y}.tif"
+    partner_env = {**fed.partner_env, "CSDR_TILER_PEER_KEYS_REFRESH_S": "1"}
+    with (
+        service("csdr_tiler.app:create_app", free_port(), fed.main_env, fed.base) as main_tiler,
+        service("csdr_tiler.app:create_app", free_port(), partner_env, fed.base) as tiler,
+    ):
+        read = httpx.get(f"{tiler}/collections/la-private/items/PRIVATE1/{tile}",
+                         params={"assets": "data"}, timeout=60)  # fmt: skip
+        assert read.status_code == 200, read.text
+        at_origin = httpx.get(
+            f"{main_tiler}/collections/gf2/items/{item['id']}/{tile}",
+            params={"assets": "data"}, headers={"X-API-Key": key}, timeout=60,
+        )  # fmt: skip
+        assert at_origin.status_code == 200 and read.content == at_origin.content

@@ -1,24 +1,30 @@
-"""A job a service runs every so often while it is up (pruning what its retention lets go): one
-failure is logged and the next round tries again; stopping cancels the round in flight."""
+"""A job a service runs every so often while it is up (pruning what its retention lets go,
+refreshing what it reads from the database): one failure is logged and the next round tries
+again; stopping cancels the round in flight."""
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
 logger = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Runs `job` now and then every `interval_s` seconds; `job` returns how many rows it
-    removed (logged as `what` when any)."""
+    """Runs `job` now and then every `interval_s` seconds; `job` returns how many things it
+    changed, logged with `report` (a %d format) when any."""
 
-    def __init__(self, name: str, interval_s: float, job: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        job: Callable[[], Awaitable[int]],
+        report: str = "removed %d rows past their retention",
+    ) -> None:
         self.name = name
         self.interval_s = interval_s
         self.job = job
+        self.report = report
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -35,10 +41,10 @@ class Periodic:
     async def _run(self) -> None:
         while True:
             try:
-                removed = await self.job()
-                if removed:
-                    logger.info("%s: removed %d rows past their retention", self.name, removed)
-            except (OSError, asyncpg.PostgresError) as exc:
+                changed = await self.job()
+                if changed:
+                    logger.info(f"%s: {self.report}", self.name, changed)
+            except Exception as exc:  # one round's failure must not end the rounds
                 logger.warning("%s failed (next round in %.0f s): %r", self.name,
                                self.interval_s, exc)  # fmt: skip
             await asyncio.sleep(self.interval_s)

@@ -63,8 +63,8 @@ WHERE c.content ->> 'csdr:origin' = $1 AND ($2::text[] IS NULL OR i.collection =
 CHECKPOINT_SQL = """
 UPDATE csdr.federation_peers
 SET cursor = $2, node = $3, at_head = $4, applied = applied + $5, refused = refused + $6,
-    lag_events = coalesce($7, lag_events), last_page_at = now(), last_error = NULL,
-    last_error_at = NULL, updated_at = now()
+    lag_events = coalesce($7, lag_events), catalog_url = $8, last_page_at = now(),
+    last_error = NULL, last_error_at = NULL, updated_at = now()
 WHERE name = $1
 """
 WAKE_SQL = "UPDATE csdr.federation_peers SET wake_subscription = $2 WHERE name = $1"
@@ -373,7 +373,7 @@ class Worker:
             lag = 0 if page["at_head"] else page.get("behind")
             await conn.execute(
                 CHECKPOINT_SQL, peer.name, page["next"], node, page["at_head"], applied, refused,
-                lag,
+                lag, page["catalog"],
             )  # fmt: skip
         assets.remove_files(forgotten)
         if peer.assets == "copy":

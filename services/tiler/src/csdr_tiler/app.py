@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import jinja2
 from fastapi import Depends, FastAPI
 from fastapi.params import Depends as DependsFunc
@@ -41,6 +42,7 @@ from csdr_service.errors import detail_body
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
 from csdr_service.openapi import TILER_ERROR, complete_openapi
+from csdr_service.periodic import Periodic
 from csdr_storage.store import gdal_options
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
@@ -83,6 +85,7 @@ from csdr_tiler.paths import (
     SEARCHES_PREFIX,
     TILE_ADDRESSED_ROUTES,
 )
+from csdr_tiler.peer_keys import PeerKeys
 from csdr_tiler.pyramid import Pyramid, Refresher, SearchLayers
 from csdr_tiler.render import render_tile
 from csdr_tiler.settings import Settings
@@ -178,9 +181,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     refresher = Refresher(pyramid, settings.pyramid_refresh_s)
     if settings.pyramid_refresh_s > 0:
         refresher.start()
+    peer_keys = PeerKeys(pool)
+    keys_refresher = Periodic(
+        "tiler-peer-keys",
+        settings.peer_keys_refresh_s,
+        lambda: anyio.to_thread.run_sync(peer_keys.refresh),
+        report="%d peers' keys set or cleared",
+    )
+    await keys_refresher.start()
     try:
         yield
     finally:
+        await keys_refresher.stop()
+        peer_keys.clear()
         if settings.pyramid_refresh_s > 0:
             refresher.stop()
         await close_db_connection(app)

@@ -45,6 +45,9 @@ class Settings(ServiceSettings):
     """Larger responses (big previews, crops) are rendered every time."""
     pyramid_cache_tiles: int = 128
     """Decoded low-zoom pyramid tiles kept in memory per process (256 x 256 x bands each)."""
+    peer_keys_refresh_s: float = 30.0
+    """How often the keys this node's peers issued it are read again (csdr_tiler.peer_keys): a
+    peer added, changed or removed is read with its new key within this long."""
     pyramid_refresh_s: float = 5.0
     """How often changed pyramids are rendered ahead of requests (0: only when requested); also
     how long after a change a low-zoom tile may still show the pixels from before it (answered
