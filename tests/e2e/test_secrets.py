@@ -57,7 +57,7 @@ def test_keys_and_secrets_are_never_logged_echoed_or_sent_elsewhere(
     prefix = key.split("_")[1]
     wrong = f"csdr_{prefix}_{'x' * 32}"
     malformed = "not-a-key-" + uuid.uuid4().hex
-    secrets = [key, key.rsplit("_", 1)[1], wrong, malformed, WEBHOOK_SECRET]
+    secrets = [key, key.split("_", 2)[2], wrong, malformed, WEBHOOK_SECRET]
 
     bodies: list[str] = []
     push_url, _ = push

@@ -5,6 +5,7 @@ from the STAC API's item search).
 Run with `uvicorn csdr_discovery.app:create_app --factory`.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,7 +25,7 @@ from csdr_service.openapi import complete_openapi
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the discovery API; the pool opens in the lifespan."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, quiet={"httpx2": logging.WARNING})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
