@@ -1,0 +1,60 @@
+"""The queue's leases on a real database: an expired lease queues its job again, a worker that
+lost its lease cannot record an outcome, and a job whose workers keep dying fails."""
+
+import time
+
+import pytest
+from psycopg_pool import ConnectionPool
+
+from csdr_ingest import jobs
+
+LEASE_S = 0.2
+
+
+@pytest.fixture
+def pool(pg_env):
+    with ConnectionPool(min_size=1, max_size=2, kwargs={"autocommit": True}) as p:
+        yield p
+
+
+def attempts(pool, job_id):
+    with pool.connection() as conn:
+        return conn.execute(
+            "SELECT attempt, worker, outcome, started_at, ended_at FROM csdr.ingest_attempts"
+            " WHERE job_id = %s ORDER BY attempt",
+            (job_id,),
+        ).fetchall()
+
+
+def test_a_lost_lease_queues_the_job_again_and_fences_the_old_worker(pool):
+    queued = jobs.enqueue(pool, "/nowhere.tif", "c", None)
+    first = jobs.claim(pool, "host-a:1", LEASE_S)
+    assert first["id"] == queued["id"] and first["attempt"] == 1
+    assert jobs.claim(pool, "host-b:2", LEASE_S) is None  # leased: nobody else gets it
+    assert jobs.renew(pool, "host-a:1", {first["id"]: 1}, LEASE_S) == {first["id"]}
+    assert jobs.reap(pool, max_attempts=3) == []  # renewed: still host-a's
+    time.sleep(LEASE_S + 0.1)
+    assert jobs.reap(pool, max_attempts=3) == []  # expired, queued again (not failed)
+    second = jobs.claim(pool, "host-b:2", LEASE_S)
+    assert second["id"] == queued["id"] and second["attempt"] == 2
+    # host-a comes back: its heartbeat and its outcome are refused.
+    assert jobs.renew(pool, "host-a:1", {first["id"]: 1}, LEASE_S) == set()
+    assert not jobs.finish(pool, first, [], None)
+    assert jobs.finish(pool, second, [{"id": "x", "collection": "c"}], None)
+    assert jobs.get(pool, queued["id"])["status"] == "succeeded"
+    (a1, w1, o1, s1, e1), (a2, w2, o2, s2, e2) = attempts(pool, queued["id"])
+    assert (a1, w1, o1, a2, w2, o2) == (1, "host-a:1", "lease-expired", 2, "host-b:2", "succeeded")
+    assert s1 < e1 <= s2 < e2
+
+
+def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(pool):
+    queued = jobs.enqueue(pool, "/nowhere.tif", "c", None)
+    for n in (1, 2):
+        assert jobs.claim(pool, f"host:{n}", LEASE_S)["attempt"] == n
+        time.sleep(LEASE_S + 0.1)
+        failed = jobs.reap(pool, max_attempts=2)
+    assert [f["id"] for f in failed] == [queued["id"]]
+    job = jobs.get(pool, queued["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "WorkerLost"
+    assert [a[2] for a in attempts(pool, queued["id"])] == ["lease-expired", "lease-expired"]
+    assert jobs.claim(pool, "host:3", LEASE_S) is None
