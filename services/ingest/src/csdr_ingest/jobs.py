@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -199,6 +200,18 @@ def expire_dead_local(pool: ConnectionPool, host: str) -> int:
         return len(dead)
 
 
+def depth(pool: ConnectionPool) -> dict[str, int]:
+    """Jobs queued and running on the whole queue (every host's workers)."""
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT status, count(*) FROM csdr.ingest_jobs"
+            " WHERE status IN ('queued', 'running') GROUP BY status"
+        ).fetchall()
+    return {"queued": 0, "running": 0} | {status: int(n) for status, n in rows}
+
+
+# Called with a job's outcome (succeeded, failed) and how long it ran, in seconds.
+JobTimed = Callable[[str, float], None]
 # Called with a job and its error (None: published) once the outcome is recorded.
 JobFinished = Callable[[dict[str, Any], dict[str, str] | None], None]
 
@@ -239,16 +252,17 @@ def run_job(
     job: dict[str, Any],
     settings: Settings,
     finished: JobFinished | None = None,
-) -> bool:
-    """Run a claimed job through the pipeline, record its outcome and call `finished`, unless
-    its lease was lost meanwhile (the job is then another worker's): False."""
+) -> str | None:
+    """Run a claimed job through the pipeline, record its outcome and call `finished`; return
+    the outcome (`succeeded`, `failed`), or None when its lease was lost meanwhile (the job is
+    then another worker's)."""
     items, error = run_pipeline(pool, job, settings)
     if not finish(pool, job, items, error):
         logger.warning("job %s: lease lost before the end; its outcome is dropped", job["id"])
-        return False
+        return None
     if finished is not None:
         finished(job, error)
-    return True
+    return "failed" if error else "succeeded"
 
 
 class Workers:
@@ -256,12 +270,18 @@ class Workers:
     and polling for jobs queued by other processes; one more thread renews their leases."""
 
     def __init__(
-        self, pool: ConnectionPool, settings: Settings, finished: JobFinished | None = None
+        self,
+        pool: ConnectionPool,
+        settings: Settings,
+        finished: JobFinished | None = None,
+        timed: JobTimed | None = None,
     ) -> None:
-        """Run up to `settings.workers` jobs at once; call `finished` after each."""
+        """Run up to `settings.workers` jobs at once; call `finished` after each, and `timed`
+        with its outcome and duration."""
         self.pool = pool
         self.settings = settings
         self.finished = finished
+        self.timed = timed
         self.stopping = threading.Event()
         self.wake = threading.Condition()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -302,11 +322,14 @@ class Workers:
         the lease was lost meanwhile (the job is then another worker's)."""
         with self.held_lock:
             self.held[job["id"]] = job["attempt"]
+        start = time.monotonic()
         try:
-            run_job(self.pool, job, self.settings, self.finished)
+            outcome = run_job(self.pool, job, self.settings, self.finished)
         finally:
             with self.held_lock:
                 self.held.pop(job["id"], None)
+        if self.timed is not None and outcome is not None:
+            self.timed(outcome, time.monotonic() - start)
 
     def _loop(self) -> None:
         while not self.stopping.is_set():

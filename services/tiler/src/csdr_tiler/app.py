@@ -40,6 +40,7 @@ from csdr_access.ratelimit import RateLimiter
 from csdr_service.errors import detail_body
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import TILER_ERROR, complete_openapi
 from csdr_storage.store import gdal_options
 from csdr_tiler import health, wmts
@@ -66,6 +67,7 @@ from csdr_tiler.limits import (
     ImageLimitMiddleware,
     ImageLimits,
 )
+from csdr_tiler.metrics import TilerMetrics
 from csdr_tiler.mosaics import (
     VisibleBackend,
     VisibleBackendParams,
@@ -336,6 +338,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         ),
     )
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes, detail_body)
+    TilerMetrics(metrics_of(app), lambda: getattr(app.state, "dbpool", None))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
