@@ -27,6 +27,7 @@ from csdr_catalog.transactions import CatalogExtensions
 from csdr_service.guards import add_guards
 from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
+from csdr_service.replicas import ReadReplica
 from csdr_storage.store import open_bucket
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = instantiate_api(
         client=client,
         extensions=extensions,
-        lifespan=db.lifespan(writes=settings.transactions),
+        lifespan=db.lifespan(writes=settings.transactions, replica=ReadReplica()),
         settings=stac_settings,
     )
     app = api.app

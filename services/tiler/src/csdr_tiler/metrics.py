@@ -1,6 +1,7 @@
-"""The tiler's own metrics: the open COGs kept between requests (csdr_tiler.datasets), the
-pyramid tiles held in memory, and titiler-pgstac's database pool. Tiles answered from the
-response cache are the 200s of csdr_service.metrics' `csdr_http_answered_before_routing`."""
+"""The tiler's own metrics: the open COGs kept between requests (csdr_tiler.datasets), and the
+database pools (read: titiler-pgstac's, on the replica when there is one; write: csdr_tiler.db).
+Tiles answered from the response cache are the 200s of csdr_service.metrics'
+`csdr_http_answered_before_routing`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from csdr_tiler.datasets import POOL
 class TilerMetrics:
     """The gauges the tiler adds to its `Metrics`."""
 
-    def __init__(self, metrics: Metrics, dbpool: Callable[[], Any]) -> None:
-        """Register on `metrics`; `dbpool()` is titiler-pgstac's pool once the lifespan opened
-        it."""
+    def __init__(self, metrics: Metrics, pools: Callable[[], dict[str, Any]]) -> None:
+        """Register on `metrics`; `pools()` are the read and write pools once the lifespan
+        opened them (csdr_tiler.db)."""
         self.open_datasets = metrics.gauge(
             "csdr_tiler_open_datasets", "COGs open and idle between requests (csdr_tiler.datasets)."
         )
@@ -25,7 +26,7 @@ class TilerMetrics:
             "The most idle COGs kept open (CSDR_TILER_OPEN_DATASETS).",
         )
         metrics.on_scrape(self.refresh)
-        metrics.watch_pools(lambda: {"primary": dbpool()})
+        metrics.watch_pools(pools)
 
     async def refresh(self) -> None:
         """Read the pool of open COGs."""
