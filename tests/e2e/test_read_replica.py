@@ -6,13 +6,10 @@ stops, reads answer 503 within seconds: no fallback, no hang."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -23,6 +20,7 @@ from csdr_access.admin import add_org, issue_key
 from infra.local.pgcluster import Cluster
 from services.tiler.tests.scenes import Ingested, ingest
 from tests.e2e.processes import service
+from tests.support.standby import replayed, standby_of
 
 COLLECTION = "replica-scenes"
 # A standby that stopped must answer within this (the pools' connect and wait timeouts are 3 s
@@ -30,42 +28,11 @@ COLLECTION = "replica-scenes"
 FAIL_FAST_S = 8.0
 
 
-def lsn_replayed(primary: str, standby: str, timeout_s: float = 30) -> float:
-    """Wait until the standby has replayed everything the primary wrote; return how long."""
-    start = time.monotonic()
-    with psycopg.connect(primary, autocommit=True) as conn:
-        [[target]] = conn.execute("SELECT pg_current_wal_lsn()").fetchall()
-    with psycopg.connect(standby, autocommit=True) as conn:
-        while True:
-            [[done]] = conn.execute(
-                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)
-            ).fetchall()
-            if done:
-                return time.monotonic() - start
-            if time.monotonic() - start > timeout_s:
-                raise TimeoutError("the standby did not replay the primary's WAL")
-            time.sleep(0.02)
-
-
 @pytest.fixture(scope="module")
 def standby(pg_cluster: Cluster) -> Iterator[Cluster]:
-    """A hot standby of the session's cluster on a free port."""
-    base = Path(tempfile.mkdtemp(prefix="csdr-standby-"))
-    base.chmod(0o755)  # the postgres user reaches its data directory through it
-    cluster = Cluster(
-        data_dir=base / "pg",
-        port=free_port(),
-        log_file=base / "logs" / "pg.log",
-        socket_dir=base / "run",
-        throwaway=True,
-    )
-    try:
-        cluster.follow(pg_cluster)
-        cluster.start()
+    """A hot standby of the session's cluster."""
+    with standby_of(pg_cluster) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +46,7 @@ def replicated(pg_cluster: Cluster, standby: Cluster, tmp_path_factory) -> Itera
         first = ingest(conn, base / "a", COLLECTION)
         add_org(conn, "Replica node", "CN", "main", "test")
         key = issue_key(conn, "Replica node", ["ingest"], "test")[0]
-    lsn_replayed(primary, replica)
+    replayed(primary, replica)
     env = {
         **pg_cluster.env(name),
         "CSDR_DB_READ_HOST": "127.0.0.1",
@@ -139,7 +106,7 @@ def test_searches_and_tiles_come_from_the_standby_and_writes_go_to_the_primary(r
     finally:
         with psycopg.connect(node["replica"], autocommit=True) as conn:
             conn.execute("SELECT pg_wal_replay_resume()")
-    lag_s = lsn_replayed(node["primary"], node["replica"])
+    lag_s = replayed(node["primary"], node["replica"])
     assert search_ids(node) == sorted([first.item["id"], second.item["id"]])
     assert tile(node, second).status_code == 200
     print(f"replayed {lag_s * 1000:.0f} ms after resuming")
