@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -144,19 +145,57 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def route_template(scope: Scope) -> str:
-    """The template of the route the request's path and method match, as the router matches
-    (the first full match, else the first path-only match, answered 405; prefixes of included
-    routers added), or UNMATCHED."""
-    app = scope.get("app")
-    partial = None
-    for route in iter_route_contexts(getattr(app, "routes", ())):
-        match = route.matches(scope)[0]
-        if match == Match.FULL:
-            return str(route.path_format)
-        if match == Match.PARTIAL and partial is None:
-            partial = str(route.path_format)
-    return partial or UNMATCHED
+class RouteTemplates:
+    """The route template of a request, as the router matched it: its route (set in the scope
+    by the router) looked up among the app's routes with their included routers' prefixes
+    (FastAPI's `iter_route_contexts`, listed once); for a request a middleware answered before
+    routing (a cached tile), the template last seen for that path, else the first route whose
+    pattern matches (a full match; else a path-only one, answered 405); else UNMATCHED."""
+
+    def __init__(self, recent_max: int = 4096) -> None:
+        """Remember the templates of up to `recent_max` recent paths."""
+        self.recent_max = recent_max
+        self._routes: list[Any] | None = None
+        self._by_route: dict[int, str | None] = {}
+        self._recent: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def of(self, scope: Scope) -> str:
+        """The template of the request `scope` describes."""
+        routes = self._routes_of(scope)
+        key = (scope["method"], scope["path"])
+        route = scope.get("route")
+        template = self._by_route.get(id(route)) if route is not None else None
+        if template is None:
+            template = self._recent.get(key)
+        if template is None:
+            template = self._match(routes, scope)
+        if template != UNMATCHED:
+            self._recent[key] = template
+            self._recent.move_to_end(key)
+            if len(self._recent) > self.recent_max:
+                self._recent.popitem(last=False)
+        return template
+
+    def _routes_of(self, scope: Scope) -> list[Any]:
+        if self._routes is None:  # the app's routes are all added before its first request
+            self._routes = list(iter_route_contexts(getattr(scope.get("app"), "routes", ())))
+            for context in self._routes:
+                known = id(context.original_route)
+                # A route included under two prefixes has no one template: matched instead.
+                template = None if known in self._by_route else str(context.path_format)
+                self._by_route[known] = template
+        return self._routes
+
+    @staticmethod
+    def _match(routes: list[Any], scope: Scope) -> str:
+        partial = None
+        for route in routes:
+            match = route.matches(scope)[0]
+            if match == Match.FULL:
+                return str(route.path_format)
+            if match == Match.PARTIAL and partial is None:
+                partial = str(route.path_format)
+        return partial or UNMATCHED
 
 
 class MetricsMiddleware:
@@ -166,6 +205,7 @@ class MetricsMiddleware:
         """Wrap `app`; record into `metrics`."""
         self.app = app
         self.metrics = metrics
+        self.templates = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on; record its status, route and duration once answered."""
@@ -185,11 +225,11 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         except Exception:
-            self.metrics.exceptions.labels(method, route_template(scope)).inc()
+            self.metrics.exceptions.labels(method, self.templates.of(scope)).inc()
             raise
         finally:
             routed = "route" in scope
-            route = route_template(scope)
+            route = self.templates.of(scope)
             self.metrics.requests.labels(method, route, str(status)).inc()
             if not routed and route != UNMATCHED:
                 self.metrics.before_routing.labels(method, route, str(status)).inc()
