@@ -1,6 +1,11 @@
 """The queue's leases on a real database: an expired lease queues its job again, a worker that
-lost its lease cannot record an outcome, and a job whose workers keep dying fails."""
+lost its lease cannot record an outcome, a job whose workers keep dying fails, and a starting
+worker ends the leases of its host's dead processes at once."""
 
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -58,3 +63,33 @@ def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(pool):
     assert job["status"] == "failed" and job["error"]["code"] == "WorkerLost"
     assert [a[2] for a in attempts(pool, queued["id"])] == ["lease-expired", "lease-expired"]
     assert jobs.claim(pool, "host:3", LEASE_S) is None
+
+
+def test_a_starting_worker_ends_the_leases_of_this_hosts_dead_processes_only(pool):
+    host, me = socket.gethostname(), os.getpid()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        holders = {
+            "dead here": f"{host}:{dead.pid}:aaaa",
+            "restarted here": f"{host}:{me}:bbbb",  # this pid, an earlier start (a container)
+            "alive here": f"{host}:{alive.pid}:cccc",
+            "elsewhere": f"other-host:{dead.pid}:dddd",
+        }
+        held = {}
+        for what, worker in holders.items():
+            jobs.enqueue(pool, f"/{what}.tif", "c", None)
+            held[what] = jobs.claim(pool, worker, 600)["id"]
+        assert jobs.expire_dead_local(pool, f"{host}:{me}:eeee") == 2
+        jobs.reap(pool, max_attempts=3)
+        status = {what: jobs.get(pool, job_id)["status"] for what, job_id in held.items()}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert status == {
+        "dead here": "queued",
+        "restarted here": "queued",
+        "alive here": "running",
+        "elsewhere": "running",
+    }

@@ -181,16 +181,23 @@ def finish(
         return True
 
 
-def expire_dead_local(pool: ConnectionPool, host: str) -> int:
-    """End now the leases of jobs whose worker was a process of this host that no longer runs
-    (a restart need not wait for the lease); return how many."""
+def expire_dead_local(pool: ConnectionPool, worker: str) -> int:
+    """End now the leases of jobs whose worker (`host:pid:nonce`) was a process of this host that
+    no longer runs, or an earlier process with this one's pid (a container restarted: pid 1
+    again), so a restart need not wait for the lease; return how many. Call it before `worker`
+    claims anything."""
+    host, pid, _ = worker.split(":")
     with pool.connection() as conn:
         rows = conn.execute(
             "SELECT id, worker FROM csdr.ingest_jobs WHERE status = 'running'"
-            " AND split_part(worker, ':', 1) = %s",
-            (host,),
+            " AND split_part(worker, ':', 1) = %s AND worker <> %s",
+            (host, worker),
         ).fetchall()
-        dead = [job_id for job_id, worker in rows if not process_alive(int(worker.split(":")[1]))]
+        dead = [
+            job_id
+            for job_id, other in rows
+            if other.split(":")[1] == pid or not process_alive(int(other.split(":")[1]))
+        ]
         if dead:
             conn.execute(
                 "UPDATE csdr.ingest_jobs SET lease_until = now() - interval '1 microsecond'"
@@ -284,7 +291,8 @@ class Workers:
         self.timed = timed
         self.stopping = threading.Event()
         self.wake = threading.Condition()
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # Unique per process start: pids repeat across container restarts.
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.held: dict[uuid.UUID, int] = {}
         self.held_lock = threading.Lock()
         self.threads = [
@@ -297,7 +305,7 @@ class Workers:
 
     def start(self) -> None:
         """End the leases of this host's dead processes, then start the threads."""
-        if n := expire_dead_local(self.pool, socket.gethostname()):
+        if n := expire_dead_local(self.pool, self.name):
             logger.warning("%d job(s) left running by a stopped process will run again", n)
         with self.pool.connection() as conn:
             if n := remove_abandoned(conn, self.settings):
