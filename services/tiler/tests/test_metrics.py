@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from csdr_tiler.app import create_app
+from csdr_tiler.datasets import POOL
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import ingest
 
@@ -28,6 +29,7 @@ def test_a_cached_tile_and_the_open_cogs_show_in_the_metrics(pg_env, tmp_path):
     tile = scene.centre_tile(13)
     url = f"{scene.url}/presets/true-color/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
     with TestClient(create_app(Settings())) as client:
+        POOL.clear()  # process-wide: other tests' COGs may be open
         assert [s.value for s in samples(client, "csdr_tiler_open_datasets")] == [0]
         assert client.get(url).status_code == 200  # rendered
         assert client.get(url).status_code == 200  # from the response cache
