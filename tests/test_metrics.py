@@ -25,6 +25,7 @@ TEMPLATED = {
     "tiler": ("/algorithms/{}", "/algorithms/{algorithmId}"),
     "ingest": ("/jobs/{}", "/jobs/{job_id}"),
     "push": ("/subscriptions/{}", "/subscriptions/{subscription_id}"),
+    "orders": ("/orders/{}", "/orders/{order_id}"),
     "discovery": ("/opensearch/granules.{}", "/opensearch/granules.{fmt}"),
     "federation": ("/federation/peers/{}/wake", "/federation/peers/{name}/wake"),
 }
@@ -39,6 +40,7 @@ OWN = {
         "csdr_push_delivery_lag_seconds",
         "csdr_push_dead_letters",
     },
+    "orders": set(),
     "discovery": set(),
     "federation": set(),
 }
@@ -64,6 +66,7 @@ def requests_of(families: dict[str, list], route: str) -> float:
 def test_metrics_parse_and_count_requests_by_route_template(service, pg_env, tmp_path, monkeypatch):
     monkeypatch.setenv("CSDR_PUSH_WORKER", "false")
     monkeypatch.setenv("CSDR_FEDERATION_WORKER", "false")
+    monkeypatch.setenv("CSDR_ORDERS_WORKER", "false")
     monkeypatch.setenv("CSDR_INGEST_ASSETS_DIR", str(tmp_path / "assets"))
     create_app = importlib.import_module(f"csdr_{service}.app").create_app
     raw, template = TEMPLATED[service]
