@@ -55,9 +55,11 @@ def replicated(pg_cluster: Cluster, standby: Cluster, tmp_path_factory) -> Itera
     }
     with ExitStack() as stack:
         catalog = stack.enter_context(
-            service("csdr_catalog.app:create_app", free_port(), env, base)
+            service("csdr_catalog.app:create_app", free_port(), env, base, timeout_s=180)
         )
-        tiler = stack.enter_context(service("csdr_tiler.app:create_app", free_port(), env, base))
+        tiler = stack.enter_context(
+            service("csdr_tiler.app:create_app", free_port(), env, base, timeout_s=180)
+        )
         yield {
             "catalog": catalog,
             "tiler": tiler,

@@ -38,7 +38,7 @@ def standby_of(primary: Cluster) -> Iterator[Cluster]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def replayed(primary: str, standby: str, timeout_s: float = 30) -> float:
+def replayed(primary: str, standby: str, timeout_s: float = 90) -> float:
     """Wait until `standby` has replayed everything `primary` wrote (conninfo strings); return
     how long that took, in seconds."""
     start = time.monotonic()
