@@ -1,8 +1,7 @@
 """Where a service's reads go: a streaming standby of the primary when an operator names one
 (`CSDR_DB_READ_HOST`, `_PORT`, and `_USER`, `_PASSWORD`, `_DBNAME` when they differ from the
 primary's `PG*`), else the primary. The catalog and the tiler read through it; every write
-(transactions, API key use, search registration, pyramid tiles) stays on the primary. A host
-list (`standby1,primary`) is libpq's and asyncpg's: they take the first that answers."""
+(transactions, API key use, search registration, pyramid tiles) stays on the primary."""
 
 from __future__ import annotations
 
@@ -17,9 +16,9 @@ class ReadReplica(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSDR_DB_READ_", extra="ignore")
 
     host: str | None = None
-    """Host (or comma-separated hosts) of the standby; unset: no replica."""
-    port: str | None = None
-    """Its port (or ports, one per host); default: the primary's PGPORT."""
+    """Host of the standby (or of a Service in front of several); unset: no replica."""
+    port: int | None = None
+    """Its port; default: the primary's PGPORT."""
     user: str | None = None
     password: str | None = None
     dbname: str | None = None
@@ -36,7 +35,7 @@ class ReadReplica(BaseSettings):
         assert self.host is not None
         values = {
             "PGHOST": self.host,
-            "PGPORT": self.port or os.environ.get("PGPORT", "5432"),
+            "PGPORT": str(self.port or os.environ.get("PGPORT", "5432")),
             "PGUSER": self.user or os.environ.get("PGUSER", ""),
             "PGPASSWORD": self.password or os.environ.get("PGPASSWORD", ""),
             "PGDATABASE": self.dbname or os.environ.get("PGDATABASE", ""),
