@@ -40,10 +40,11 @@ def standby_of(primary: Cluster) -> Iterator[Cluster]:
 
 def replayed(primary: str, standby: str, timeout_s: float = 90) -> float:
     """Wait until `standby` has replayed everything `primary` wrote (conninfo strings); return
-    how long that took, in seconds."""
+    how long that took, in seconds. The target is WAL inserted, not yet written: with
+    `synchronous_commit = off` (the test clusters) a commit may not be written yet."""
     start = time.monotonic()
     with psycopg.connect(primary, autocommit=True) as conn:
-        [[target]] = conn.execute("SELECT pg_current_wal_lsn()").fetchall()
+        [[target]] = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchall()
     with psycopg.connect(standby, autocommit=True) as conn:
         while True:
             [[done]] = conn.execute(

@@ -56,8 +56,9 @@ class ReadWritePool:
     def wait_replayed(self, timeout_s: float = WAIT_S) -> None:
         """Return once the standby has replayed what the primary has written so far;
         TimeoutError (a 503) after `timeout_s`."""
+        # Inserted, not only written: with synchronous_commit off, a commit may be unwritten.
         with self.write.connection() as conn:
-            [[lsn]] = conn.execute("SELECT pg_current_wal_lsn()").fetchall()
+            [[lsn]] = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchall()
         deadline = time.monotonic() + timeout_s
         with self.read.connection() as conn:
             # NULL when the server is no standby (a host list fell back to the primary).
