@@ -221,6 +221,29 @@ class Cluster:
         if self.running():
             self._run(pg_bindir() / "pg_ctl", "-D", self.data_dir, "-m", "fast", "-w", "stop")
 
+    def follow(self, primary: Cluster) -> None:
+        """Make this (not yet initialised) cluster a streaming standby of `primary`: a base
+        backup with its replication settings (`pg_basebackup -R`), the same superuser
+        password; `start` then runs it as a hot standby that replays the primary's WAL."""
+        if self.initialised():
+            raise ClusterError(f"{self.data_dir} already holds a cluster")
+        self._own(self.data_dir)
+        self.data_dir.chmod(0o700)
+        self.password_file.write_text(primary.password + "\n")
+        self.password_file.chmod(0o600)
+        done = self._run(
+            pg_bindir() / "pg_basebackup",
+            "--dbname",
+            primary.conninfo("postgres"),
+            "-D",
+            self.data_dir,
+            "-R",
+            "--checkpoint=fast",
+            "--wal-method=stream",
+        )
+        if done.returncode != 0:
+            raise ClusterError(f"pg_basebackup into {self.data_dir} failed:\n{done.stderr}")
+
     def create_database(self, name: str, template: str | None = None) -> None:
         """Create a database unless it exists (optionally as a copy of `template`)."""
         import psycopg

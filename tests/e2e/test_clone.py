@@ -11,4 +11,5 @@ def test_a_fresh_clone_passes_make_test_fast(clone):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     assert "bootstrap: installing" not in output  # the session's venv, not a second install
-    assert re.search(r"\d+ passed", output) and "failed" not in output, output[-3000:]
+    # pytest's summary, not any "failed" (a test may be named for what it checks about failures)
+    assert re.search(r"\d+ passed", output) and not re.search(r"\d+ failed", output), output[-3000:]

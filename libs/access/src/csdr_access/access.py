@@ -6,7 +6,8 @@ that sent `max_failures` invalid keys within `window_s` is refused before its ke
 
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
@@ -25,6 +26,14 @@ from csdr_access.principals import (
     TooManyKeyFailures,
     principal_from,
 )
+
+# Opens a connection on the primary for the checks' writes (a psycopg pool's `connection`).
+Writer = Callable[[], AbstractContextManager[psycopg.Connection]]
+
+
+def _writing(conn: psycopg.Connection, writer: Writer | None) -> AbstractContextManager[Any]:
+    """A connection for a write: `writer`'s, else `conn` itself."""
+    return writer() if writer is not None else nullcontext(conn)
 
 
 class KeyFailureLimit(BaseSettings):
@@ -72,10 +81,16 @@ class AccessControl:
         return result
 
     def principal(
-        self, conn: psycopg.Connection, key: str | None, client: str | None = None
+        self,
+        conn: psycopg.Connection,
+        key: str | None,
+        client: str | None = None,
+        writer: Writer | None = None,
     ) -> Principal:
         """The caller for `key` (anonymous when None) sent from address `client`; raises
-        InvalidKey, TooManyKeyFailures when `client` sent too many invalid keys lately."""
+        InvalidKey, TooManyKeyFailures when `client` sent too many invalid keys lately. Key use
+        and failures are written through `writer()` (the primary, when `conn` is a read
+        replica's), else on `conn`."""
         if key is None:
             return ANONYMOUS
         cached = self._get(("key", digest(key)))
@@ -92,20 +107,22 @@ class AccessControl:
                     row = cur.execute(KEY_SQL, (prefix,)).fetchone()
             try:
                 cached = principal_from(key, row)
-                with psycopg.RawCursor(conn) as cur:
+                with _writing(conn, writer) as wconn, psycopg.RawCursor(wconn) as cur:
                     cur.execute(TOUCH_SQL, (prefix,))
             except InvalidKey as exc:
                 if client and limit:
-                    with psycopg.RawCursor(conn) as cur:
+                    with _writing(conn, writer) as wconn, psycopg.RawCursor(wconn) as cur:
                         cur.execute(RECORD_KEY_FAILURE_SQL, (client, window))
                 cached = exc
             self._put(("key", digest(key)), cached)
         return self._raise_or_return(cached)
 
     async def principal_async(
-        self, conn: Any, key: str | None, client: str | None = None
+        self, conn: Any, key: str | None, client: str | None = None, writer: Any = None
     ) -> Principal:
-        """principal() over an asyncpg connection or pool."""
+        """principal() over an asyncpg connection or pool; writes through `writer` (a pool or
+        connection on the primary) when given."""
+        writer = writer or conn
         if key is None:
             return ANONYMOUS
         cached = self._get(("key", digest(key)))
@@ -119,10 +136,10 @@ class AccessControl:
             row = await conn.fetchrow(KEY_SQL, prefix) if prefix else None
             try:
                 cached = principal_from(key, row)
-                await conn.execute(TOUCH_SQL, prefix)
+                await writer.execute(TOUCH_SQL, prefix)
             except InvalidKey as exc:
                 if client and limit:
-                    await conn.execute(RECORD_KEY_FAILURE_SQL, client, window)
+                    await writer.execute(RECORD_KEY_FAILURE_SQL, client, window)
                 cached = exc
             self._put(("key", digest(key)), cached)
         return self._raise_or_return(cached)

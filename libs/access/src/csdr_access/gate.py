@@ -12,7 +12,7 @@ import psycopg
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.types import Message, Scope, Send
 
-from csdr_access.access import AccessControl
+from csdr_access.access import AccessControl, Writer
 from csdr_access.keys import api_key_from
 from csdr_access.principals import ANONYMOUS, InvalidKey, Principal, TooManyKeyFailures
 from csdr_access.ratelimit import RateLimiter
@@ -92,12 +92,14 @@ def authenticate(
     conn: psycopg.Connection,
     key: str | None,
     client: str | None = None,
+    writer: Writer | None = None,
 ) -> Principal:
-    """The caller `key` names, sent from address `client`, over a psycopg connection; Refused
-    for a bad, revoked or expired key (401), past the key's rate limit or after too many bad
-    keys from the address (429)."""
+    """The caller `key` names, sent from address `client`, over a psycopg connection (key use
+    written through `writer`, see AccessControl.principal); Refused for a bad, revoked or
+    expired key (401), past the key's rate limit or after too many bad keys from the address
+    (429)."""
     try:
-        principal = access.principal(conn, key, client) if key is not None else ANONYMOUS
+        principal = access.principal(conn, key, client, writer) if key is not None else ANONYMOUS
     except InvalidKey as exc:
         raise _invalid(exc) from None
     return _limited(principal, limiter)
@@ -109,10 +111,11 @@ async def authenticate_async(
     conn: Any,
     key: str | None,
     client: str | None = None,
+    writer: Any = None,
 ) -> Principal:
-    """authenticate() over an asyncpg connection or pool."""
+    """authenticate() over an asyncpg connection or pool (writes through `writer`)."""
     try:
-        principal = await access.principal_async(conn, key, client)
+        principal = await access.principal_async(conn, key, client, writer)
     except InvalidKey as exc:
         raise _invalid(exc) from None
     return _limited(principal, limiter)

@@ -6,14 +6,18 @@ as code; a request that does not validate is a 400 naming each field; anything u
 500 whose cause goes to the log under the request id (csdr_service.request_ids), not to the
 client. The catalog registers `http_error` and `log_unexpected` with its own STAC codes."""
 
+import errno
 import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
 from csdr_service.request_ids import REQUEST_ID_HEADER, request_id_of
@@ -33,6 +37,15 @@ def error_body(code: str, description: str) -> dict[str, Any]:
 def detail_body(code: str, description: str) -> dict[str, Any]:
     """titiler's error shape, `{"detail"}` (the tiler's)."""
     return {"detail": description}
+
+
+def unavailable_response(body: ErrorBody = error_body) -> JSONResponse:
+    """503 for a database that cannot be reached, in a service's error shape."""
+    return JSONResponse(
+        body("ServiceUnavailable", UNAVAILABLE),
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def error_response(
@@ -63,6 +76,35 @@ def refused_value(exc: BaseException) -> str | None:
     if sqlstate == "42601" and "tsquery" in first:
         return f"q is not a free-text query PostgreSQL can read: {first}"
     return None
+
+
+# SQLSTATEs of a server that is gone or not accepting connections: class 08 (connection
+# exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+UNREACHABLE_ERRNOS = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT)
+UNAVAILABLE = "the database is unavailable; retry later"
+RETRY_AFTER_S = 5
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """True when `exc` (or an exception it was raised from) says the database cannot be
+    reached: refused or dropped connections, a pool that waited too long for one, a server
+    shutting down. Answered 503 with Retry-After, never a 500 or a hang."""
+    seen = 0
+    while exc is not None and seen < 8:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+            return True
+        if isinstance(exc, ConnectionError | TimeoutError | PoolTimeout):
+            return True
+        if isinstance(exc, psycopg.OperationalError) and sqlstate is None:
+            return True  # psycopg's own: the connection failed or was lost
+        if isinstance(exc, asyncpg.exceptions.InterfaceError | asyncpg.ConnectionDoesNotExistError):
+            return True
+        if isinstance(exc, OSError) and exc.errno in UNREACHABLE_ERRNOS:
+            return True  # connecting to a host that is down
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def describe_validation_error(exc: RequestValidationError) -> str:
@@ -101,6 +143,8 @@ def add_exception_handlers(app: FastAPI, service: str) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if refused := refused_value(exc):
             return error_response(400, "InvalidRequest", refused)
+        if database_unavailable(exc):
+            return unavailable_response()
         rid = log_unexpected(request, exc)
         return error_response(
             500,

@@ -83,10 +83,16 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         credentials = Credentials.of(scope)
-        pool = scope["app"].state.readpool
+        state = scope["app"].state
+        pool = state.readpool
         try:
             principal = await authenticate_async(
-                self.access, self.limiter, pool, credentials.key, client_address(scope)
+                self.access,
+                self.limiter,
+                pool,
+                credentials.key,
+                client_address(scope),
+                getattr(state, "writepool", None),
             )
         except Refused as refused:
             await refused.send(send)

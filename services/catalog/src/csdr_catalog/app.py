@@ -25,7 +25,9 @@ from csdr_catalog.search_params import SearchConventionsExtension, WholeDaysMidd
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
 from csdr_service.guards import add_guards
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
+from csdr_service.replicas import ReadReplica
 from csdr_storage.store import open_bucket
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = instantiate_api(
         client=client,
         extensions=extensions,
-        lifespan=db.lifespan(writes=settings.transactions),
+        lifespan=db.lifespan(writes=settings.transactions, replica=ReadReplica()),
         settings=stac_settings,
     )
     app = api.app
@@ -116,6 +118,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
+    metrics_of(app).watch_pools(
+        lambda: {
+            "read": getattr(app.state, "readpool", None),
+            "write": getattr(app.state, "writepool", None),
+        }
+    )
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)

@@ -212,7 +212,11 @@ class CatalogClient(CoreCrudClient):
                 matched = None
                 if count:
                     matched = await number_matched(
-                        conn, search, self.count_exact_below, self.count_stats_ttl_s
+                        conn,
+                        search,
+                        self.count_exact_below,
+                        self.count_stats_ttl_s,
+                        cache=not request.app.state.reads_on_replica,
                     )
         except InvalidDatetimeFormatError as exc:
             raise InvalidQueryParameter(

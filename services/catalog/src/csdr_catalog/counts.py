@@ -26,16 +26,22 @@ class Matched:
 
 
 async def number_matched(
-    conn: Connection, search: dict[str, object], exact_below: int, stats_ttl_s: int
+    conn: Connection,
+    search: dict[str, object],
+    exact_below: int,
+    stats_ttl_s: int,
+    cache: bool = True,
 ) -> Matched:
-    """Count the items `search` matches: exactly below `exact_below` estimated rows."""
+    """Count the items `search` matches: exactly below `exact_below` estimated rows; `cache`:
+    keep the count in pgSTAC's cache (not on a read-only standby: counted anew each time)."""
     conf = {
         "context": "auto",
         "context_estimated_count": str(exact_below),
         "context_estimated_cost": "0",
         "context_stats_ttl": f"{stats_ttl_s} seconds",
-        # The read pool runs pgSTAC read-only (db.py); the counts cache is the write it needs.
-        "readonly": "false",
+        # The read pool runs pgSTAC read-only (db.py); the counts cache is the write it needs,
+        # except on a standby, which takes no writes.
+        "readonly": "false" if cache else "true",
     }
     where = {k: v for k, v in search.items() if k not in ("limit", "token", "sortby", "fields")}
     row = await conn.fetchrow(STATS_SQL, orjson.dumps(where).decode(), orjson.dumps(conf).decode())

@@ -18,7 +18,8 @@ tests/bench/bench_catalog.py, on the 2-core machines this node targets):
 Read connections also skip asyncpg's reset query on release (`RESET ALL`, `UNLISTEN *`, ...: one
 more round trip for each of the two or three connections a request takes): nothing on the read
 pool changes session state, and asyncpg still ends any open transaction. The write pool
-(transactions) keeps PostgreSQL's, pgSTAC's and asyncpg's defaults. The pools are made as
+(transactions; API key use when reads go to a standby, csdr_service.replicas) keeps
+PostgreSQL's, pgSTAC's and asyncpg's defaults. The pools are made as
 stac-fastapi-pgstac's `connect_to_db` makes them (its settings, its `con_init`, its
 `get_connection`), which has no parameter for a connection class.
 """
@@ -33,6 +34,8 @@ from fastapi import FastAPI
 from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 from stac_fastapi.pgstac.db import close_db_connection, con_init, get_connection
 
+from csdr_service.replicas import ReadReplica
+
 # Session settings of the read pool (see the module docstring); pgSTAC reads `pgstac.*` settings
 # from the session before its `pgstac_settings` table (pgstac.get_setting).
 READ_SESSION_SETTINGS = {
@@ -40,6 +43,9 @@ READ_SESSION_SETTINGS = {
     "cpu_index_tuple_cost": "0.02",
     "pgstac.readonly": "true",
 }
+
+
+CONNECT_TIMEOUT_S = 3.0
 
 
 def read_pool_settings(env: Mapping[str, str] | None = None) -> PostgresSettings:
@@ -78,6 +84,8 @@ async def create_pool(
     """A pool as stac-fastapi-pgstac makes it, with our connection class."""
     return await asyncpg.create_pool(
         settings.connection_string,
+        # Opening a connection to a host that is down fails a request (503), not hangs it.
+        timeout=CONNECT_TIMEOUT_S,
         min_size=settings.db_min_conn_size,
         max_size=settings.db_max_conn_size,
         max_queries=settings.db_max_queries,
@@ -88,13 +96,21 @@ async def create_pool(
     )
 
 
-def lifespan(writes: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Open the pools (a write pool too when `writes`) for the app's life."""
+def lifespan(
+    writes: bool, replica: ReadReplica | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the pools for the app's life: the read pool on `replica` when one is configured
+    (else on the primary), and a write pool on the primary when `writes` (transactions) or
+    when reads go to a replica (API key use is written)."""
+    on_replica = replica is not None and replica.configured
 
     @asynccontextmanager
     async def pools(app: FastAPI) -> AsyncIterator[None]:
-        app.state.readpool = await create_pool(read_pool_settings(), ReadConnection)
-        if writes:
+        read_env = replica.pg_env() if replica is not None and on_replica else None
+        read_settings = read_pool_settings(read_env)
+        app.state.reads_on_replica = on_replica
+        app.state.readpool = await create_pool(read_settings, ReadConnection)
+        if writes or on_replica:
             app.state.writepool = await create_pool(PostgresSettings())
         app.state.get_connection = get_connection
         try:

@@ -16,7 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from csdr_service.errors import error_response, http_error, log_unexpected, refused_value
+from csdr_service.errors import (
+    database_unavailable,
+    error_response,
+    http_error,
+    log_unexpected,
+    refused_value,
+    unavailable_response,
+)
 from csdr_service.request_ids import REQUEST_ID_HEADER
 
 
@@ -68,6 +75,8 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     database refused is the client's: 400 naming it)."""
     if refused := refused_value(exc):
         return stac_error(400, "BadRequest", refused)
+    if database_unavailable(exc):
+        return unavailable_response()
     rid = log_unexpected(request, exc)
     return error_response(
         500, "InternalServerError", f"internal error; request id {rid}", {REQUEST_ID_HEADER: rid}

@@ -19,6 +19,7 @@ from csdr_service import pools
 from csdr_service.errors import add_exception_handlers
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
 
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.iso = iso19139.IsoRecords(settings)
     add_exception_handlers(app, "discovery")
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
+    metrics_of(app).watch_pools(lambda: {"primary": getattr(app.state, "pool", None)})
     app.include_router(csw.router)
     app.include_router(oai.router)
     app.include_router(opensearch.router)

@@ -21,6 +21,7 @@ from csdr_federation.sync import Worker
 from csdr_service import pools
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
 from csdr_storage.store import open_bucket
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bucket = open_bucket(settings.assets_url) if settings.assets_url else None
     app.state.feed = Feed(settings.node_name, settings.catalog_url, settings.asset_roots, bucket)
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
+    metrics_of(app).watch_pools(lambda: {"primary": getattr(app.state, "pool", None)})
     add_exception_handlers(app)
     app.include_router(changes.router)
     app.include_router(peers.router)

@@ -14,10 +14,12 @@ from csdr_access import AccessControl
 from csdr_ingest import health
 from csdr_ingest.inbox import Watcher, settle_job
 from csdr_ingest.jobs import Workers
+from csdr_ingest.metrics import IngestMetrics
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
 from csdr_service.errors import add_exception_handlers
 from csdr_service.guards import add_guards
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
 
 
@@ -31,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = ConnectionPool(
             min_size=1, max_size=settings.workers + 4, open=True, kwargs={"autocommit": True}
         )
-        workers = Workers(pool, settings, partial(settle_job, settings))
+        workers = Workers(pool, settings, partial(settle_job, settings), ingest_metrics.timed)
         app.state.pool, app.state.workers = pool, workers
         workers.start()
         watcher = Watcher(pool, settings, workers.notify) if settings.inbox else None
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
     add_exception_handlers(app, "ingest")
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
+    ingest_metrics = IngestMetrics(metrics_of(app), lambda: app.state.pool)
     app.include_router(jobs.router)
     app.include_router(health.router)
     complete_openapi(app)

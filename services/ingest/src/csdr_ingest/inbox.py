@@ -4,7 +4,7 @@ A package (archive or folder) is queued as an ingest job once its size has stopp
 the job runs on the service's worker pool like any other, and then the package leaves the inbox:
 to the archive (or deleted) when published, to the quarantine beside `<name>.error.json` when not.
 Jobs live in the database, so a restart loses nothing: a job left running by a killed process is
-queued again (jobs.requeue_orphans), its half-written files are removed
+queued again (csdr_ingest.jobs), its half-written files are removed
 (pipeline.remove_abandoned), and a package whose job finished before the crash but was not yet
 moved is moved without being ingested again (its size and mtime identify it).
 """

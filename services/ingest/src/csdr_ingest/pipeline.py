@@ -200,7 +200,9 @@ def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:
             info = json.loads(store.get_bytes(marker) or b"")
         except ValueError:
             continue
-        if not isinstance(info, dict) or info.get("host") != host or _alive(int(info["pid"])):
+        if not isinstance(info, dict) or info.get("host") != host:
+            continue
+        if process_alive(int(info["pid"])):
             continue
         # A version committed just before its writer died is the item's: keep its files.
         keep = pgstac.asset_hrefs(conn, info["collection"], info["item_id"])
@@ -208,10 +210,11 @@ def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:
         _remove_version(store, folder, info["version"], keep)
         store.delete([marker])
         count += 1
-    return count + remove_abandoned_scratch(settings.work_dir, _alive)
+    return count + remove_abandoned_scratch(settings.work_dir, process_alive)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while process `pid` of this host runs."""
     if pid <= 0:
         return False
     try:

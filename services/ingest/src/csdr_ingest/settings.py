@@ -35,6 +35,11 @@ class Settings(ServiceSettings):
     512 MB (tests/bench/bench_cresda.py)."""
     poll_interval_s: float = 2.0
     """How often idle workers look for jobs queued by other processes."""
+    lease_s: float = 30.0
+    """How long a claimed job stays a worker's without a heartbeat (renewed every third of it):
+    a job of a worker that died runs again this long after its last heartbeat."""
+    max_attempts: int = 3
+    """Claims of a job whose worker keeps dying before it is failed (`WorkerLost`)."""
     dem: Path | None = None
     """A DEM GDAL can read (RPC_DEM) for orthorectification; else the RPB's mean height."""
     dem_collection: str | None = None

@@ -23,6 +23,7 @@ from csdr_orders.watcher import Watcher
 from csdr_service import pools
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.metrics import metrics_of
 from csdr_service.node_secrets import node_secret
 from csdr_service.openapi import complete_openapi
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         allow_headers=["Content-Type", "Authorization", "X-API-Key", "Idempotency-Key"],
     )
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
+    metrics_of(app).watch_pools(lambda: {"primary": getattr(app.state, "pool", None)})
     app.include_router(orders.router)
     app.include_router(usage.router)
     app.include_router(health.router)

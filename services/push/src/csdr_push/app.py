@@ -14,12 +14,14 @@ from starlette.middleware.cors import CORSMiddleware
 from csdr_access import AccessControl
 from csdr_push import deliveries, health
 from csdr_push.errors import add_exception_handlers
+from csdr_push.metrics import PushMetrics
 from csdr_push.routes import subscriptions
 from csdr_push.settings import Settings
 from csdr_push.worker import Worker
 from csdr_service import pools
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
 from csdr_service.periodic import Periodic
 
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Content-Type", "Authorization", "X-API-Key"],
     )
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes)
+    PushMetrics(metrics_of(app), lambda: app.state.pool)
     app.include_router(subscriptions.router)
     app.include_router(health.router)
     complete_openapi(app)

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from csdr_access import ANONYMOUS, AccessControl, Principal
+from csdr_access.access import Writer
 from csdr_access.gate import (
     Credentials,
     Refused,
@@ -100,11 +101,19 @@ class Judge:
     """The database side of the middleware: one call per request, run in a worker thread
     (psycopg's pool is sync) on one connection of the pool."""
 
-    def __init__(self, catalogue: Catalogue, access: AccessControl, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        access: AccessControl,
+        limiter: RateLimiter,
+        writer: Writer | None = None,
+    ) -> None:
         """Check keys and visibility through the catalogue's pool with `access`'s cache, rates
-        with `limiter`; read item versions through `catalogue`."""
+        with `limiter`, key use written through `writer` (the primary's pool, when the
+        catalogue reads a standby); read item versions through `catalogue`."""
         self.catalogue = catalogue
         self.pool = catalogue.pool
+        self.writer = writer
         self.access = access
         self.limiter = limiter
 
@@ -118,7 +127,7 @@ class Judge:
         self, conn: Connection[Any], key: str | None, path: str, client: str | None
     ) -> Verdict:
         try:
-            principal = authenticate(self.access, self.limiter, conn, key, client)
+            principal = authenticate(self.access, self.limiter, conn, key, client, self.writer)
         except Refused as refused:
             return refusal(
                 refused.status,
@@ -194,7 +203,9 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         credentials = Credentials.of(scope)
-        judge = Judge(scope["app"].state.csdr_catalogue, self.access, self.limiter)
+        state = scope["app"].state
+        writes = state.csdr_writepool.connection if state.csdr_writepool is not None else None
+        judge = Judge(state.csdr_catalogue, self.access, self.limiter, writes)
         # One worker-thread hop for the whole decision: each hop costs the event loop ~0.3 ms
         # of GIL under load, and the principal, the path and the visibility need one connection.
         verdict = await anyio.to_thread.run_sync(

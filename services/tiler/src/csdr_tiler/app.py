@@ -28,7 +28,6 @@ from titiler.core.routing import EndpointScope
 from titiler.core.utils import update_openapi
 from titiler.extensions import wmtsExtension
 from titiler.mosaic.extensions.wmts import wmtsExtension as mosaicWmtsExtension
-from titiler.pgstac.db import close_db_connection, connect_to_db
 from titiler.pgstac.dependencies import SearchIdParams
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import (
@@ -41,6 +40,7 @@ from csdr_access.ratelimit import RateLimiter
 from csdr_service.errors import detail_body
 from csdr_service.guards import add_guards
 from csdr_service.logs import configure_logging
+from csdr_service.metrics import metrics_of
 from csdr_service.openapi import TILER_ERROR, complete_openapi
 from csdr_service.periodic import Periodic
 from csdr_storage.store import gdal_options
@@ -49,6 +49,7 @@ from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
 from csdr_tiler.caching import Freshness, TileCacheMiddleware
 from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_transforms
+from csdr_tiler.db import PrimaryRequests, close_pools, open_pools
 from csdr_tiler.dependencies import (
     ItemParams,
     LatestCollectionParams,
@@ -68,6 +69,7 @@ from csdr_tiler.limits import (
     ImageLimitMiddleware,
     ImageLimits,
 )
+from csdr_tiler.metrics import TilerMetrics
 from csdr_tiler.mosaics import (
     VisibleBackend,
     VisibleBackendParams,
@@ -148,8 +150,9 @@ ITEM_READING: dict[str, Any] = {
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Hold titiler-pgstac's connection pool (`app.state.dbpool`), the item and preset cache
-    and the low-zoom pyramids (with their refresher thread) for the app's lifetime."""
+    """Hold titiler-pgstac's connection pool (`app.state.dbpool`, on the read replica when one
+    is configured) and the write pool (csdr_tiler.db), the item and preset cache and the
+    low-zoom pyramids (with their refresher thread) for the app's lifetime."""
     settings: Settings = app.state.csdr_settings
     # rio-tiler's coordinate work memoized, and the pool of open COGs sized: process-wide, so
     # set when an app starts serving, not when one is built (docs/upstream.md).
@@ -159,19 +162,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # `/vsis3/` on the endpoint the AWS_* variables name, for every thread (process-wide).
     for key, value in gdal_options().items():
         set_gdal_config(key, value)
-    await connect_to_db(app, pool_kwargs=POOL_KWARGS)
-    pool = app.state.dbpool
+    pool, primary = await open_pools(app, POOL_KWARGS)
     catalogue = Catalogue(pool, settings.items_cache_size, settings.collections_cache_ttl_s)
     app.state.csdr_catalogue = catalogue
     # A request may get a tile behind its generation only while a refresher renders it anew.
+    # Pyramids write their tiles: on the primary.
     pyramid = Pyramid(
-        pool,
-        pyramid_renderer(pool),
+        primary,
+        pyramid_renderer(primary),
         settings.pyramid_cache_tiles,
         pyramid_assets(catalogue),
         behind_s=max(settings.pyramid_refresh_s, 0.0),
         searches=SearchLayers(
-            pool,
+            primary,
             settings.search_layers_max,
             settings.search_layer_evict_after_s,
             settings.search_layer_idle_s,
@@ -196,7 +199,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         peer_keys.clear()
         if settings.pyramid_refresh_s > 0:
             refresher.stop()
-        await close_db_connection(app)
+        close_pools(app)
 
 
 def add_mosaic_routes(
@@ -348,7 +351,15 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             settings.max_image_side, settings.max_image_pixels, settings.max_image_bytes
         ),
     )
+    app.add_middleware(PrimaryRequests)
     add_guards(app, settings.request_timeout_s, settings.max_body_bytes, detail_body)
+    TilerMetrics(
+        metrics_of(app),
+        lambda: {
+            "read": getattr(app.state, "csdr_catalogue", None) and app.state.csdr_catalogue.pool,
+            "write": getattr(app.state, "csdr_writepool", None),
+        },
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

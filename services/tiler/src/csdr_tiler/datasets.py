@@ -256,6 +256,11 @@ class ReaderPool:
         for old in evicted:
             old.close()
 
+    def idle(self) -> int:
+        """How many readers are open and waiting to be lent."""
+        with self._lock:
+            return self._count
+
     def clear(self) -> None:
         """Close every idle reader."""
         with self._lock:

@@ -21,6 +21,7 @@ from titiler.core.dependencies import DefaultDependency, TileParams
 
 from csdr_render.presets import Preset
 from csdr_tiler.context import context_of
+from csdr_tiler.db import primary_pool
 from csdr_tiler.elevation import algorithms
 from csdr_tiler.items import Catalogue
 from csdr_tiler.mosaics import latest_search_id
@@ -145,8 +146,9 @@ def LatestCollectionParams(
     request: Request,
     collection_id: Annotated[str, Path(description="STAC Collection Identifier")],
 ) -> str:
-    """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic."""
-    return latest_search_id(request.app.state.dbpool, collection_id)
+    """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic (registered
+    on the primary: a standby takes no writes)."""
+    return latest_search_id(primary_pool(request.app), collection_id)
 
 
 def tile_problem(tms: TileMatrixSet, z: int, x: int, y: int) -> str | None:

@@ -34,7 +34,12 @@ from starlette.requests import Request
 from titiler.core.errors import BadRequestError, TileNotFoundError
 from titiler.pgstac.errors import MosaicNotFoundError, NoLayerFound
 
-from csdr_service.errors import refused_value
+from csdr_service.errors import (
+    database_unavailable,
+    detail_body,
+    refused_value,
+    unavailable_response,
+)
 from csdr_service.request_ids import REQUEST_ID_HEADER, request_id_of
 from csdr_tiler.datasets import RemoteAssetUnavailable
 from csdr_tiler.items import CollectionNotFound, ItemNotFound, SearchNotFound
@@ -101,6 +106,8 @@ def server_error(request: Request, exc: Exception) -> Response:
     database refused is the client's: 400 naming it)."""
     if refused := refused_value(exc):
         return JSONResponse({"detail": refused}, status_code=status.HTTP_400_BAD_REQUEST)
+    if database_unavailable(exc):
+        return unavailable_response(detail_body)
     rid = request_id_of(request)
     message = next(m for t, m in SERVER_ERRORS.items() if isinstance(exc, t))
     logger.error(

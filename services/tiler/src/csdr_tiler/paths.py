@@ -45,6 +45,9 @@ MOSAIC_TILE_PATH = re.compile(
     r"(?:/presets/(?P<preset>[^/]+))?"
     r"/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)(?:\.\w+)?$"
 )
+# Anything about a mosaic, a collection's or a registered search's (not one item's): read through
+# pgSTAC's geometrysearch, which writes a temporary table, so on the primary (csdr_tiler.db).
+MOSAIC_PATH = re.compile(r"^/(?:collections/[^/]+/(?!items/)|searches/[^/]+/)")
 # Endpoints that read an area at full resolution unless a size is given, and the size in a
 # path (the image limits).
 CROP_PATH = re.compile(r"/(bbox/[^/]+|feature)(/\d+x\d+)?(\.\w+)?$")

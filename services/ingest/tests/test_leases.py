@@ -1,0 +1,95 @@
+"""The queue's leases on a real database: an expired lease queues its job again, a worker that
+lost its lease cannot record an outcome, a job whose workers keep dying fails, and a starting
+worker ends the leases of its host's dead processes at once."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from psycopg_pool import ConnectionPool
+
+from csdr_ingest import jobs
+
+LEASE_S = 0.2
+
+
+@pytest.fixture
+def pool(pg_env):
+    with ConnectionPool(min_size=1, max_size=2, kwargs={"autocommit": True}) as p:
+        yield p
+
+
+def attempts(pool, job_id):
+    with pool.connection() as conn:
+        return conn.execute(
+            "SELECT attempt, worker, outcome, started_at, ended_at FROM csdr.ingest_attempts"
+            " WHERE job_id = %s ORDER BY attempt",
+            (job_id,),
+        ).fetchall()
+
+
+def test_a_lost_lease_queues_the_job_again_and_fences_the_old_worker(pool):
+    queued = jobs.enqueue(pool, "/nowhere.tif", "c", None)
+    first = jobs.claim(pool, "host-a:1", LEASE_S)
+    assert first["id"] == queued["id"] and first["attempt"] == 1
+    assert jobs.claim(pool, "host-b:2", LEASE_S) is None  # leased: nobody else gets it
+    assert jobs.renew(pool, "host-a:1", {first["id"]: 1}, LEASE_S) == {first["id"]}
+    assert jobs.reap(pool, max_attempts=3) == []  # renewed: still host-a's
+    time.sleep(LEASE_S + 0.1)
+    assert jobs.reap(pool, max_attempts=3) == []  # expired, queued again (not failed)
+    second = jobs.claim(pool, "host-b:2", LEASE_S)
+    assert second["id"] == queued["id"] and second["attempt"] == 2
+    # host-a comes back: its heartbeat and its outcome are refused.
+    assert jobs.renew(pool, "host-a:1", {first["id"]: 1}, LEASE_S) == set()
+    assert not jobs.finish(pool, first, [], None)
+    assert jobs.finish(pool, second, [{"id": "x", "collection": "c"}], None)
+    assert jobs.get(pool, queued["id"])["status"] == "succeeded"
+    (a1, w1, o1, s1, e1), (a2, w2, o2, s2, e2) = attempts(pool, queued["id"])
+    assert (a1, w1, o1, a2, w2, o2) == (1, "host-a:1", "lease-expired", 2, "host-b:2", "succeeded")
+    assert s1 < e1 <= s2 < e2
+
+
+def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(pool):
+    queued = jobs.enqueue(pool, "/nowhere.tif", "c", None)
+    for n in (1, 2):
+        assert jobs.claim(pool, f"host:{n}", LEASE_S)["attempt"] == n
+        time.sleep(LEASE_S + 0.1)
+        failed = jobs.reap(pool, max_attempts=2)
+    assert [f["id"] for f in failed] == [queued["id"]]
+    job = jobs.get(pool, queued["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "WorkerLost"
+    assert [a[2] for a in attempts(pool, queued["id"])] == ["lease-expired", "lease-expired"]
+    assert jobs.claim(pool, "host:3", LEASE_S) is None
+
+
+def test_a_starting_worker_ends_the_leases_of_this_hosts_dead_processes_only(pool):
+    host, me = socket.gethostname(), os.getpid()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        holders = {
+            "dead here": f"{host}:{dead.pid}:aaaa",
+            "restarted here": f"{host}:{me}:bbbb",  # this pid, an earlier start (a container)
+            "alive here": f"{host}:{alive.pid}:cccc",
+            "elsewhere": f"other-host:{dead.pid}:dddd",
+        }
+        held = {}
+        for what, worker in holders.items():
+            jobs.enqueue(pool, f"/{what}.tif", "c", None)
+            held[what] = jobs.claim(pool, worker, 600)["id"]
+        assert jobs.expire_dead_local(pool, f"{host}:{me}:eeee") == 2
+        jobs.reap(pool, max_attempts=3)
+        status = {what: jobs.get(pool, job_id)["status"] for what, job_id in held.items()}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert status == {
+        "dead here": "queued",
+        "restarted here": "queued",
+        "alive here": "running",
+        "elsewhere": "running",
+    }

@@ -1,0 +1,43 @@
+"""The tiler's metrics: tiles counted under their route template, a tile answered from the
+response cache counted as answered before routing, and the COGs kept open."""
+
+from __future__ import annotations
+
+import psycopg
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from csdr_tiler.app import create_app
+from csdr_tiler.datasets import POOL
+from csdr_tiler.settings import Settings
+from services.tiler.tests.scenes import ingest
+
+TEMPLATE = (
+    "/collections/{collection_id}/items/{item_id}/presets/{preset}/tiles/{tileMatrixSetId}"
+    "/{z}/{x}/{y}.{format}"
+)
+
+
+def samples(client: TestClient, family: str) -> list:
+    text = client.get("/metrics").text
+    return next(f.samples for f in text_string_to_metric_families(text) if f.name == family)
+
+
+def test_a_cached_tile_and_the_open_cogs_show_in_the_metrics(pg_env, tmp_path):
+    with psycopg.connect(autocommit=True) as conn:
+        scene = ingest(conn, tmp_path, "gf2-metrics")
+    tile = scene.centre_tile(13)
+    url = f"{scene.url}/presets/true-color/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+    with TestClient(create_app(Settings())) as client:
+        POOL.clear()  # process-wide: other tests' COGs may be open
+        assert [s.value for s in samples(client, "csdr_tiler_open_datasets")] == [0]
+        assert client.get(url).status_code == 200  # rendered
+        assert client.get(url).status_code == 200  # from the response cache
+        requests = samples(client, "csdr_http_requests")
+        cached = samples(client, "csdr_http_answered_before_routing")
+        [open_datasets] = samples(client, "csdr_tiler_open_datasets")
+    tiles = [s for s in requests if s.labels["route"] == TEMPLATE and s.name.endswith("_total")]
+    assert [(s.labels["status"], s.value) for s in tiles] == [("200", 2)]
+    hits = [s for s in cached if s.labels["route"] == TEMPLATE and s.name.endswith("_total")]
+    assert [(s.labels["status"], s.value) for s in hits] == [("200", 1)]
+    assert open_datasets.value >= 1
