@@ -31,7 +31,7 @@ from csdr_access.principals import (
 Writer = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
-def _writing(conn: psycopg.Connection, writer: Writer | None) -> AbstractContextManager[Any]:
+def writing(conn: psycopg.Connection, writer: Writer | None) -> AbstractContextManager[Any]:
     """A connection for a write: `writer`'s, else `conn` itself."""
     return writer() if writer is not None else nullcontext(conn)
 
@@ -107,11 +107,11 @@ class AccessControl:
                     row = cur.execute(KEY_SQL, (prefix,)).fetchone()
             try:
                 cached = principal_from(key, row)
-                with _writing(conn, writer) as wconn, psycopg.RawCursor(wconn) as cur:
+                with writing(conn, writer) as wconn, psycopg.RawCursor(wconn) as cur:
                     cur.execute(TOUCH_SQL, (prefix,))
             except InvalidKey as exc:
                 if client and limit:
-                    with _writing(conn, writer) as wconn, psycopg.RawCursor(wconn) as cur:
+                    with writing(conn, writer) as wconn, psycopg.RawCursor(wconn) as cur:
                         cur.execute(RECORD_KEY_FAILURE_SQL, (client, window))
                 cached = exc
             self._put(("key", digest(key)), cached)

@@ -12,7 +12,7 @@ import psycopg
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.types import Message, Scope, Send
 
-from csdr_access.access import AccessControl, Writer
+from csdr_access.access import AccessControl, Writer, writing
 from csdr_access.keys import api_key_from
 from csdr_access.principals import ANONYMOUS, InvalidKey, Principal, TooManyKeyFailures
 from csdr_access.ratelimit import RateLimiter
@@ -74,15 +74,23 @@ def client_address(scope: Scope) -> str | None:
     return str(client[0]) if client else None
 
 
-def _limited(principal: Principal, limiter: RateLimiter) -> Principal:
-    wait_s = limiter.acquire(principal.key_prefix) if principal.key_prefix else 0.0
-    if wait_s:
-        raise Refused(
-            429,
-            "TooManyRequests",
-            "rate limit reached; retry later",
-            {"Retry-After": RateLimiter.retry_after(wait_s)},
-        )
+def _too_many(wait_s: float) -> Refused:
+    return Refused(
+        429,
+        "TooManyRequests",
+        "rate limit reached; retry later",
+        {"Retry-After": RateLimiter.retry_after(wait_s)},
+    )
+
+
+def _limited(
+    principal: Principal, limiter: RateLimiter, conn: psycopg.Connection, writer: Writer | None
+) -> Principal:
+    """The principal, unless its key is past its rate (429); tokens are taken on the primary."""
+    if principal.key_prefix:
+        with writing(conn, writer) as primary:
+            if wait_s := limiter.acquire(primary, principal.key_prefix):
+                raise _too_many(wait_s)
     return principal
 
 
@@ -102,7 +110,7 @@ def authenticate(
         principal = access.principal(conn, key, client, writer) if key is not None else ANONYMOUS
     except InvalidKey as exc:
         raise _invalid(exc) from None
-    return _limited(principal, limiter)
+    return _limited(principal, limiter, conn, writer)
 
 
 async def authenticate_async(
@@ -118,7 +126,10 @@ async def authenticate_async(
         principal = await access.principal_async(conn, key, client, writer)
     except InvalidKey as exc:
         raise _invalid(exc) from None
-    return _limited(principal, limiter)
+    prefix = principal.key_prefix
+    if prefix and (wait_s := await limiter.acquire_async(writer or conn, prefix)):
+        raise _too_many(wait_s)
+    return principal
 
 
 def keyed_answers(send: Send, principal: Principal, keep_max_age: bool = False) -> Send:

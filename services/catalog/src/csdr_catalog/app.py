@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Middleware(
             AccessMiddleware,
             access=AccessControl(ttl_s=settings.access_ttl_s),
-            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, "catalog"),
             writes=settings.transactions,
             linked_urls=(settings.tiler_url,) if settings.tiler_url else (),
         )

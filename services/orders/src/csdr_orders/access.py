@@ -25,7 +25,7 @@ async def get_principal(
     """The caller, counted against its key's rate limit."""
     limiter: RateLimiter = request.app.state.limiter
     assert principal.key_prefix is not None
-    wait_s = limiter.acquire(principal.key_prefix)
+    wait_s = await limiter.acquire_async(request.app.state.pool, principal.key_prefix)
     if wait_s:
         raise HTTPException(
             429,

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.settings = settings
     app.state.clock = clock
     app.state.access = AccessControl(ttl_s=settings.access_ttl_s)
-    app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, "orders")
     app.state.roots = AssetRoots(settings.asset_roots)
     add_exception_handlers(app)
     # Browsers (the portal) send the key and an Idempotency-Key as headers: preflights allow them.

@@ -336,7 +336,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         AccessMiddleware,
         access=AccessControl(ttl_s=settings.access_ttl_s),
-        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, "tiler"),
     )
     app.add_middleware(
         CORSMiddleware,
