@@ -5,8 +5,10 @@ Run with `uvicorn csdr_ingest.app:create_app --factory`.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 
+import anyio.to_thread
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
@@ -14,6 +16,7 @@ from csdr_access import AccessControl
 from csdr_ingest import health
 from csdr_ingest.inbox import Watcher, settle_job
 from csdr_ingest.jobs import Workers
+from csdr_ingest.jobs import prune as prune_jobs
 from csdr_ingest.metrics import IngestMetrics
 from csdr_ingest.routes import jobs
 from csdr_ingest.settings import Settings
@@ -21,6 +24,7 @@ from csdr_service.errors import add_exception_handlers
 from csdr_service.guards import add_guards
 from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
+from csdr_service.periodic import Periodic
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,9 +43,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watcher = Watcher(pool, settings, workers.notify) if settings.inbox else None
         if watcher is not None:
             watcher.start()
+        keep = timedelta(days=settings.job_retention_days)
+        pruner = Periodic(
+            "ingest-retention",
+            settings.prune_interval_s,
+            lambda: anyio.to_thread.run_sync(prune_jobs, pool, keep),
+        )
+        await pruner.start()
         try:
             yield
         finally:
+            await pruner.stop()
             if watcher is not None:
                 watcher.stop()
             workers.stop()

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -366,3 +366,10 @@ class Workers:
                 continue
             for job_id in held.keys() - kept:
                 logger.warning("job %s: lease lost to another worker", job_id)
+
+
+def prune(pool: ConnectionPool, keep: timedelta) -> int:
+    """Remove the records of jobs that ended more than `keep` ago (csdr.prune_ingest_jobs)."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT csdr.prune_ingest_jobs(%s)", (keep,)).fetchone()
+    return int(row[0]) if row else 0

@@ -38,6 +38,11 @@ class Settings(ServiceSettings):
     lease_s: float = 30.0
     """How long a claimed job stays a worker's without a heartbeat (renewed every third of it):
     a job of a worker that died runs again this long after its last heartbeat."""
+    job_retention_days: float = 30.0
+    """How long the records of jobs that ended are kept (`GET /jobs/{id}` answers 404 after);
+    queued and running jobs always stay."""
+    prune_interval_s: float = 3600.0
+    """How often job records past their retention are removed."""
     max_attempts: int = 3
     """Claims of a job whose worker keeps dying before it is failed (`WorkerLost`)."""
     dem: Path | None = None
