@@ -8,6 +8,7 @@ slower on 2 cores; tests/bench/bench_cog.py), which a 12000 x 13719 x 4 scene ca
 """
 
 import math
+import os
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,34 @@ import rasterio.shutil
 from rasterio.enums import Resampling
 from rio_cogeo.cogeo import cog_validate
 
-from csdr_ingest.errors import InvalidCog
+from csdr_ingest.errors import NO_SPACE, DiskFull, InvalidCog
+
+
+def source_size(src: rasterio.DatasetReader) -> int:
+    """Bytes of the source file (its compressed pixels: about what the COG needs), 0 when it
+    is not a local file."""
+    try:
+        return os.stat(src.name).st_size
+    except OSError:
+        return 0
+
+
+def no_room_for(directory: Path, size: int) -> bool:
+    """Whether the filesystem of `directory` cannot hold `size` more bytes (asked by reserving
+    them, then letting go)."""
+    probe = directory / f".csdr-space-{uuid.uuid4().hex[:8]}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        return exc.errno in NO_SPACE
+    try:
+        os.posix_fallocate(fd, 0, max(size, 1))
+    except OSError as exc:
+        return exc.errno in NO_SPACE
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+    return False
 
 
 def overview_levels(width: int, height: int, blocksize: int) -> int:
@@ -54,9 +82,16 @@ def write_cog(src: rasterio.DatasetReader, dst: Path, compression: str, blocksiz
     """Write `src` as a validated COG at `dst`, atomically: a temporary name, then a rename."""
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        rasterio.shutil.copy(
-            src, tmp, driver="COG", **cog_options(src.dtypes[0], compression, blocksize)
-        )
+        try:
+            rasterio.shutil.copy(
+                src, tmp, driver="COG", **cog_options(src.dtypes[0], compression, blocksize)
+            )
+        except Exception as exc:
+            # GDAL says "No space left on device" on stderr only (from its worker threads), then
+            # raises about the TIFF it could not finish, its partial file already removed.
+            if no_room_for(dst.parent, source_size(src)):
+                raise DiskFull(f"no space left on the disk of {dst.parent} to write a COG") from exc
+            raise
         valid, errors, _ = cog_validate(tmp, quiet=True)
         if not valid:
             raise InvalidCog(f"written COG failed validation: {'; '.join(errors)}")

@@ -1,5 +1,7 @@
 """Why an input was rejected: each error names the problem in words an operator can act on."""
 
+import errno
+
 
 class IngestError(Exception):
     """An input that cannot be published; `code` is stable, the message says what to fix."""
@@ -65,3 +67,27 @@ class NotElevation(IngestError):
     """A raster sent to an elevation (`-dem`/`-dsm`) collection that is not one band of heights."""
 
     code = "NotElevation"
+
+
+class DiskFull(IngestError):
+    """No space was left to write a scene's files (or the quota was used up); nothing was
+    published and what was written is gone: free space and queue the job again."""
+
+    code = "DiskFull"
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# GDAL's words for the same, when it raised without an errno (a COG written by rasterio).
+NO_SPACE_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an exception it was raised from, says the disk or quota is full."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return True
+        if any(words in str(exc) for words in NO_SPACE_WORDS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False

@@ -26,8 +26,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from csdr_ingest.cresda.sun import ACCEPT_OPTION
-from csdr_ingest.errors import IngestError
+from csdr_ingest.errors import DiskFull, IngestError, is_disk_full
 from csdr_ingest.offline import OFFLINE_OPTION, register_offline
+from csdr_ingest.packages import scratch_root
 from csdr_ingest.pipeline import ingest_path, process_alive, remove_abandoned
 from csdr_ingest.settings import Settings
 
@@ -246,7 +247,12 @@ def run_pipeline(
     except IngestError as exc:
         logger.warning("job %s failed: %s", job["id"], exc)
         return [], exc.to_dict()
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):
+            where = f"assets in {settings.assets_dir}, scratch in {scratch_root(settings.work_dir)}"
+            full = DiskFull(f"no space left to write the scene's files ({where}): {exc}")
+            logger.error("job %s failed: %s", job["id"], full)
+            return [], full.to_dict()
         logger.exception("job %s failed unexpectedly", job["id"])
         return [], {
             "code": "InternalError",
