@@ -1,6 +1,6 @@
 """Orders test fixtures: a database holding collection `gf1` with online scenes whose data files
-exist, keys of three organisations (two partners and the node's administrator), and the orders
-app on a clock the test moves."""
+exist, keys of three organisations (two partners and the node's administrator), the orders app
+on a clock the test moves, and the catalog (whose downloads charge quotas) on the same clock."""
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
 from csdr_access.admin import add_org, issue_key
+from csdr_catalog.app import create_app as create_catalog
+from csdr_catalog.settings import Settings as CatalogSettings
 from csdr_orders.app import create_app
 from csdr_orders.settings import Settings
 from services.orders.tests.samples import COLLECTION, ORGS, Clock, stac_item
@@ -84,3 +86,11 @@ def make_client(
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
+
+
+@pytest.fixture
+def catalog(pg_env: dict[str, str], assets: Path, clock: Clock) -> Iterator[TestClient]:
+    """The catalog over the same database and assets, on the test's clock."""
+    settings = CatalogSettings(access_ttl_s=0, asset_roots=[str(assets)])
+    with TestClient(create_catalog(settings, clock)) as client:
+        yield client

@@ -12,7 +12,7 @@ def test_quota_set_show_and_class(client, db, scenes, keys, capsys):
     assert client.post("/orders", json=order_of("S00"), headers=th).status_code == 201
     assert main(["quota", "show", "GISTDA", "--year", "2026"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["org", "class", "year", "limit", "used", "reserved", "remaining"]
+    assert lines[0].split() == ["org", "class", "period", "limit", "used", "reserved", "remaining"]
     assert lines[1].split() == ["GISTDA", "all", "2026", "2", "1", "0", "1"]
     assert main(["quota", "show", "SPARRSO"]) == 0
     assert "1000 (default)" in capsys.readouterr().out

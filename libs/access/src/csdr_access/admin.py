@@ -14,7 +14,7 @@ from csdr_access.keys import digest, new_key
 from csdr_access.policies import Policy
 
 ORG_KINDS = ("main", "partner", "agency")
-SCOPES = ("read", "ingest", "admin")
+SCOPES = ("read", "ingest", "admin", "mirror")
 
 
 class AdminError(Exception):

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
             done = quotas.run(args, conn, actor)
             if isinstance(done, str):
                 return done
-            columns = ["org", "class", "year", "limit", "used", "reserved", "remaining"]
+            columns = ["org", "class", "period", "limit", "used", "reserved", "remaining"]
             return _table(done, columns)
     raise AssertionError(f"unhandled command {args.group} {args.verb}")
 

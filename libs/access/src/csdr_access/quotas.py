@@ -1,8 +1,9 @@
-"""`csdr-admin quota`: an organisation's yearly scene quota per class (`set`, `show`), which
-quota class a collection counts against (`class`), and whether an organisation's orders wait for
-an administrator's approval (`approval`). The orders service judges orders against
-these; without a limit set, an organisation has DEFAULT_SCENES per class and year (or
-`CSDR_ORDERS_DEFAULT_QUOTA`). Every change is written to the audit log."""
+"""`csdr-admin quota`: an organisation's yearly scene quota per class and the date its years run
+from (`set`, `show`), which quota class a collection counts against (`class`), and whether an
+organisation's orders wait for an administrator's approval (`approval`). Orders and downloads
+are judged against these (csdr_access.charging); without a limit set, an organisation has
+DEFAULT_SCENES per class and year (or `CSDR_ORDERS_DEFAULT_QUOTA`). Every change is written to
+the audit log."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from csdr_access.admin import AdminError, _org_id, audit
+from csdr_access.periods import iso, period_name, resets_at, year_starting
 
 DEFAULT_SCENES = 1000
 """Scenes per organisation, class and year: "1000 scenes/year to each member state"."""
@@ -31,6 +33,19 @@ def default_scenes() -> int:
 def _check_class(quota_class: str) -> None:
     if not CLASS_PATTERN.match(quota_class):
         raise AdminError(f"class must be lower-case letters, digits, - or _, not {quota_class!r}")
+
+
+def set_period(conn: psycopg.Connection, org: str, start: date | None, actor: str) -> None:
+    """Run an organisation's quota years from the anniversary of `start` (an agreement's start
+    date); None: calendar years. Counters of the period holding now start afresh when its
+    first day moves."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE csdr.organisations SET quota_period_from = %s WHERE id = %s",
+            (start, _org_id(conn, org)),
+        )
+        value = start.isoformat() if start else None
+        audit(conn, actor, "quota.period", {"org": org, "from": value})
 
 
 def set_quota(
@@ -79,30 +94,44 @@ def set_approval(conn: psycopg.Connection, org: str, mode: str, actor: str) -> N
 
 
 def show(conn: psycopg.Connection, org: str | None, year: int) -> list[dict[str, Any]]:
-    """Limit, used, reserved and remaining per organisation and class for a year."""
+    """Limit, used, reserved and remaining per organisation and class for the period each
+    organisation's year `year` begins (1 January, or its agreement's anniversary)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "WITH keys AS ("
-            "  SELECT org_id, class FROM csdr.quota_limits"
-            "  UNION SELECT org_id, class FROM csdr.quota_usage WHERE period_start = %(p)s"
-            "  UNION SELECT id, 'all' FROM csdr.organisations)"
-            " SELECT o.name AS org, k.class, l.scenes AS limit_set,"
-            "  coalesce(u.committed, 0) AS used, coalesce(u.reserved, 0) AS reserved"
-            " FROM keys k JOIN csdr.organisations o ON o.id = k.org_id"
-            " LEFT JOIN csdr.quota_limits l ON l.org_id = k.org_id AND l.class = k.class"
-            " LEFT JOIN csdr.quota_usage u ON u.org_id = k.org_id AND u.class = k.class"
-            "  AND u.period_start = %(p)s"
-            " WHERE %(org)s::text IS NULL OR o.name = %(org)s ORDER BY o.name, k.class",
-            {"p": date(year, 1, 1), "org": org},
+        orgs = cur.execute(
+            "SELECT id, name, quota_period_from FROM csdr.organisations"
+            " WHERE %(org)s::text IS NULL OR name = %(org)s ORDER BY name",
+            {"org": org},
         ).fetchall()
-    if org is not None and not rows:
-        raise AdminError(f"no organisation named {org!r} (see `csdr-admin org list`)")
+        if org is not None and not orgs:
+            raise AdminError(f"no organisation named {org!r} (see `csdr-admin org list`)")
+        rows = []
+        for o in orgs:
+            anchor = o["quota_period_from"]
+            start = year_starting(year, anchor)
+            found = cur.execute(
+                "WITH keys AS ("
+                "  SELECT class FROM csdr.quota_limits WHERE org_id = %(id)s"
+                "  UNION SELECT class FROM csdr.quota_usage"
+                "   WHERE org_id = %(id)s AND period_start = %(p)s"
+                "  UNION SELECT 'all')"
+                " SELECT k.class, l.scenes AS limit_set,"
+                "  coalesce(u.committed, 0) AS used, coalesce(u.reserved, 0) AS reserved"
+                " FROM keys k"
+                " LEFT JOIN csdr.quota_limits l ON l.org_id = %(id)s AND l.class = k.class"
+                " LEFT JOIN csdr.quota_usage u ON u.org_id = %(id)s AND u.class = k.class"
+                "  AND u.period_start = %(p)s ORDER BY k.class",
+                {"id": o["id"], "p": start},
+            ).fetchall()
+            for row in found:
+                row["org"] = o["name"]
+                row["period"] = period_name(start, anchor)
+                row["resets_at"] = iso(resets_at(start, anchor))
+            rows += found
     default = default_scenes()
     for row in rows:
         limit = default if row["limit_set"] is None else row["limit_set"]
         row["limit"] = f"{limit}" if row.pop("limit_set") is not None else f"{limit} (default)"
         row["remaining"] = max(0, limit - row["used"] - row["reserved"])
-        row["year"] = year
     return rows
 
 
@@ -115,9 +144,19 @@ def add_parsers(groups: Any) -> None:
     set_.add_argument("org")
     set_.add_argument("scenes", type=int)
     set_.add_argument("--class", dest="quota_class", default="all", help="default: all")
+    years = set_.add_mutually_exclusive_group()
+    years.add_argument(
+        "--from",
+        dest="period_from",
+        type=date.fromisoformat,
+        help="the agreement's start date (YYYY-MM-DD): years run from its anniversary",
+    )
+    years.add_argument("--calendar", action="store_true", help="years are calendar years (UTC)")
     show_ = quota.add_parser("show", help="limit, used, reserved, remaining")
     show_.add_argument("org", nargs="?")
-    show_.add_argument("--year", type=int, default=datetime.now(UTC).year)
+    show_.add_argument(
+        "--year", type=int, default=datetime.now(UTC).year, help="the period beginning that year"
+    )
     approval = quota.add_parser(
         "approval", help="whether an organisation's orders wait for an admin"
     )
@@ -135,7 +174,12 @@ def run(
     match args.verb:
         case "set":
             set_quota(conn, args.org, args.scenes, args.quota_class, actor)
-            return f"{args.org} may order {args.scenes} scenes of class {args.quota_class} a year"
+            said = f"{args.org} may order {args.scenes} scenes of class {args.quota_class} a year"
+            if args.period_from is not None or args.calendar:
+                set_period(conn, args.org, args.period_from, actor)
+                start = args.period_from
+                said += f", years from {start:%d %B}" if start else ", calendar years"
+            return said
         case "class":
             set_class(conn, args.collection, args.quota_class, actor)
             return f"{args.collection} counts against quota class {args.quota_class}"

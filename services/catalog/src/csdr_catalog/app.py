@@ -14,6 +14,7 @@ from stac_fastapi.pgstac.app import instantiate_api
 from starlette.middleware import Middleware
 
 from csdr_access import AccessControl
+from csdr_access.periods import Clock, utc_now
 from csdr_access.ratelimit import RateLimiter
 from csdr_catalog import admin, db, downloads, errors, health
 from csdr_catalog.access import AccessMiddleware
@@ -64,8 +65,9 @@ def document_narrowed_responses(doc: dict[str, Any]) -> None:
                 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the STAC API; the database pools open in the lifespan, not here."""
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
+    """Build the STAC API; the database pools open in the lifespan, not here. `clock` tells
+    the time quota periods are judged by (tests stand at any moment with it)."""
     settings = settings or Settings()
     stac_settings = settings.stac_settings()
     extensions = CatalogExtensions(
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     aggregation.register(app)
     _aggregations_by_get_only(aggregation.router)
     app.state.csdr_settings = settings
+    app.state.clock = clock
     app.state.asset_roots = downloads.AssetRoots(
         settings.asset_roots,
         open_bucket(settings.assets_url) if settings.assets_url else None,

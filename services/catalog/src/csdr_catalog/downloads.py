@@ -13,6 +13,11 @@ bucket (`CSDR_INGEST_ASSETS_URL=s3://...`, csdr_storage) are answered with a sho
 presigned redirect (307) to the object, which GDAL follows and reads with byte ranges; other
 remote hrefs (`https://`, other buckets) are left as they are.
 
+A GET of a full-resolution asset by an organisation is judged by the quota rule
+(csdr_access.charging), the same the orders service applies: the scene's first download in the
+period takes one scene of the organisation's quota unless it holds the scene already; with none
+left the answer is 403 `QuotaExceeded` with the numbers, as for an order.
+
 Deleting an item through the transactions API removes its files from the store (those in its
 own folder, `<collection>/<item>/`, the only ones ingest writes for it); deleting a collection
 removes its folder `<collection>/`.
@@ -27,9 +32,12 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from stac_fastapi.types.errors import NotFoundError
 
+from csdr_access import charging
+from csdr_access.quotas import default_scenes
+from csdr_catalog.access import principal_of
 from csdr_storage.store import LocalStore, S3Store, in_item_folder
 
 router = APIRouter(tags=["Downloads"])
@@ -132,6 +140,27 @@ def asset_hrefs(item: Mapping[str, Any] | None) -> list[str]:
     return [a["href"] for a in assets.values() if isinstance(a, Mapping) and "href" in a]
 
 
+async def _charge(
+    request: Request, item: Mapping[str, Any], asset: Mapping[str, Any]
+) -> Response | None:
+    """Charge the organisation's quota for a full-resolution download (csdr_access.charging);
+    the 403 problem when the scene does not fit, else None."""
+    principal = principal_of(request)
+    if not (charging.charges_downloads(principal) and charging.full_resolution(asset)):
+        return None
+    assert principal.org_id is not None
+    state = request.app.state
+    pool = getattr(state, "writepool", None) or state.readpool  # the primary
+    scene = charging.Download.of(principal.org_id, item)
+    try:
+        async with pool.acquire() as conn:
+            await charging.charge_download(conn, scene, state.clock(), default_scenes())
+    except charging.OverQuota as exc:
+        body = {"code": "QuotaExceeded", "description": str(exc), **exc.fields}
+        return JSONResponse(body, status_code=403, headers={"Cache-Control": "no-store"})
+    return None
+
+
 @router.get(
     DOWNLOAD_PATH,
     response_class=FileResponse,
@@ -139,25 +168,31 @@ def asset_hrefs(item: Mapping[str, Any] | None) -> list[str]:
     responses={
         200: {"description": "The asset's file (byte ranges supported)"},
         307: {"description": "A short-lived presigned URL of the asset in object storage"},
+        403: {"description": "The organisation's quota has no room for this scene"},
     },
 )
 async def download_asset(
     collection_id: str, item_id: str, asset_key: str, request: Request
 ) -> Response:
     """The asset's file, with byte ranges, or a redirect to its object in the node's bucket;
-    404 when the item, the asset or its file is not here."""
+    404 when the item, the asset or its file is not here. An organisation's first download of
+    a full-resolution asset of a quota-governed collection takes one scene of its quota for the
+    period (free when it holds the scene already); 403 with the numbers when none is left."""
     async with request.app.state.get_connection(request, "r") as conn:
         item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item_id, collection_id)
     asset = _asset(item, item_id, asset_key)
     roots: AssetRoots = request.app.state.asset_roots
     url = roots.presigned(asset["href"])
+    path = roots.resolve(asset["href"]) if url is None else None
+    if url is None and path is None:
+        # Neither the path nor whether it exists is told: it is the node's business.
+        raise NotFoundError(f"Asset {asset_key} of item {item_id} is not downloadable here.")
+    if request.method == "GET" and (refused := await _charge(request, item, asset)) is not None:
+        return refused
     if url is not None:
         # Signed for the caller judged just now: no cache may hand it to anyone else.
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
-    path = roots.resolve(asset["href"])
-    if path is None:
-        # Neither the path nor whether it exists is told: it is the node's business.
-        raise NotFoundError(f"Asset {asset_key} of item {item_id} is not downloadable here.")
+    assert path is not None
     return FileResponse(
         path,
         media_type=asset.get("type") or "application/octet-stream",

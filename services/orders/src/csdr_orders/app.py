@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from csdr_access import AccessControl
+from csdr_access.periods import Clock, utc_now
 from csdr_access.ratelimit import RateLimiter
 from csdr_catalog.downloads import AssetRoots
 from csdr_orders import health
 from csdr_orders.delivery import Signer
 from csdr_orders.errors import add_exception_handlers
-from csdr_orders.periods import Clock, utc_now
 from csdr_orders.routes import orders, usage
 from csdr_orders.settings import Settings
 from csdr_orders.watcher import Watcher

@@ -18,10 +18,11 @@ from urllib.parse import quote, urlencode
 
 import asyncpg
 
+from csdr_access import charging
+from csdr_access.periods import iso
 from csdr_catalog.downloads import AssetRoots, download_url
-from csdr_orders import events, ledger
+from csdr_orders import events
 from csdr_orders.errors import LinkExpired, LinkInvalid, OrderNotFound
-from csdr_orders.periods import iso
 from csdr_orders.settings import Settings
 
 BROWSE_ROLES = frozenset({"thumbnail", "overview"})
@@ -158,27 +159,9 @@ async def file_for(conn: asyncpg.Connection, link: Link, roots: AssetRoots, at: 
     path = roots.resolve(str(asset.get("href"))) if isinstance(asset, dict) else None
     if path is None:
         raise OrderNotFound(f"{link.collection}/{link.item_id} has no file for asset {link.asset}")
+    scene = charging.Download(
+        link.org_id, link.collection, link.item_id, item["platform"], item["instrument"]
+    )
     async with conn.transaction():
-        first = await conn.fetchval(
-            "UPDATE csdr.entitlements SET downloaded_at = $5"
-            " WHERE org_id = $1 AND period_start = $2 AND collection = $3 AND item_id = $4"
-            " AND downloaded_at IS NULL RETURNING class",
-            link.org_id,
-            item["period_start"],
-            link.collection,
-            link.item_id,
-            at,
-        )
-        if first is not None:
-            entry = ledger.Entry(
-                link.org_id,
-                item["class"],
-                item["period_start"],
-                link.collection,
-                link.item_id,
-                item["platform"],
-                item["instrument"],
-                link.order_id,
-            )
-            await ledger.record(conn, at, "downloaded", [entry])
+        await charging.mark_downloaded(conn, scene, item["period_start"], at)
     return path

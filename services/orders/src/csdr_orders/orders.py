@@ -8,19 +8,20 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
 
-from csdr_orders import events, ledger, lifecycle, production, quotas
+from csdr_access import charging, ledger
+from csdr_access.periods import iso, period_name, period_start
+from csdr_orders import events, lifecycle, production
 from csdr_orders.errors import (
     IdempotencyConflict,
     OrderNotFound,
     QuotaExceeded,
     TransitionRefused,
 )
-from csdr_orders.periods import iso, period_name, period_start
 from csdr_orders.scenes import Scene
 from csdr_orders.settings import Settings
 
@@ -169,7 +170,9 @@ async def _deliver(
             item["item_id"],
         )
         if committed is not None:
-            await quotas.change(conn, order["org_id"], item["class"], order["period_start"], -1, 1)
+            await charging.change(
+                conn, order["org_id"], item["class"], order["period_start"], -1, 1
+            )
             await ledger.record(conn, at, "released", [_entry(order, item)])
     await events.emit(
         conn,
@@ -210,7 +213,7 @@ async def _refund(
             order["id"],
         )
         if refunded is not None:
-            await quotas.change(conn, order["org_id"], item["class"], order["period_start"], -1)
+            await charging.change(conn, order["org_id"], item["class"], order["period_start"], -1)
             await ledger.record(conn, at, "refunded", [_entry(order, item)])
     if status == "failed":
         await events.emit(
@@ -316,10 +319,11 @@ async def _accept(
     dry_run: bool,
 ) -> uuid.UUID | dict[str, Any]:
     at, org_id = placing.at, placing.org_id
-    period = period_start(at)
-    classes = await quotas.classes_of(conn, {s.collection for s in scenes})
+    anchor = await charging.anchor_of(conn, org_id)
+    period = period_start(at, anchor)
+    classes = await charging.classes_of(conn, {s.collection for s in scenes})
     counters = {
-        c: await quotas.lock(conn, org_id, c, period, settings.default_quota)
+        c: await charging.lock(conn, org_id, c, period, settings.default_quota)
         for c in sorted(set(classes.values()))
     }
     held = {
@@ -339,31 +343,29 @@ async def _accept(
     snapshots = []
     refusal: dict[str, Any] | None = None
     for quota_class, (used, reserved, limit) in counters.items():
-        quota = quotas.Quota(
-            org_id, placing.organisation, quota_class, period, limit, used, reserved
+        quota = charging.Quota(
+            org_id, placing.organisation, quota_class, period, limit, used, reserved, anchor
         )
         snapshots.append(quota)
         requested = sum(1 for s in charged if classes[s.collection] == quota_class)
-        if refusal is None and requested > quota.remaining:
-            refusal = {**quota.as_dict(), "requested": requested}
+        if refusal is None:
+            refusal = quota.refusal(requested)
     if dry_run:
-        return _dry_run_report(placing, scenes, held, classes, snapshots, refusal)
+        name = period_name(period, anchor)
+        return _dry_run_report(placing, name, scenes, held, classes, snapshots, refusal)
     if refusal is not None:
-        raise QuotaExceeded(
-            f"this order needs {refusal['requested']} scenes of class {refusal['class']} but"
-            f" {placing.organisation} has {refusal['remaining']} left of {refusal['limit']} for"
-            f" {refusal['period']} (resets {refusal['resets_at']}); nothing was ordered",
-            **refusal,
-        )
+        text = charging.refusal_text(refusal, "this order")
+        raise QuotaExceeded(f"{text}; nothing was ordered", **refusal)
     hold = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $1)", org_id
     )
-    return await _record_accepted(conn, placing, scenes, charged, classes, settings, hold)
+    return await _record_accepted(conn, placing, period, scenes, charged, classes, settings, hold)
 
 
 async def _record_accepted(
     conn: asyncpg.Connection,
     placing: Placing,
+    period: date,
     scenes: list[Scene],
     charged: list[Scene],
     classes: dict[str, str],
@@ -374,7 +376,6 @@ async def _record_accepted(
     charge committed), offline ones pending their production (their charge reserved); with
     `hold` (manual approval), every scene pending an administrator's approval, reserved."""
     at, org_id = placing.at, placing.org_id
-    period = period_start(at)
     order_id = uuid.uuid4()
     now = {s: s.online and not hold for s in scenes}
     statuses = ["succeeded" if now[s] else "pending" for s in scenes]
@@ -463,7 +464,7 @@ async def _record_accepted(
         mine = [s for s in charged if classes[s.collection] == quota_class]
         online = sum(1 for s in mine if now[s])
         if mine:
-            await quotas.change(conn, org_id, quota_class, period, len(mine) - online, online)
+            await charging.change(conn, org_id, quota_class, period, len(mine) - online, online)
     entries = {
         s: ledger.Entry(
             org_id,
@@ -501,13 +502,13 @@ async def _record_accepted(
 
 def _dry_run_report(
     placing: Placing,
+    period: str,
     scenes: list[Scene],
     held: dict[tuple[str, str], Any],
     classes: dict[str, str],
-    snapshots: list[quotas.Quota],
+    snapshots: list[charging.Quota],
     refusal: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    period = period_name(period_start(placing.at))
     items = []
     for s in scenes:
         prior = held.get((s.collection, s.item_id))
@@ -567,9 +568,8 @@ async def describe(
         " FROM csdr.order_history WHERE order_id = $1 ORDER BY id",
         order_id,
     )
-    snapshot = await quotas.snapshot(
-        conn, order["org_id"], order["period_start"], settings.default_quota
-    )
+    began = datetime.combine(order["period_start"], time.min, UTC)
+    snapshot = await charging.snapshot(conn, order["org_id"], began, settings.default_quota)
     url = events.order_url(settings.public_url, order_id)
     return {
         "id": str(order_id),
@@ -577,7 +577,7 @@ async def describe(
         "organisation": order["organisation"],
         "created": iso(order["created_at"]),
         "updated": iso(order["updated_at"]),
-        "period": period_name(order["period_start"]),
+        "period": period_name(order["period_start"], snapshot[0].anchor),
         "expires": iso(order["links_expire_at"]),
         "awaiting_approval": order["awaiting_approval"],
         "request": order["request"],

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from csdr_orders import quotas
+from csdr_access import charging
 
 # A report's groups over the ledger (`l`: csdr.usage_ledger) and over its monthly sums (`m`:
 # csdr.usage_monthly, kept by a trigger), which answer reports over whole months.
@@ -80,10 +80,11 @@ async def usage(
     end: datetime,
     group_by: list[str],
     org_id: int | None,
-    period: date,
+    at: datetime,
     default_quota: int,
 ) -> dict[str, Any]:
-    """Rows per group, their totals, and the quota of each organisation in view for `period`."""
+    """Rows per group, their totals, and the quota of each organisation in view for its period
+    holding the moment `at`."""
     monthly = whole_months(start, end)
     groups = MONTHLY_GROUPS if monthly else LEDGER_GROUPS
     sums, source = MONTHLY if monthly else LEDGER
@@ -100,14 +101,15 @@ async def usage(
     orgs = await conn.fetch(
         "SELECT id FROM csdr.organisations o WHERE ($1::bigint IS NULL OR o.id = $1)"
         " AND ($1::bigint IS NOT NULL OR EXISTS (SELECT 1 FROM csdr.quota_usage u"
-        "  WHERE u.org_id = o.id AND u.period_start = $2)"
+        "  WHERE u.org_id = o.id AND u.period_start <= $2::date"
+        "  AND u.period_start > $2::date - interval '1 year')"
         "  OR EXISTS (SELECT 1 FROM csdr.quota_limits q WHERE q.org_id = o.id)) ORDER BY name",
         org_id,
-        period,
+        at.astimezone(UTC).date(),
     )
     quota_rows = []
     for org in orgs:
-        snapshot = await quotas.snapshot(conn, org["id"], period, default_quota)
+        snapshot = await charging.snapshot(conn, org["id"], at, default_quota)
         quota_rows += [q.as_dict() for q in snapshot]
     return {"group_by": group_by, "rows": rows, "totals": totals, "quotas": quota_rows}
 

@@ -8,8 +8,8 @@ import logging
 
 import asyncpg
 
+from csdr_access.periods import Clock
 from csdr_orders import orders, production
-from csdr_orders.periods import Clock
 from csdr_orders.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from csdr_orders import quotas, stats
+from csdr_access import charging
+from csdr_access.periods import iso, period_start, resets_at
+from csdr_orders import stats
 from csdr_orders.access import PrincipalDep, org_of
-from csdr_orders.periods import iso, period_name, period_start, resets_at
 from csdr_service.pools import PoolDep
 
 router = APIRouter(tags=["Quota and usage"])
@@ -38,13 +39,13 @@ async def get_quota(
     if organisation is not None and not principal.is_admin:
         raise HTTPException(403, "only administrators read another organisation's quota")
     org_id = await _org_named(pool, organisation) if organisation else org_of(principal)
-    period = period_start(at)
     async with pool.acquire() as conn:
-        classes = await quotas.snapshot(conn, org_id, period, settings.default_quota)
+        classes = await charging.snapshot(conn, org_id, at, settings.default_quota)
+    numbers = classes[0].as_dict()
     return {
         "organisation": classes[0].organisation,
-        "period": period_name(period),
-        "resets_at": iso(resets_at(period)),
+        "period": numbers["period"],
+        "resets_at": numbers["resets_at"],
         "quotas": [q.as_dict() for q in classes],
     }
 
@@ -96,7 +97,7 @@ async def usage(
     format: Literal["json", "csv"] = "json",
     organisation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    """From (inclusive) to (exclusive), default the current year; an organisation sees its own
+    """From (inclusive) to (exclusive), default the current period; an organisation sees its own
     rows only, administrators everyone's (or one organisation's)."""
     settings, at = request.app.state.settings, request.app.state.clock()
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
@@ -107,19 +108,21 @@ async def usage(
             f"group_by: {', '.join(unknown) or 'a repeated name'} is not one of"
             f" {', '.join(stats.GROUPS)}",
         )
-    period = period_start(at)
-    start = _moment(from_, "from") if from_ else datetime.combine(period, time.min, UTC)
-    end = _moment(to, "to") if to else resets_at(period)
-    if start >= end:
-        raise HTTPException(400, "from must be before to")
     if principal.is_admin:
         org_id = await _org_named(pool, organisation) if organisation else None
     elif organisation is not None and organisation != principal.org:
         raise HTTPException(403, "only administrators read another organisation's usage")
     else:
         org_id = org_of(principal)
+    # The default range: the organisation's current period (everyone's: the calendar year).
+    anchor = await charging.anchor_of(pool, org_id) if org_id is not None else None
+    period = period_start(at, anchor)
+    start = _moment(from_, "from") if from_ else datetime.combine(period, time.min, UTC)
+    end = _moment(to, "to") if to else resets_at(period, anchor)
+    if start >= end:
+        raise HTTPException(400, "from must be before to")
     async with pool.acquire() as conn:
-        report = await stats.usage(conn, start, end, groups, org_id, period, settings.default_quota)
+        report = await stats.usage(conn, start, end, groups, org_id, at, settings.default_quota)
     report = {"from": iso(start), "to": iso(end), **report}
     if format == "csv":
         return PlainTextResponse(stats.as_csv(report), media_type="text/csv")

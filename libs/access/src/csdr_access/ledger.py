@@ -1,14 +1,17 @@
 """The append-only usage ledger (csdr.usage_ledger): +1/-1 per scene and organisation for each
-charge (`reserved`), refund (`refunded`), delivery (`released`) and first download
-(`downloaded`). Statistics are sums of its rows, so every total is the sum of its parts."""
+charge of an order (`reserved`), refund (`refunded`), delivery (`released`) and first download
+(`downloaded`, through a delivery link or the catalog; a download that took the charge itself has
+no order). Statistics are sums of its rows, so every total is the sum of its parts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 
 @dataclass(frozen=True)
