@@ -107,7 +107,7 @@ def test_offline_scene_ordered_by_two_organisations(node, orders, pg_cluster, tm
         for order, headers in ((mine, th), (theirs, bd)):
             done = wait(
                 lambda order=order, headers=headers: status_of(order, headers),
-                lambda o: o["status"] != "pending",
+                lambda o: o["status"] not in ("pending", "shipping"),
             )
             assert done["status"] == "succeeded", done
             assert done["quota"][0]["used"] == 1 and done["quota"][0]["reserved"] == 0

@@ -1,4 +1,4 @@
-"""Manual approval per organisation: its orders wait `pending` (charges reserved, nothing
+"""Manual approval per organisation: its orders wait `ordered` (charges reserved, nothing
 delivered, no production queued); an administrator approves (online scenes delivered, offline
 ones queued) or rejects (canceled, `reason_code: rejected`, refunded); others get 403, and an
 order not waiting for approval answers 409."""
@@ -17,8 +17,8 @@ def test_held_orders_wait_for_an_administrator(client, db, scenes, keys):
     add_offline(db, "OFF1", "/archive/OFF1.tar.gz")
     th, admin = auth(keys["thailand"]), auth(keys["admin"])
     held = client.post("/orders", json=order_of("S00", "OFF1"), headers=th).json()
-    assert held["status"] == "pending" and held["awaiting_approval"] is True
-    assert {i["status"] for i in held["items"]} == {"pending"}
+    assert held["status"] == "ordered" and held["awaiting_approval"] is True
+    assert {i["status"] for i in held["items"]} == {"ordered"}
     assert held["history"][-1]["reason_code"] == "awaiting_approval"
     assert quota(client, keys["thailand"]) == (0, 2)
     assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (0,)

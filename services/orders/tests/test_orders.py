@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from csdr_orders import lifecycle
+from csdr_orders.errors import TransitionRefused
 from services.orders.tests.samples import auth, order_of, set_quota
 
 
@@ -212,3 +214,18 @@ def test_polls_and_searches_are_free_and_429_is_never_403(make_client, db, scene
     limited = client.post("/orders", json=order_of("S01"), headers=th)
     assert limited.status_code == 429 and limited.headers["Retry-After"]
     assert counts(db) == before
+
+
+def test_the_transition_table_allows_only_the_extension_order():
+    assert lifecycle.steps("ordered", "succeeded") == ["shipping", "succeeded"]
+    assert lifecycle.steps("pending", "shipping") == ["shipping"]
+    for current, target in (
+        ("pending", "ordered"),
+        ("shipping", "pending"),
+        ("succeeded", "canceled"),
+    ):
+        with pytest.raises(TransitionRefused):
+            lifecycle.steps(current, target)
+    assert lifecycle.order_status(["ordered", "ordered"]) == "ordered"
+    assert lifecycle.order_status(["pending", "shipping"]) == "shipping"
+    assert lifecycle.order_status(["succeeded", "canceled"]) == "partial"

@@ -4,8 +4,10 @@ organisations: one production job through ingest's queue and pipeline, the scene
 with a COG, each organisation charged once; a failed production refunds and the orders end
 partial or failed with the reason; cancel refunds what is still waiting."""
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ from psycopg_pool import ConnectionPool
 from csdr_ingest import jobs
 from csdr_ingest.offline import register_offline
 from csdr_ingest.settings import Settings as IngestSettings
+from csdr_orders import watcher
+from csdr_orders.settings import Settings
+from csdr_service.pools import open_pool
 from services.orders.tests.samples import add_offline, auth, order_of
 from tests.fixtures import CRESDA_WFV
 from tests.support.lookalike import write_lookalike
@@ -42,6 +47,19 @@ def run_production_jobs(ingest_settings: IngestSettings) -> list[dict]:
     return ran
 
 
+def watcher_step(step: Callable[..., Awaitable[int]], clock, assets: Path) -> int:
+    """One step of the production watcher (csdr_orders.watcher), as its loop runs it."""
+
+    async def run() -> int:
+        pool = await open_pool(2, "test-watcher", pgstac=True)
+        try:
+            return await step(pool, Settings(asset_roots=[str(assets)]), clock)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
 def quota_used(client, key: str) -> tuple[int, int]:
     quota = client.get("/quota", headers=auth(key)).json()["quotas"][0]
     return quota["used"], quota["reserved"]
@@ -53,7 +71,7 @@ def ingest_settings(assets: Path, tmp_path: Path) -> IngestSettings:
 
 
 def test_offline_package_ordered_twice_is_produced_once(
-    make_client, db, scenes, keys, ingest_settings, tmp_path
+    make_client, db, scenes, keys, ingest_settings, tmp_path, clock, assets
 ):
     package = write_lookalike(CRESDA_WFV, tmp_path / "archive", max_size=400)
     [offline] = register_offline(package, db, ingest_settings)
@@ -67,7 +85,7 @@ def test_offline_package_ordered_twice_is_produced_once(
     ).fetchone()[0]
     assert [f["id"] for f in found["features"]] == [WFV_ID]
 
-    client = make_client(worker=True)
+    client = make_client()  # the watcher's steps are taken below, one at a time
     ref = {"items": [{"collection": "gf1-wfv", "id": WFV_ID}]}
     th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
     first = client.post("/orders", json=ref, headers=th).json()
@@ -81,11 +99,25 @@ def test_offline_package_ordered_twice_is_produced_once(
 
     [job] = run_production_jobs(ingest_settings)
     assert job["status"] == "succeeded", job
+    # Produced: both orders are `shipping` until the watcher's next step delivers them.
+    assert watcher_step(watcher.finish_productions, clock, assets) == 1
     for order, headers in ((first, th), (second, bd)):
-        done = wait_for(client, order["id"], headers, {"succeeded", "failed", "partial"})
+        produced = client.get(f"/orders/{order['id']}", headers=headers).json()
+        assert produced["status"] == "shipping"
+        assert [i["status"] for i in produced["items"]] == ["shipping"]
+        assert client.get(f"/orders/{order['id']}/items", headers=headers).json()["features"] == []
+    assert quota_used(client, keys["thailand"]) == (0, 1)
+    assert watcher_step(watcher.ship_all, clock, assets) == 2
+    for order, headers in ((first, th), (second, bd)):
+        done = client.get(f"/orders/{order['id']}", headers=headers).json()
         assert done["status"] == "succeeded"
         assert [h["status"] for h in done["history"] if "id" not in h] == [
             "ordered",
+            "pending",
+            "shipping",
+            "succeeded",
+        ]
+        assert [h["status"] for h in done["history"] if "id" in h] == [
             "pending",
             "shipping",
             "succeeded",

@@ -1,8 +1,16 @@
 """The order and order-item statuses, from the STAC order extension's vocabulary (plus `partial`,
-some items delivered and some not), and which changes are allowed: anything else is a 409.
+some items delivered and some not), and the one table of allowed changes: anything else is a 409.
+https://github.com/stac-extensions/order
 
-ordered -> pending | shipping | canceled | failed; pending -> shipping | canceled | failed;
-shipping -> succeeded | partial | failed | canceled. https://github.com/stac-extensions/order
+- `ordered`: received, not yet processed (an organisation with manual approval: until an
+  administrator approves it).
+- `pending`: being processed: offline scenes queued for, or in, production.
+- `shipping`: produced; delivery being prepared (the charge committed, the links issued and the
+  organisation told), by the production watcher's next step.
+- `succeeded` | `partial` (orders only) | `failed` | `canceled`: final.
+
+An item passes through the same statuses; an online scene is delivered at once (ordered ->
+shipping -> succeeded in its acceptance), an offline one when its production ends.
 """
 
 from csdr_orders.errors import TransitionRefused
@@ -14,11 +22,14 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 TERMINAL = frozenset({"succeeded", "partial", "failed", "canceled"})
 ITEM_DONE = frozenset({"succeeded", "failed", "canceled"})
+WAITING = ("ordered", "pending", "shipping")
+"""Item statuses that may still change."""
 
 
 def steps(current: str, target: str) -> list[str]:
-    """The statuses an order passes through from `current` to `target` (through `shipping`
-    when the direct change is not allowed but that one is); TransitionRefused otherwise."""
+    """The statuses an order or item passes through from `current` to `target` (through
+    `shipping` when the direct change is not allowed but that one is); TransitionRefused
+    otherwise."""
     if current == target:
         return []
     allowed = ALLOWED.get(current, frozenset())

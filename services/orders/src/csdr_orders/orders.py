@@ -128,6 +128,13 @@ async def _settle(
     return await _move(conn, order, target, at, code, text, settings)
 
 
+AWAITING_APPROVAL = ("awaiting_approval", "waiting for an administrator's approval")
+STEP_REASONS = {
+    "shipping": ("delivering", "delivery being prepared: charge, links, notice"),
+}
+"""The reason recorded for a status an item passes through on its way to another."""
+
+
 async def _item_status(
     conn: asyncpg.Connection,
     order: asyncpg.Record,
@@ -137,6 +144,8 @@ async def _item_status(
     code: str,
     text: str | None,
 ) -> None:
+    """Take the item to `status` through the allowed steps, a history row for each."""
+    path = lifecycle.steps(str(item["status"]), status)
     await conn.execute(
         "UPDATE csdr.order_items SET status = $4, reason = $5, updated_at = $6"
         " WHERE order_id = $1 AND collection = $2 AND item_id = $3",
@@ -147,7 +156,10 @@ async def _item_status(
         text,
         at,
     )
-    await _history(conn, order["id"], at, status, code, text, (item["collection"], item["item_id"]))
+    ref = (item["collection"], item["item_id"])
+    for step in path:
+        why = (code, text) if step == status else STEP_REASONS[step]
+        await _history(conn, order["id"], at, step, *why, ref)
 
 
 async def _deliver(
@@ -157,8 +169,14 @@ async def _deliver(
     at: datetime,
     settings: Settings,
 ) -> None:
-    """The scene is online: the item succeeds and its reservation is committed."""
+    """The scene is online: the item succeeds, its reservation is committed, and the order's
+    links are valid for `link_ttl_days` from now at least."""
     await _item_status(conn, order, item, "succeeded", at, "delivered", None)
+    await conn.execute(
+        "UPDATE csdr.orders SET links_expire_at = greatest(links_expire_at, $2) WHERE id = $1",
+        order["id"],
+        at + timedelta(days=settings.link_ttl_days),
+    )
     if item["charged"]:
         committed = await conn.fetchval(
             "UPDATE csdr.entitlements SET state = 'committed'"
@@ -237,13 +255,14 @@ async def _pass_charge(
     heir = await conn.fetchval(
         "SELECT i.order_id FROM csdr.order_items i JOIN csdr.orders o ON o.id = i.order_id"
         " WHERE o.org_id = $1 AND o.period_start = $2 AND i.collection = $3 AND i.item_id = $4"
-        " AND i.order_id <> $5 AND NOT i.charged AND i.status IN ('ordered', 'pending', 'shipping')"
+        " AND i.order_id <> $5 AND NOT i.charged AND i.status = ANY($6::text[])"
         " ORDER BY o.created_at, o.id LIMIT 1 FOR UPDATE OF i",
         order["org_id"],
         order["period_start"],
         item["collection"],
         item["item_id"],
         order["id"],
+        list(lifecycle.WAITING),
     )
     if heir is None:
         return False
@@ -374,31 +393,31 @@ async def _record_accepted(
 ) -> uuid.UUID:
     """Write an accepted order in a few statements: online scenes delivered at once (their
     charge committed), offline ones pending their production (their charge reserved); with
-    `hold` (manual approval), every scene pending an administrator's approval, reserved."""
+    `hold` (manual approval), every scene `ordered` until an administrator approves, reserved."""
     at, org_id = placing.at, placing.org_id
     order_id = uuid.uuid4()
     now = {s: s.online and not hold for s in scenes}
-    statuses = ["succeeded" if now[s] else "pending" for s in scenes]
+    statuses = ["succeeded" if now[s] else "ordered" if hold else "pending" for s in scenes]
     final = lifecycle.order_status(statuses)
-    # The history as the lifecycle walks it: accepted, each delivered scene, then the order.
+    # The history as the lifecycle walks it: accepted, each scene's steps, then the order's.
     history: list[tuple[str, str, str, tuple[str, str] | None]] = [
         ("ordered", "accepted", f"{len(scenes)} scenes accepted", None)
     ]
-    waiting = (
-        ("awaiting_approval", "waiting for an administrator's approval")
-        if hold
-        else ("production", "queued for production")
-    )
-    history += [
-        ("succeeded", "delivered", "", (s.collection, s.item_id))
-        if now[s]
-        else ("pending", *waiting, (s.collection, s.item_id))
-        for s in scenes
-    ]
+    delivered_at: dict[Scene, int] = {}  # each delivered scene's place in the history, from 1
+    for scene, status in zip(scenes, statuses, strict=True):
+        ref = (scene.collection, scene.item_id)
+        if hold:
+            history.append(("ordered", *AWAITING_APPROVAL, ref))
+        elif not now[scene]:
+            history.append(("pending", "production", "queued for production", ref))
+        else:
+            history += [
+                (step, *STEP_REASONS[step], ref) for step in lifecycle.steps("ordered", status)[:-1]
+            ]
+            history.append((status, "delivered", "", ref))
+            delivered_at[scene] = len(history)
     reasons = {
-        "pending": ("awaiting_approval", "waiting for an administrator's approval")
-        if hold
-        else ("production", "waiting for the production of offline scenes"),
+        "pending": ("production", "waiting for the production of offline scenes"),
         "shipping": ("delivering", "scenes are being delivered"),
         "succeeded": ("delivered", "every scene was delivered"),
     }
@@ -485,12 +504,9 @@ async def _record_accepted(
     news += [
         (
             events.ITEM_SUCCEEDED,
-            events.event(
-                url, order_id, "succeeded", n + 2, collection=s.collection, item=s.item_id
-            ),
+            events.event(url, order_id, "succeeded", n, collection=s.collection, item=s.item_id),
         )
-        for n, s in enumerate(scenes)
-        if now[s]
+        for s, n in delivered_at.items()
     ]
     if final in lifecycle.TERMINAL:
         news.append((events.COMPLETED, events.event(url, order_id, final, len(history))))
@@ -659,9 +675,9 @@ async def cancel(
             "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
         )
         items = await conn.fetch(
-            "SELECT * FROM csdr.order_items WHERE order_id = $1"
-            " AND status IN ('ordered', 'pending', 'shipping')",
+            "SELECT * FROM csdr.order_items WHERE order_id = $1 AND status = ANY($2::text[])",
             order_id,
+            list(lifecycle.WAITING),
         )
         for item in items:
             await _refund(conn, order, item, "canceled", at, "canceled", "canceled", settings)
@@ -677,11 +693,12 @@ async def production_finished(
     at: datetime,
     settings: Settings,
 ) -> int:
-    """Deliver (or fail and refund) every order item waiting for this scene's production, in
-    the caller's transaction; how many items were settled."""
+    """Move every order item pending this scene's production to `shipping` (delivered by
+    `ship`), or fail and refund it, in the caller's transaction; how many items were settled.
+    Items of orders waiting for approval stay `ordered`: approval delivers them."""
     rows = await conn.fetch(
         "SELECT i.* FROM csdr.order_items i WHERE i.collection = $1 AND i.item_id = $2"
-        " AND i.status IN ('ordered', 'pending', 'shipping') ORDER BY i.order_id",
+        " AND i.status = 'pending' ORDER BY i.order_id",
         collection,
         item_id,
     )
@@ -689,11 +706,33 @@ async def production_finished(
     for item in rows:
         order = await _order_row(conn, item["order_id"], None, lock=True)
         if ok:
-            await _deliver(conn, order, item, at, settings)
+            text = "produced; delivery being prepared"
+            await _item_status(conn, order, item, "shipping", at, "produced", text)
         else:
             await _refund(conn, order, item, "failed", at, "production_failed", reason, settings)
         await _settle(conn, item["order_id"], at, settings)
     return len(rows)
+
+
+async def ship(conn: asyncpg.Connection, at: datetime, settings: Settings, limit: int) -> int:
+    """Deliver the `shipping` items of up to `limit` orders (charge committed, links valid
+    from now, `item.succeeded` sent), in the caller's transaction; orders another process is
+    shipping are skipped. How many orders were shipped."""
+    orders = await conn.fetch(
+        "SELECT o.* FROM csdr.orders o WHERE o.status = 'shipping' AND EXISTS (SELECT 1"
+        " FROM csdr.order_items i WHERE i.order_id = o.id AND i.status = 'shipping')"
+        " ORDER BY o.updated_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    for order in orders:
+        items = await conn.fetch(
+            "SELECT * FROM csdr.order_items WHERE order_id = $1 AND status = 'shipping'",
+            order["id"],
+        )
+        for item in items:
+            await _deliver(conn, order, item, at, settings)
+        await _settle(conn, order["id"], at, settings)
+    return len(orders)
 
 
 def canonical(request: dict[str, Any]) -> dict[str, Any]:
@@ -754,7 +793,7 @@ async def decide(
             "SELECT i.*, coalesce(s.online, false) AS online FROM csdr.order_items i"
             " LEFT JOIN LATERAL (SELECT pgstac.get_item(i.item_id, i.collection)"
             "  ->'properties'->>'order:status' IS DISTINCT FROM 'orderable' AS online) s ON true"
-            " WHERE i.order_id = $1 AND i.status = 'pending'",
+            " WHERE i.order_id = $1 AND i.status = 'ordered'",
             order_id,
         )
         if not approve:
@@ -769,6 +808,8 @@ async def decide(
             if item["online"]:
                 await _deliver(conn, order, item, at, settings)
             else:
+                text = "queued for production"
+                await _item_status(conn, order, item, "pending", at, "production", text)
                 offline.append(Scene(item["collection"], item["item_id"], False, None, None))
         await production.request(conn, offline)
         await _settle(conn, order_id, at, settings)

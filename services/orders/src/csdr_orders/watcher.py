@@ -1,6 +1,8 @@
 """The production watcher: finishes the orders waiting on productions whose ingest job has ended.
-Several processes may run one (productions are claimed with SKIP LOCKED); each claimed production
-and the orders it settles are one transaction."""
+Several processes may run one (productions and orders are claimed with SKIP LOCKED). Each claimed
+production and the order items it moves to `shipping` are one transaction; delivering the
+shipping items (orders.ship) is the next, so a process stopped between the two leaves them
+`shipping` for the next pass."""
 
 import asyncio
 import contextlib
@@ -15,8 +17,13 @@ from csdr_orders.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-async def settle_finished(pool: asyncpg.Pool, settings: Settings, clock: Clock) -> int:
-    """Settle the orders of every production that ended; how many productions were settled."""
+SHIP_BATCH = 20
+"""Orders shipped per transaction."""
+
+
+async def finish_productions(pool: asyncpg.Pool, settings: Settings, clock: Clock) -> int:
+    """Settle the order items of every production that ended (`shipping`, or failed and
+    refunded), a transaction per production; how many productions were settled."""
     settled = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
@@ -40,6 +47,25 @@ async def settle_finished(pool: asyncpg.Pool, settings: Settings, clock: Clock) 
         if not done:
             return settled
         settled += len(done)
+
+
+async def ship_all(pool: asyncpg.Pool, settings: Settings, clock: Clock) -> int:
+    """Deliver every `shipping` order item, SHIP_BATCH orders a transaction; how many orders."""
+    shipped = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            batch = await orders.ship(conn, clock(), settings, SHIP_BATCH)
+        shipped += batch
+        if batch < SHIP_BATCH:
+            return shipped
+
+
+async def settle_finished(pool: asyncpg.Pool, settings: Settings, clock: Clock) -> int:
+    """Settle the orders of every production that ended, then ship what is `shipping`; how
+    many productions were settled."""
+    settled = await finish_productions(pool, settings, clock)
+    await ship_all(pool, settings, clock)
+    return settled
 
 
 class Watcher:
