@@ -17,6 +17,7 @@ def test_held_orders_wait_for_an_administrator(client, db, scenes, keys):
     add_offline(db, "OFF1", "/archive/OFF1.tar.gz")
     th, admin = auth(keys["thailand"]), auth(keys["admin"])
     held = client.post("/orders", json=order_of("S00", "OFF1"), headers=th).json()
+    assert client.get(f"/orders/{held['id']}", headers=th).json() == held
     assert held["status"] == "ordered" and held["awaiting_approval"] is True
     assert {i["status"] for i in held["items"]} == {"ordered"}
     assert held["history"][-1]["reason_code"] == "awaiting_approval"

@@ -49,6 +49,8 @@ def test_quota_of_three_refuses_the_order_past_it_whole(client, db, scenes, keys
     }
     assert problem["resets_at"] == "2027-01-01T00:00:00Z"
     assert counts(db) == before  # no order, no item, no ledger row, no reservation
+    # The answer to an accepted order is the order as read back.
+    assert client.get(f"/orders/{order['id']}", headers=th).json() == order
 
     # The other partner's quota is its own.
     other = client.post("/orders", json=order_of("S02", "S03"), headers=auth(keys["bangladesh"]))

@@ -173,6 +173,7 @@ def test_cancel_refunds_what_waits_and_409_after(make_client, db, scenes, keys):
     th = auth(keys["thailand"])
     order = client.post("/orders", json=order_of("OFF1", "S00"), headers=th).json()
     assert order["status"] == "shipping"
+    assert client.get(f"/orders/{order['id']}", headers=th).json() == order
     assert quota_used(client, keys["thailand"]) == (1, 1)
     canceled = client.post(f"/orders/{order['id']}/cancel", headers=th)
     assert canceled.status_code == 200

@@ -14,6 +14,7 @@ download is one `downloaded` row of the ledger either way."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -106,6 +107,23 @@ async def classes_of(conn: asyncpg.Connection, collections: set[str]) -> dict[st
     return {c: found.get(c, DEFAULT_CLASS) for c in collections}
 
 
+async def terms_of(
+    conn: asyncpg.Connection, org_id: int, collections: set[str]
+) -> tuple[date | None, dict[str, str]]:
+    """In one query: the agreement start date an organisation's periods run from, and the
+    quota class of each collection."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT quota_period_from FROM csdr.organisations WHERE id = $1) AS anchor,"
+        " coalesce((SELECT jsonb_object_agg(collection, class) FROM csdr.quota_classes"
+        "  WHERE collection = ANY($2::text[])), '{}'::jsonb)::text AS classes",
+        org_id,
+        sorted(collections),
+    )
+    assert row is not None
+    found = json.loads(row["classes"])
+    return row["anchor"], {c: found.get(c, DEFAULT_CLASS) for c in collections}
+
+
 async def lock(
     conn: asyncpg.Connection, org_id: int, quota_class: str, period: date, default: int
 ) -> tuple[int, int, int]:
@@ -151,7 +169,13 @@ async def snapshot(
     """Every class the organisation has a limit or usage in (at least `all`), for the period
     holding the moment `at`."""
     anchor = await anchor_of(conn, org_id)
-    period = period_start(at, anchor)
+    return await snapshot_of(conn, org_id, period_start(at, anchor), anchor, default)
+
+
+async def snapshot_of(
+    conn: asyncpg.Connection, org_id: int, period: date, anchor: date | None, default: int
+) -> list[Quota]:
+    """snapshot() for a known period."""
     rows = await conn.fetch(
         "WITH classes AS ("
         "  SELECT class FROM csdr.quota_limits WHERE org_id = $1"

@@ -33,27 +33,34 @@ DELTAS = {"reserved": 1, "refunded": -1, "released": 1, "downloaded": 1}
 
 async def record(conn: asyncpg.Connection, at: datetime, kind: str, entries: list[Entry]) -> None:
     """Append one `kind` row per entry (the organisation's country is copied in)."""
-    if not entries:
+    await record_rows(conn, at, [(kind, e) for e in entries])
+
+
+async def record_rows(
+    conn: asyncpg.Connection, at: datetime, rows: list[tuple[str, Entry]]
+) -> None:
+    """Append one row per (kind, entry), in one statement (the monthly sums' trigger runs once)."""
+    if not rows:
         return
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO csdr.usage_ledger (at, org_id, country, class, period_start, collection,"
         " item_id, platform, instrument, order_id, kind, delta)"
-        " SELECT $1, o.id, o.country, $3, $4, $5, $6, $7, $8, $9, $10, $11"
-        " FROM csdr.organisations o WHERE o.id = $2",
-        [
-            (
-                at,
-                e.org_id,
-                e.quota_class,
-                e.period,
-                e.collection,
-                e.item_id,
-                e.platform,
-                e.instrument,
-                e.order_id,
-                kind,
-                DELTAS[kind],
-            )
-            for e in entries
-        ],
+        " SELECT $1, o.id, o.country, r.class, r.period_start, r.collection, r.item_id,"
+        "  r.platform, r.instrument, r.order_id, r.kind, r.delta"
+        " FROM unnest($2::bigint[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[],"
+        "  $8::text[], $9::uuid[], $10::text[], $11::smallint[])"
+        "  WITH ORDINALITY AS r (org_id, class, period_start, collection, item_id, platform,"
+        "  instrument, order_id, kind, delta, n)"
+        " JOIN csdr.organisations o ON o.id = r.org_id ORDER BY r.n",
+        at,
+        [e.org_id for _, e in rows],
+        [e.quota_class for _, e in rows],
+        [e.period for _, e in rows],
+        [e.collection for _, e in rows],
+        [e.item_id for _, e in rows],
+        [e.platform for _, e in rows],
+        [e.instrument for _, e in rows],
+        [e.order_id for _, e in rows],
+        [kind for kind, _ in rows],
+        [DELTAS[kind] for kind, _ in rows],
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -307,27 +308,27 @@ async def _replay(conn: asyncpg.Connection, placing: Placing) -> uuid.UUID | Non
 
 
 async def place(
-    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
     placing: Placing,
     scenes: list[Scene],
     settings: Settings,
     dry_run: bool = False,
-) -> tuple[uuid.UUID | dict[str, Any], bool]:
+) -> tuple[dict[str, Any], bool]:
     """Accept an order in one transaction, or refuse it whole (QuotaExceeded: nothing written).
-    Returns (the order id, whether it is a replay), or (the dry run's report, False)."""
-    async with pool.acquire() as conn:
-        if not dry_run and (existing := await _replay(conn, placing)) is not None:
-            return existing, True
-        try:
-            async with conn.transaction():
-                return await _accept(conn, placing, scenes, settings, dry_run), False
-        except asyncpg.UniqueViolationError as exc:
-            # The same key raced this request and committed first: answer with its order.
-            if exc.constraint_name != IDEMPOTENCY_CONSTRAINT:
-                raise
-            existing = await _replay(conn, placing)
-            assert existing is not None
-            return existing, True
+    Returns (the order as `describe` shows it, whether it is a replay), or (the dry run's
+    report, False)."""
+    if not dry_run and (existing := await _replay(conn, placing)) is not None:
+        return await describe(conn, existing, placing.org_id, settings), True
+    try:
+        async with conn.transaction():
+            return await _accept(conn, placing, scenes, settings, dry_run), False
+    except asyncpg.UniqueViolationError as exc:
+        # The same key raced this request and committed first: answer with its order.
+        if exc.constraint_name != IDEMPOTENCY_CONSTRAINT:
+            raise
+        existing = await _replay(conn, placing)
+        assert existing is not None
+        return await describe(conn, existing, placing.org_id, settings), True
 
 
 async def _accept(
@@ -336,11 +337,10 @@ async def _accept(
     scenes: list[Scene],
     settings: Settings,
     dry_run: bool,
-) -> uuid.UUID | dict[str, Any]:
+) -> dict[str, Any]:
     at, org_id = placing.at, placing.org_id
-    anchor = await charging.anchor_of(conn, org_id)
+    anchor, classes = await charging.terms_of(conn, org_id, {s.collection for s in scenes})
     period = period_start(at, anchor)
-    classes = await charging.classes_of(conn, {s.collection for s in scenes})
     counters = {
         c: await charging.lock(conn, org_id, c, period, settings.default_quota)
         for c in sorted(set(classes.values()))
@@ -375,45 +375,55 @@ async def _accept(
     if refusal is not None:
         text = charging.refusal_text(refusal, "this order")
         raise QuotaExceeded(f"{text}; nothing was ordered", **refusal)
-    hold = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $1)", org_id
+    accepting = Accepting(placing, period, anchor, classes, **await _standing(conn, org_id))
+    return await _record_accepted(conn, accepting, scenes, charged, settings)
+
+
+async def _standing(conn: asyncpg.Connection, org_id: int) -> dict[str, bool]:
+    """Whether the organisation's orders wait for approval, and whether it has webhooks."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $1) AS hold,"
+        " EXISTS (SELECT 1 FROM csdr.subscriptions s WHERE s.owner = $1"
+        "  AND s.status = 'active') AS subscribed",
+        org_id,
     )
-    return await _record_accepted(conn, placing, period, scenes, charged, classes, settings, hold)
+    assert row is not None
+    return {"hold": row["hold"], "subscribed": row["subscribed"]}
 
 
-async def _record_accepted(
-    conn: asyncpg.Connection,
-    placing: Placing,
-    period: date,
-    scenes: list[Scene],
-    charged: list[Scene],
-    classes: dict[str, str],
-    settings: Settings,
-    hold: bool,
-) -> uuid.UUID:
-    """Write an accepted order in a few statements: online scenes delivered at once (their
-    charge committed), offline ones pending their production (their charge reserved); with
-    `hold` (manual approval), every scene `ordered` until an administrator approves, reserved."""
-    at, org_id = placing.at, placing.org_id
-    order_id = uuid.uuid4()
-    now = {s: s.online and not hold for s in scenes}
-    statuses = ["succeeded" if now[s] else "ordered" if hold else "pending" for s in scenes]
-    final = lifecycle.order_status(statuses)
-    # The history as the lifecycle walks it: accepted, each scene's steps, then the order's.
+@dataclass(frozen=True)
+class Accepting:
+    """An order judged within its quota, about to be written."""
+
+    placing: Placing
+    period: date
+    anchor: date | None
+    classes: dict[str, str]
+    hold: bool
+    """Manual approval: every scene waits `ordered` for an administrator."""
+    subscribed: bool
+    """The organisation has webhooks: progress events are queued."""
+
+
+def _acceptance_history(
+    scenes: list[Scene], statuses: list[str], hold: bool, final: str
+) -> tuple[list[tuple[str, str, str, tuple[str, str] | None]], dict[Scene, int]]:
+    """The history of an accepted order as the lifecycle walks it: accepted, each scene's
+    steps, then the order's; and each delivered scene's place in it (from 1, the `sequence`
+    of its event)."""
     history: list[tuple[str, str, str, tuple[str, str] | None]] = [
         ("ordered", "accepted", f"{len(scenes)} scenes accepted", None)
     ]
-    delivered_at: dict[Scene, int] = {}  # each delivered scene's place in the history, from 1
+    delivered_at: dict[Scene, int] = {}
     for scene, status in zip(scenes, statuses, strict=True):
         ref = (scene.collection, scene.item_id)
         if hold:
             history.append(("ordered", *AWAITING_APPROVAL, ref))
-        elif not now[scene]:
+        elif status != "succeeded":
             history.append(("pending", "production", "queued for production", ref))
         else:
-            history += [
-                (step, *STEP_REASONS[step], ref) for step in lifecycle.steps("ordered", status)[:-1]
-            ]
+            steps = lifecycle.steps("ordered", status)[:-1]
+            history += [(step, *STEP_REASONS[step], ref) for step in steps]
             history.append((status, "delivered", "", ref))
             delivered_at[scene] = len(history)
     reasons = {
@@ -422,63 +432,67 @@ async def _record_accepted(
         "succeeded": ("delivered", "every scene was delivered"),
     }
     history += [(step, *reasons[step], None) for step in lifecycle.steps("ordered", final)]
-    await conn.execute(
-        "INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,"
-        " created_at, updated_at, links_expire_at, awaiting_approval)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
-        order_id,
-        org_id,
-        final,
-        placing.idempotency_key,
-        placing.request,
-        period,
-        at,
-        at + timedelta(days=settings.link_ttl_days),
-        hold,
+    return history, delivered_at
+
+
+async def _record_accepted(
+    conn: asyncpg.Connection,
+    accepting: Accepting,
+    scenes: list[Scene],
+    charged: list[Scene],
+    settings: Settings,
+) -> dict[str, Any]:
+    """Write an accepted order in a few statements, and answer it as `describe` would: online
+    scenes delivered at once (their charge committed), offline ones pending their production
+    (their charge reserved); with `hold` (manual approval), every scene `ordered` until an
+    administrator approves, reserved."""
+    placing, period, classes, hold = (
+        accepting.placing,
+        accepting.period,
+        accepting.classes,
+        accepting.hold,
     )
-    await conn.executemany(
-        "INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,"
-        " reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [
-            (order_id, i[0] if i else None, i[1] if i else None, at, st, code, text or None)
-            for st, code, text, i in history
-        ],
-    )
+    at, org_id = placing.at, placing.org_id
+    order_id = uuid.uuid4()
+    now = {s: s.online and not hold for s in scenes}
+    statuses = ["succeeded" if now[s] else "ordered" if hold else "pending" for s in scenes]
+    final = lifecycle.order_status(statuses)
+    history, delivered_at = _acceptance_history(scenes, statuses, hold, final)
+    order = {
+        "id": order_id,
+        "status": final,
+        "created_at": at,
+        "updated_at": at,
+        "period_start": period,
+        "links_expire_at": at + timedelta(days=settings.link_ttl_days),
+        "awaiting_approval": hold,
+        "request": placing.request,
+    }
     charged_keys = {(s.collection, s.item_id) for s in charged}
-    await conn.executemany(
-        "INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,"
-        " status, charged, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            (
-                order_id,
-                s.collection,
-                s.item_id,
-                classes[s.collection],
-                s.platform,
-                s.instrument,
-                status,
-                (s.collection, s.item_id) in charged_keys,
-                at,
-            )
-            for s, status in zip(scenes, statuses, strict=True)
-        ],
-    )
-    await conn.executemany(
-        "INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state,"
-        " order_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [
-            (
-                org_id,
-                period,
-                s.collection,
-                s.item_id,
-                classes[s.collection],
-                "committed" if now[s] else "reserved",
-                order_id,
-            )
-            for s in charged
-        ],
-    )
+    items = [
+        {
+            "collection": s.collection,
+            "item_id": s.item_id,
+            "class": classes[s.collection],
+            "status": status,
+            "charged": (s.collection, s.item_id) in charged_keys,
+            "reason": None,
+            "updated_at": at,
+        }
+        for s, status in zip(scenes, statuses, strict=True)
+    ]
+    rows = [
+        {
+            "at": at,
+            "status": st,
+            "collection": i[0] if i else None,
+            "item_id": i[1] if i else None,
+            "reason_code": code,
+            "reason_text": text or None,
+        }
+        for st, code, text, i in history
+    ]
+    await conn.execute(ACCEPT_SQL, *_accept_args(accepting, order, items, rows, charged, now))
     for quota_class in sorted(set(classes.values())):
         mine = [s for s in charged if classes[s.collection] == quota_class]
         online = sum(1 for s in mine if now[s])
@@ -497,8 +511,10 @@ async def _record_accepted(
         )
         for s in charged
     }
-    await ledger.record(conn, at, "reserved", list(entries.values()))
-    await ledger.record(conn, at, "released", [e for s, e in entries.items() if now[s]])
+    reserved = [("reserved", e) for e in entries.values()]
+    await ledger.record_rows(
+        conn, at, reserved + [("released", e) for s, e in entries.items() if now[s]]
+    )
     url = settings.public_url
     news = [(events.ACCEPTED, events.event(url, order_id, "ordered", 1, items=len(scenes)))]
     news += [
@@ -510,10 +526,82 @@ async def _record_accepted(
     ]
     if final in lifecycle.TERMINAL:
         news.append((events.COMPLETED, events.event(url, order_id, final, len(history))))
-    await events.emit_many(conn, org_id, order_id, news)
+    if accepting.subscribed:
+        await events.emit_many(conn, org_id, order_id, news)
     if not hold:
         await production.request(conn, [s for s in scenes if not s.online])
-    return order_id
+    snapshot = await charging.snapshot_of(
+        conn, org_id, period, accepting.anchor, settings.default_quota
+    )
+    return _view(order, placing.organisation, items, rows, snapshot, settings)
+
+
+# The accepted order, its history, items and charges in one statement (one round trip); the
+# foreign keys between them are checked at its end.
+ACCEPT_SQL = """
+WITH o AS (
+    INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,
+        created_at, updated_at, links_expire_at, awaiting_approval)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)
+), h AS (
+    INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,
+        reason_text)
+    SELECT $1, h.collection, h.item_id, $7, h.status, h.code, h.text
+    FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+        WITH ORDINALITY AS h (collection, item_id, status, code, text, n)
+    ORDER BY h.n
+), i AS (
+    INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,
+        status, charged, updated_at)
+    SELECT $1, i.collection, i.item_id, i.class, i.platform, i.instrument, i.status, i.charged, $7
+    FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+        $21::boolean[]) AS i (collection, item_id, class, platform, instrument, status, charged)
+)
+INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state, order_id)
+SELECT $2, $6, e.collection, e.item_id, e.class, e.state, $1
+FROM unnest($22::text[], $23::text[], $24::text[], $25::text[])
+    AS e (collection, item_id, class, state)
+"""
+
+
+def _accept_args(
+    accepting: Accepting,
+    order: dict[str, Any],
+    items: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    charged: list[Scene],
+    now: dict[Scene, bool],
+) -> list[Any]:
+    """ACCEPT_SQL's parameters."""
+    placing, classes = accepting.placing, accepting.classes
+    platform = {(s.collection, s.item_id): (s.platform, s.instrument) for s in now}
+    return [
+        order["id"],
+        placing.org_id,
+        order["status"],
+        placing.idempotency_key,
+        placing.request,
+        accepting.period,
+        placing.at,
+        order["links_expire_at"],
+        order["awaiting_approval"],
+        [h["collection"] for h in history],
+        [h["item_id"] for h in history],
+        [h["status"] for h in history],
+        [h["reason_code"] for h in history],
+        [h["reason_text"] for h in history],
+        [i["collection"] for i in items],
+        [i["item_id"] for i in items],
+        [i["class"] for i in items],
+        [platform[i["collection"], i["item_id"]][0] for i in items],
+        [platform[i["collection"], i["item_id"]][1] for i in items],
+        [i["status"] for i in items],
+        [i["charged"] for i in items],
+        [s.collection for s in charged],
+        [s.item_id for s in charged],
+        [classes[s.collection] for s in charged],
+        ["committed" if now[s] else "reserved" for s in charged],
+    ]
 
 
 def _dry_run_report(
@@ -576,7 +664,7 @@ async def describe(
     order = await _order_row(conn, order_id, org_id)
     items = await conn.fetch(
         "SELECT collection, item_id, class, status, charged, reason, updated_at"
-        " FROM csdr.order_items WHERE order_id = $1 ORDER BY collection, item_id",
+        " FROM csdr.order_items WHERE order_id = $1",
         order_id,
     )
     history = await conn.fetch(
@@ -586,11 +674,22 @@ async def describe(
     )
     began = datetime.combine(order["period_start"], time.min, UTC)
     snapshot = await charging.snapshot(conn, order["org_id"], began, settings.default_quota)
-    url = events.order_url(settings.public_url, order_id)
+    return _view(order, order["organisation"], items, history, snapshot, settings)
+
+
+def _view(
+    order: Mapping[str, Any],
+    organisation: str,
+    items: Sequence[Mapping[str, Any]],
+    history: Sequence[Mapping[str, Any]],
+    snapshot: list[charging.Quota],
+    settings: Settings,
+) -> dict[str, Any]:
+    url = events.order_url(settings.public_url, order["id"])
     return {
-        "id": str(order_id),
+        "id": str(order["id"]),
         "status": order["status"],
-        "organisation": order["organisation"],
+        "organisation": organisation,
         "created": iso(order["created_at"]),
         "updated": iso(order["updated_at"]),
         "period": period_name(order["period_start"], snapshot[0].anchor),
@@ -607,7 +706,7 @@ async def describe(
                 "reason": i["reason"],
                 "updated": iso(i["updated_at"]),
             }
-            for i in items
+            for i in sorted(items, key=lambda i: (i["collection"], i["item_id"]))
         ],
         "history": [
             {

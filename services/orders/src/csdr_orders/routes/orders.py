@@ -87,22 +87,20 @@ async def place_order(
         else:
             assert body.search is not None
             found = await scenes.by_search(conn, body.search, visible, settings.max_items)
-    if not found:
-        raise InvalidOrder("the order names no scene")
-    if len(found) > settings.max_items:
-        raise InvalidOrder(f"items: at most {settings.max_items} scenes per order")
-    placing = orders.Placing(
-        org_id,
-        principal.org or "",
-        clock(),
-        orders.canonical(body.model_dump(exclude_none=True)),
-        idempotency_key,
-    )
-    result, replayed = await orders.place(pool, placing, found, settings, dry_run)
-    if isinstance(result, dict):
-        return JSONResponse(result)
-    async with pool.acquire() as conn:
-        order = await orders.describe(conn, result, org_id, settings)
+        if not found:
+            raise InvalidOrder("the order names no scene")
+        if len(found) > settings.max_items:
+            raise InvalidOrder(f"items: at most {settings.max_items} scenes per order")
+        placing = orders.Placing(
+            org_id,
+            principal.org or "",
+            clock(),
+            orders.canonical(body.model_dump(exclude_none=True)),
+            idempotency_key,
+        )
+        order, replayed = await orders.place(conn, placing, found, settings, dry_run)
+    if dry_run:
+        return JSONResponse(order)
     headers = {"Location": order["links"][0]["href"]}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
