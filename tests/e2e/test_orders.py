@@ -3,7 +3,8 @@ ingest's POST /jobs, found by a CQL2 `order:status` search on the catalog, order
 organisations through the orders service; ingest's workers produce it once, the scene is online
 with a COG the tiler renders, each organisation is charged once, the first organisation's webhook
 receives accepted -> item.succeeded -> completed signed through the push worker, and the delivery
-is an ItemCollection pystac-client reads, whose signed link downloads the COG."""
+is an ItemCollection pystac-client reads, whose signed link downloads the COG; a catalog download
+by a third organisation takes a scene of its quota, and its order of the scene is then free."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from rasterio.io import MemoryFile
 
 from conftest import free_port
-from csdr_access.admin import add_org, issue_key
+from csdr_access.admin import add_org, issue_key, set_policy
 from services.push.tests.receiver import Receiver
 from services.push.tests.samples import SECRET
 from tests.e2e.processes import service
@@ -143,3 +144,19 @@ def test_offline_scene_ordered_by_two_organisations(node, orders, pg_cluster, tm
     cog = httpx.get(produced.assets["data"].href)
     assert cog.status_code == 200 and cog.content[:4] in (b"II*\x00", b"II+\x00")
     assert httpx.get(produced.assets["data"].href, headers=bd).status_code == 403
+
+    # Downloading from the catalog charges the same quota, once: a third organisation's first
+    # full-resolution download takes a scene, and its order of that scene is then free.
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        set_policy(conn, COLLECTION, "registered", [], "test")
+        add_org(conn, "LASAC", "LA", "partner", "test")
+        la = {"X-API-Key": issue_key(conn, "LASAC", ["read"], "test")[0]}
+    asset = f"{node.catalog}/collections/{COLLECTION}/items/{WFV_ID}/assets/data"
+    assert httpx.get(asset, headers={**la, "Range": "bytes=0-3"}).status_code == 206
+    assert httpx.get(asset, headers={**la, "Range": "bytes=4-7"}).status_code == 206
+    quota = httpx.get(f"{orders_url}/quota", headers=la).json()["quotas"][0]
+    assert (quota["used"], quota["reserved"]) == (1, 0)
+    theirs = httpx.post(f"{orders_url}/orders", json=ref, headers=la).json()
+    assert theirs["status"] == "succeeded" and theirs["items"][0]["charged"] is False
+    usage = httpx.get(f"{orders_url}/stats/usage", headers=la).json()
+    assert usage["totals"] == {"ordered": 0, "released": 0, "downloaded": 1}
