@@ -49,6 +49,12 @@ def test_periods_run_from_the_agreement_start_across_the_boundary(
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row == ["GISTDA", "all", "2027-04-01/2028-03-31", "2", "2", "0", "0"]
 
+    # Without --year: the period holding now (the real clock's), by the agreement's dates.
+    assert main(["quota", "show", "GISTDA"]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    anchor = date(2025, 4, 1)
+    assert row[2] == period_name(period_start(datetime.now(UTC), anchor), anchor)
+
     assert main(["quota", "set", "GISTDA", "2", "--calendar"]) == 0
     quota = client.get("/quota", headers=th).json()
     assert (quota["period"], quota["resets_at"]) == ("2027", "2028-01-01T00:00:00Z")

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from csdr_access.admin import AdminError, _org_id, audit
-from csdr_access.periods import iso, period_name, resets_at, year_starting
+from csdr_access.periods import iso, period_name, period_start, resets_at, utc_now, year_starting
 
 DEFAULT_SCENES = 1000
 """Scenes per organisation, class and year: "1000 scenes/year to each member state"."""
@@ -93,9 +93,10 @@ def set_approval(conn: psycopg.Connection, org: str, mode: str, actor: str) -> N
         audit(conn, actor, "quota.approval", {"org": org, "approval": mode})
 
 
-def show(conn: psycopg.Connection, org: str | None, year: int) -> list[dict[str, Any]]:
+def show(conn: psycopg.Connection, org: str | None, year: int | None) -> list[dict[str, Any]]:
     """Limit, used, reserved and remaining per organisation and class for the period each
-    organisation's year `year` begins (1 January, or its agreement's anniversary)."""
+    organisation's year `year` begins (1 January, or its agreement's anniversary); None: the
+    period holding now."""
     with conn.cursor(row_factory=dict_row) as cur:
         orgs = cur.execute(
             "SELECT id, name, quota_period_from FROM csdr.organisations"
@@ -107,7 +108,7 @@ def show(conn: psycopg.Connection, org: str | None, year: int) -> list[dict[str,
         rows = []
         for o in orgs:
             anchor = o["quota_period_from"]
-            start = year_starting(year, anchor)
+            start = period_start(utc_now(), anchor) if year is None else year_starting(year, anchor)
             found = cur.execute(
                 "WITH keys AS ("
                 "  SELECT class FROM csdr.quota_limits WHERE org_id = %(id)s"
@@ -155,7 +156,7 @@ def add_parsers(groups: Any) -> None:
     show_ = quota.add_parser("show", help="limit, used, reserved, remaining")
     show_.add_argument("org", nargs="?")
     show_.add_argument(
-        "--year", type=int, default=datetime.now(UTC).year, help="the period beginning that year"
+        "--year", type=int, help="the period beginning that year (default: the current one)"
     )
     approval = quota.add_parser(
         "approval", help="whether an organisation's orders wait for an admin"
