@@ -867,5 +867,13 @@ def test_organisation_pages_show_a_partner_its_own_rows(
     assert policy.locator("td").nth(2).inner_text() == "Partner"
     open_page(w, "orders")
     assert {mine["id"], theirs["id"]} <= set(table_rows(w, "orders"))
+    # In Chinese, on a phone: the pages' texts come from zh.json, nothing scrolls sideways.
+    zh = json.loads(MESSAGES_ZH.read_text(encoding="utf-8"))
+    w.page.set_viewport_size({"width": 390, "height": 844})
+    w.page.select_option("#lang", "zh")
+    settle(w)
+    assert w.page.inner_text("#org-tab-orders") == zh["org.page.orders"]
+    assert w.page.inner_text("#org-body th >> nth=2") == zh["org.col.status"]
+    assert w.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()

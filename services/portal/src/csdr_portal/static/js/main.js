@@ -42,6 +42,7 @@ const app = {
   compare: null, // the swipe's second map (compare.js)
   mapReady: null, // resolves once the map's style is loaded
   searchSeq: 0,
+  offered: { cloud: false, availability: false }, // the filters the queryables offer
   account: null, // GET /account of the key in use (organisation pages), null without a key
 };
 
@@ -78,9 +79,12 @@ async function refreshMosaic() {
   const seq = app.searchSeq;
   const matched = app.page && typeof app.page.numberMatched === "number" ? app.page.numberMatched : 0;
   let layers = [];
-  if (app.config.tiler && matched > app.config.mosaic_above) {
+  if (app.config.tiler && matched > app.config.mosaic_above && app.state.availability !== "offline") {
     try {
-      layers = await mosaicLayers(app.config.tiler, app.state, app.counts);
+      // Only online scenes where the node tells them apart: an offline one has no imagery.
+      const state = app.offered.availability ? { ...app.state, availability: "online" } : app.state;
+      const counts = state === app.state ? app.counts : await countsByCollection(app.config.catalog, state);
+      layers = await mosaicLayers(app.config.tiler, state, counts);
     } catch (exc) {
       report(exc);
     }
@@ -158,6 +162,7 @@ function drawTree() {
 
 async function refreshFilterFields() {
   const offered = await offeredFilters(app.config.catalog, app.state.collections);
+  app.offered = offered;
   $("cloud-field").hidden = !offered.cloud;
   $("availability-field").hidden = !offered.availability;
 }
@@ -449,15 +454,21 @@ function wireChrome() {
   for (const b of document.querySelectorAll(".views button")) {
     b.addEventListener("click", () => setView(b.dataset.view));
   }
-  $("lang").addEventListener("change", async (e) => {
-    app.state.lang = await setLanguage(e.target.value, app.config.languages);
-    writeState(app.state);
-    drawPage();
-    drawTree();
-    syncControls();
-    if (app.state.selected) selectScene(app.state.selected);
-    tracked(() => Promise.all([refreshOrders(), showOrg()]));
-  });
+  // One tracked flow: the page is busy from the change until every text is redrawn.
+  $("lang").addEventListener("change", (e) =>
+    tracked(async () => {
+      app.state.lang = await setLanguage(e.target.value, app.config.languages);
+      writeState(app.state);
+      drawPage();
+      drawTree();
+      syncControls();
+      await Promise.all([
+        app.state.selected ? selectScene(app.state.selected) : null,
+        refreshOrders(),
+        showOrg(),
+      ]);
+    }),
+  );
   const dialog = $("key-dialog");
   $("key-button").addEventListener("click", () => {
     $("key-input").value = "";

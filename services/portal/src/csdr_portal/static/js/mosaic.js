@@ -25,40 +25,41 @@ async function collectionPresets(tiler, collection) {
   return presetsOf.get(collection);
 }
 
-// The search's collections that have matches (`counts`: matches per collection).
+// The search's collections that have matches (`counts`: online matches per collection).
 export function matchingCollections(state, counts) {
   const named = state.collections.length ? state.collections : Object.keys(counts);
   return named.filter((c) => (counts[c] || 0) > 0).sort();
 }
 
-// The search's filters for online scenes only: an offline (archived) scene has no imagery yet.
+// The search's filters for one collection (`state` asks for online scenes where the node tells
+// them apart: an offline, archived scene has no imagery yet).
 export function mosaicSearch(state, collection) {
   return {
-    ...filters({ ...state, availability: "online" }),
+    ...filters(state),
     collections: [collection],
     sortby: [{ field: "datetime", direction: "desc" }],
     metadata: { name: "CSDR portal search" },
   };
 }
 
-// One layer per collection that can be drawn: {collection, preset, tilejson}.
+// One layer per collection that can be drawn: {collection, preset, tilejson}; the collections
+// are asked in parallel.
 export async function mosaicLayers(tiler, state, counts) {
-  const layers = [];
-  if (state.availability === "offline") return layers;
-  for (const collection of matchingCollections(state, counts)) {
+  const layer = async (collection) => {
     const presets = await collectionPresets(tiler, collection).catch(() => []);
     const preset = [state.preset, "true-color"].find((p) => presets.includes(p)) || presets[0];
-    if (!preset) continue;
+    if (!preset) return null;
     const registered = await request(`${tiler}/searches/register`, {
       method: "POST",
       body: mosaicSearch(state, collection),
     });
     const id = encodeURIComponent(registered.id);
-    layers.push({
+    return {
       collection,
       preset,
       tilejson: `${tiler}/searches/${id}/presets/${encodeURIComponent(preset)}/WebMercatorQuad/tilejson.json`,
-    });
-  }
-  return layers;
+    };
+  };
+  const layers = await Promise.all(matchingCollections(state, counts).map(layer));
+  return layers.filter(Boolean);
 }
