@@ -25,6 +25,7 @@ from rasterio.io import MemoryFile
 
 from conftest import free_port
 from csdr_access.admin import add_org, issue_key, set_policy
+from csdr_access.quotas import set_approval
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
 from csdr_portal.vendor import STATIC_DIR
 from tests.e2e import catalog_scenes
@@ -515,6 +516,60 @@ def test_swipe_between_two_scenes(browser, portal):
     w.context.close()
 
 
+def test_many_results_show_the_mosaic_not_footprints(browser, node, portal):
+    """Above the portal's threshold (300 matches) the map draws the tiler's mosaic of the search
+    for each collection it can render, and no footprint; narrowed below it, footprints return."""
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    tiles: list[tuple[str, int]] = []
+    w.page.on(
+        "response",
+        lambda r: "/searches/" in r.url and "/tiles/" in r.url and tiles.append((r.url, r.status)),
+    )
+    w.page.goto(portal)
+    settle(w)
+    wait_idle(w)
+    threshold = httpx.get(f"{portal}/config.json").json()["mosaic_above"]
+    assert int(w.page.get_attribute("#total", "data-count")) > threshold == 300
+    mosaics = w.page.evaluate(
+        """() => window.csdrPortal.map.getStyle().layers
+             .filter(l => l.type === 'raster' && l.id.startsWith('mosaic-')).map(l => l.id)"""
+    )
+    # The demo collection's scenes have bands to render; the synthetic ones have none.
+    assert mosaics == [f"mosaic-{DEMO}"]
+    assert len(rows(w)) == 10 and rendered_footprints(w) == set(), "no footprint at low zoom"
+    [registered] = w.posts("/searches/register")
+    assert registered["collections"] == [DEMO]
+    assert registered["sortby"] == [{"field": "datetime", "direction": "desc"}]
+    assert tiles and all(s in (200, 204) for _, s in tiles), tiles  # 204: nothing there yet
+    source = w.page.evaluate(f"window.csdrPortal.map.getSource('mosaic-{DEMO}').url")
+    search_id = re.search(r"/searches/([^/]+)/presets/true-color/", source).group(1)
+
+    # Over the demo scenes (zoom 8.6: the tiler's tiles of zoom 9, read from the scenes): the
+    # mosaic's tiles are imagery, and still no footprint is drawn.
+    tiles.clear()
+    w.page.evaluate(
+        """() => new Promise(r => { const m = window.csdrPortal.map;
+             m.once('idle', r); m.jumpTo({center: [118.92, 37.78], zoom: 8.6}); })"""
+    )
+    drawn = [u for u, s in tiles if s == 200 and f"/searches/{search_id}/" in u]
+    assert drawn, tiles
+    pixels = png_pixels(httpx.get(drawn[0]).content)
+    assert pixels[-1].max() == 255, "the tile holds imagery"
+    assert rendered_footprints(w) == set()
+
+    # One sensor (100 scenes): below the threshold, the page's footprints and no mosaic.
+    w.page.check(f"#collection-{SENSOR}")
+    settle(w)
+    wait_idle(w)
+    assert w.page.get_attribute("body", "data-mosaic") == "0"
+    assert not w.page.evaluate(
+        "window.csdrPortal.map.getStyle().layers.some(l => l.id.startsWith('mosaic-'))"
+    )
+    assert rendered_footprints(w) == set(rows(w))
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+
 @pytest.fixture(scope="module")
 def ordering_portal(node, push, pg_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
     """The orders service, an offline look-alike CRESDA scene, and a portal that knows both."""
@@ -600,5 +655,225 @@ def test_offline_scene_ordered_from_the_basket(browser, node, ordering_portal, s
     after = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
     assert after == before - 1
     assert w.page.locator("#basket li").count() == 0
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+
+@pytest.fixture(scope="module")
+def org_keys(node, pg_cluster, seeded) -> dict[str, str]:
+    """A data manager's (admin) key; a second partner, Other; and Held, whose orders wait for an
+    administrator's approval (so one can stay cancelable)."""
+    with psycopg.connect(pg_cluster.conninfo(node.env["PGDATABASE"]), autocommit=True) as conn:
+        add_org(conn, "Other", "KE", "partner", "test")
+        add_org(conn, "Held", "BR", "partner", "test")
+        set_approval(conn, "Held", "manual", "test")
+        return {
+            "admin": issue_key(conn, "E2E node", ["admin"], "test")[0],
+            "other": issue_key(conn, "Other", ["read"], "test")[0],
+            "held": issue_key(conn, "Held", ["read"], "test")[0],
+        }
+
+
+def use_key(w: Watched, key: str) -> None:
+    w.page.click("#key-button")
+    w.page.fill("#key-input", key)
+    w.page.click("#key-save")
+    settle(w)
+
+
+def order(orders: str, key: str, *scenes: str) -> dict:
+    """An order placed through the API (scenes as collection/id)."""
+    items = [dict(zip(("collection", "id"), s.split("/", 1), strict=True)) for s in scenes]
+    r = httpx.post(f"{orders}/orders", json={"items": items}, headers={"X-API-Key": key})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_cancel_and_renew_in_my_orders(browser, ordering_portal, org_keys):
+    orders, portal = ordering_portal["orders"], ordering_portal["portal"]
+    held = {"X-API-Key": org_keys["held"]}
+    first, second = (f"{DEMO}/{scene.name}" for scene in DEMO_SCENES[:2])
+    delivered = order(orders, org_keys["held"], first)
+    approved = httpx.post(
+        f"{orders}/orders/{delivered['id']}/approve", headers={"X-API-Key": org_keys["admin"]}
+    )
+    assert approved.json()["status"] == "succeeded", approved.text
+    waiting = order(orders, org_keys["held"], second)
+    assert waiting["status"] == "pending" and waiting["awaiting_approval"]
+
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    w.page.goto(portal)
+    settle(w)
+    use_key(w, org_keys["held"])
+    row = '#my-orders li[data-id="{}"]'.format
+    assert w.page.get_attribute(row(waiting["id"]), "data-status") == "pending"
+    assert w.page.get_attribute(row(delivered["id"]), "data-status") == "succeeded"
+    # Only what the lifecycle allows: a pending order cancels, a delivered one renews.
+    assert w.page.locator(f"{row(waiting['id'])} button.cancel").count() == 1
+    assert w.page.locator(f"{row(waiting['id'])} button.renew").count() == 0
+    assert w.page.locator(f"{row(delivered['id'])} button.cancel").count() == 0
+    before = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
+
+    w.page.click(f"{row(waiting['id'])} button.cancel")
+    settle(w)
+    canceled = httpx.get(f"{orders}/orders/{waiting['id']}", headers=held).json()
+    assert canceled["status"] == "canceled"
+    assert w.page.get_attribute(row(waiting["id"]), "data-status") == "canceled"
+    assert w.page.locator(f"{row(waiting['id'])} button.cancel").count() == 0
+    after = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
+    assert (
+        after
+        == before + 1
+        == httpx.get(f"{orders}/quota", headers=held).json()["quotas"][0]["remaining"]
+    ), "the canceled scene is refunded"
+    w.page.click(f"{row(waiting['id'])} button.toggle-details")
+    settle(w)
+    shown = w.page.eval_on_selector_all(
+        f"{row(waiting['id'])} .history li", "els => els.map(e => e.dataset.status)"
+    )
+    assert shown == [h["status"] for h in canceled["history"]] and shown[-1] == "canceled"
+
+    # Renewing the delivered order's links: a new expiry in its history and on the page, and
+    # the signed links shown (no key in them) download without a key.
+    expired_before = delivered["expires"]
+    w.page.click(f"{row(delivered['id'])} button.renew")
+    settle(w)
+    renewed = httpx.get(f"{orders}/orders/{delivered['id']}", headers=held).json()
+    assert renewed["expires"] >= expired_before
+    assert renewed["history"][-1]["reason_code"] == "renewed"
+    reasons = w.page.eval_on_selector_all(
+        f"{row(delivered['id'])} .history li", "els => els.map(e => e.dataset.reason)"
+    )
+    assert reasons[-1] == "renewed"
+    expires = f"{row(delivered['id'])} .expires"
+    assert w.page.get_attribute(expires, "data-expires") == renewed["expires"]
+    items = httpx.get(f"{orders}/orders/{delivered['id']}/items", headers=held).json()
+    links = w.page.eval_on_selector_all(
+        f"{row(delivered['id'])} .delivered a", "els => els.map(e => e.href)"
+    )
+    assert links == [f["assets"]["data"]["href"] for f in items["features"]]
+    assert org_keys["held"] not in links[0]
+    got = httpx.get(links[0], headers={"Range": "bytes=0-3"})
+    assert got.status_code in (200, 206) and got.content[:2] in (b"II", b"MM")
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+
+def table_rows(w: Watched, name: str) -> list[str]:
+    return w.page.eval_on_selector_all(
+        f'#org-body table[data-table="{name}"] tbody tr[data-row]',
+        "els => els.map(e => e.dataset.row)",
+    )
+
+
+def column(w: Watched, name: str, index: int) -> list[str]:
+    return w.page.eval_on_selector_all(
+        f'#org-body table[data-table="{name}"] tbody tr[data-row]',
+        f"els => els.map(e => e.cells[{index}].textContent)",
+    )
+
+
+def open_page(w: Watched, page: str) -> None:
+    w.page.click(f"#org-tab-{page}")
+    settle(w)
+    w.page.wait_for_selector(f'#org-body[data-page="{page}"]', state="attached")
+
+
+def test_organisation_pages_show_a_partner_its_own_rows(
+    browser, node, ordering_portal, push, seeded, org_keys
+):
+    orders, portal = ordering_portal["orders"], ordering_portal["portal"]
+    partner, other = seeded["partner_key"], org_keys["other"]
+    first, second = (f"{DEMO}/{scene.name}" for scene in DEMO_SCENES[:2])
+    mine = order(orders, partner, second)
+    theirs = order(orders, other, first, second)
+    hook = {"url": "http://127.0.0.1:9/hooks/org", "secret": "whsec_" + "s" * 32}
+    subs = {}
+    for who, key in (("partner", partner), ("other", other)):
+        r = httpx.post(
+            f"{push[0]}/subscriptions",
+            json={"collections": [DEMO], "webhook": hook},
+            headers={"X-API-Key": key},
+        )
+        assert r.status_code == 201, r.text
+        subs[who] = r.json()["id"]
+
+    def api(url: str, key: str, **params) -> httpx.Response:
+        r = httpx.get(url, headers={"X-API-Key": key}, params=params)
+        assert r.status_code == 200, r.text
+        return r
+
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    w.page.goto(portal)
+    settle(w)
+    assert w.page.locator("#org-button").is_hidden(), "no key: no organisation pages"
+    use_key(w, partner)
+    w.page.click("#org-button")
+    settle(w)
+    assert w.page.locator("#map").is_hidden() and "org=keys" in w.page.url
+    assert w.page.inner_text("#org-title").startswith("Partner")
+    keys = api(f"{node.catalog}/account/keys", partner).json()
+    assert table_rows(w, "keys") == [k["prefix"] for k in keys]
+    assert set(column(w, "keys", 1)) == {"Partner"}
+
+    open_page(w, "orders")
+    listed = api(f"{orders}/orders", partner, limit=1000).json()["orders"]
+    assert table_rows(w, "orders") == [o["id"] for o in listed]
+    assert mine["id"] in table_rows(w, "orders") and theirs["id"] not in table_rows(w, "orders")
+    assert set(column(w, "orders", 1)) == {"Partner"}
+
+    open_page(w, "subscriptions")
+    assert subs["partner"] in table_rows(w, "subscriptions")
+    assert subs["other"] not in table_rows(w, "subscriptions")
+
+    open_page(w, "usage")
+    report = api(f"{orders}/stats/usage", partner, group_by="organisation,collection").json()
+    assert set(column(w, "usage", 0)) == {"Partner"}
+    assert len(table_rows(w, "usage")) == len(report["rows"]) > 0
+    totals = w.page.eval_on_selector_all(
+        '#org-body table[data-table="usage"] tfoot td', "els => els.map(e => e.textContent)"
+    )
+    assert totals[2:] == [str(report["totals"][m]) for m in ("ordered", "released", "downloaded")]
+    with w.page.expect_download() as got:
+        w.page.click("#usage-csv")
+    csv = Path(got.value.path()).read_text()
+    expected = api(
+        f"{orders}/stats/usage", partner, group_by="organisation,collection", format="csv"
+    )
+    assert csv == expected.text and "Other" not in csv
+    # Grouping by month: the choice reaches the report and the URL.
+    w.page.select_option("#usage-period", "month")
+    settle(w)
+    assert "ugroup=organisation%2Ccollection%2Cmonth" in w.page.url
+    assert len(column(w, "usage", 2)[0]) == 7  # YYYY-MM
+    assert partner not in w.page.url
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+    # A data manager: every organisation, every key, the collections' policies, every order.
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    w.page.goto(f"{portal}/?org=organisations")
+    settle(w)
+    use_key(w, org_keys["admin"])
+    w.page.wait_for_selector('#org-body[data-page="organisations"]', state="attached")
+    orgs = api(f"{node.catalog}/admin/organisations", org_keys["admin"]).json()
+    assert table_rows(w, "organisations") == [o["name"] for o in orgs]
+    assert {"Partner", "Other", "Held"} <= set(table_rows(w, "organisations"))
+    open_page(w, "keys")
+    assert {"Partner", "Other", "E2E node"} <= set(column(w, "keys", 1))
+    open_page(w, "policies")
+    policy = w.page.locator(f'#org-body tr[data-row="{PARTNERS_ONLY}"]')
+    assert policy.locator("td").nth(1).inner_text() == "listed partners"
+    assert policy.locator("td").nth(2).inner_text() == "Partner"
+    open_page(w, "orders")
+    assert {mine["id"], theirs["id"]} <= set(table_rows(w, "orders"))
+    # In Chinese, on a phone: the pages' texts come from zh.json, nothing scrolls sideways.
+    zh = json.loads(MESSAGES_ZH.read_text(encoding="utf-8"))
+    w.page.set_viewport_size({"width": 390, "height": 844})
+    w.page.select_option("#lang", "zh")
+    settle(w)
+    assert w.page.inner_text("#org-tab-orders") == zh["org.page.orders"]
+    assert w.page.inner_text("#org-body th >> nth=2") == zh["org.col.status"]
+    assert w.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()

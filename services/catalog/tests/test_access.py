@@ -156,3 +156,31 @@ def test_admin_endpoints_do_what_the_cli_does(setup):
     assert r.status_code == 400 and "at least one" in r.json()["description"]
     r = client.put("/admin/policies/inhouse", headers=admin_h, json={"policy": "private"})
     assert r.status_code == 200
+
+
+def test_account_shows_the_callers_organisation_and_its_keys_only(setup):
+    client, keys = setup
+    assert client.get("/account").status_code == 401
+    assert client.get("/account/keys").status_code == 401
+    assert client.get("/account/keys", headers=as_(keys, "revoked")).status_code == 401
+    me = client.get("/account", headers=as_(keys, "partner A"))
+    assert me.status_code == 200
+    prefix = keys["partner A"].split("_")[1]
+    assert me.json() == {
+        "organisation": "GISTDA",
+        "country": "TH",
+        "kind": "partner",
+        "key": prefix,
+        "scopes": ["read"],
+        "admin": False,
+    }
+    listed = client.get("/account/keys", headers=as_(keys, "partner A")).json()
+    gistda = {keys[w].split("_")[1] for w in ("partner A", "revoked", "expired")}
+    assert {k["prefix"] for k in listed} >= gistda
+    assert {k["org"] for k in listed} == {"GISTDA"}, "another organisation's keys are not shown"
+    assert not any(keys[w].split("_", 2)[2] in str(listed) for w in keys)
+    revoked = next(k for k in listed if k["prefix"] == keys["revoked"].split("_")[1])
+    assert revoked["revoked_at"] is not None
+    other = client.get("/account/keys", headers=as_(keys, "partner B")).json()
+    assert {k["org"] for k in other} == {"KenSpace"}
+    assert client.get("/account", headers=as_(keys, "admin")).json()["admin"] is True

@@ -60,6 +60,7 @@ def test_config_names_the_public_apis_and_languages(client):
     assert doc["orders"] == "", "no orders service configured: its controls stay absent"
     assert doc["languages"][0] == "en" and "zh" in doc["languages"]
     assert doc["maplibre"] == "5.24.1"
+    assert doc["mosaic_above"] == 300, "above a few hundred matches: the mosaic"
     assert client.get("/readyz").json() == {"status": "ok", "maplibre-gl": "5.24.1"}
 
 
@@ -117,6 +118,15 @@ def test_every_language_has_every_message_the_application_uses():
     for script in (STATIC_DIR / "js").glob("*.js"):
         used |= set(re.findall(r'\bt\("([a-z_.]+)"', script.read_text()))
     used |= {f"subscribe.{action}" for action in ("pause", "resume")}  # t(`subscribe.${action}`)
+    # Keys made from a value: t(`orders.status.${status}`), t(`org.page.${page}`) and the like.
+    statuses = ("ordered", "pending", "shipping", "succeeded", "partial", "failed", "canceled")
+    used |= {f"orders.status.{s}" for s in statuses}
+    pages = ("keys", "organisations", "policies", "orders", "subscriptions", "usage")
+    used |= {f"org.page.{p}" for p in pages}
+    used |= {f"org.policy.{p}" for p in ("public", "registered", "partners", "private")}
+    groups = ("country", "organisation", "platform", "instrument", "collection", "class")
+    used |= {f"org.group.{g}" for g in (*groups, "year", "quarter", "month")}
+    used |= {f"org.measure.{m}" for m in ("ordered", "released", "downloaded")}
     assert {"subscribe.test", "subscribe.dead", "subscribe.retry"} <= used
     assert used - set(en) == set(), "messages used but missing from en.json"
     for path in (STATIC_DIR / "messages").glob("*.json"):

@@ -61,6 +61,18 @@ def list_orgs(conn: psycopg.Connection) -> list[dict[str, Any]]:
         ).fetchall()
 
 
+def get_org(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """One organisation: name, country, kind, registration time."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT name, country, kind, created_at FROM csdr.organisations WHERE name = %s",
+            (name,),
+        ).fetchone()
+    if row is None:
+        raise AdminError(f"no organisation named {name!r} (see `csdr-admin org list`)")
+    return row
+
+
 def issue_key(
     conn: psycopg.Connection,
     org: str,

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from csdr_access import AccessControl
 from csdr_access.periods import Clock, utc_now
 from csdr_access.ratelimit import RateLimiter
-from csdr_catalog import admin, db, downloads, errors, health
+from csdr_catalog import account, admin, db, downloads, errors, health
 from csdr_catalog.access import AccessMiddleware
 from csdr_catalog.aggregation import aggregation_extension
 from csdr_catalog.client import CatalogClient
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         }
     )
     app.include_router(health.router)
+    app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(downloads.router)
     complete_openapi(app, adjust=document_narrowed_responses)

@@ -24,6 +24,10 @@ class PortalConfig(BaseModel):
     orders: str = Field(description="The orders service's public base URL; empty: absent")
     languages: list[str] = Field(description="Languages with a message file (BCP 47 tags)")
     maplibre: str = Field(description="Version of the vendored MapLibre GL JS")
+    mosaic_above: int = Field(
+        description="Above this many matches the map draws the result set's mosaics, not"
+        " the page's footprints, at low zoom"
+    )
 
 
 def languages() -> list[str]:
@@ -51,4 +55,5 @@ async def portal_config(request: Request) -> PortalConfig:
         **public_urls(settings),
         languages=languages(),
         maplibre=record().version,
+        mosaic_above=settings.mosaic_above,
     )

@@ -21,6 +21,9 @@ class Settings(ServiceSettings):
     """Public base URL of the node's push service (subscriptions); empty: no subscribe controls."""
     orders_url: str = ""
     """Public base URL of the node's orders service; empty: no basket, orders or quota controls."""
+    mosaic_above: int = 300
+    """Above this many matches the map shows the result set's mosaics (the tiler's, one per
+    collection) instead of the page's footprints, which return from zoom 9 on."""
     title: str = "CSDR Node"
     """The name the portal shows in its header and the browser's tab."""
     log_level: str = "INFO"

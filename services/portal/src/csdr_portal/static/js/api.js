@@ -33,7 +33,12 @@ export function request(url, options = {}) {
   return tracked(() => send(url, options));
 }
 
-async function send(url, { method = "GET", body, headers = {} }) {
+// The answer's text as it is (a CSV report, say), with the same key header and errors.
+export function requestText(url, options = {}) {
+  return tracked(() => send(url, { ...options, text: true }));
+}
+
+async function send(url, { method = "GET", body, headers = {}, text: raw = false }) {
   const init = { method, headers: { Accept: "application/json", ...keyHeaders(), ...headers } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -56,7 +61,7 @@ async function send(url, { method = "GET", body, headers = {} }) {
     const description = doc && (doc.description || doc.detail);
     throw new ApiError(response.status, doc && doc.code, description || response.statusText);
   }
-  return doc;
+  return raw ? text : doc;
 }
 
 // Every page of a paged listing that links its next page (`rel: next`), up to `most` entries.

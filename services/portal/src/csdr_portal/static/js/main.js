@@ -18,6 +18,8 @@ import {
   renderOrders,
   renderQuota,
 } from "./orders.js";
+import { mosaicLayers } from "./mosaic.js";
+import { account, renderOrgPage, USAGE_GROUPS, USAGE_PERIODS } from "./org.js";
 import { markRow, markSelected, renderResults, renderTotal } from "./results.js";
 import { copyText, presets, showScene } from "./scene.js";
 import { countsByCollection, offeredFilters, pageToken, search } from "./search.js";
@@ -40,6 +42,8 @@ const app = {
   compare: null, // the swipe's second map (compare.js)
   mapReady: null, // resolves once the map's style is loaded
   searchSeq: 0,
+  offered: { cloud: false, availability: false }, // the filters the queryables offer
+  account: null, // GET /account of the key in use (organisation pages), null without a key
 };
 
 function report(exc) {
@@ -67,6 +71,28 @@ function changed(patch) {
 async function refresh({ fit = false } = {}) {
   syncControls();
   await Promise.all([runSearch({ fit }), refreshCounts(), refreshFilterFields()]);
+  await refreshMosaic();
+}
+
+// Above `mosaic_above` matches, the result set's mosaics in place of the page's footprints.
+async function refreshMosaic() {
+  const seq = app.searchSeq;
+  const matched = app.page && typeof app.page.numberMatched === "number" ? app.page.numberMatched : 0;
+  let layers = [];
+  if (app.config.tiler && matched > app.config.mosaic_above && app.state.availability !== "offline") {
+    try {
+      // Only online scenes where the node tells them apart: an offline one has no imagery.
+      const state = app.offered.availability ? { ...app.state, availability: "online" } : app.state;
+      const counts = state === app.state ? app.counts : await countsByCollection(app.config.catalog, state);
+      layers = await mosaicLayers(app.config.tiler, state, counts);
+    } catch (exc) {
+      report(exc);
+    }
+  }
+  if (seq !== app.searchSeq) return; // a newer search draws its own
+  await app.mapReady;
+  app.ui.showMosaic(layers);
+  document.body.dataset.mosaic = String(layers.length);
 }
 
 async function runSearch({ fit }) {
@@ -136,6 +162,7 @@ function drawTree() {
 
 async function refreshFilterFields() {
   const offered = await offeredFilters(app.config.catalog, app.state.collections);
+  app.offered = offered;
   $("cloud-field").hidden = !offered.cloud;
   $("availability-field").hidden = !offered.availability;
 }
@@ -427,14 +454,21 @@ function wireChrome() {
   for (const b of document.querySelectorAll(".views button")) {
     b.addEventListener("click", () => setView(b.dataset.view));
   }
-  $("lang").addEventListener("change", async (e) => {
-    app.state.lang = await setLanguage(e.target.value, app.config.languages);
-    writeState(app.state);
-    drawPage();
-    drawTree();
-    syncControls();
-    if (app.state.selected) selectScene(app.state.selected);
-  });
+  // One tracked flow: the page is busy from the change until every text is redrawn.
+  $("lang").addEventListener("change", (e) =>
+    tracked(async () => {
+      app.state.lang = await setLanguage(e.target.value, app.config.languages);
+      writeState(app.state);
+      drawPage();
+      drawTree();
+      syncControls();
+      await Promise.all([
+        app.state.selected ? selectScene(app.state.selected) : null,
+        refreshOrders(),
+        showOrg(),
+      ]);
+    }),
+  );
   const dialog = $("key-dialog");
   $("key-button").addEventListener("click", () => {
     $("key-input").value = "";
@@ -450,14 +484,116 @@ function wireChrome() {
     clearReport();
     tracked(async () => {
       await loadCollections();
-      await Promise.all([refresh(), refreshSubscriptions(), refreshOrders()]);
+      await Promise.all([refresh(), refreshSubscriptions(), refreshOrders(), refreshAccount()]);
     });
   });
   window.addEventListener("popstate", () => {
     const lang = app.state.lang;
     app.state = readState();
     app.state.lang = app.state.lang || lang;
-    tracked(() => Promise.all([refresh(), showPinned()]));
+    tracked(() => Promise.all([refresh(), showPinned(), showOrg()]));
+  });
+}
+
+// The organisation pages: who the key is (the catalog's /account), then the chosen page.
+async function refreshAccount() {
+  app.account = null;
+  if (currentKey()) {
+    try {
+      app.account = await account(app.config.catalog);
+    } catch (exc) {
+      if (!(exc instanceof ApiError && exc.status === 401)) report(exc);
+    }
+  }
+  $("org-button").hidden = !app.account;
+  await showOrg();
+}
+
+function orgReport(exc) {
+  $("org-status").textContent = t("search.failed", { reason: exc.message });
+  $("org-status").dataset.error = exc instanceof ApiError ? String(exc.status) : "error";
+}
+
+async function showOrg() {
+  const open = Boolean(app.state.org && app.account);
+  $("org-pages").hidden = !open;
+  document.body.dataset.page = open ? "org" : "search";
+  if (!open) {
+    app.ui.map.resize();
+    return;
+  }
+  $("org-status").textContent = "";
+  delete $("org-status").dataset.error;
+  syncUsageForm();
+  try {
+    app.state.org = await renderOrgPage(orgElements(), {
+      config: app.config,
+      account: app.account,
+      page: app.state.org,
+      usage: { from: app.state.usageFrom, to: app.state.usageTo, groups: app.state.usageGroups },
+      open: (page) => openOrg(page),
+      run: (flow) => tracked(flow).catch(orgReport),
+    });
+    writeState(app.state);
+  } catch (exc) {
+    $("org-body").replaceChildren();
+    orgReport(exc);
+  }
+}
+
+function orgElements() {
+  return { title: $("org-title"), tabs: $("org-tabs"), body: $("org-body"), usageForm: $("usage-form") };
+}
+
+function openOrg(page) {
+  app.state.org = page;
+  writeState(app.state, { push: true });
+  return tracked(showOrg);
+}
+
+function syncUsageForm() {
+  $("usage-from").value = app.state.usageFrom;
+  $("usage-to").value = app.state.usageTo;
+  for (const box of $("usage-groups").querySelectorAll("input")) box.checked = app.state.usageGroups.includes(box.value);
+  $("usage-period").value = USAGE_PERIODS.find((p) => app.state.usageGroups.includes(p)) || "";
+}
+
+function wireOrg() {
+  const groups = $("usage-groups");
+  for (const g of USAGE_GROUPS) {
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = g;
+    box.id = `usage-group-${g}`;
+    const text = document.createElement("span");
+    text.dataset.i18n = `org.group.${g}`;
+    text.textContent = t(`org.group.${g}`);
+    label.append(box, text);
+    groups.append(label);
+  }
+  for (const p of USAGE_PERIODS) {
+    const o = document.createElement("option");
+    o.value = p;
+    o.dataset.i18n = `org.group.${p}`;
+    o.textContent = t(`org.group.${p}`);
+    $("usage-period").append(o);
+  }
+  $("usage-form").addEventListener("submit", (e) => e.preventDefault());
+  $("usage-form").addEventListener("change", () => {
+    const chosen = [...groups.querySelectorAll("input:checked")].map((b) => b.value);
+    const period = $("usage-period").value;
+    app.state.usageGroups = period ? [...chosen, period] : chosen;
+    app.state.usageFrom = $("usage-from").value;
+    app.state.usageTo = $("usage-to").value;
+    writeState(app.state);
+    tracked(showOrg);
+  });
+  $("org-button").addEventListener("click", () => openOrg(app.state.org || "keys"));
+  $("org-close").addEventListener("click", () => {
+    app.state.org = "";
+    writeState(app.state, { push: true });
+    showOrg();
   });
 }
 
@@ -477,7 +613,7 @@ async function refreshOrders() {
   try {
     const [q, list] = await Promise.all([quota(orders), myOrders(orders)]);
     renderQuota($("quota"), q);
-    renderOrders($("my-orders"), list);
+    await renderOrders($("my-orders"), list, orders, { changed: refreshOrders, report });
   } catch (exc) {
     report(exc);
   }
@@ -597,12 +733,14 @@ async function boot() {
   wireChrome();
   wireSubscribe();
   wireOrders();
+  wireOrg();
   // The collections, the search and the map start together; results wait for the map only.
   await Promise.all([
     loadCollections(),
     refresh({ fit: !viewInUrl }),
     refreshSubscriptions(),
     refreshOrders(),
+    refreshAccount(),
   ]);
   drawTree();
   await showPinned();

@@ -7,6 +7,10 @@ import { keyHeaders } from "./key.js";
 const FOOTPRINTS = "footprints";
 const AREA = "area";
 const SCENE = "scene";
+const MOSAIC = "mosaic-"; // one raster layer per collection: `mosaic-<collection id>`
+// With a mosaic drawn, the page's footprints appear from this zoom on (nearer than the tiler's
+// pyramid zooms, z8 and below), where a page of them is readable again.
+export const FOOTPRINTS_OVER_MOSAIC_FROM = 9;
 
 function graticule(step = 10) {
   const features = [];
@@ -182,6 +186,24 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
       const source = layer.tilejson ? { url: layer.tilejson } : { tiles: [layer.xyz] };
       map.addSource(SCENE, { type: "raster", tileSize: 256, ...source });
       map.addLayer({ id: SCENE, type: "raster", source: SCENE, paint: { "raster-opacity": opacity } }, "footprints-fill");
+    },
+    // The result set's mosaics (mosaic.js) under the scene and the footprints; while any is
+    // drawn, footprints show only from FOOTPRINTS_OVER_MOSAIC_FROM on.
+    showMosaic(layers) {
+      for (const layer of map.getStyle().layers) {
+        if (layer.id.startsWith(MOSAIC)) map.removeLayer(layer.id);
+      }
+      for (const id of Object.keys(map.getStyle().sources)) {
+        if (id.startsWith(MOSAIC)) map.removeSource(id);
+      }
+      for (const layer of layers) {
+        const id = `${MOSAIC}${layer.collection}`;
+        // The tiler's mosaic TileJSON lists 512-pixel tiles.
+        map.addSource(id, { type: "raster", url: layer.tilejson, tileSize: 512 });
+        map.addLayer({ id, type: "raster", source: id }, map.getLayer(SCENE) ? SCENE : "footprints-fill");
+      }
+      const from = layers.length ? FOOTPRINTS_OVER_MOSAIC_FROM : 0;
+      for (const id of ["footprints-fill", "footprints-line"]) map.setLayerZoomRange(id, from, 24);
     },
     setOpacity(opacity) {
       if (map.getLayer(SCENE)) map.setPaintProperty(SCENE, "raster-opacity", opacity);

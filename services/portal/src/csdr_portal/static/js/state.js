@@ -45,6 +45,10 @@ export function readState(search = window.location.search) {
     swipe: q.has("swipe") ? Math.min(1, Math.max(0, Number(q.get("swipe")))) : 0.5,
     lang: q.get("lang") || "",
     view: q.get("view") === "map" ? "map" : "list",
+    org: q.get("org") || "",
+    usageFrom: q.get("ufrom") || "",
+    usageTo: q.get("uto") || "",
+    usageGroups: (q.get("ugroup") || "organisation,collection").split(",").filter(Boolean),
   };
 }
 
@@ -69,6 +73,10 @@ export function writeState(state, { push = false } = {}) {
   if (state.pin && state.swipe !== 0.5) q.set("swipe", String(state.swipe));
   if (state.lang) q.set("lang", state.lang);
   if (state.view !== "list") q.set("view", state.view);
+  if (state.org) q.set("org", state.org);
+  if (state.usageFrom) q.set("ufrom", state.usageFrom);
+  if (state.usageTo) q.set("uto", state.usageTo);
+  if (state.usageGroups.join(",") !== "organisation,collection") q.set("ugroup", state.usageGroups.join(","));
   const url = `${window.location.pathname}?${q.toString()}${window.location.hash}`;
   if (push) window.history.pushState(null, "", url);
   else window.history.replaceState(null, "", url);
