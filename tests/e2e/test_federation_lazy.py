@@ -1,8 +1,9 @@
 """`--assets lazy` between two whole nodes on this machine (two databases, real processes): the
-partner mirrors a scene of main with main's download URLs and copies nothing until the scene is
-used on it. A tile through the partner's tiler is drawn through main and queues one copy; the
-copy then replaces the href (main's URL kept as its alternate), tiles stay byte-identical, and
-the partner draws the scene with main gone."""
+partner mirrors main's scenes with main's download URLs and copies nothing until a scene is used
+on it. A tile through the partner's tiler is drawn through main and queues one copy; the copy
+then replaces the href (main's URL kept as its alternate) and tiles stay byte-identical. A
+download through the partner's download route is passed through from main and queues the copy
+too. With main gone the partner still draws and serves what it copied."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class Nodes:
     main_db: str
     partner_db: str
     main_catalog: str
+    partner_catalog: str
     partner_tiler: str
     base: Path
     item: dict[str, Any]
@@ -97,6 +99,7 @@ def nodes(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "CSDR_FEDERATION_POLL_INTERVAL_S": "0.3",
         "CSDR_FEDERATION_BACKOFF_MAX_S": "1",
         "CSDR_TILER_PEER_KEYS_REFRESH_S": "1",
+        "CSDR_CATALOG_PEERS_REFRESH_S": "1",
     }
     csdr_admin(
         pg_cluster.env(partner_db), "peer", "add", "main", f"http://127.0.0.1:{feed_port}",
@@ -113,12 +116,14 @@ def nodes(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         stack.enter_context(
             service("csdr_federation.app:create_app", free_port(), partner_env, base)
         )
-        partner_tiler = stack.enter_context(
-            service("csdr_tiler.app:create_app", free_port(), partner_env, base)
-        )
+        partner_catalog, partner_tiler = (
+            stack.enter_context(service(f"csdr_{name}.app:create_app", free_port(), partner_env,
+                                        base))
+            for name in ("catalog", "tiler")
+        )  # fmt: skip
         yield Nodes(
-            pg_cluster, main_db, partner_db, main_catalog, partner_tiler, base, item, other,
-            main_services,
+            pg_cluster, main_db, partner_db, main_catalog, partner_catalog, partner_tiler, base,
+            item, other, main_services,
         )  # fmt: skip
     with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
         for name in (main_db, partner_db):
@@ -141,7 +146,7 @@ def tile_path(item: dict[str, Any], z: int, fx: float, fy: float) -> str:
     return f"/collections/gf1/items/{item['id']}/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}.tif"
 
 
-def test_a_lazy_scene_is_copied_on_its_first_tile_and_then_read_locally(nodes):
+def test_a_lazy_scene_is_copied_on_its_first_use_and_then_read_locally(nodes):
     item = nodes.item
     source = f"{nodes.main_catalog}/collections/gf1/items/{item['id']}/assets/data"
     with nodes.partner() as partner:
@@ -205,10 +210,39 @@ def test_a_lazy_scene_is_copied_on_its_first_tile_and_then_read_locally(nodes):
         timeout_s=10, what="the tile drawn again from the copy",
     )  # fmt: skip
     assert again.status_code == 200 and len(again.content) > 1000
-    # Main goes away: the partner still draws the scene, at addresses not drawn before.
+    other = nodes.other
+    other_bytes = Path(other["assets"]["data"]["href"]).read_bytes()
+    # The partner's STAC API lists the other scene's assets at its own download route, which
+    # passes main's bytes through (with the key main issued to the partner) until the copy is
+    # done; a HEAD is no use, a GET is.
+    route = f"{nodes.partner_catalog}/collections/gf1/items/{other['id']}/assets/data"
+    wait_until(
+        lambda: httpx.get(f"{nodes.partner_catalog}/collections/gf1/items/{other['id']}")
+        .json()["assets"]["data"]["href"] == route,
+        timeout_s=10, what="the partner's catalog publishing its own download route",
+    )  # fmt: skip
+    head = httpx.head(route)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(other_bytes)
+    with nodes.partner() as partner:
+        assert copies(partner, other["id"])["data"] == ("wanted", 0)
+        part = httpx.get(route, headers={"Range": "bytes=100-1123"})
+        assert part.status_code == 206 and part.content == other_bytes[100:1124]
+        wait_until(
+            lambda: copies(partner, other["id"])["data"] == ("copied", 1),
+            timeout_s=30, what="the downloaded asset copied",
+        )  # fmt: skip
+        assert copies(partner, other["id"])["thumbnail"] == ("wanted", 0)
+    # Main goes away: the partner still draws the scene, at addresses not drawn before, and
+    # serves the downloaded asset from its copy, under the same URL; an asset never used answers
+    # 503 with Retry-After.
     nodes.main_services.close()
     with pytest.raises(httpx.TransportError):
         httpx.get(source, timeout=5)
     for fx, fy in ((0.8, 0.2), (0.5, 0.9)):
         read = tile(tile_path(item, 14, fx, fy))
         assert read.status_code == 200, read.text
+    whole = httpx.get(route)
+    assert whole.status_code == 200 and whole.content == other_bytes
+    unused = httpx.get(route.removesuffix("/data") + "/thumbnail")
+    assert unused.status_code == 503, unused.text
+    assert int(unused.headers["retry-after"]) > 0
