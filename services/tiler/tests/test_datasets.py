@@ -23,6 +23,8 @@ from csdr_tiler.datasets import (
     REMEMBERED,
     CrsKey,
     ItemReader,
+    PyramidSceneReader,
+    SceneReader,
     _authority_of,
     _bounds_in,
     _native_grid,
@@ -135,8 +137,8 @@ def test_a_name_rio_tiler_no_longer_has_fails_the_start(monkeypatch):
 
 def test_pixel_reads_note_a_use_of_their_asset_and_info_does_not(db, monkeypatch):
     """Lazily mirrored assets are copied on first use (csdr_storage.lazy): every pixel read of
-    an item resolves its asset through rio-tiler's `_get_asset_info`, which notes the href; an
-    info (headers only) notes nothing (docs/upstream.md)."""
+    an item (or of a mosaic's scene) resolves its asset through rio-tiler's `_get_asset_info`,
+    which notes the href; an info (headers only) notes nothing (docs/upstream.md)."""
     ms: Ingested = db["ms"]
     noted: list[str] = []
     monkeypatch.setattr(first_uses.USES, "note", noted.append)
@@ -152,3 +154,10 @@ def test_pixel_reads_note_a_use_of_their_asset_and_info_does_not(db, monkeypatch
         reader.point((west + east) / 2, (south + north) / 2, assets=["data"])
         reader.statistics(assets=["data"], max_size=32)
         assert noted == [href] * 4
+    # A scene of a mosaic a request draws is used; the pyramid's background renders are not.
+    noted.clear()
+    with SceneReader(ms.item) as scene:
+        scene.tile(tile.x, tile.y, tile.z, assets=["data"])
+    with PyramidSceneReader(ms.item) as scene:
+        scene.tile(tile.x, tile.y, tile.z, assets=["data"])
+    assert noted == [href]

@@ -513,6 +513,10 @@ class PyramidSceneReader(OneAssetInThisThread, SimpleSTACReader):
 
 
 @attr.s
-class SceneReader(NotesUses, PyramidSceneReader):
+class SceneReader(NotesUses, OneAssetInThisThread, SimpleSTACReader):
     """titiler-pgstac's reader of one scene in a mosaic a request draws, reading through the
     pool."""
+
+    # Its own field, as every reader here: attrs' field collection (`attr.s`, not by MRO) would
+    # take MultiBaseReader's `reader` (no default) through NotesUses otherwise.
+    reader: Any = attr.ib(default=POOL.lend)
