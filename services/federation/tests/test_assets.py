@@ -72,12 +72,12 @@ def origin_item(catalog: str, item_id: str = "S1", payload: bytes = PAYLOAD) -> 
     return item
 
 
-async def apply(item: dict[str, Any], root: Path, catalog: str) -> list[str]:
-    """What the sync worker does with an upsert of a `copy` peer, in one transaction."""
+async def apply(item: dict[str, Any], root: Path, catalog: str, lazy: bool = False) -> list[str]:
+    """What the sync worker does with an upsert of a `copy` (`lazy`) peer, in one transaction."""
     pool = await pools.open_pool(2, "test", pgstac=True)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            forgotten = await assets.plan_item(conn, "main", root, catalog, item, "main")
+            forgotten = await assets.plan_item(conn, "main", root, catalog, item, "main", lazy)
             await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
         return forgotten
     finally:
@@ -185,3 +185,61 @@ def test_a_deleted_item_takes_its_copy_and_orphans_are_swept(db, peer, origin, t
     orphan.write_bytes(b"left by a crash")
     assert assets.sweep(tmp_path, kept=set()) == 1
     assert not (tmp_path / "mirrors" / "main" / "gf1").exists()
+
+
+def test_a_lazy_asset_waits_for_its_first_use_then_is_copied_once(db, peer, origin, tmp_path):
+    db.execute("UPDATE csdr.federation_peers SET assets = 'lazy'")
+    mirrored = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    source = mirrored["assets"]["data"]["href"]
+    asyncio.run(apply(copy.deepcopy(mirrored), tmp_path, origin["url"], lazy=True))
+    assert task_row(db)["status"] == "wanted" and task_row(db)["used_at"] is None
+    before = len(origin["ranges"])
+    assert asyncio.run(copy_once(tmp_path)) is False  # nobody used it: nothing to copy
+    assert len(origin["ranges"]) == before
+    # A repeated page leaves it wanted.
+    asyncio.run(apply(copy.deepcopy(mirrored), tmp_path, origin["url"], lazy=True))
+    assert task_row(db)["status"] == "wanted"
+    # Its first use queues it (and answers the peer's key, for a download passed through);
+    # later uses change nothing.
+    use = "SELECT csdr.use_federation_asset(%s)"
+    assert db.execute(use, (source,)).fetchone() == (KEY,)
+    row = task_row(db)
+    assert row["status"] == "queued" and row["used_at"] is not None
+    assert db.execute(use, (source,)).fetchone() == (KEY,)
+    assert task_row(db)["updated_at"] == row["updated_at"]
+    assert db.execute(use, ("http://elsewhere/x.tif",)).fetchone() == (None,)
+    assert asyncio.run(copy_once(tmp_path)) is True
+    assert asyncio.run(copy_once(tmp_path)) is False  # one copy, however many uses
+    assert len(origin["ranges"]) == before + 1
+    local = stored(db)["assets"]["data"]
+    assert local["href"] == task_row(db)["path"] and Path(local["href"]).read_bytes() == PAYLOAD
+    assert local["alternate"]["main"]["href"] == source
+    # Copied: no key is handed out for the origin's URL any more.
+    assert db.execute(use, (source,)).fetchone() == (None,)
+
+
+def test_a_lazy_asset_used_before_is_copied_again_when_it_changes(db, peer, origin, tmp_path):
+    db.execute("UPDATE csdr.federation_peers SET assets = 'lazy'")
+    item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    asyncio.run(apply(copy.deepcopy(item), tmp_path, origin["url"], lazy=True))
+    db.execute("SELECT csdr.use_federation_asset(%s)", (item["assets"]["data"]["href"],))
+    assert asyncio.run(copy_once(tmp_path))
+    item["assets"]["data"]["file:checksum"] = "1220" + "0" * 64  # changed at the origin
+    asyncio.run(apply(copy.deepcopy(item), tmp_path, origin["url"], lazy=True))
+    assert task_row(db)["status"] == "queued"
+    # Another item's asset, never used, is wanted only; deleting the items forgets both.
+    other = mirror_item(origin_item(origin["url"], "S2"), "main", "http://main/items/S2")
+    asyncio.run(apply(other, tmp_path, origin["url"], lazy=True))
+    statuses = db.execute("SELECT item_id, status FROM csdr.federation_assets ORDER BY 1")
+    assert statuses.fetchall() == [("S1", "queued"), ("S2", "wanted")]
+
+    async def delete() -> list[str]:
+        pool = await pools.open_pool(2, "test", pgstac=True)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await assets.forget_items(conn, [("gf1", "S1"), ("gf1", "S2")])
+        finally:
+            await pool.close()
+
+    assert len(asyncio.run(delete())) == 2
+    assert db.execute("SELECT count(*) FROM csdr.federation_assets").fetchone() == (0,)

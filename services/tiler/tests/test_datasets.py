@@ -17,11 +17,14 @@ from rasterio.crs import CRS
 from rio_tiler.errors import InvalidBandName
 from titiler.pgstac.reader import PgSTACReader
 
+from csdr_tiler import first_uses
 from csdr_tiler.datasets import (
     DERIVED,
     REMEMBERED,
     CrsKey,
     ItemReader,
+    PyramidSceneReader,
+    SceneReader,
     _authority_of,
     _bounds_in,
     _native_grid,
@@ -130,3 +133,31 @@ def test_a_name_rio_tiler_no_longer_has_fails_the_start(monkeypatch):
     monkeypatch.delattr(rio_tiler.utils, "_CRS_authority_info")
     with pytest.raises(RuntimeError, match="rio_tiler.utils._CRS_authority_info"):
         remember_transforms()
+
+
+def test_pixel_reads_note_a_use_of_their_asset_and_info_does_not(db, monkeypatch):
+    """Lazily mirrored assets are copied on first use (csdr_storage.lazy): every pixel read of
+    an item (or of a mosaic's scene) resolves its asset through rio-tiler's `_get_asset_info`,
+    which notes the href; an info (headers only) notes nothing (docs/upstream.md)."""
+    ms: Ingested = db["ms"]
+    noted: list[str] = []
+    monkeypatch.setattr(first_uses.USES, "note", noted.append)
+    href = ms.item["assets"]["data"]["href"]
+    with ItemReader(pystac.Item.from_dict(ms.item)) as reader:
+        reader.info(assets=["data"])
+        assert noted == []
+        tile = ms.centre_tile(13)
+        reader.tile(tile.x, tile.y, tile.z, assets=["data"])
+        assert noted == [href]
+        reader.preview(assets=["data"], max_size=32)
+        west, south, east, north = ms.item["bbox"]
+        reader.point((west + east) / 2, (south + north) / 2, assets=["data"])
+        reader.statistics(assets=["data"], max_size=32)
+        assert noted == [href] * 4
+    # A scene of a mosaic a request draws is used; the pyramid's background renders are not.
+    noted.clear()
+    with SceneReader(ms.item) as scene:
+        scene.tile(tile.x, tile.y, tile.z, assets=["data"])
+    with PyramidSceneReader(ms.item) as scene:
+        scene.tile(tile.x, tile.y, tile.z, assets=["data"])
+    assert noted == [href]

@@ -159,7 +159,14 @@ def add_parsers(groups: Any) -> None:
     add.add_argument("--intersects", help="a GeoJSON geometry")
     add.add_argument("--max-cloud", type=float, help="highest eo:cloud_cover, 0-100")
     add.add_argument("--since", type=date.fromisoformat, help="items acquired from YYYY-MM-DD")
-    add.add_argument("--assets", choices=ASSET_MODES, default="proxy")
+    add.add_argument(
+        "--assets",
+        choices=ASSET_MODES,
+        default="proxy",
+        help="proxy (default): scenes stay at the peer, read through its download route; copy:"
+        " every scene is copied here; lazy: read at the peer until a scene's first tile or"
+        " download here, then copied",
+    )
     add.add_argument(
         "--push",
         metavar="URL",

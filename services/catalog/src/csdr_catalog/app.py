@@ -5,6 +5,8 @@ Run with `uvicorn csdr_catalog.app:create_app --factory`.
 """
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -28,6 +30,7 @@ from csdr_catalog.transactions import CatalogExtensions
 from csdr_service.guards import add_guards
 from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
+from csdr_service.periodic import Periodic
 from csdr_service.replicas import ReadReplica
 from csdr_storage.store import open_bucket
 
@@ -65,6 +68,30 @@ def document_narrowed_responses(doc: dict[str, Any]) -> None:
                 }
 
 
+def with_lazy_peers(
+    pools: Callable[[FastAPI], AbstractAsyncContextManager[None]], interval_s: float
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The pools' lifespan, reading the lazy peers' STAC APIs every `interval_s` meanwhile
+    (csdr_catalog.downloads publishes their scenes' hrefs as this node's download route)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with pools(app):
+            refresher = Periodic(
+                "catalog-lazy-peers",
+                interval_s,
+                lambda: downloads.refresh_lazy_peers(app),
+                report="lazy peers' STAC APIs changed (%d)",
+            )
+            await refresher.start()
+            try:
+                yield
+            finally:
+                await refresher.stop()
+
+    return lifespan
+
+
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
     """Build the STAC API; the database pools open in the lifespan, not here. `clock` tells
     the time quota periods are judged by (tests stand at any moment with it)."""
@@ -87,7 +114,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     api = instantiate_api(
         client=client,
         extensions=extensions,
-        lifespan=db.lifespan(writes=settings.transactions, replica=ReadReplica()),
+        lifespan=with_lazy_peers(
+            db.lifespan(writes=settings.transactions, replica=ReadReplica()),
+            settings.peers_refresh_s,
+        ),
         settings=stac_settings,
     )
     app = api.app

@@ -11,7 +11,11 @@ Only files inside the configured asset roots are served: an item written through
 transactions API may name any path, and `/etc/passwd` is not an asset. Objects of the node's
 bucket (`CSDR_INGEST_ASSETS_URL=s3://...`, csdr_storage) are answered with a short-lived
 presigned redirect (307) to the object, which GDAL follows and reads with byte ranges; other
-remote hrefs (`https://`, other buckets) are left as they are.
+remote hrefs (`https://`, other buckets) are left as they are, except those of a lazily mirrored
+scene (a peer registered `--assets lazy`, csdr_storage.lazy): they are published as this route
+too, which passes the origin's bytes through with the key the peer issued to this node until the
+copy is done (then the route serves the copy, under the same URL); a GET of it is the asset's use
+that queues its copy, a HEAD is none.
 
 A GET of a full-resolution asset by an organisation is judged by the quota rule
 (csdr_access.charging), the same the orders service applies: the scene's first download in the
@@ -31,14 +35,33 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+import httpx
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from stac_fastapi.types.errors import NotFoundError
+from starlette.background import BackgroundTask
 
 from csdr_access import charging
 from csdr_access.quotas import default_scenes
 from csdr_catalog.access import principal_of
+from csdr_storage.lazy import KEY_SQL_ASYNCPG, LAZY_PEERS_SQL, USE_SQL_ASYNCPG, FirstUses
 from csdr_storage.store import LocalStore, S3Store, in_item_folder
+
+# What a request passed through to a lazily mirrored asset's origin takes along, and what of the
+# origin's answer comes back (byte ranges and revalidation work through the route as at origin).
+PASSED_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
+PASSED_RESPONSE_HEADERS = (
+    "content-type", "content-length", "content-range", "content-encoding", "accept-ranges",
+    "etag", "last-modified",
+)  # fmt: skip
+ORIGIN_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+RETRY_AFTER_S = 30
 
 router = APIRouter(tags=["Downloads"])
 
@@ -57,6 +80,8 @@ class AssetRoots:
         self.bucket = bucket
         self.url_ttl_s = url_ttl_s
         self.public_endpoint = public_endpoint
+        self.lazy = FirstUses()
+        """Lazy peers' STAC APIs: their scenes' hrefs are published as this node's route."""
 
     def publishes(self, href: str) -> bool:
         """Whether `href` names a file under a root or an object of the bucket (by its text:
@@ -118,8 +143,14 @@ def publish_assets(item: dict[str, Any], base_url: str, roots: AssetRoots) -> No
         return  # a Fields response without assets or ids has nothing to point
     for key, asset in assets.items():
         href = asset.get("href") if isinstance(asset, dict) else None
-        if isinstance(href, str) and roots.publishes(href):
+        if isinstance(href, str) and (roots.publishes(href) or roots.lazy.candidate(href)):
             asset["href"] = download_url(base_url, collection_id, item_id, key)
+
+
+async def refresh_lazy_peers(app: FastAPI) -> int:
+    """Read the lazy peers' STAC APIs again (csdr_storage.lazy); 1 when they changed."""
+    rows = await app.state.readpool.fetch(LAZY_PEERS_SQL)
+    return int(app.state.asset_roots.lazy.set_peers(row[0] for row in rows))
 
 
 def _asset(item: Mapping[str, Any] | None, item_id: str, asset_key: str) -> Mapping[str, Any]:
@@ -184,7 +215,8 @@ async def download_asset(
     roots: AssetRoots = request.app.state.asset_roots
     url = roots.presigned(asset["href"])
     path = roots.resolve(asset["href"]) if url is None else None
-    if url is None and path is None:
+    lazy = url is None and path is None and roots.lazy.candidate(asset["href"])
+    if url is None and path is None and not lazy:
         # Neither the path nor whether it exists is told: it is the node's business.
         raise NotFoundError(f"Asset {asset_key} of item {item_id} is not downloadable here.")
     if request.method == "GET" and (refused := await _charge(request, item, asset)) is not None:
@@ -192,12 +224,60 @@ async def download_asset(
     if url is not None:
         # Signed for the caller judged just now: no cache may hand it to anyone else.
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
-    assert path is not None
+    if path is None:
+        return await _from_origin(request, asset["href"])
     return FileResponse(
         path,
         media_type=asset.get("type") or "application/octet-stream",
         filename=os.path.basename(path),
         content_disposition_type="inline",
+    )
+
+
+async def _from_origin(request: Request, href: str) -> Response:
+    """A lazily mirrored asset not copied yet, passed through from its origin with the key its
+    peer issued to this node; a GET records its use (csdr_storage.lazy). 404 when `href` is no
+    mirrored asset's; 503 with Retry-After while the origin cannot answer."""
+    state = request.app.state
+    pool = getattr(state, "writepool", None) or state.readpool
+    sql = USE_SQL_ASYNCPG if request.method == "GET" else KEY_SQL_ASYNCPG
+    key = await pool.fetchval(sql, href)
+    if key is None:
+        raise NotFoundError("This asset is not downloadable here.")
+    headers = {"X-API-Key": key}
+    headers |= {h: v for h in PASSED_REQUEST_HEADERS if (v := request.headers.get(h))}
+    client = httpx.AsyncClient(timeout=ORIGIN_TIMEOUT)
+    try:
+        upstream = await client.send(
+            client.build_request(request.method, href, headers=headers), stream=True
+        )
+    except httpx.HTTPError as exc:
+        await client.aclose()
+        raise _origin_unavailable(href) from exc
+
+    async def close() -> None:
+        await upstream.aclose()
+        await client.aclose()
+
+    if upstream.status_code >= 500 or upstream.status_code in (401, 403, 404):
+        await close()
+        if upstream.status_code < 500:
+            raise NotFoundError("This asset is not downloadable at its origin now.")
+        raise _origin_unavailable(href)
+    return StreamingResponse(
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        headers={h: v for h in PASSED_RESPONSE_HEADERS if (v := upstream.headers.get(h))},
+        background=BackgroundTask(close),
+    )
+
+
+def _origin_unavailable(href: str) -> HTTPException:
+    where = httpx.URL(href).netloc.decode()
+    return HTTPException(
+        503,
+        f"the node holding this asset ({where}) cannot be read; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 

@@ -72,6 +72,9 @@ class Settings(ServiceSettings):
     presigned download URLs name it."""
     tiler_url: str | None = None
     """Public URL of this node's tiler; a key given as `?api_key=` is carried into links to it."""
+    peers_refresh_s: float = 30.0
+    """How often the STAC APIs of peers mirrored `--assets lazy` are read again: their scenes'
+    hrefs are published as this node's download route (csdr_catalog.downloads)."""
     queryables_ttl_s: float = 30.0
     """How long the list of sortable properties is reused before re-reading pgSTAC's queryables."""
 

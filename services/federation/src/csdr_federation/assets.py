@@ -1,8 +1,10 @@
-"""Asset copies of mirrored items, for peers registered with `--assets copy`.
+"""Asset copies of mirrored items, for peers registered with `--assets copy` or `--assets lazy`.
 
-Applying a page (csdr_federation.sync, in its one transaction) queues a row of
+Applying a page (csdr_federation.sync, in its one transaction) writes a row of
 csdr.federation_assets (migration 0026) for each asset the origin serves through its download
-route; the item is stored with the origin's href until its copy is done, and an asset already
+route: `queued` for a `copy` peer; `wanted` for a `lazy` one, queued by the asset's first use on
+this node (migration 0034, csdr_storage.lazy), or at once when it was used before and changed at
+its origin. The item is stored with the origin's href until its copy is done, and an asset already
 copied with the same checksum keeps its local href. The copier claims rows with a lease, downloads
 through the origin's download route with the peer's key, resuming a partial file with a byte range,
 verifies size and checksum (the item's `file:size` and `file:checksum`, STAC file extension),
@@ -42,11 +44,15 @@ SELECT asset, source, checksum, path, status FROM csdr.federation_assets
 WHERE collection = $1 AND item_id = $2
 """
 QUEUE_SQL = """
-INSERT INTO csdr.federation_assets (collection, item_id, asset, peer, source, size, checksum, path)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO csdr.federation_assets
+    (collection, item_id, asset, peer, source, size, checksum, path, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (collection, item_id, asset) DO UPDATE
 SET peer = EXCLUDED.peer, source = EXCLUDED.source, size = EXCLUDED.size,
-    checksum = EXCLUDED.checksum, path = EXCLUDED.path, status = 'queued', attempts = 0,
+    checksum = EXCLUDED.checksum, path = EXCLUDED.path,
+    -- A lazy asset used before (past `wanted`) is copied again as soon as it changes.
+    status = CASE WHEN federation_assets.status = 'wanted' THEN EXCLUDED.status ELSE 'queued' END,
+    attempts = 0,
     due_at = now(), lease_until = NULL, last_error = NULL, updated_at = now()
 """
 FORGET_SQL = """
@@ -110,10 +116,12 @@ async def plan_item(
     origin_catalog: str,
     item: dict[str, Any],
     origin_node: str,
+    lazy: bool = False,
 ) -> list[str]:
-    """In the applying transaction: queue copies of the item's assets the origin serves, point
-    those already copied (same checksum) at their copy, and forget copies of assets the item no
-    longer has. Returns the files to remove once the transaction has committed."""
+    """In the applying transaction: queue copies of the item's assets the origin serves (`lazy`:
+    mark them wanted, for their first use to queue), point those already copied (same checksum)
+    at their copy, and forget copies of assets the item no longer has. Returns the files to
+    remove once the transaction has committed."""
     collection, item_id = item["collection"], item["id"]
     held = {r["asset"]: r for r in await conn.fetch(QUEUED_SQL, collection, item_id)}
     copyable = []
@@ -136,7 +144,7 @@ async def plan_item(
         await conn.execute(
             QUEUE_SQL,
             collection, item_id, key, peer, asset["href"], asset.get("file:size"), checksum,
-            str(path),
+            str(path), "wanted" if lazy else "queued",
         )  # fmt: skip
     return [r["path"] for r in await conn.fetch(FORGET_SQL, collection, item_id, copyable)]
 

@@ -420,10 +420,11 @@ class Worker:
                 refused += 1
             elif op == "upsert":
                 item = mirror_item(change["item"], node, change["href"])
-                if peer.assets == "copy":
+                if peer.assets in ("copy", "lazy"):
                     forgotten += await assets.plan_item(
-                        conn, peer.name, self.asset_root, page["catalog"], item, node
-                    )
+                        conn, peer.name, self.asset_root, page["catalog"], item, node,
+                        lazy=peer.assets == "lazy",
+                    )  # fmt: skip
                 upserts.append(item)
             elif op == "delete":
                 deletes.append((collection, change["id"]))

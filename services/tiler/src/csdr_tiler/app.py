@@ -62,6 +62,7 @@ from csdr_tiler.dependencies import (
 )
 from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
+from csdr_tiler.first_uses import USES
 from csdr_tiler.items import Catalogue
 from csdr_tiler.limits import (
     BoundedCollectionIdParams,
@@ -185,17 +186,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.pyramid_refresh_s > 0:
         refresher.start()
     peer_keys = PeerKeys(pool)
+    # First uses of lazily mirrored assets are written: on the primary.
+    USES.open(primary)
+
+    def refresh_peers() -> int:
+        return peer_keys.refresh() + USES.refresh()
+
     keys_refresher = Periodic(
         "tiler-peer-keys",
         settings.peer_keys_refresh_s,
-        lambda: anyio.to_thread.run_sync(peer_keys.refresh),
-        report="%d peers' keys set or cleared",
+        lambda: anyio.to_thread.run_sync(refresh_peers),
+        report="%d peers' keys or lazy STAC APIs set or cleared",
     )
     await keys_refresher.start()
     try:
         yield
     finally:
         await keys_refresher.stop()
+        USES.close()
         peer_keys.clear()
         if settings.pyramid_refresh_s > 0:
             refresher.stop()

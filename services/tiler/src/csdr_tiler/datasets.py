@@ -16,7 +16,9 @@ answers depend only on their arguments, so `remember_transforms` memoizes them.
 
 `ItemReader` (one scene) and `SceneReader` (a scene inside a mosaic) are titiler-pgstac's readers
 with their asset reader swapped for the pool's, and, for one asset, the read done in the calling
-thread rather than in a thread pool created for that one read.
+thread rather than in a thread pool created for that one read. Both note each asset whose pixels
+they read as a use (csdr_tiler.first_uses: the first use of a lazily mirrored asset queues its
+copy); the pyramid's background renders read through `PyramidSceneReader`, which does not.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import InvalidBandName, RioTilerError
 from rio_tiler.io import Reader
 from rio_tiler.io.base import MultiBaseReader
-from rio_tiler.models import ImageData, PointData
-from rio_tiler.types import AssetType
+from rio_tiler.models import ImageData, Info, PointData
+from rio_tiler.types import AssetInfo, AssetType
 from rio_tiler.utils import cast_to_sequence
 from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
+
+from csdr_tiler.first_uses import USES
 
 logger = logging.getLogger(__name__)
 
@@ -433,6 +437,31 @@ class OneAssetInThisThread(MultiBaseReader):
         )
 
 
+class NotesUses(MultiBaseReader):
+    """Note every asset whose pixels are read as a use (csdr_storage.lazy: `info` reads headers
+    only, and is none). rio-tiler resolves each asset it reads, in every read method, through
+    `_get_asset_info`."""
+
+    _headers_only: bool = False
+
+    def info(
+        self, assets: Sequence[AssetType] | AssetType | None = None, **kwargs: Any
+    ) -> dict[str, Info]:
+        """rio-tiler's info, which is no use of the assets."""
+        self._headers_only = True
+        try:
+            return super().info(assets, **kwargs)
+        finally:
+            self._headers_only = False
+
+    def _get_asset_info(self, asset: AssetType) -> AssetInfo:
+        # A mixin: the STAC reader after it in the class's bases resolves the asset.
+        info = super()._get_asset_info(asset)  # type: ignore[safe-super]
+        if not self._headers_only:
+            USES.note(info["url"])
+        return info
+
+
 # What rio-tiler's STACReader derives from the item when it is made: the assets it may read,
 # the item's grid and its zoom range in the tile matrix set.
 DERIVED = ("assets", "height", "width", "bounds", "transform", "crs", "minzoom", "maxzoom")
@@ -441,7 +470,7 @@ DERIVED_ATTRIBUTE = "_csdr_reader_derived"
 
 
 @attr.s
-class ItemReader(OneAssetInThisThread, PgSTACReader):
+class ItemReader(NotesUses, OneAssetInThisThread, PgSTACReader):
     """titiler-pgstac's item reader, reading through the pool."""
 
     reader: Any = attr.ib(default=POOL.lend)
@@ -476,7 +505,18 @@ class ItemReader(OneAssetInThisThread, PgSTACReader):
 
 
 @attr.s
-class SceneReader(OneAssetInThisThread, SimpleSTACReader):
-    """titiler-pgstac's reader of one scene in a mosaic, reading through the pool."""
+class PyramidSceneReader(OneAssetInThisThread, SimpleSTACReader):
+    """titiler-pgstac's reader of one scene in a mosaic, reading through the pool (the
+    pyramid's background renders: no use of the scene's assets)."""
 
+    reader: Any = attr.ib(default=POOL.lend)
+
+
+@attr.s
+class SceneReader(NotesUses, OneAssetInThisThread, SimpleSTACReader):
+    """titiler-pgstac's reader of one scene in a mosaic a request draws, reading through the
+    pool."""
+
+    # Its own field, as every reader here: attrs' field collection (`attr.s`, not by MRO) would
+    # take MultiBaseReader's `reader` (no default) through NotesUses otherwise.
     reader: Any = attr.ib(default=POOL.lend)

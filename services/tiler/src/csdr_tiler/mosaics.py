@@ -45,7 +45,7 @@ from titiler.pgstac.errors import MosaicNotFoundError
 from titiler.pgstac.reader import Item
 
 from csdr_tiler.context import context_of
-from csdr_tiler.datasets import SceneReader
+from csdr_tiler.datasets import PyramidSceneReader
 from csdr_tiler.items import Catalogue, CollectionNotFound
 from csdr_tiler.pyramid import AssetsOf, Behind, Layer, Pyramid, RenderBase
 
@@ -153,7 +153,7 @@ def pyramid_renderer(pool: ConnectionPool) -> RenderBase:
 
     def render(layer: Layer, asset: str, z: int, x: int, y: int) -> ImageData | None:
         search_id = layer.name if layer.search else latest_search_id(pool, layer.name)
-        backend = ScenesBackend(search_id, pool, reader=SceneReader)
+        backend = ScenesBackend(search_id, pool, reader=PyramidSceneReader)
         try:
             image, _ = backend.tile(x, y, z, search_options=PYRAMID_SEARCH, assets=[asset])
         except (NoAssetFoundError, EmptyMosaicError):

@@ -35,7 +35,7 @@ class PeerNotFound(FederationError):
 async def list_peers(pool: PoolDep, principal: AdminDep) -> dict[str, Any]:
     """Each peer's settings (never its key), cursor, whether it is at its head and how many
     events behind, changes applied and refused, its last error, its wake-up subscription at the
-    peer's push service, and its asset copies by status (`copy` peers)."""
+    peer's push service, and its asset copies by status (`copy` and `lazy` peers)."""
     rows = await pool.fetch(STATUS_SQL)
     return {
         "peers": [
