@@ -53,6 +53,7 @@ from rio_tiler.utils import cast_to_sequence
 from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
 
 from csdr_tiler.first_uses import USES
+from csdr_tiler.libgdal import forget_remote
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +287,7 @@ class ReaderPool:
             except RasterioIOError as exc:
                 if local_path(url) is not None:
                     raise
+                forget_remote(url)  # or GDAL answers the next read from its cache of this failure
                 where = urlsplit(url).netloc or url.split("/")[0]
                 raise RemoteAssetUnavailable(
                     f"the server holding this scene's imagery ({where}) cannot be read; retry later"

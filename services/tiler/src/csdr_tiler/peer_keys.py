@@ -4,17 +4,15 @@ origin's download route with that key, and the key goes to no other server.
 
 GDAL binds an option to a path prefix with VSISetPathSpecificOption (GDAL >= 3.6; /vsicurl/ reads
 GDAL_HTTP_HEADERS that way). rasterio does not wrap the call, and its `Env` options are
-process-wide, not per URL: the call goes through ctypes to the libgdal rasterio loaded.
+process-wide, not per URL: the call goes through ctypes (csdr_tiler.libgdal).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 from typing import Any
 
-import rasterio  # noqa: F401 - loads the libgdal these calls must reach
+from csdr_tiler.libgdal import libgdal
 
 logger = logging.getLogger(__name__)
 
@@ -22,21 +20,6 @@ PEERS_SQL = (
     "SELECT catalog_url, api_key FROM csdr.federation_peers"
     " WHERE catalog_url IS NOT NULL AND status = 'active'"
 )
-
-
-def _libgdal() -> ctypes.CDLL:
-    """The libgdal this process has loaded (rasterio's wheel bundles its own)."""
-    with open("/proc/self/maps") as maps:
-        loaded = sorted({line.split()[-1] for line in maps if "libgdal" in line.split("/")[-1]})
-    path = loaded[0] if loaded else ctypes.util.find_library("gdal")
-    if path is None:
-        raise OSError("libgdal is not loaded and cannot be found")
-    lib = ctypes.CDLL(path)
-    lib.VSISetPathSpecificOption.argtypes = [ctypes.c_char_p] * 3
-    lib.VSISetPathSpecificOption.restype = None
-    lib.VSIClearPathSpecificOptions.argtypes = [ctypes.c_char_p]
-    lib.VSIClearPathSpecificOptions.restype = None
-    return lib
 
 
 def prefix_of(catalog_url: str) -> str:
@@ -50,7 +33,7 @@ class PeerKeys:
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
-        self._lib = _libgdal()
+        self._lib = libgdal()
         self._headers: dict[str, str] = {}  # path prefix -> header line
 
     def refresh(self) -> int:

@@ -1,0 +1,38 @@
+"""The libgdal rasterio loaded, for the GDAL calls rasterio does not wrap: options bound to a path
+prefix (csdr_tiler.peer_keys) and forgetting what /vsicurl/ cached of a URL (csdr_tiler.datasets).
+rasterio's wheel bundles its own libgdal; the calls must reach that one, found in this process's
+memory maps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+import rasterio  # noqa: F401 - loads the libgdal these calls must reach
+
+
+@functools.cache
+def libgdal() -> ctypes.CDLL:
+    """The libgdal this process has loaded, with the signatures of the calls we make."""
+    with open("/proc/self/maps") as maps:
+        loaded = sorted({line.split()[-1] for line in maps if "libgdal" in line.split("/")[-1]})
+    path = loaded[0] if loaded else ctypes.util.find_library("gdal")
+    if path is None:
+        raise OSError("libgdal is not loaded and cannot be found")
+    lib = ctypes.CDLL(path)
+    lib.VSISetPathSpecificOption.argtypes = [ctypes.c_char_p] * 3
+    lib.VSISetPathSpecificOption.restype = None
+    lib.VSIClearPathSpecificOptions.argtypes = [ctypes.c_char_p]
+    lib.VSIClearPathSpecificOptions.restype = None
+    lib.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
+    lib.VSICurlPartialClearCache.restype = None
+    return lib
+
+
+def forget_remote(url: str) -> None:
+    """Drop what GDAL's /vsicurl/ cache holds of `url` (its size, that it was missing or
+    unreadable, its blocks), so the next read asks the server again instead of failing from
+    the cache after the server is back."""
+    libgdal().VSICurlPartialClearCache(f"/vsicurl/{url}".encode())
