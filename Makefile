@@ -26,7 +26,7 @@ lint: bootstrap
 # two workers, each taking whole test files (module fixtures start their services once).
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 test: lint
-	$(PY) -m pytest $(PYTEST_WORKERS)
+	$(PY) -m pytest $(PYTEST_WORKERS) --durations=20
 
 # The edit-test loop: the unit tests only (not those marked slow; tests/e2e is slow throughout).
 test-fast: bootstrap

@@ -3,11 +3,14 @@ for others on its parent, `make test-fast` passes."""
 
 import re
 
+import pytest
 
+
+@pytest.mark.timeout(1300)
 def test_a_fresh_clone_passes_make_test_fast(clone):
     assert not (clone.path.parent / "shared").exists()
     assert clone.path.parent.stat().st_mode & 0o022 == 0
-    done = clone.make("test-fast", {}, timeout_s=1800)
+    done = clone.make("test-fast", {}, timeout_s=1200)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     assert "bootstrap: installing" not in output  # the session's venv, not a second install

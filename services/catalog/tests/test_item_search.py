@@ -28,6 +28,8 @@ from csdr_catalog.settings import SEARCH_EXTENSIONS, Settings
 from infra.local.pgcluster import Cluster
 from tests.e2e import catalog_scenes
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 ITEMS = 160
 NOHYDRATE = {"nohydrate": True}
 TIED = "2022-06-15T03:00:00Z"  # datetime shared by the tied items below

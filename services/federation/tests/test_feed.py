@@ -14,6 +14,8 @@ from csdr_federation.app import create_app
 from csdr_federation.settings import Settings
 from services.federation.tests.conftest import stac_collection, stac_item
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 
 @pytest.fixture
 def client(pg_env, keys):

@@ -1,6 +1,9 @@
 import psycopg
+import pytest
 
 from csdr_ingest.cli import main
+
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
 
 
 def test_cli_ingests_a_directory_and_reports_failures(pg_env, scene, tmp_path, monkeypatch, capsys):

@@ -11,6 +11,8 @@ from shapely.geometry import box, shape
 from csdr_ingest.errors import MissingDatetime, NotGeoreferenced, SourceNotFound, SourceUnreadable
 from csdr_ingest.pipeline import ingest_file
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 
 @pytest.fixture
 def conn(pg_env):

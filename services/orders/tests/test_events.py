@@ -14,6 +14,8 @@ from services.orders.tests.samples import add_offline, auth, order_of
 from services.push.tests.receiver import Receiver
 from services.push.tests.samples import SECRET
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 
 @pytest.fixture
 def receiver():

@@ -25,6 +25,8 @@ from services.push.tests.samples import COLLECTION, ORGS, SECRET, stac_item
 from tests.access_principals import POLICIES
 from tests.access_principals import SEES as MATRIX
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 # Owners of subscriptions hold keys: every principal of the matrix but the anonymous one.
 SEES = {who: sees for who, sees in MATRIX.items() if who != "anonymous"}
 FAST = {

@@ -11,6 +11,8 @@ from csdr_push.app import create_app
 from csdr_push.settings import Settings
 from services.push.tests.samples import SECRET, stac_item
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 FAST = {
     "allow_private_targets": True,
     "poll_interval_s": 0.2,

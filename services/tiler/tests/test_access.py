@@ -22,6 +22,8 @@ from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import SMALL, WEB_MERCATOR, correlation, decode, ingest
 from tests.access_principals import POLICIES, SEES, grant
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 Z = 13
 RAW = "assets=data%7Cbidx%3D3%2C2%2C1&rescale=0%2C4000"
 
@@ -365,7 +367,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(node, pg_cluster):
     with psycopg.connect(autocommit=True) as conn:
         add_org(conn, "Busy", "TH", "partner", "test")
         key = issue_key(conn, "Busy", ["read"], "test")[0]
-    app = create_app(Settings(rate_limit_per_s=0.1, rate_limit_burst=2))
+    app = create_app(Settings(rate_limit_per_s=0.01, rate_limit_burst=2))
     with TestClient(app, raise_server_exceptions=False) as client:
         keyed = {"X-API-Key": key}
         codes = [client.get("/collections/open/info", headers=keyed).status_code for _ in range(3)]

@@ -23,6 +23,8 @@ from csdr_tiler.app import create_app
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import decode, source_pixels
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 # A GF-2-like 4-band scene (4 m, UTM 50N) on the Yellow River delta; the z15 tile around its
 # centre (~3.8 m pixels) lies wholly inside it.
 LON, LAT = 118.9, 37.7

@@ -34,6 +34,8 @@ from csdr_tiler.datasets import (
 )
 from services.tiler.tests.scenes import Ingested
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 MATRIX_SETS = ("WebMercatorQuad", "WorldCRS84Quad")
 
 

@@ -12,6 +12,8 @@ from csdr_tiler.app import create_app
 from csdr_tiler.settings import Settings
 from services.tiler.tests.scenes import SMALL, decode, ingest
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 
 @pytest.fixture
 def client(pg_env):

@@ -4,6 +4,8 @@ cache use, with the right names."""
 
 import re
 
+import pytest
+
 from csdr_tiler.app import create_app
 from csdr_tiler.paths import (
     COLLECTION_PATH,
@@ -18,6 +20,8 @@ from csdr_tiler.paths import (
     has_links,
 )
 from csdr_tiler.settings import Settings
+
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
 
 SAMPLE = {
     "collection_id": "c 1",

@@ -34,6 +34,8 @@ from services.tiler.tests.pyramids import (
 )
 from services.tiler.tests.scenes import WEB_MERCATOR, Ingested, decode, ingest
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 COLLECTION = "pyr"
 PRIVATE = "pyr-private"
 # A third wide scene, far to the south of A and B.

@@ -37,6 +37,8 @@ from services.tiler.tests.pyramids import (
 )
 from services.tiler.tests.scenes import WEB_MERCATOR, Ingested, decode, ingest
 
+pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
+
 SEEN = "sl-seen"
 HIDDEN = "sl-hidden"
 # A and B: wide scenes (~300 km), B later (so on top) and further east and south; A in the
