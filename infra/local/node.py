@@ -43,6 +43,11 @@ SERVICES = {  # name -> (uvicorn factory, port variable, default port)
 }
 MAIN_ORG = "main"
 READY_TIMEOUT_S = 90
+# Every service process: glibc gives each thread that allocates its own heap ("arena", up to 8 a
+# core), and memory freed in one is not returned while it is fragmented: under a soak of tiles
+# and searches the tiler grew steadily as long as it ran (docs/performance.md, "Soak"). Two
+# arenas keep it flat. The images set the same (infra/docker/Dockerfile).
+PROCESS_ENV = {"MALLOC_ARENA_MAX": "2"}
 CRASHES_AT_START = 3  # a service that dies this often before it is ready is not restarted
 # Where a cluster lives when the postgres user cannot reach the data directory.
 RELOCATED_CLUSTERS = Path("/var/lib/csdr-node")
@@ -119,6 +124,7 @@ class Node:
     def service_env(self) -> dict[str, str]:
         """Environment of every service: the PG* block plus where ingest keeps assets."""
         return {
+            **PROCESS_ENV,
             **self.cluster.env(),
             "CSDR_INGEST_ASSETS_DIR": str(self.data_dir / "assets"),
             # Packages dropped here are ingested; archive/ and quarantine/ sit beside it.

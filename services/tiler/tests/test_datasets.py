@@ -7,13 +7,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pystac
 import pytest
+import rasterio
 import rio_tiler.utils
 from morecantile import tms as morecantile_tms
 from rasterio import warp
 from rasterio.crs import CRS
+from rasterio.transform import from_origin
 from rio_tiler.errors import InvalidBandName
 from titiler.pgstac.reader import PgSTACReader
 
@@ -24,6 +28,7 @@ from csdr_tiler.datasets import (
     CrsKey,
     ItemReader,
     PyramidSceneReader,
+    ReaderPool,
     SceneReader,
     _authority_of,
     _bounds_in,
@@ -163,3 +168,50 @@ def test_pixel_reads_note_a_use_of_their_asset_and_info_does_not(db, monkeypatch
     with PyramidSceneReader(ms.item) as scene:
         scene.tile(tile.x, tile.y, tile.z, assets=["data"])
     assert noted == [href]
+
+
+def write_raster(path: Path, value: int) -> str:
+    """A small georeferenced single-band GeoTIFF at `path` (replacing any file there)."""
+    transform = from_origin(662_000, 4_190_000, 10, 10)
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32650", "transform": transform}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(np.full((1, 64, 64), value, dtype="uint8"))
+    tmp.replace(path)  # a new file (inode) under the name, as a copy into place would be
+    return str(path)
+
+
+def test_readers_of_replaced_or_removed_files_are_closed_at_the_next_sweep(tmp_path: Path):
+    tms = morecantile_tms.get("WebMercatorQuad")
+    pool = ReaderPool(max_idle=8, sweep_every_s=3600)
+    kept, removed, replaced = (write_raster(tmp_path / f"{n}.tif", 1) for n in "abc")
+    opened = {}
+    for url in (kept, removed, replaced):
+        with pool.lend(url, tms) as reader:
+            opened[url] = reader
+    assert pool.idle() == 3 and pool.sweep() == 0  # nothing changed: all kept open
+
+    Path(removed).unlink()  # a re-ingest deleted the version it replaced
+    write_raster(Path(replaced), 2)  # another file under the same name
+    assert pool.sweep() == 2
+    assert pool.idle() == 1
+    assert opened[removed].dataset.closed and opened[replaced].dataset.closed
+    assert not opened[kept].dataset.closed
+    with pool.lend(kept, tms) as reader:
+        assert reader is opened[kept]  # the kept one is still lent again
+    with pool.lend(replaced, tms) as reader:
+        assert reader is not opened[replaced]
+        assert reader.dataset.read(1)[0, 0] == 2
+
+
+def test_a_reader_given_back_sweeps_once_the_interval_passed(tmp_path: Path):
+    tms = morecantile_tms.get("WebMercatorQuad")
+    pool = ReaderPool(max_idle=8, sweep_every_s=0)  # every give-back sweeps
+    old, other = write_raster(tmp_path / "old.tif", 1), write_raster(tmp_path / "new.tif", 1)
+    with pool.lend(old, tms) as stale:
+        pass
+    Path(old).unlink()
+    with pool.lend(other, tms):
+        pass
+    assert stale.dataset.closed and pool.idle() == 1

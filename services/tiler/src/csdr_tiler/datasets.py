@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -212,28 +213,66 @@ class RemoteAssetUnavailable(RioTilerError):
 
 class ReaderPool:
     """Idle opened `FootprintReader`s by file identity, bounded; least recently used closed
-    first."""
+    first. Readers of local files that were replaced or removed since they were opened (a
+    re-ingest writes its COG under a new name and deletes the old one) are closed at the next
+    sweep: kept until evicted, each would hold the deleted file's disk space and its cached
+    blocks, and a node re-ingesting scenes would grow until `max_idle` stale readers."""
 
-    def __init__(self, max_idle: int = 256) -> None:
-        """Keep at most `max_idle` readers open while nobody uses them."""
+    def __init__(self, max_idle: int = 256, sweep_every_s: float = 5.0) -> None:
+        """Keep at most `max_idle` readers open while nobody uses them; look for those of
+        replaced files every `sweep_every_s` (one stat per idle file)."""
         self.max_idle = max_idle
+        self.sweep_every_s = sweep_every_s
         self.immutable: tuple[str, ...] = ()
         """URL prefixes whose objects never change (kept open by URL alone)."""
         self._lock = threading.Lock()
         self._idle: OrderedDict[Hashable, list[Reader]] = OrderedDict()
         self._count = 0
+        self._swept_at = time.monotonic()
 
     def _key(self, url: str, tms: TileMatrixSet, options: dict[str, Any]) -> Hashable | None:
+        """(path or URL, the local file's identity or None, matrix set, options)."""
         path = local_path(url)
         if path is None:
             if self.immutable and url.startswith(self.immutable):
-                return (url, tms.id, repr(sorted(options.items())))
+                return (url, None, tms.id, repr(sorted(options.items())))
             return None
         try:
             st = os.stat(path)
         except OSError:
             return None  # let rasterio report the missing file
-        return (path, st.st_ino, st.st_mtime_ns, st.st_size, tms.id, repr(sorted(options.items())))
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (path, identity, tms.id, repr(sorted(options.items())))
+
+    @staticmethod
+    def _replaced(key: Hashable) -> bool:
+        """Whether the local file a key names is gone or is another file now."""
+        assert isinstance(key, tuple)
+        path, identity = key[0], key[1]
+        if identity is None:
+            return False  # an object of the node's bucket: never changes under its name
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        return bool((st.st_ino, st.st_mtime_ns, st.st_size) != identity)
+
+    def sweep(self) -> int:
+        """Close the idle readers of local files replaced or removed since they were opened;
+        return how many were closed."""
+        with self._lock:
+            keys = list(self._idle)
+            self._swept_at = time.monotonic()
+        replaced = [key for key in keys if self._replaced(key)]
+        closed: list[Reader] = []
+        with self._lock:
+            for key in replaced:
+                readers = self._idle.pop(key, [])
+                self._count -= len(readers)
+                closed += readers
+        for reader in closed:
+            reader.close()
+        return len(closed)
 
     def _take(self, key: Hashable) -> Reader | None:
         with self._lock:
@@ -260,6 +299,8 @@ class ReaderPool:
                     self._idle.popitem(last=False)
         for old in evicted:
             old.close()
+        if time.monotonic() - self._swept_at >= self.sweep_every_s:
+            self.sweep()
 
     def idle(self) -> int:
         """How many readers are open and waiting to be lent."""

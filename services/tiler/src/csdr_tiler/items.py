@@ -100,6 +100,8 @@ class Catalogue:
         self.pool = pool
         self._lock = threading.Lock()
         self._items: LRUCache[Hashable, Any] = LRUCache(maxsize=items_max)
+        self._versions: LRUCache[Hashable, str] = LRUCache(maxsize=items_max)
+        """The version cached for each (kind, collection, item)."""
         self._collections: TTLCache[Hashable, Any] = TTLCache(
             maxsize=items_max, ttl=collections_ttl_s
         )
@@ -111,7 +113,21 @@ class Catalogue:
         value = load()
         with self._lock:
             cache[key] = value
+            if cache is self._items:
+                self._forget_older_versions(key)
         return value
+
+    def _forget_older_versions(self, key: Hashable) -> None:
+        """Drop what is cached for other versions of the item of `key` (`(kind, collection,
+        item, version)`): once a re-ingest changed the item, requests ask for its new version
+        only, and the old ones would keep their place until `items_max` newer ones pushed them
+        out. Call with the lock held."""
+        assert isinstance(key, tuple)
+        *item, version = key
+        older = self._versions.get(tuple(item))
+        if older is not None and older != version:
+            self._items.pop((*item, older), None)
+        self._versions[tuple(item)] = version
 
     def item_version(
         self, collection_id: str, item_id: str, conn: Connection[Any] | None = None
