@@ -699,16 +699,16 @@ def test_cancel_and_renew_in_my_orders(browser, ordering_portal, org_keys):
     )
     assert approved.json()["status"] == "succeeded", approved.text
     waiting = order(orders, org_keys["held"], second)
-    assert waiting["status"] == "pending" and waiting["awaiting_approval"]
+    assert waiting["status"] == "ordered" and waiting["awaiting_approval"]  # held for approval
 
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     w.page.goto(portal)
     settle(w)
     use_key(w, org_keys["held"])
     row = '#my-orders li[data-id="{}"]'.format
-    assert w.page.get_attribute(row(waiting["id"]), "data-status") == "pending"
+    assert w.page.get_attribute(row(waiting["id"]), "data-status") == "ordered"
     assert w.page.get_attribute(row(delivered["id"]), "data-status") == "succeeded"
-    # Only what the lifecycle allows: a pending order cancels, a delivered one renews.
+    # Only what the lifecycle allows: a held order cancels, a delivered one renews.
     assert w.page.locator(f"{row(waiting['id'])} button.cancel").count() == 1
     assert w.page.locator(f"{row(waiting['id'])} button.renew").count() == 0
     assert w.page.locator(f"{row(delivered['id'])} button.cancel").count() == 0

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 
+import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
 from csdr_ingest import jobs
+from csdr_ingest.settings import Settings
 
 LEASE_S = 0.2
 
@@ -93,3 +95,38 @@ def test_a_starting_worker_ends_the_leases_of_this_hosts_dead_processes_only(poo
         "alive here": "running",
         "elsewhere": "running",
     }
+
+
+def test_a_database_lost_mid_job_fails_nothing_and_the_worker_runs_it_again(
+    pool, tmp_path, monkeypatch
+):
+    """The connection dies under a running job (PostgreSQL restarted): the job is not failed,
+    the worker thread survives, and the job runs again under a new attempt once its lease ends."""
+    runs = []
+
+    def pipeline(path, conn, settings, collection, when, accept):
+        runs.append(path.name)
+        if len(runs) == 1:
+            raise psycopg.errors.AdminShutdown(
+                "terminating connection due to administrator command"
+            )
+        return [{"id": "scene", "collection": collection}]
+
+    monkeypatch.setattr(jobs, "ingest_path", pipeline)
+    queued = jobs.enqueue(pool, "/scene.tif", "c", None)
+    settings = Settings(
+        assets_dir=tmp_path / "assets", work_dir=tmp_path / "work", lease_s=LEASE_S,
+        poll_interval_s=0.05, max_attempts=3,
+    )  # fmt: skip
+    workers = jobs.Workers(pool, settings)
+    workers.start()
+    try:
+        deadline = time.monotonic() + 30
+        while jobs.get(pool, queued["id"])["status"] != "succeeded":
+            assert time.monotonic() < deadline, jobs.get(pool, queued["id"])
+            time.sleep(0.05)
+    finally:
+        workers.stop()
+    assert runs == ["scene.tif", "scene.tif"]
+    assert [a[2] for a in attempts(pool, queued["id"])] == ["lease-expired", "succeeded"]
+    assert all(t.is_alive() is False for t in workers.threads)  # stopped, not died earlier

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -228,7 +229,8 @@ def run_pipeline(
     pool: ConnectionPool, job: dict[str, Any], settings: Settings
 ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
     """Run one claimed job through the pipeline: the published items' references, or the reason
-    it failed."""
+    it failed. A database that went away (psycopg.OperationalError) is not the scene's failure:
+    it goes up, nothing is recorded, and the job runs again once its lease ends."""
     when = job["options"].get("datetime")
     try:
         with pool.connection() as conn:
@@ -247,6 +249,8 @@ def run_pipeline(
     except IngestError as exc:
         logger.warning("job %s failed: %s", job["id"], exc)
         return [], exc.to_dict()
+    except psycopg.OperationalError:
+        raise
     except Exception as exc:
         if is_disk_full(exc):
             where = f"assets in {settings.assets_dir}, scratch in {scratch_root(settings.work_dir)}"
@@ -356,7 +360,16 @@ class Workers:
                 logger.exception("cannot claim jobs; retrying")
                 job = None
             if job is not None:
-                self.run(job)
+                try:
+                    self.run(job)
+                except Exception as exc:  # the worker lives on: the lease gives the job back
+                    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    logger.warning(
+                        "job %s stopped without an outcome (%s); it runs again once its lease ends",
+                        job["id"],
+                        why,
+                    )
+                    self.stopping.wait(self.settings.poll_interval_s)
                 continue
             with self.wake:
                 self.wake.wait(self.settings.poll_interval_s)
