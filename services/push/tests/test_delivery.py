@@ -3,10 +3,12 @@ then dead-lettered; a failing endpoint pauses its subscription; test events; the
 
 import time
 
+import asyncpg
 import feedparser
 import pytest
 from fastapi.testclient import TestClient
 
+from csdr_push import deliveries
 from csdr_push.app import create_app
 from csdr_push.settings import Settings
 from services.push.tests.samples import SECRET, stac_item
@@ -222,3 +224,25 @@ def test_a_delivery_goes_to_the_address_checked_with_the_url_host(
         upsert(stac_item("match", **{"eo:cloud_cover": 5}))
         receiver.wait_for(1, SECRET)
     assert receiver.received[0].headers["host"] == f"hooks.partner.example:{receiver.port}"
+
+
+def test_a_dropped_connection_of_any_kind_does_not_end_the_worker(
+    pg_env, keys, receiver, upsert, monkeypatch
+):
+    """asyncpg raises InterfaceError, not a PostgresError, for a connection closed mid-query
+    (PostgreSQL restarted): the worker's loops log it and go on, and the item still arrives."""
+    real_claim = deliveries.claim
+    failures = []
+
+    async def claim(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise asyncpg.InterfaceError("connection was closed in the middle of operation")
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(deliveries, "claim", claim)
+    with TestClient(create_app(Settings(**FAST)), headers={"X-API-Key": keys["partner A"]}) as c:
+        subscribe(c, receiver)
+        upsert(stac_item("after-drop", **{"eo:cloud_cover": 5}))
+        (created,) = receiver.wait_for(1, SECRET)
+    assert created["subject"] == "after-drop" and len(failures) == 2

@@ -107,6 +107,16 @@ def database_unavailable(exc: BaseException | None) -> bool:
     return False
 
 
+def log_retry(log: logging.Logger, what: str, exc: Exception) -> None:
+    """Log a failed step of a background loop that goes on (loops catch every Exception: one
+    that escaped would end the loop silently): a warning when the database went away, the
+    traceback for anything else."""
+    if database_unavailable(exc) or isinstance(exc, OSError | asyncpg.PostgresError):
+        log.warning("%s (retrying): %r", what, exc)
+    else:
+        log.exception("%s (retrying)", what)
+
+
 def describe_validation_error(exc: RequestValidationError) -> str:
     """`field.sub: problem; ...` for each problem, the field's path without `body`/`query`."""
     return "; ".join(

@@ -33,6 +33,7 @@ from csdr_catalog.downloads import download_url
 from csdr_federation.feed import ORIGIN
 from csdr_federation.mirror import point_at_copy
 from csdr_service.checksums import checksum
+from csdr_service.errors import log_retry
 
 logger = logging.getLogger(__name__)
 
@@ -269,8 +270,8 @@ class Copier:
         while True:
             try:
                 busy = await self.copy_one()
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("federation: asset copies paused: %r", exc)
+            except Exception as exc:
+                log_retry(logger, "federation: asset copies paused", exc)
                 busy = False
             if not busy:
                 self._wake.clear()

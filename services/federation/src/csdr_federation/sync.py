@@ -36,6 +36,7 @@ from csdr_federation import assets
 from csdr_federation.feed import collection_url, content_hash, month_digests
 from csdr_federation.mirror import mirror_collection, mirror_item, origin_form
 from csdr_federation.settings import Settings
+from csdr_service.errors import log_retry
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +185,8 @@ class Worker:
         while True:
             try:
                 names = [r[0] for r in await self.pool.fetch(ACTIVE_SQL)]
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("federation: cannot list peers: %r", exc)
+            except Exception as exc:
+                log_retry(logger, "federation: cannot list peers", exc)
                 names = []
             for name in names:
                 state = self._states.setdefault(name, _PeerState())

@@ -13,6 +13,7 @@ import asyncpg
 from csdr_access.periods import Clock
 from csdr_orders import orders, production
 from csdr_orders.settings import Settings
+from csdr_service.errors import log_retry
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,6 @@ class Watcher:
         while True:
             try:
                 await settle_finished(self.pool, self.settings, self.clock)
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("settling productions failed (retrying): %r", exc)
+            except Exception as exc:
+                log_retry(logger, "settling productions failed", exc)
             await asyncio.sleep(self.settings.poll_interval_s)

@@ -20,6 +20,7 @@ from csdr_push import deliveries, events, targets
 from csdr_push.errors import InvalidWebhook
 from csdr_push.settings import Settings
 from csdr_service import pools
+from csdr_service.errors import log_retry
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ class Worker:
                     await self.listener.add_listener(EVENTS_CHANNEL, self._on_notify)
                     await self.listener.add_listener(DELIVERIES_CHANNEL, self._on_notify)
                     self.events_ready.set()  # anything committed while we were not listening
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("cannot LISTEN (polling meanwhile): %r", exc)
+            except Exception as exc:
+                log_retry(logger, "cannot LISTEN (polling meanwhile)", exc)
             await asyncio.sleep(self.settings.poll_interval_s)
 
     async def _fan_out_loop(self) -> None:
@@ -114,8 +115,8 @@ class Worker:
                     self.deliveries_ready.set()
                 if row["events"]:
                     continue  # there may be more
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("fan-out failed (retrying): %r", exc)
+            except Exception as exc:
+                log_retry(logger, "fan-out failed", exc)
             await self._wait(self.events_ready, self.settings.poll_interval_s)
 
     async def _delivery_loop(self) -> None:
@@ -136,8 +137,8 @@ class Worker:
                     due_in = await deliveries.next_due_in_s(self.pool)
                     if due_in is not None:
                         wait_s = max(0.01, min(wait_s, due_in))
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("claiming deliveries failed (retrying): %r", exc)
+            except Exception as exc:
+                log_retry(logger, "claiming deliveries failed", exc)
             await self._wait(self.deliveries_ready, wait_s)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
@@ -180,9 +181,9 @@ class Worker:
                     outcome,
                     error,
                 )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except Exception as exc:
             # The claim's lease runs out and the delivery is sent again, with the same webhook-id.
-            logger.warning("cannot record delivery %s: %r", msg_id, exc)
+            log_retry(logger, f"cannot record delivery {msg_id}", exc)
 
     async def _record_success(self, delivery_id: uuid.UUID, attempts: int, status: int) -> None:
         """Queue a success for the next batch and wait until that batch is written."""
