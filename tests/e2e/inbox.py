@@ -4,17 +4,11 @@ appear, and wait for what follows."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
+from tests.e2e.load import wait_for
 
-def wait_for(check, timeout_s: float = 240, what: str = "") -> None:
-    """Poll `check` until it is true, or raise TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.3)
+__all__ = ["drop", "wait_for"]
 
 
 def drop(src: Path, inbox: Path) -> None:

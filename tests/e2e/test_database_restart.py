@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -26,6 +25,7 @@ from csdr_ingest.synthetic import Scene, write_scene
 from infra.db.migrate import migrate
 from infra.local.pgcluster import Cluster
 from services.push.tests.receiver import Receiver
+from tests.e2e.load import Load, wait_for
 from tests.e2e.processes import service_process
 
 pytestmark = pytest.mark.slow
@@ -55,41 +55,6 @@ def cluster() -> Iterator[Cluster]:
     finally:
         own.stop()
         shutil.rmtree(base, ignore_errors=True)
-
-
-class Load:
-    """Searches and tiles in a loop on two threads, every answer's status and time recorded."""
-
-    def __init__(self, urls: list[str]) -> None:
-        self.urls = urls
-        self.results: list[tuple[float, int, float]] = []  # (start, status, seconds)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(2)]
-
-    def _run(self, n: int) -> None:
-        with httpx.Client(timeout=FAIL_FAST_S * 3) as client:
-            i = n
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    status = client.get(self.urls[i % len(self.urls)]).status_code
-                except httpx.TimeoutException:
-                    status = 0
-                except httpx.TransportError:
-                    status = -1
-                self.results.append((started, status, time.monotonic() - started))
-                i += 1
-                time.sleep(0.05)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 def test_a_database_restart_under_load(cluster: Cluster, tmp_path: Path) -> None:
@@ -148,7 +113,7 @@ def test_a_database_restart_under_load(cluster: Cluster, tmp_path: Path) -> None
             f"tiles/WebMercatorQuad/13/{tile.x}/{tile.y}.png",
         ]
 
-        with Load(load_urls) as load:
+        with Load(load_urls, timeout_s=FAIL_FAST_S * 3) as load:
             jobs = [queue(scene) for scene in SCENES[1:]]
             time.sleep(0.5)
             cluster.stop()
@@ -173,12 +138,12 @@ def test_a_database_restart_under_load(cluster: Cluster, tmp_path: Path) -> None
         assert search.status_code == 503 and search.headers.get("retry-after"), search.text
         assert search.json()["code"] and search_s < FAIL_FAST_S
         # Under load: nothing but 200s and fast 503s; 503s only around the outage.
-        statuses = {status for _, status, _ in load.results}
+        statuses = {status for *_, status in load.results}
         assert statuses <= {200, 503}, sorted(statuses)
-        assert max(seconds for _, _, seconds in load.results) < FAIL_FAST_S * 2
-        outage = [s for at, s, _ in load.results if down_at <= at <= up_at]
+        assert max(end - start for _, start, end, _ in load.results) < FAIL_FAST_S * 2
+        outage = [s for _, at, _, s in load.results if down_at <= at <= up_at]
         assert 503 in outage
-        after = [s for at, s, _ in load.results if at > ready_at + 0.5]
+        after = [s for _, at, _, s in load.results if at > ready_at + 0.5]
         assert after and set(after) == {200}, after
 
         # Every job ends once; every scene is searchable; the services were never restarted.
@@ -203,12 +168,3 @@ def test_a_database_restart_under_load(cluster: Cluster, tmp_path: Path) -> None
 
         wait_for(lambda: len(delivered()) == len(SCENES) - 1, 60, "the deliveries")
         assert {i: len(w) for i, w in delivered().items()} == {s.name: 1 for s in SCENES[1:]}
-
-
-def wait_for(check, timeout_s: float, what: str) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached in {timeout_s}s: {what}")
-        time.sleep(0.2)
-    return True

@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
@@ -35,6 +34,7 @@ from csdr_access.admin import add_org, issue_key
 from csdr_ingest.synthetic import Scene, write_scene
 from infra.local.pgcluster import Cluster
 from services.push.tests.receiver import Receiver
+from tests.e2e.load import Load, wait_for
 from tests.e2e.processes import service_process
 
 pytestmark = [
@@ -107,49 +107,6 @@ class Node:
         """Start the service again on its port; note the window it was down."""
         self.start(name)
         self.down[name].append((killed_at, time.monotonic()))
-
-
-class Load:
-    """GETs in a loop on two threads, every answer recorded as (url, start, end, status); -1
-    when the connection was refused or cut."""
-
-    def __init__(self, urls: list[str]) -> None:
-        self.urls = urls
-        self.results: list[tuple[str, float, float, int]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(2)]
-
-    def _run(self, n: int) -> None:
-        with httpx.Client(timeout=30) as client:
-            i = n
-            while not self._stop.is_set():
-                url = self.urls[i % len(self.urls)]
-                started = time.monotonic()
-                try:
-                    status = client.get(url).status_code
-                except httpx.TransportError:
-                    status = -1
-                self.results.append((url, started, time.monotonic(), status))
-                i += 1
-                time.sleep(0.02)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-
-def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached in {timeout_s}s: {what}")
-        time.sleep(0.05)
 
 
 def files(path: Path) -> set[Path]:
