@@ -1,3 +1,5 @@
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -5,6 +7,7 @@ import numpy as np
 import psycopg
 import pytest
 import rasterio
+from psycopg.types.json import Jsonb
 from rasterio.transform import from_origin
 from shapely.geometry import box, shape
 
@@ -120,3 +123,40 @@ def test_database_failure_removes_the_written_files(scene, conn, settings):
         ingest_file(scene, conn, settings, collection="demo")
     assert files_under(settings.assets_dir) == []
     assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone()[0] == 0
+
+
+def test_a_publish_that_loses_a_deadlock_is_published_again(scene, conn, settings, caplog):
+    """A new partition locks `items` then `collections`; a writer that changed a collection
+    and then reads items (federation's page) deadlocks with it. pgSTAC swallows the deadlock
+    and fails on the missing partition; the publish runs again and the item is published."""
+    for cid in ("fresh", "other"):
+        conn.execute(
+            "SELECT pgstac.create_collection(%s)",
+            (Jsonb({"id": cid, "type": "Collection", "stac_version": "1.1.0", "description": cid,
+                    "license": "proprietary", "links": [], "extent": {
+                        "spatial": {"bbox": [[-180, -90, 180, 90]]},
+                        "temporal": {"interval": [[None, None]]}}}),),
+        )  # fmt: skip
+    published: dict[str, object] = {}
+
+    def ingest() -> None:
+        with psycopg.connect(autocommit=True) as own:
+            published["item"] = ingest_file(scene, own, settings, collection="fresh")
+
+    with psycopg.connect() as other:  # a transaction: the collection row, then items
+        other.execute("UPDATE pgstac.collections SET content = content WHERE id = 'other'")
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not conn.execute(
+            "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'pgstac.collections'::regclass"
+        ).fetchone():
+            assert worker.is_alive() and time.monotonic() < deadline, published
+            time.sleep(0.02)
+        # The publish holds `items` and waits for `collections`: reading items closes the cycle.
+        other.execute("SELECT count(*) FROM pgstac.items").fetchone()
+    worker.join(120)
+    assert published["item"]["id"] == "small_scene"
+    stored = conn.execute("SELECT pgstac.get_item('small_scene', 'fresh')").fetchone()[0]
+    assert Path(stored["assets"]["data"]["href"]).is_file()
+    assert "lost to a concurrent write" in caplog.text

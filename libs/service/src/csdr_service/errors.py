@@ -107,6 +107,24 @@ def database_unavailable(exc: BaseException | None) -> bool:
     return False
 
 
+# A transaction that lost to another: deadlock detected, serialization failure.
+CONFLICT_SQLSTATES = ("40P01", "40001")
+
+
+def write_conflict(exc: BaseException) -> bool:
+    """True when a write failed only because a concurrent one won, so running it again is
+    right: a deadlock or serialization failure, or pgSTAC's form of a deadlock. Creating a
+    partition locks `items` then `collections`, the reverse of a writer that changed a
+    collection before its items (federation's page of changes); pgSTAC's check_partition
+    catches the deadlock, logs it at INFO and goes on to fail with "relation
+    \"_items_N_YYYY\" does not exist" (42P01). psycopg's and asyncpg's errors both carry
+    `sqlstate`."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in CONFLICT_SQLSTATES:
+        return True
+    return sqlstate == "42P01" and 'relation "_items_' in str(exc)
+
+
 def log_retry(log: logging.Logger, what: str, exc: Exception) -> None:
     """Log a failed step of a background loop that goes on (loops catch every Exception: one
     that escaped would end the loop silently): a warning when the database went away, the
