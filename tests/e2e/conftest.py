@@ -171,7 +171,12 @@ def s3_node(
 ) -> Iterator[Node]:
     """The three services with their assets in the S3 server's bucket (`ASSETS_URL`), and the
     catalog's transactions API on (deletes)."""
-    env = {**s3.env, "CSDR_INGEST_ASSETS_URL": ASSETS_URL, "CSDR_CATALOG_TRANSACTIONS": "true"}
+    env = {
+        **s3.env,
+        "CSDR_INGEST_ASSETS_URL": ASSETS_URL,
+        "CSDR_CATALOG_TRANSACTIONS": "true",
+        "CSDR_INGEST_REPLACED_GRACE_S": "5",  # test_reingest_and_delete_keep_the_bucket_in_step
+    }
     with running_node(pg_cluster, tmp_path_factory.mktemp("s3node"), env) as started:
         yield started
 

@@ -165,6 +165,7 @@ def test_archive_member_escaping_the_package_is_refused_by_name(conn, settings, 
 
 
 def test_reingest_replaces_item_and_files_and_zip_works(conn, settings, tmp_path):
+    settings.replaced_grace_s = 0  # the old files go with the publish
     first = ingest_path(write_lookalike(WFV, tmp_path / "a", max_size=300), conn, settings)
     zipped = write_lookalike(WFV, tmp_path / "b", max_size=300, archive="zip")
     second = ingest_path(zipped, conn, settings)

@@ -13,6 +13,7 @@ from shapely.geometry import box, shape
 
 from csdr_ingest.errors import MissingDatetime, NotGeoreferenced, SourceNotFound, SourceUnreadable
 from csdr_ingest.pipeline import ingest_file
+from csdr_ingest.replaced import delete_due
 
 pytestmark = pytest.mark.slow  # seconds per test (scenes, apps): make test, not test-fast
 
@@ -58,13 +59,35 @@ def test_publishes_item_with_assets_footprint_and_utc_datetime(scene, conn, sett
 
 
 def test_reingest_replaces_files_of_the_old_version(scene, conn, settings):
+    """The old version's files stay for the grace period (a tile that read the old item can
+    still open them), then the next publish or sweep deletes them."""
     first = ingest_file(scene, conn, settings, collection="demo")
     second = ingest_file(scene, conn, settings, collection="demo")
     assert first["assets"]["data"]["href"] != second["assets"]["data"]["href"]
+    versions = [sorted(Path(v["assets"][k]["href"]) for k in ("data", "thumbnail"))
+                for v in (first, second)]  # fmt: skip
+    assert files_under(settings.assets_dir) == sorted(versions[0] + versions[1])
+    assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone()[0] == 1
+    due = conn.execute(
+        "SELECT href, due_at - now() FROM csdr.replaced_files ORDER BY href"
+    ).fetchall()
+    assert [Path(h) for h, _ in due] == versions[0]
+    assert all(119 < left.total_seconds() <= 120 for _, left in due)
+    assert delete_due(conn, settings.store()) == 0  # not yet
+    conn.execute("UPDATE csdr.replaced_files SET due_at = now()")
+    assert delete_due(conn, settings.store()) == 2
+    assert files_under(settings.assets_dir) == versions[1]
+    assert conn.execute("SELECT count(*) FROM csdr.replaced_files").fetchone()[0] == 0
+
+
+def test_without_a_grace_period_the_old_files_go_at_once(scene, conn, settings):
+    settings.replaced_grace_s = 0
+    ingest_file(scene, conn, settings, collection="demo")
+    second = ingest_file(scene, conn, settings, collection="demo")
     assert files_under(settings.assets_dir) == sorted(
         Path(second["assets"][k]["href"]) for k in ("data", "thumbnail")
     )
-    assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM csdr.replaced_files").fetchone()[0] == 0
 
 
 def test_corrupt_tiff_is_rejected_and_leaves_nothing(scene, conn, settings, tmp_path):

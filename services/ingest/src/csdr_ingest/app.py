@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
 from csdr_access import AccessControl
-from csdr_ingest import health
+from csdr_ingest import health, replaced
 from csdr_ingest.inbox import Watcher, settle_job
 from csdr_ingest.jobs import Workers
 from csdr_ingest.jobs import prune as prune_jobs
@@ -25,6 +25,12 @@ from csdr_service.guards import add_guards
 from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
 from csdr_service.periodic import Periodic
+
+
+def delete_replaced(pool: ConnectionPool, settings: Settings) -> int:
+    """Delete the files of replaced versions whose grace period ended."""
+    with pool.connection() as conn:
+        return replaced.delete_due(conn, settings.store())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,10 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.prune_interval_s,
             lambda: anyio.to_thread.run_sync(prune_jobs, pool, keep),
         )
+        sweeper = Periodic(
+            "ingest-replaced",
+            max(0.5, min(settings.replaced_grace_s / 4, 30.0)),
+            lambda: anyio.to_thread.run_sync(delete_replaced, pool, settings),
+            "deleted %d files of replaced versions",
+        )
         await pruner.start()
+        await sweeper.start()
         try:
             yield
         finally:
+            await sweeper.stop()
             await pruner.stop()
             if watcher is not None:
                 watcher.stop()

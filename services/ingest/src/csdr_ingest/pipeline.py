@@ -31,6 +31,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from csdr_ingest import pgstac
+from csdr_ingest import replaced as replaced_files
 from csdr_ingest.cog import write_cog
 from csdr_ingest.cresda.bands import bands_for
 from csdr_ingest.cresda.collections import collection_for, collection_id
@@ -70,7 +71,7 @@ from csdr_ingest.terrain import scene_dem
 from csdr_ingest.thumbnail import write_thumbnail
 from csdr_render.presets import derive_presets
 from csdr_service.errors import write_conflict
-from csdr_storage.store import AssetStore, in_item_folder, item_folder
+from csdr_storage.store import AssetStore, item_folder
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ def publish(
     collection_template: dict[str, Any] | None = None,
 ) -> None:
     """Describe the files (size, checksum), put them in the store, upsert the item in one
-    transaction, then delete the files of the version it replaced."""
+    transaction with the deletion of the files of the version it replaced (csdr_ingest.replaced:
+    after a grace period; those already due are deleted now, unless the caller holds a
+    transaction: then the next publish or the service's sweep does it)."""
     describe_files(item, stage.written)
     hrefs = stage.upload()
     with_hrefs(item, hrefs)
@@ -191,18 +194,19 @@ def publish(
                 pgstac.publish_item(
                     conn, item, stage.settings.collection_license, collection_template
                 )
+                stale = replaced - set(hrefs.values())
+                replaced_files.schedule(
+                    conn, stage.collection, stage.item_id, stale, stage.settings.replaced_grace_s
+                )
             break
         except psycopg.Error as exc:
             if attempt == PUBLISH_ATTEMPTS or not write_conflict(exc):
                 raise
             logger.warning("publishing %s lost to a concurrent write; again", stage.item_id)
             time.sleep(random.uniform(0.05, 0.25) * attempt)
-    stale = []
-    for href in replaced - set(hrefs.values()):
-        key = stage.store.key_of(href)
-        if key is not None and in_item_folder(key, stage.collection, stage.item_id):
-            stale.append(key)
-    stage.store.delete(stale)
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        # Inside a caller's transaction nothing is deleted: it may still roll back.
+        replaced_files.delete_due(conn, stage.store)
 
 
 def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:

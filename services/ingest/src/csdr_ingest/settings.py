@@ -43,6 +43,9 @@ class Settings(ServiceSettings):
     queued and running jobs always stay."""
     prune_interval_s: float = 3600.0
     """How often job records past their retention are removed."""
+    replaced_grace_s: float = 120.0
+    """How long the files of a version a re-ingest replaced stay after the publish: a tile or
+    download that read the old item can still open them (csdr_ingest.replaced)."""
     max_attempts: int = 3
     """Claims of a job whose worker keeps dying before it is failed (`WorkerLost`)."""
     dem: Path | None = None
