@@ -33,7 +33,7 @@ test-fast: bootstrap
 	$(PY) -m pytest $(PYTEST_WORKERS) -q -m "not slow"
 
 bench: bootstrap
-	$(PY) -m pytest tests/bench -s -p no:randomly --override-ini="testpaths=tests/bench"
+	$(PY) -m pytest tests/bench -s -p no:randomly --override-ini="testpaths=tests/bench" --timeout=0 --override-ini="session_timeout="
 
 openapi: bootstrap
 	$(PY) -m infra.openapi
