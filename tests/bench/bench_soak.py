@@ -11,9 +11,9 @@ push run as uvicorn processes.
 
 Printed: p50/p99 per kind, over the whole run after the warm-up and for its first and last
 thirds (the baseline is the soak's own first third: the ratio shows whether latency drifts), and
-the resident memory of every service process at start, after the warm-up
-(`CSDR_BENCH_SOAK_WARMUP_S`, a fifth of the run: the tiler's caches of items, open COGs and
-their blocks, and responses took up to two minutes to fill here) and at the end, with a
+the resident memory of every service process (and the tiler's GDAL block cache) at start, after
+the warm-up (`CSDR_BENCH_SOAK_WARMUP_S`, a fifth of the run: the tiler's caches of items, open
+COGs and their blocks, and responses took up to two minutes to fill here) and at the end, with a
 timeline. Asserted: no 5xx, 4xx or failed connection, every job
 ended succeeded, every delivery arrived exactly once, signed, and was recorded delivered, and no
 process grew more than 10 % after the warm-up. The services run with the environment `make up`
@@ -192,12 +192,29 @@ def box(b: list[float]) -> dict:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
+def gdal_cache_mb(tiler: str) -> float:
+    """The tiler's GDAL block cache in use (its /metrics), in MB; -1 when unreadable."""
+    try:
+        text = httpx.get(f"{tiler}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith("csdr_tiler_gdal_block_cache_bytes "):
+            return float(line.split()[1]) / 2**20
+    return -1.0
+
+
 def sample_memory(
-    pids: dict[str, int], stop: threading.Event, samples: list[tuple[float, dict[str, float]]]
+    pids: dict[str, int],
+    tiler: str,
+    stop: threading.Event,
+    samples: list[tuple[float, dict[str, float]]],
 ) -> None:
+    """RSS of each service and the tiler's GDAL block cache (`gdal cache`), every RSS_EVERY_S."""
     t0 = time.monotonic()
     while not stop.wait(RSS_EVERY_S):
-        samples.append((time.monotonic() - t0, {n: rss_mb(p) for n, p in pids.items()}))
+        sample = {n: rss_mb(p) for n, p in pids.items()}
+        samples.append((time.monotonic() - t0, {**sample, "gdal cache": gdal_cache_mb(tiler)}))
 
 
 def signed_on_arrival(r: Received) -> bool:
@@ -280,7 +297,9 @@ def test_soak(database: dict[str, str], pg_cluster, tmp_path: Path) -> None:
         memory: list[tuple[float, dict[str, float]]] = []
         at_start = {n: rss_mb(p) for n, p in pids.items()}
         memory_stop = threading.Event()
-        threads = [threading.Thread(target=sample_memory, args=(pids, memory_stop, memory))]
+        threads = [
+            threading.Thread(target=sample_memory, args=(pids, urls["tiler"], memory_stop, memory))
+        ]
         threads += [threading.Thread(target=soak.ingests)]
         threads += [
             threading.Thread(target=soak.searches if i % 2 else soak.tiles, args=(i,))
@@ -369,7 +388,7 @@ def test_soak(database: dict[str, str], pg_cluster, tmp_path: Path) -> None:
         )
     marks = [memory[round(i * (len(memory) - 1) / 10)] for i in range(11)]
     print("RSS MB over the run, " + " ".join(f"{t:>5.0f}s" for t, _ in marks))
-    for n in SERVICES:
+    for n in (*SERVICES, "gdal cache"):
         print(f"{n:<21}" + " ".join(f"{m[n]:>6.0f}" for _, m in marks))
     print(f"statuses {dict(statuses)}; jobs {Counter(jobs.values())}; item events {events},"
           f" deliveries {len(deliveries)}, received {len(received)}")  # fmt: skip

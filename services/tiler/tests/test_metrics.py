@@ -41,3 +41,16 @@ def test_a_cached_tile_and_the_open_cogs_show_in_the_metrics(pg_env, tmp_path):
     hits = [s for s in cached if s.labels["route"] == TEMPLATE and s.name.endswith("_total")]
     assert [(s.labels["status"], s.value) for s in hits] == [("200", 1)]
     assert open_datasets.value >= 1
+
+
+def test_the_gdal_block_cache_is_bounded_and_shown(pg_env, tmp_path):
+    with psycopg.connect(autocommit=True) as conn:
+        scene = ingest(conn, tmp_path, "gf2-blocks")
+    tile = scene.centre_tile(14)
+    url = f"{scene.url}/presets/true-color/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+    with TestClient(create_app(Settings(gdal_cache_mb=48))) as client:
+        assert client.get(url).status_code == 200
+        [bound] = samples(client, "csdr_tiler_gdal_block_cache_max_bytes")
+        [used] = samples(client, "csdr_tiler_gdal_block_cache_bytes")
+    assert bound.value == 48 * 2**20
+    assert 0 < used.value <= bound.value  # the tile's blocks are in it

@@ -64,6 +64,7 @@ from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.first_uses import USES
 from csdr_tiler.items import Catalogue
+from csdr_tiler.libgdal import bound_block_cache
 from csdr_tiler.limits import (
     BoundedCollectionIdParams,
     BoundedSearchParams,
@@ -159,6 +160,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # set when an app starts serving, not when one is built (docs/upstream.md).
     remember_transforms()
     POOL.max_idle = settings.open_datasets
+    bound_block_cache(settings.gdal_cache_mb)
     POOL.immutable = (settings.assets_url.rstrip("/") + "/",) if settings.assets_url else ()
     # `/vsis3/` on the endpoint the AWS_* variables name, for every thread (process-wide).
     for key, value in gdal_options().items():

@@ -1,5 +1,6 @@
 """The libgdal rasterio loaded, for the GDAL calls rasterio does not wrap: options bound to a path
-prefix (csdr_tiler.peer_keys) and forgetting what /vsicurl/ cached of a URL (csdr_tiler.datasets).
+prefix (csdr_tiler.peer_keys), forgetting what /vsicurl/ cached of a URL (csdr_tiler.datasets)
+and the block cache's size and bound (csdr_tiler.metrics, the app's lifespan).
 rasterio's wheel bundles its own libgdal; the calls must reach that one, found in this process's
 memory maps.
 """
@@ -28,7 +29,24 @@ def libgdal() -> ctypes.CDLL:
     lib.VSIClearPathSpecificOptions.restype = None
     lib.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
     lib.VSICurlPartialClearCache.restype = None
+    lib.GDALGetCacheUsed64.argtypes = []
+    lib.GDALGetCacheUsed64.restype = ctypes.c_int64
+    lib.GDALGetCacheMax64.argtypes = []
+    lib.GDALGetCacheMax64.restype = ctypes.c_int64
+    lib.GDALSetCacheMax64.argtypes = [ctypes.c_int64]
+    lib.GDALSetCacheMax64.restype = None
     return lib
+
+
+def block_cache() -> tuple[int, int]:
+    """GDAL's raster block cache: bytes in use and its bound (GDAL_CACHEMAX)."""
+    lib = libgdal()
+    return int(lib.GDALGetCacheUsed64()), int(lib.GDALGetCacheMax64())
+
+
+def bound_block_cache(megabytes: int) -> None:
+    """Bound GDAL's raster block cache (process-wide; blocks beyond it are evicted)."""
+    libgdal().GDALSetCacheMax64(megabytes * 2**20)
 
 
 def forget_remote(url: str) -> None:

@@ -73,6 +73,11 @@ class Settings(ServiceSettings):
     (Cache-Control stale-while-revalidate, RFC 5861)."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
+    gdal_cache_mb: int = 256
+    """GDAL's raster block cache per process (GDAL_CACHEMAX). GDAL's default, 5 % of the RAM,
+    lets the blocks of every COG a re-ingest replaced accumulate up to 1.2 GB on a 24 GB
+    machine (tests/bench/bench_soak.py); a tile's blocks are read once and then served from
+    the response cache, so a smaller bound costs little."""
     rate_limit_per_s: float = 50.0
     """Requests a second allowed per API key, on average (anonymous requests are not limited
     here: put a reverse proxy's limit in front for those)."""
