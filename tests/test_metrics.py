@@ -36,7 +36,7 @@ UNMATCHED_ROUTE = {"portal": "/{path}"}
 # The service's own gauges, beside the pool's.
 OWN = {
     "catalog": set(),
-    "tiler": {"csdr_tiler_open_datasets", "csdr_tiler_open_datasets_max"},
+    "tiler": {"csdr_tiler_open_datasets", "csdr_tiler_open_datasets_max", "csdr_tiler_tile_cache"},
     "ingest": {"csdr_ingest_jobs", "csdr_ingest_job_duration_seconds"},
     "push": {
         "csdr_push_event_lag_seconds",
