@@ -33,7 +33,7 @@ from starlette.routing import Route
 from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key
 from csdr_catalog.downloads import download_url
-from csdr_federation.assets import copy_key
+from csdr_federation.assets import copy_key, copy_version
 from csdr_ingest.pipeline import ingest_file
 from csdr_ingest.settings import Settings as IngestSettings
 from csdr_ingest.synthetic import write_scene
@@ -222,9 +222,10 @@ def queue_slow_copy(partner: Partner, item_id: str) -> str:
         "type": "image/tiff",
     }
     item["properties"]["csdr:origin"] = "slow"
-    target = (
-        f"s3://{ASSETS_BUCKET}/{PREFIX}/{copy_key('slow', 'slow', item_id, 'data', 'image/tiff')}"
-    )
+    asset = item["assets"]["data"]
+    version = copy_version(asset["href"], asset["file:checksum"])
+    key = copy_key("slow", "slow", item_id, "data", "image/tiff", version)
+    target = f"s3://{ASSETS_BUCKET}/{PREFIX}/{key}"
     with partner.connect() as conn:
         conn.execute("SELECT pgstac.upsert_item(%s)", (Jsonb(item),))
         conn.execute(

@@ -129,6 +129,28 @@ def test_a_copy_replaces_the_origin_href_and_a_reapply_keeps_it(db, peer, origin
     assert asyncio.run(copy_once(tmp_path)) is False and len(origin["ranges"]) == before
 
 
+def test_a_changed_asset_is_copied_under_a_new_name_and_the_old_copy_goes(
+    db, peer, origin, tmp_path
+):
+    item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    asyncio.run(apply(copy.deepcopy(item), tmp_path, origin["url"]))
+    assert asyncio.run(copy_once(tmp_path))
+    old = task_row(db)["path"]
+    # Changed at the origin (here: published without its checksum now).
+    changed = copy.deepcopy(item)
+    del changed["assets"]["data"]["file:checksum"]
+    forgotten = asyncio.run(apply(changed, tmp_path, origin["url"]))
+    row = task_row(db)
+    assert forgotten == [old] and row["path"] != old and row["status"] == "queued"
+    assert Path(row["path"]).parent == Path(old).parent
+    assert stored(db)["assets"]["data"]["href"] == item["assets"]["data"]["href"]
+    assets.remove_files(forgotten)
+    assert not Path(old).exists()
+    assert asyncio.run(copy_once(tmp_path))
+    assert stored(db)["assets"]["data"]["href"] == row["path"]
+    assert Path(row["path"]).read_bytes() == PAYLOAD
+
+
 def test_a_truncated_copy_resumes_with_a_range(db, peer, origin, tmp_path):
     item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
     asyncio.run(apply(item, tmp_path, origin["url"]))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import mimetypes
 import os
@@ -124,12 +125,18 @@ def _segment(name: str) -> str:
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
-def copy_key(peer: str, collection: str, item_id: str, key: str, kind: str) -> str:
+def copy_version(source: str, checksum: str | None) -> str:
+    """A short name for the bytes a copy holds. A changed asset is copied under a new name, as
+    ingest writes a new version: readers keep the store's files open by name (csdr_tiler)."""
+    return hashlib.sha256(f"{source}\n{checksum or ''}".encode()).hexdigest()[:12]
+
+
+def copy_key(peer: str, collection: str, item_id: str, key: str, kind: str, version: str) -> str:
     """Where the copy of an asset lives in the node's asset store: by peer, collection and
-    item, named by its key and media type (GDAL and browsers like a suffix)."""
+    item, named by its key, version and media type (GDAL and browsers like a suffix)."""
     suffix = (mimetypes.guess_extension(kind.split(";")[0].strip()) if kind else None) or ""
     parts = [_segment(part) for part in (peer, collection, item_id)]
-    return "/".join([MIRRORS_DIR, *parts, _segment(key) + suffix])
+    return "/".join([MIRRORS_DIR, *parts, f"{_segment(key)}_{version}{suffix}"])
 
 
 def store_of(root: Path | AssetStore) -> AssetStore:
@@ -165,12 +172,13 @@ async def plan_item(
 ) -> list[str]:
     """In the applying transaction: queue copies of the item's assets the origin serves (`lazy`:
     mark them wanted, for their first use to queue), point those already copied (same checksum)
-    at their copy, and forget copies of assets the item no longer has. Returns the files to
-    remove once the transaction has committed."""
+    at their copy, and forget copies of assets the item no longer has or that changed. Returns
+    the files to remove once the transaction has committed."""
     collection, item_id = item["collection"], item["id"]
     store = store_of(root)
     held = {r["asset"]: r for r in await conn.fetch(QUEUED_SQL, collection, item_id)}
     copyable = []
+    replaced = []
     for key, asset in (item.get("assets") or {}).items():
         if asset.get("href") != download_url(origin_catalog + "/", collection, item_id, key):
             continue
@@ -186,13 +194,17 @@ async def plan_item(
         ):
             point_at_copy(item, key, row["path"], origin_node)
             continue
-        path = store.href(copy_key(peer, collection, item_id, key, asset.get("type", "")))
+        version = copy_version(asset["href"], checksum)
+        path = store.href(copy_key(peer, collection, item_id, key, asset.get("type", ""), version))
+        if row is not None and row["path"] != path:
+            replaced.append(row["path"])  # the item reads its origin until the new copy is done
         await conn.execute(
             QUEUE_SQL,
             collection, item_id, key, peer, asset["href"], asset.get("file:size"), checksum,
             path, "wanted" if lazy else "queued",
         )  # fmt: skip
-    return [r["path"] for r in await conn.fetch(FORGET_SQL, collection, item_id, copyable)]
+    forgotten = await conn.fetch(FORGET_SQL, collection, item_id, copyable)
+    return replaced + [r["path"] for r in forgotten]
 
 
 async def forget_items(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> list[str]:
