@@ -323,8 +323,9 @@ class Copier:
 
     async def start(self) -> None:
         """Remove copies no row names any more, then start the loop."""
+        found = await asyncio.to_thread(copies_in, self.store)
         kept = {r[0] for r in await self.pool.fetch("SELECT path FROM csdr.federation_assets")}
-        if removed := await asyncio.to_thread(sweep, self.store, kept):
+        if removed := await asyncio.to_thread(remove_unnamed, self.store, found, kept):
             logger.info("federation: removed %d asset copies no mirrored item names", removed)
         self._task = asyncio.create_task(self._run(), name="federation-assets")
 
@@ -426,23 +427,42 @@ def sweep(root: Path | AssetStore, kept: set[str]) -> int:
     """Remove copies under the mirrors folder that no row names (left by a crash between a commit
     and the removal of the files it forgot), and partial files of this host none names; return
     how many went."""
+    return remove_unnamed(root, copies_in(root), kept)
+
+
+def copies_in(root: Path | AssetStore) -> list[str]:
+    """The copies under the mirrors folder (paths or `s3://` URLs) and this host's partial files.
+    Listed before the rows are read: a copy another process makes meanwhile is not a candidate."""
     store = store_of(root)
     if isinstance(store, LocalStore):
-        return _sweep_directory(store.root / MIRRORS_DIR, kept)
-    removed = [key for key in store.keys_under(MIRRORS_DIR) if store.href(key) not in kept]
-    store.delete(removed)
-    parts = {str(staged(href)) for href in kept}
-    return len(removed) + _sweep_directory(_staging(store.href(MIRRORS_DIR)), parts)
+        return _files_under(store.root / MIRRORS_DIR)
+    objects = [store.href(key) for key in store.keys_under(MIRRORS_DIR)]
+    return objects + _files_under(_staging(store.href(MIRRORS_DIR)))
 
 
-def _sweep_directory(folder: Path, kept: set[str]) -> int:
-    removed = 0
-    for path in folder.rglob("*") if folder.is_dir() else ():
-        name = str(path)
-        if path.is_file() and name not in kept and name.removesuffix(".part") not in kept:
-            path.unlink()
-            removed += 1
-    for path in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else ():
+def remove_unnamed(root: Path | AssetStore, found: list[str], kept: set[str]) -> int:
+    """Remove what `found` lists that no row (`kept`) names, as a copy or its partial file; return
+    how many went."""
+    store = store_of(root)
+    unnamed = [
+        name
+        for name in found
+        if name not in kept and name.removesuffix(".part") not in kept
+        and not (name.endswith(".part") and _staged_of(name) in kept)
+    ]  # fmt: skip
+    remove_hrefs(unnamed)
+    folder = store.root / MIRRORS_DIR if isinstance(store, LocalStore) else None
+    for path in sorted(folder.rglob("*"), reverse=True) if folder and folder.is_dir() else ():
         if path.is_dir() and not any(path.iterdir()):
             shutil.rmtree(path, ignore_errors=True)
-    return removed
+    return len(unnamed)
+
+
+def _files_under(folder: Path) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+
+
+def _staged_of(part: str) -> str:
+    """The `s3://` URL whose copy is staged as `part` (none: not a staged file)."""
+    root = str(Path(tempfile.gettempdir(), "csdr-federation")) + "/"
+    return S3_SCHEME + part[len(root) :].removesuffix(".part") if part.startswith(root) else ""
