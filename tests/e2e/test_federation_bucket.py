@@ -50,7 +50,7 @@ from tests.support.servers import served
 pytestmark = pytest.mark.slow
 
 PREFIX = "la-node"
-LEASE_S = 1.5
+LEASE_S = 2.0
 SLOW_KEY = "key-of-the-slow-origin"
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
 HALF = 2 * 1024 * 1024 + 5  # sent before the origin pauses: two whole chunks reach the file
