@@ -1,14 +1,17 @@
 """Every service's `/metrics`: parsed by the Prometheus client's own text parser, counting
 requests by route template (never the raw URL), moving when requests run, and carrying the
-service's own gauges and its database pool's use."""
+service's own gauges and its database pool's use; ingest's queue depth and job durations and
+push's lag and dead letters following the database."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import re
+import time
 import uuid
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,6 +44,7 @@ OWN = {
         "csdr_tiler_open_datasets_max",
         "csdr_tiler_gdal_block_cache_bytes",
         "csdr_tiler_gdal_block_cache_max_bytes",
+        "csdr_tiler_tile_cache",
     },
     "ingest": {"csdr_ingest_jobs", "csdr_ingest_job_duration_seconds"},
     "push": {
@@ -124,3 +128,74 @@ def test_the_grafana_dashboard_names_only_metrics_the_services_export():
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     named = {name for expr in exprs for name in re.findall(r"\b(csdr_[a-z_]+)", expr)}
     assert named and named <= exported, f"not exported: {named - exported}"
+
+
+def gauge(families: dict[str, list], name: str, **labels: str) -> float:
+    """The value of the sample `name` with `labels` (0 when there is none)."""
+    family = name.removesuffix("_total").removesuffix("_count")
+    return sum(
+        s.value
+        for s in families.get(family, [])
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_ingest_queue_depth_and_job_durations_move(pg_env, tmp_path, monkeypatch):
+    from csdr_ingest.app import create_app
+
+    monkeypatch.setenv("CSDR_INGEST_ASSETS_DIR", str(tmp_path / "assets"))
+    monkeypatch.setenv("CSDR_INGEST_POLL_INTERVAL_S", "0.1")
+    with psycopg.connect(autocommit=True) as conn:
+        for status, source in (("queued", "a"), ("queued", "b"), ("running", "c")):
+            conn.execute(
+                "INSERT INTO csdr.ingest_jobs (id, source, status, worker, lease_until)"
+                " VALUES (gen_random_uuid(), %s, %s, 'other-host:1:x', now() + interval '1 hour')",
+                (str(tmp_path / f"missing-{source}.tif"), status),
+            )
+    monkeypatch.setenv("CSDR_INGEST_WORKERS", "0")  # nobody here runs them yet
+    with TestClient(create_app()) as client:
+        families = scrape(client)
+    assert gauge(families, "csdr_ingest_jobs", status="queued") == 2
+    assert gauge(families, "csdr_ingest_jobs", status="running") == 1
+    duration = "csdr_ingest_job_duration_seconds_count"
+    assert gauge(families, duration, outcome="failed") == 0
+
+    monkeypatch.setenv("CSDR_INGEST_WORKERS", "1")  # runs the two queued jobs: no such files
+    with TestClient(create_app()) as client:
+        deadline = time.monotonic() + 30
+        while gauge(families := scrape(client), duration, outcome="failed") < 2:
+            assert time.monotonic() < deadline, "the queued jobs did not run"
+            time.sleep(0.1)
+    assert gauge(families, "csdr_ingest_jobs", status="queued") == 0
+    assert gauge(families, "csdr_ingest_jobs", status="running") == 1
+    assert gauge(families, duration, outcome="succeeded") == 0
+
+
+def test_push_lag_and_dead_letters_move(pg_env, monkeypatch):
+    from csdr_push.app import create_app
+
+    monkeypatch.setenv("CSDR_PUSH_WORKER", "false")  # nothing fans the event out or retries
+    with TestClient(create_app()) as client:
+        before = scrape(client)
+        with psycopg.connect(autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO csdr.item_events (type, collection, item_id, row_md5)"
+                " VALUES ('created', 'c', 'i', 'x')"
+            )
+            subscription = conn.execute(
+                "INSERT INTO csdr.subscriptions (webhook_url, webhook_secret)"
+                " VALUES ('https://example.org/hook', 's') RETURNING id"
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO csdr.deliveries (subscription_id, type, status, dead_at)"
+                " VALUES (%s, 'test', 'dead', now()), (%s, 'test', 'pending', now())",
+                (subscription, subscription),
+            )
+        time.sleep(0.05)  # the event and the pending delivery age
+        after = scrape(client)
+    assert gauge(before, "csdr_push_dead_letters") == 0
+    assert gauge(before, "csdr_push_event_lag_seconds") == 0
+    assert gauge(after, "csdr_push_dead_letters") == 1
+    assert gauge(after, "csdr_push_event_lag_seconds") > 0
+    assert gauge(after, "csdr_push_deliveries_overdue") == 1
+    assert gauge(after, "csdr_push_delivery_lag_seconds") > 0

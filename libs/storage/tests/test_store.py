@@ -14,6 +14,7 @@ from csdr_storage.store import (
     gdal_options,
     in_item_folder,
     parse_s3_url,
+    remove_hrefs,
     s3_client,
 )
 from tests.support.s3 import S3Server, s3_server
@@ -113,3 +114,14 @@ def test_a_folder_goes_with_everything_in_it(store):
     store.delete_folder("c")
     assert store.keys("c/i") == [] and store.keys("c/j") == []
     assert store.keys("other/k") == ["other/k/c.tif"]
+
+
+def test_keys_at_any_depth_and_removal_by_href(store, s3, monkeypatch):
+    for name, value in s3.env.items():  # remove_hrefs reaches the bucket as the services do
+        monkeypatch.setenv(name, value)
+    for key in ("m/p/c/i/a.tif", "m/p/c/j/b.png", "m/top.txt", "other/x.tif"):
+        store.put_bytes(key, b"x")
+    assert store.keys_under("m") == ["m/p/c/i/a.tif", "m/p/c/j/b.png", "m/top.txt"]
+    remove_hrefs([store.href("m/p/c/i/a.tif"), store.href("m/never-written.tif")])
+    assert store.keys_under("m") == ["m/p/c/j/b.png", "m/top.txt"]
+    assert store.keys_under("other") == ["other/x.tif"] and store.keys_under("none") == []

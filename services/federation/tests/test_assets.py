@@ -9,6 +9,7 @@ import asyncio
 import copy
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from csdr_catalog.downloads import download_url
 from csdr_federation import assets
 from csdr_federation.mirror import mirror_item, origin_form
 from csdr_service import pools
+from csdr_storage.store import S3Store, s3_client
 from services.federation.tests.conftest import stac_item
+from tests.support.s3 import s3_server
 from tests.support.servers import served
 
 KEY = "peer-key-of-main"
@@ -127,6 +130,28 @@ def test_a_copy_replaces_the_origin_href_and_a_reapply_keeps_it(db, peer, origin
     assert stored(db)["assets"]["data"]["href"] == row["path"]
     assert task_row(db)["status"] == "copied"
     assert asyncio.run(copy_once(tmp_path)) is False and len(origin["ranges"]) == before
+
+
+def test_a_changed_asset_is_copied_under_a_new_name_and_the_old_copy_goes(
+    db, peer, origin, tmp_path
+):
+    item = mirror_item(origin_item(origin["url"]), "main", "http://main/items/S1")
+    asyncio.run(apply(copy.deepcopy(item), tmp_path, origin["url"]))
+    assert asyncio.run(copy_once(tmp_path))
+    old = task_row(db)["path"]
+    # Changed at the origin (here: published without its checksum now).
+    changed = copy.deepcopy(item)
+    del changed["assets"]["data"]["file:checksum"]
+    forgotten = asyncio.run(apply(changed, tmp_path, origin["url"]))
+    row = task_row(db)
+    assert forgotten == [old] and row["path"] != old and row["status"] == "queued"
+    assert Path(row["path"]).parent == Path(old).parent
+    assert stored(db)["assets"]["data"]["href"] == item["assets"]["data"]["href"]
+    assets.remove_files(forgotten)
+    assert not Path(old).exists()
+    assert asyncio.run(copy_once(tmp_path))
+    assert stored(db)["assets"]["data"]["href"] == row["path"]
+    assert Path(row["path"]).read_bytes() == PAYLOAD
 
 
 def test_a_truncated_copy_resumes_with_a_range(db, peer, origin, tmp_path):
@@ -243,3 +268,26 @@ def test_a_lazy_asset_used_before_is_copied_again_when_it_changes(db, peer, orig
 
     assert len(asyncio.run(delete())) == 2
     assert db.execute("SELECT count(*) FROM csdr.federation_assets").fetchone() == (0,)
+
+
+def test_copies_no_row_names_leave_the_bucket_and_this_hosts_staging(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where copies are staged
+    with s3_server(tmp_path) as s3:
+        for name, value in s3.env.items():
+            monkeypatch.setenv(name, value)
+        s3.create_bucket("node")
+        store = S3Store("node", "assets", s3_client(s3.env), s3.env)
+        kept, orphan = (store.href(f"mirrors/main/gf1/{i}/data_0123.tif") for i in ("S1", "S9"))
+        for href in (kept, orphan):
+            store.put_bytes(store.key_of(href) or "", b"copy")
+            assets.staged(href).parent.mkdir(parents=True, exist_ok=True)
+            assets.staged(href).write_bytes(b"partial")
+        found = assets.copies_in(store)
+        assert sorted(found) == sorted([kept, orphan, str(assets.staged(kept)),
+                                        str(assets.staged(orphan))])  # fmt: skip
+        later = store.href("mirrors/main/gf1/S2/data_4567.tif")  # copied after the listing
+        store.put_bytes(store.key_of(later) or "", b"copy")
+        assert assets.remove_unnamed(store, found, {kept}) == 2
+        assert s3.keys("node") == [f"assets/mirrors/main/gf1/{i}" for i in (
+            "S1/data_0123.tif", "S2/data_4567.tif")]  # fmt: skip
+        assert assets.staged(kept).exists() and not assets.staged(orphan).exists()

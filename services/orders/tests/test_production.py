@@ -137,6 +137,45 @@ def test_offline_package_ordered_twice_is_produced_once(
     assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (1,)
 
 
+def test_a_production_whose_worker_died_runs_again_after_its_lease(
+    make_client, db, scenes, keys, ingest_settings, tmp_path, clock, assets
+):
+    """A production is an ingest job: a worker that claimed it and died holds it only until its
+    lease ends; it then runs once more on another worker, the dead one's outcome is refused, and
+    the order is settled once."""
+    package = write_lookalike(CRESDA_WFV, tmp_path / "archive", max_size=400)
+    register_offline(package, db, ingest_settings)
+    client = make_client()
+    th = auth(keys["thailand"])
+    ref = {"items": [{"collection": "gf1-wfv", "id": WFV_ID}]}
+    order = client.post("/orders", json=ref, headers=th).json()
+    assert order["status"] == "pending"
+    with ConnectionPool(min_size=1, max_size=2, open=True) as pool:
+        dead = jobs.claim(pool, "other-host:4242:deadbeef", lease_s=0.5)  # then it was killed
+        assert dead is not None and dead["options"] == {"production": WFV_ID}
+        assert jobs.claim(pool, "this-host:1:live") is None  # leased: nobody else runs it
+        time.sleep(0.6)
+        assert jobs.reap(pool, max_attempts=3) == []  # queued again, not failed
+        job = jobs.claim(pool, "this-host:1:live")
+        assert job is not None and (job["id"], job["attempt"]) == (dead["id"], 2)
+        assert jobs.run_job(pool, job, ingest_settings) == "succeeded"
+        assert not jobs.finish(pool, dead, [], {"code": "Late", "description": "came back"})
+    attempts = db.execute(
+        "SELECT attempt, worker, outcome FROM csdr.ingest_attempts WHERE job_id = %s"
+        " ORDER BY attempt",
+        (dead["id"],),
+    ).fetchall()
+    assert [(a, w.split(":")[0], o) for a, w, o in attempts] == [
+        (1, "other-host", "lease-expired"),
+        (2, "this-host", "succeeded"),
+    ]
+    assert watcher_step(watcher.finish_productions, clock, assets) == 1
+    assert watcher_step(watcher.finish_productions, clock, assets) == 0  # settled once
+    assert watcher_step(watcher.ship_all, clock, assets) == 1
+    done = client.get(f"/orders/{order['id']}", headers=th).json()
+    assert done["status"] == "succeeded" and quota_used(client, keys["thailand"]) == (1, 0)
+
+
 def test_failed_production_refunds_and_orders_end_partial_or_failed(
     make_client, db, scenes, keys, ingest_settings, tmp_path
 ):

@@ -1,5 +1,6 @@
 """The tiler's metrics: tiles counted under their route template, a tile answered from the
-response cache counted as answered before routing, and the COGs kept open."""
+response cache counted as answered before routing and as a hit (a 304 as revalidated, a render
+as a miss), and the COGs kept open."""
 
 from __future__ import annotations
 
@@ -31,15 +32,21 @@ def test_a_cached_tile_and_the_open_cogs_show_in_the_metrics(pg_env, tmp_path):
     with TestClient(create_app(Settings())) as client:
         POOL.clear()  # process-wide: other tests' COGs may be open (and a late one come back)
         assert [s.value for s in samples(client, "csdr_tiler_open_datasets")] == [POOL.idle()]
-        assert client.get(url).status_code == 200  # rendered
+        assert {s.value for s in samples(client, "csdr_tiler_tile_cache")} == {0}
+        rendered = client.get(url)
+        assert rendered.status_code == 200  # rendered
         assert client.get(url).status_code == 200  # from the response cache
+        etag = rendered.headers["etag"]
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+        outcomes = {s.labels["outcome"]: s.value for s in samples(client, "csdr_tiler_tile_cache")}
         requests = samples(client, "csdr_http_requests")
         cached = samples(client, "csdr_http_answered_before_routing")
         [open_datasets] = samples(client, "csdr_tiler_open_datasets")
     tiles = [s for s in requests if s.labels["route"] == TEMPLATE and s.name.endswith("_total")]
-    assert [(s.labels["status"], s.value) for s in tiles] == [("200", 2)]
+    assert sorted((s.labels["status"], s.value) for s in tiles) == [("200", 2), ("304", 1)]
     hits = [s for s in cached if s.labels["route"] == TEMPLATE and s.name.endswith("_total")]
-    assert [(s.labels["status"], s.value) for s in hits] == [("200", 1)]
+    assert sorted((s.labels["status"], s.value) for s in hits) == [("200", 1), ("304", 1)]
+    assert outcomes == {"hit": 1, "revalidated": 1, "miss": 1}
     assert open_datasets.value >= 1
 
 

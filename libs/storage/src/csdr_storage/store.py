@@ -58,6 +58,10 @@ class AssetStore(Protocol):
         """The keys of the files directly in `folder`."""
         ...
 
+    def keys_under(self, folder: str) -> list[str]:
+        """The keys of the files under `folder`, at any depth."""
+        ...
+
     def delete(self, keys: Iterable[str]) -> None:
         """Remove the files at `keys` (missing ones are not an error)."""
         ...
@@ -132,6 +136,12 @@ class LocalStore:
         if not directory.is_dir():
             return []
         return sorted(f"{folder}/{p.name}" for p in directory.iterdir() if p.is_file())
+
+    def keys_under(self, folder: str) -> list[str]:
+        """The files under the folder, at any depth."""
+        directory = self.root / _safe(folder)
+        found = directory.rglob("*") if directory.is_dir() else ()
+        return sorted(str(p.relative_to(self.root)) for p in found if p.is_file())
 
     def delete(self, keys: Iterable[str]) -> None:
         """Unlink the files, then their folders once empty."""
@@ -223,14 +233,19 @@ class S3Store:
                 first = done["Errors"][0]
                 raise OSError(f"S3 refused to delete {first['Key']}: {first.get('Message')}")
 
-    def delete_folder(self, folder: str) -> None:
-        """Delete every object under `folder/`."""
+    def keys_under(self, folder: str) -> list[str]:
+        """The objects under `folder/`, at any depth."""
         start = self._object(folder) + "/"
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=start
         )
-        keys = [f"{folder}/{o['Key'][len(start) :]}" for p in pages for o in p.get("Contents", [])]
-        self.delete(keys)
+        return sorted(
+            f"{folder}/{o['Key'][len(start) :]}" for p in pages for o in p.get("Contents", [])
+        )
+
+    def delete_folder(self, folder: str) -> None:
+        """Delete every object under `folder/`."""
+        self.delete(self.keys_under(folder))
 
     def presigned_url(self, key: str, ttl_s: int, endpoint: str | None = None) -> str:
         """A URL anyone may GET the object with for `ttl_s` seconds (SigV4 query signing), on
@@ -306,6 +321,20 @@ def _bucket(url: str, endpoint: str | None) -> S3Store:
 def open_store(url: str | None, directory: Path) -> LocalStore | S3Store:
     """The bucket prefix `url` names, else the local `directory`."""
     return open_bucket(url) if url else LocalStore(directory)
+
+
+def remove_hrefs(hrefs: Iterable[str]) -> None:
+    """Remove the files (absolute paths) and objects (`s3://bucket/key` URLs, on the endpoint
+    the AWS variables name) that `hrefs` name; missing ones are not an error."""
+    objects: dict[str, list[str]] = {}
+    for href in hrefs:
+        if href.startswith(S3_SCHEME):
+            bucket, key = parse_s3_url(href)
+            objects.setdefault(bucket, []).append(key)
+        else:
+            Path(href).unlink(missing_ok=True)
+    for bucket, keys in objects.items():
+        open_bucket(f"{S3_SCHEME}{bucket}").delete(keys)
 
 
 def gdal_options(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -10,17 +10,23 @@ through the origin's download route with the peer's key, resuming a partial file
 verifies size and checksum (the item's `file:size` and `file:checksum`, STAC file extension),
 renames the file into place and points the item's asset at it, the origin's URL kept as an
 alternate (CEOS STAC best practice REC-6360). A mismatch discards the partial file and retries
-with backoff; deleted items take their copies with them.
+with backoff; deleted items take their copies with them. A copier renews its lease while it
+copies, and records the outcome only while it holds it, so one copy runs on one copier at a time
+(any number of federation processes, on any hosts), and a dead copier's is taken over once its
+lease ends. Copies go to the node's asset store (csdr_storage): a local directory, or the bucket
+(staged on local disk, then uploaded), so every replica of the catalog and the tiler reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import mimetypes
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,7 @@ from csdr_federation.feed import ORIGIN
 from csdr_federation.mirror import point_at_copy
 from csdr_service.checksums import checksum
 from csdr_service.errors import log_retry
+from csdr_storage.store import S3_SCHEME, AssetStore, LocalStore, remove_hrefs
 
 logger = logging.getLogger(__name__)
 
@@ -80,21 +87,32 @@ WHERE p.name = a.peer AND (a.collection, a.item_id, a.asset) = (
 RETURNING a.collection, a.item_id, a.asset, a.source, a.size, a.checksum, a.path, a.attempts,
           p.api_key
 """
+# The statements below act only while the copier holds the claim: the row is `running` with the
+# attempt it claimed (a later claim, or a re-queue by a changed item, moved it on).
+RENEW_SQL = """
+UPDATE csdr.federation_assets SET lease_until = now() + make_interval(secs => $5)
+WHERE collection = $1 AND item_id = $2 AND asset = $3 AND attempts = $4 AND status = 'running'
+RETURNING lease_until
+"""
+# Copiers of one item's assets point it at their copies one after the other: each reads the item
+# as the previous one wrote it (else the last write would undo the others').
+LOCK_ITEM_SQL = "SELECT pg_advisory_xact_lock(hashtext('csdr-federation-copy'), hashtext($1))"
 LOCK_TASK_SQL = """
 SELECT source, checksum FROM csdr.federation_assets
-WHERE collection = $1 AND item_id = $2 AND asset = $3 FOR UPDATE
+WHERE collection = $1 AND item_id = $2 AND asset = $3 AND attempts = $4 AND status = 'running'
+FOR UPDATE
 """
 DONE_SQL = """
 UPDATE csdr.federation_assets SET status = 'copied', lease_until = NULL, last_error = NULL,
     updated_at = now()
-WHERE collection = $1 AND item_id = $2 AND asset = $3
+WHERE collection = $1 AND item_id = $2 AND asset = $3 AND attempts = $4 AND status = 'running'
 """
 RETRY_SQL = """
 UPDATE csdr.federation_assets
 SET status = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'queued' END,
     due_at = now() + make_interval(secs => $6), lease_until = NULL, last_error = $4,
     updated_at = now()
-WHERE collection = $1 AND item_id = $2 AND asset = $3 AND status = 'running'
+WHERE collection = $1 AND item_id = $2 AND asset = $3 AND attempts = $7 AND status = 'running'
 """
 
 
@@ -102,18 +120,51 @@ class CopyError(Exception):
     """A copy that did not verify or could not be fetched; the message says why."""
 
 
-def copy_path(root: Path, peer: str, collection: str, item_id: str, key: str, kind: str) -> Path:
-    """Where the copy of an asset lives: under the node's asset root, by peer, collection and
-    item, named by its key and media type (GDAL and browsers like a suffix)."""
+def _segment(name: str) -> str:
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+def copy_version(source: str, checksum: str | None) -> str:
+    """A short name for the bytes a copy holds. A changed asset is copied under a new name, as
+    ingest writes a new version: readers keep the store's files open by name (csdr_tiler)."""
+    return hashlib.sha256(f"{source}\n{checksum or ''}".encode()).hexdigest()[:12]
+
+
+def copy_key(peer: str, collection: str, item_id: str, key: str, kind: str, version: str) -> str:
+    """Where the copy of an asset lives in the node's asset store: by peer, collection and
+    item, named by its key, version and media type (GDAL and browsers like a suffix)."""
     suffix = (mimetypes.guess_extension(kind.split(";")[0].strip()) if kind else None) or ""
-    safe = [quote(part, safe="") for part in (peer, collection, item_id)]
-    return root.joinpath(MIRRORS_DIR, *safe, f"{quote(key, safe='')}{suffix}")
+    parts = [_segment(part) for part in (peer, collection, item_id)]
+    return "/".join([MIRRORS_DIR, *parts, f"{_segment(key)}_{version}{suffix}"])
+
+
+def store_of(root: Path | AssetStore) -> AssetStore:
+    """The asset store copies go to (a directory given as a path is a local store)."""
+    return LocalStore(root) if isinstance(root, Path) else root
+
+
+def staged(href: str) -> Path:
+    """Where a copy is written before it is in place: beside it in a local store (renamed into
+    place), else on this host's temporary disk (uploaded from there)."""
+    if href.startswith(S3_SCHEME):
+        return Path(f"{_staging(href)}.part")
+    return Path(f"{href}.part")
+
+
+def _staging(href: str) -> Path:
+    return Path(tempfile.gettempdir(), "csdr-federation", href[len(S3_SCHEME) :])
+
+
+def _present(href: str) -> bool:
+    # An object of the bucket is removed only with its row: the row's word is taken for it.
+    return href.startswith(S3_SCHEME) or Path(href).is_file()
 
 
 async def plan_item(
     conn: asyncpg.Connection,
     peer: str,
-    root: Path,
+    root: Path | AssetStore,
     origin_catalog: str,
     item: dict[str, Any],
     origin_node: str,
@@ -121,11 +172,13 @@ async def plan_item(
 ) -> list[str]:
     """In the applying transaction: queue copies of the item's assets the origin serves (`lazy`:
     mark them wanted, for their first use to queue), point those already copied (same checksum)
-    at their copy, and forget copies of assets the item no longer has. Returns the files to
-    remove once the transaction has committed."""
+    at their copy, and forget copies of assets the item no longer has or that changed. Returns
+    the files to remove once the transaction has committed."""
     collection, item_id = item["collection"], item["id"]
+    store = store_of(root)
     held = {r["asset"]: r for r in await conn.fetch(QUEUED_SQL, collection, item_id)}
     copyable = []
+    replaced = []
     for key, asset in (item.get("assets") or {}).items():
         if asset.get("href") != download_url(origin_catalog + "/", collection, item_id, key):
             continue
@@ -137,17 +190,21 @@ async def plan_item(
             and row["status"] == "copied"
             and row["source"] == asset["href"]
             and row["checksum"] == checksum
-            and Path(row["path"]).is_file()
+            and _present(row["path"])
         ):
             point_at_copy(item, key, row["path"], origin_node)
             continue
-        path = copy_path(root, peer, collection, item_id, key, asset.get("type", ""))
+        version = copy_version(asset["href"], checksum)
+        path = store.href(copy_key(peer, collection, item_id, key, asset.get("type", ""), version))
+        if row is not None and row["path"] != path:
+            replaced.append(row["path"])  # the item reads its origin until the new copy is done
         await conn.execute(
             QUEUE_SQL,
             collection, item_id, key, peer, asset["href"], asset.get("file:size"), checksum,
-            str(path), "wanted" if lazy else "queued",
+            path, "wanted" if lazy else "queued",
         )  # fmt: skip
-    return [r["path"] for r in await conn.fetch(FORGET_SQL, collection, item_id, copyable)]
+    forgotten = await conn.fetch(FORGET_SQL, collection, item_id, copyable)
+    return replaced + [r["path"] for r in forgotten]
 
 
 async def forget_items(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> list[str]:
@@ -164,11 +221,12 @@ async def forget_collection(conn: asyncpg.Connection, collection: str) -> list[s
 
 
 def remove_files(paths: list[str]) -> None:
-    """Remove copies (and partial files) once the transaction that forgot them has committed."""
+    """Remove copies (files or objects) and their partial files once the transaction that forgot
+    them has committed."""
     for path in paths:
-        for name in (path, f"{path}.part"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged(path))
+    remove_hrefs(paths)
 
 
 @dataclass
@@ -185,13 +243,16 @@ class Task:
     attempts: int
     api_key: str
 
+    def keys(self) -> tuple[str, str, str, int]:
+        """The row's key and the attempt claimed: what every statement of a holder names."""
+        return self.collection, self.item_id, self.asset, self.attempts
 
-async def download(client: httpx.AsyncClient, task: Task) -> None:
-    """Fetch the task's file to `<path>.part`, resuming what is there with a byte range, verify
-    it and rename it into place. CopyError when it does not verify (the partial file is gone then:
+
+async def download(client: httpx.AsyncClient, task: Task, part: Path | None = None) -> None:
+    """Fetch the task's file to `part` (default: beside its place), resuming what is there with a
+    byte range, and verify it. CopyError when it does not verify (the partial file is gone then:
     the next attempt starts afresh)."""
-    target = Path(task.path)
-    part = Path(f"{task.path}.part")
+    part = part or staged(task.path)
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     headers = {"X-API-Key": task.api_key}
@@ -218,13 +279,23 @@ async def download(client: httpx.AsyncClient, task: Task) -> None:
         if got != task.checksum:
             part.unlink()
             raise CopyError(f"{task.source}: checksum {got} copied, the item says {task.checksum}")
-    os.replace(part, target)
 
 
 async def _write(response: httpx.Response, part: Path, mode: str) -> None:
     with part.open(mode) as f:
         async for block in response.aiter_bytes(CHUNK):
             f.write(block)
+
+
+def put_in_place(store: AssetStore, part: Path, href: str) -> None:
+    """Move a verified copy from `part` to `href`: into the store when the href is one of its
+    files, else (a row written before the node moved its assets) to the local path itself."""
+    key = store.key_of(href)
+    if key is None:
+        os.replace(part, href)
+        return
+    store.put_file(part, key)
+    part.unlink(missing_ok=True)  # uploaded: the staged file is not needed any more
 
 
 class Copier:
@@ -234,14 +305,16 @@ class Copier:
         self,
         pool: asyncpg.Pool,
         client: httpx.AsyncClient,
-        root: Path,
+        root: Path | AssetStore,
         lease_s: float = 300.0,
         attempts: int = 5,
         idle_s: float = 1.0,
     ) -> None:
+        """Copy into the store `root` (a directory given as a path is a local store); hold each
+        claim `lease_s`, renewed every third of it while the copy runs."""
         self.pool = pool
         self.client = client
-        self.root = root
+        self.store = store_of(root)
         self.lease_s = lease_s
         self.attempts = attempts
         self.idle_s = idle_s
@@ -250,8 +323,9 @@ class Copier:
 
     async def start(self) -> None:
         """Remove copies no row names any more, then start the loop."""
+        found = await asyncio.to_thread(copies_in, self.store)
         kept = {r[0] for r in await self.pool.fetch("SELECT path FROM csdr.federation_assets")}
-        if removed := await asyncio.to_thread(sweep, self.root, kept):
+        if removed := await asyncio.to_thread(remove_unnamed, self.store, found, kept):
             logger.info("federation: removed %d asset copies no mirrored item names", removed)
         self._task = asyncio.create_task(self._run(), name="federation-assets")
 
@@ -284,25 +358,58 @@ class Copier:
         if row is None:
             return False
         task = Task(**dict(row))
+        copying = asyncio.create_task(self._copy(task), name=f"copy {task.source}")
         try:
-            await download(self.client, task)
+            held = await self._hold(task, copying)
+        finally:
+            if not copying.done():
+                copying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copying
+        if not held:
+            logger.warning("federation: copy of %s lost its lease; another copier has it",
+                           task.source)  # fmt: skip
+            return True
+        try:
+            copying.result()
         except CopyError as exc:
             delay = min(2.0**task.attempts, 300.0)
             logger.warning("federation: copy of %s failed (attempt %d): %s", task.source,
                            task.attempts, exc)  # fmt: skip
             await self.pool.execute(
                 RETRY_SQL, task.collection, task.item_id, task.asset, str(exc)[:1000],
-                self.attempts, delay,
+                self.attempts, delay, task.attempts,
             )  # fmt: skip
             return True
         await self._point_item(task)
         return True
 
+    async def _copy(self, task: Task) -> None:
+        part = staged(task.path)
+        await download(self.client, task, part)
+        await asyncio.to_thread(put_in_place, self.store, part, task.path)
+
+    async def _hold(self, task: Task, copying: asyncio.Task[None]) -> bool:
+        """Renew the task's lease every third of it until `copying` ends; False when the lease
+        was lost (another copier claimed the row, or the item changed and queued it again)."""
+        while True:
+            done, _ = await asyncio.wait({copying}, timeout=self.lease_s / 3)
+            if done:
+                return True
+            try:
+                kept = await self.pool.fetchval(RENEW_SQL, *task.keys(), self.lease_s)
+            except Exception as exc:  # the outcome is refused if the lease ends meanwhile
+                log_retry(logger, "federation: cannot renew an asset copy's lease", exc)
+                continue
+            if kept is None:
+                return False
+
     async def _point_item(self, task: Task) -> None:
-        """Point the item at its copy, unless the item changed meanwhile (then the copy waits
-        for its new row: a changed checksum queued it again)."""
+        """Point the item at its copy and mark the copy done, while this copier still holds it
+        (a changed item re-queued it, a copier that lost its lease records nothing)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(LOCK_TASK_SQL, task.collection, task.item_id, task.asset)
+            await conn.execute(LOCK_ITEM_SQL, f"{task.collection}/{task.item_id}")
+            row = await conn.fetchrow(LOCK_TASK_SQL, *task.keys())
             if row is None or (row["source"], row["checksum"]) != (task.source, task.checksum):
                 return
             item = await conn.fetchval(
@@ -313,20 +420,49 @@ class Copier:
                 origin = (item.get("properties") or {}).get(ORIGIN, "origin")
                 point_at_copy(item, task.asset, task.path, origin)
                 await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
-            await conn.execute(DONE_SQL, task.collection, task.item_id, task.asset)
+            await conn.execute(DONE_SQL, *task.keys())
 
 
-def sweep(root: Path, kept: set[str]) -> int:
-    """Remove files under the mirrors folder that no row names (left by a crash between a commit
-    and the removal of the files it forgot); return how many went."""
-    folder = root / MIRRORS_DIR
-    removed = 0
-    for path in folder.rglob("*") if folder.is_dir() else ():
-        name = str(path)
-        if path.is_file() and name not in kept and name.removesuffix(".part") not in kept:
-            path.unlink()
-            removed += 1
-    for path in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else ():
+def sweep(root: Path | AssetStore, kept: set[str]) -> int:
+    """Remove copies under the mirrors folder that no row names (left by a crash between a commit
+    and the removal of the files it forgot), and partial files of this host none names; return
+    how many went."""
+    return remove_unnamed(root, copies_in(root), kept)
+
+
+def copies_in(root: Path | AssetStore) -> list[str]:
+    """The copies under the mirrors folder (paths or `s3://` URLs) and this host's partial files.
+    Listed before the rows are read: a copy another process makes meanwhile is not a candidate."""
+    store = store_of(root)
+    if isinstance(store, LocalStore):
+        return _files_under(store.root / MIRRORS_DIR)
+    objects = [store.href(key) for key in store.keys_under(MIRRORS_DIR)]
+    return objects + _files_under(_staging(store.href(MIRRORS_DIR)))
+
+
+def remove_unnamed(root: Path | AssetStore, found: list[str], kept: set[str]) -> int:
+    """Remove what `found` lists that no row (`kept`) names, as a copy or its partial file; return
+    how many went."""
+    store = store_of(root)
+    unnamed = [
+        name
+        for name in found
+        if name not in kept and name.removesuffix(".part") not in kept
+        and not (name.endswith(".part") and _staged_of(name) in kept)
+    ]  # fmt: skip
+    remove_hrefs(unnamed)
+    folder = store.root / MIRRORS_DIR if isinstance(store, LocalStore) else None
+    for path in sorted(folder.rglob("*"), reverse=True) if folder and folder.is_dir() else ():
         if path.is_dir() and not any(path.iterdir()):
             shutil.rmtree(path, ignore_errors=True)
-    return removed
+    return len(unnamed)
+
+
+def _files_under(folder: Path) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+
+
+def _staged_of(part: str) -> str:
+    """The `s3://` URL whose copy is staged as `part` (none: not a staged file)."""
+    root = str(Path(tempfile.gettempdir(), "csdr-federation")) + "/"
+    return S3_SCHEME + part[len(root) :].removesuffix(".part") if part.startswith(root) else ""

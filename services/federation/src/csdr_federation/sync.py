@@ -37,6 +37,7 @@ from csdr_federation.feed import collection_url, content_hash, month_digests
 from csdr_federation.mirror import mirror_collection, mirror_item, origin_form
 from csdr_federation.settings import Settings
 from csdr_service.errors import log_retry
+from csdr_storage.store import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class Worker:
         self.pool = pool
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.timeout_s)
-        self.asset_root = Path(settings.asset_roots[0])
+        self.asset_root = open_store(settings.assets_url, Path(settings.asset_roots[0]))
         self.copier = assets.Copier(
             pool, self.client, self.asset_root, settings.asset_lease_s, settings.asset_attempts
         )
@@ -376,7 +377,7 @@ class Worker:
                 CHECKPOINT_SQL, peer.name, page["next"], node, page["at_head"], applied, refused,
                 lag, page["catalog"],
             )  # fmt: skip
-        assets.remove_files(forgotten)
+        await asyncio.to_thread(assets.remove_files, forgotten)
         if peer.assets == "copy":
             self.copier.wake()
         if refused:

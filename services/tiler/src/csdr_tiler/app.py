@@ -47,7 +47,7 @@ from csdr_storage.store import gdal_options
 from csdr_tiler import health, wmts
 from csdr_tiler import searches as searches_list
 from csdr_tiler.access import AccessMiddleware
-from csdr_tiler.caching import Freshness, TileCacheMiddleware
+from csdr_tiler.caching import CacheOutcomes, Freshness, TileCacheMiddleware
 from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_transforms
 from csdr_tiler.db import PrimaryRequests, close_pools, open_pools
 from csdr_tiler.dependencies import (
@@ -330,6 +330,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     judged; keyed answers become private), CORS (outside it, so a 401 carries CORS headers),
     compression of non-image responses, image size limits (before any of it works), the
     request time limit, request ids."""
+    outcomes = CacheOutcomes()
     app.add_middleware(
         TileCacheMiddleware,
         max_bytes=settings.response_cache_max_bytes,
@@ -339,6 +340,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             settings.cache_max_max_age_s,
             settings.cache_stale_while_revalidate_s,
         ),
+        outcomes=outcomes,
     )
     app.add_middleware(
         CacheControlMiddleware, cachecontrol=settings.cachecontrol, exclude_path=NO_CACHE_PATHS
@@ -369,6 +371,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             "read": getattr(app.state, "csdr_catalogue", None) and app.state.csdr_catalogue.pool,
             "write": getattr(app.state, "csdr_writepool", None),
         },
+        outcomes,
     )
 
 

@@ -102,6 +102,29 @@ class Freshness:
         return found
 
 
+class CacheOutcomes:
+    """How many cacheable answers (item answers, mosaic tiles) were served from the response
+    cache (`hit`), as a 304 to a matching If-None-Match (`revalidated`), or rendered (`miss`).
+    Thread-safe counts, read by the tiler's metrics at scrape time."""
+
+    OUTCOMES = ("hit", "revalidated", "miss")
+
+    def __init__(self) -> None:
+        """All counts at zero."""
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.OUTCOMES, 0)
+
+    def count(self, outcome: str) -> None:
+        """Count one answer of `outcome`."""
+        with self._lock:
+            self._counts[outcome] += 1
+
+    def counts(self) -> dict[str, int]:
+        """The counts so far, by outcome."""
+        with self._lock:
+            return dict(self._counts)
+
+
 class ResponseCache:
     """Responses by ETag, bounded by the total size of their bodies."""
 
@@ -222,12 +245,18 @@ class TileCacheMiddleware:
     """ETag, 304, Cache-Control and the response cache for item answers and mosaic tiles."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, max_entry_bytes: int, freshness: Freshness
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        max_entry_bytes: int,
+        freshness: Freshness,
+        outcomes: CacheOutcomes | None = None,
     ) -> None:
-        """Wrap `app` with a cache of up to `max_bytes` of responses."""
+        """Wrap `app` with a cache of up to `max_bytes` of responses; count into `outcomes`."""
         self.app = app
         self.cache = ResponseCache(max_bytes, max_entry_bytes)
         self.freshness = freshness
+        self.outcomes = outcomes or CacheOutcomes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer from the cache or a 304 when possible, else render and remember."""
@@ -249,6 +278,7 @@ class TileCacheMiddleware:
         cache_headers = self.freshness.headers(version.changed_at)
         headers = dict(scope.get("headers") or [])
         if matches(headers.get(b"if-none-match", b""), etag):
+            self.outcomes.count("revalidated")
             await send(
                 {
                     "type": "http.response.start",
@@ -259,6 +289,7 @@ class TileCacheMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
         if (hit := self.cache.get(etag)) is not None:
+            self.outcomes.count("hit")
             await send(
                 {
                     "type": "http.response.start",
@@ -268,6 +299,7 @@ class TileCacheMiddleware:
             )
             await send({"type": "http.response.body", "body": hit.body})
             return
+        self.outcomes.count("miss")
         await self._render(scope, receive, send, context, etag, cache_headers)
 
     @staticmethod
