@@ -1,19 +1,21 @@
-"""Changes on the portal's organisation pages, in a real browser over a real node (catalog,
-orders and portal as processes over pgSTAC): an organisation's administrator issues and revokes
-its keys; the node's administrator sets a collection's policy and approves or refuses orders held
-for approval. Each change is checked against the services' APIs, appears on the page without a
-reload, and is refused by the services themselves to keys that may not make it."""
+"""Changes on the portal's organisation pages, in a real browser over a real node's services
+(catalog, orders and portal as processes over pgSTAC): an organisation's administrator issues
+and revokes its keys; the node's administrator sets a collection's policy and approves or
+refuses orders held for approval. Each change is checked against the services' APIs, appears on
+the page without a reload, and is refused by the services themselves to keys that may not make
+it."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 import psycopg
 import pytest
 
-from conftest import free_port
+from conftest import TEMPLATE_DB, free_port
 from csdr_access.admin import add_org, issue_key
 from csdr_access.quotas import set_approval
 from tests.e2e import catalog_scenes
@@ -24,38 +26,52 @@ RESTRICTED = catalog_scenes.SENSORS[1].collection  # the collection whose policy
 
 
 @pytest.fixture(scope="module")
-def site(node, pg_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
-    """Eight catalogue scenes; Partner (orders held for approval) with a manager's key and a
-    plain one; Other with a plain key; the node administrator's key; orders and the portal."""
-    catalog_scenes.load(node.env, 8)
-    with psycopg.connect(pg_cluster.conninfo(node.env["PGDATABASE"]), autocommit=True) as conn:
+def site(pg_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Catalog, orders and the portal over a fresh database with eight catalogue scenes (no
+    tiler or ingest: these pages need neither); Partner (orders held for approval) with a
+    manager's key and a plain one; Other with a plain key; the node administrator's key."""
+    name = f"padm_{uuid.uuid4().hex[:8]}"
+    pg_cluster.create_database(name, template=TEMPLATE_DB)
+    base = tmp_path_factory.mktemp("portal-admin")
+    ports = {svc: free_port() for svc in ("catalog", "orders", "portal")}
+    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
+    env = {
+        **pg_cluster.env(name),
+        "CSDR_ACCESS_MAX_KEY_FAILURES": "10000",  # revoked keys on purpose, all from 127.0.0.1
+        "CSDR_CATALOG_ACCESS_TTL_S": "0",  # a change applies at once: nothing to wait for
+        "CSDR_ORDERS_PUBLIC_URL": urls["orders"],
+        "CSDR_ORDERS_CATALOG_URL": urls["catalog"],
+        "CSDR_ORDERS_ASSET_ROOTS": str(base),
+        "CSDR_ORDERS_WORKER": "false",
+    }
+    portal_env = {
+        "CSDR_PORTAL_CATALOG_URL": urls["catalog"],
+        "CSDR_PORTAL_TILER_URL": "",
+        "CSDR_PORTAL_PUSH_URL": "",
+        "CSDR_PORTAL_ORDERS_URL": urls["orders"],
+    }
+    catalog_scenes.load(env, 8)
+    with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
+        add_org(conn, "Node", "CN", "main", "test")
         add_org(conn, "Partner", "TH", "partner", "test")
         add_org(conn, "Other", "KE", "partner", "test")
         set_approval(conn, "Partner", "manual", "test")
         keys = {
-            "admin": issue_key(conn, "E2E node", ["admin"], "test")[0],
+            "admin": issue_key(conn, "Node", ["admin"], "test")[0],
             "manager": issue_key(conn, "Partner", ["read", "org-admin"], "test")[0],
             "partner": issue_key(conn, "Partner", ["read"], "test")[0],
             "other": issue_key(conn, "Other", ["read"], "test")[0],
         }
-    port = free_port()
-    env = {
-        **node.env,
-        "CSDR_ORDERS_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CSDR_ORDERS_CATALOG_URL": node.catalog,
-        "CSDR_ORDERS_ASSET_ROOTS": str(node.assets_dir),
-        "CSDR_ORDERS_WORKER": "false",
-    }
-    logs = tmp_path_factory.mktemp("orders")
-    with service("csdr_orders.app:create_app", port, env, logs) as orders:
-        portal_env = {
-            "CSDR_PORTAL_CATALOG_URL": node.catalog,
-            "CSDR_PORTAL_TILER_URL": node.tiler,
-            "CSDR_PORTAL_PUSH_URL": "",
-            "CSDR_PORTAL_ORDERS_URL": orders,
-        }
-        with service("csdr_portal.app:create_app", free_port(), portal_env, logs) as portal:
-            yield {"orders": orders, "portal": portal, **keys}
+    try:
+        with (
+            service("csdr_catalog.app:create_app", ports["catalog"], env, base),
+            service("csdr_orders.app:create_app", ports["orders"], env, base),
+            service("csdr_portal.app:create_app", ports["portal"], portal_env, base),
+        ):
+            yield {**urls, **keys}
+    finally:
+        with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +126,8 @@ def eventually(check: Callable[[], bool], timeout_s: float = 10) -> None:
         time.sleep(0.2)
 
 
-def test_an_organisations_administrator_issues_and_revokes_its_keys(browser, node, site):
-    catalog = node.catalog
+def test_an_organisations_administrator_issues_and_revokes_its_keys(browser, site):
+    catalog = site["catalog"]
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     open_org(w, site["portal"], site["manager"], "keys")
     # Only the scopes this key may grant are offered.
@@ -182,8 +198,8 @@ def test_an_organisations_administrator_issues_and_revokes_its_keys(browser, nod
     w.context.close()
 
 
-def test_the_node_administrator_sets_policies_and_decides_held_orders(browser, node, site):
-    catalog, orders = node.catalog, site["orders"]
+def test_the_node_administrator_sets_policies_and_decides_held_orders(browser, site):
+    catalog, orders = site["catalog"], site["orders"]
     admin = keyed(site["admin"])
 
     def sees(key: str) -> bool:
@@ -279,6 +295,25 @@ def test_the_node_administrator_sets_policies_and_decides_held_orders(browser, n
     assert refused["history"][-1]["reason_code"] == "rejected"
     assert rows(w, "orders", "status")[refuse_me["id"]] == "canceled"
     assert w.page.locator("#org-body button.approve").count() == 0
+
+    # A key for another organisation, through /admin/keys, and its revocation.
+    w.page.click("#org-tab-keys")
+    settle(w)
+    w.page.wait_for_selector("#key-issue", state="attached")
+    offered = w.page.eval_on_selector_all("#issue-scopes input", "els => els.map(e => e.value)")
+    assert offered == ["read", "ingest", "admin", "mirror", "org-admin"]
+    w.page.select_option("#issue-org", "Other")
+    w.page.click("#issue-submit")
+    settle(w)
+    secret = w.page.inner_text("#issued-secret")
+    prefix = secret.split("_")[1]
+    assert httpx.get(f"{catalog}/account", headers=keyed(secret)).json()["organisation"] == "Other"
+    assert w.page.inner_text(f"{row('keys', prefix)} td >> nth=1") == "Other"
+    for _ in range(2):
+        w.page.click(f"{row('keys', prefix)} button.revoke")
+    settle(w)
+    assert rows(w, "keys", "status")[prefix] == "revoked"
+    eventually(lambda: httpx.get(f"{catalog}/account", headers=keyed(secret)).status_code == 401)
     assert not_reloaded(w)
     assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()
