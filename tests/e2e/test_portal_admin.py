@@ -130,6 +130,7 @@ def test_an_organisations_administrator_issues_and_revokes_its_keys(browser, sit
     catalog = site["catalog"]
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     open_org(w, site["portal"], site["manager"], "keys")
+    assert w.page.locator("#usage-form").is_hidden(), "the usage form is the usage page's"
     # Only the scopes this key may grant are offered.
     offered = w.page.eval_on_selector_all("#issue-scopes input", "els => els.map(e => e.value)")
     assert (
