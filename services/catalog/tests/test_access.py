@@ -173,6 +173,7 @@ def test_account_shows_the_callers_organisation_and_its_keys_only(setup):
         "key": prefix,
         "scopes": ["read"],
         "admin": False,
+        "grants": [],
     }
     listed = client.get("/account/keys", headers=as_(keys, "partner A")).json()
     gistda = {keys[w].split("_")[1] for w in ("partner A", "revoked", "expired")}
@@ -184,3 +185,87 @@ def test_account_shows_the_callers_organisation_and_its_keys_only(setup):
     other = client.get("/account/keys", headers=as_(keys, "partner B")).json()
     assert {k["org"] for k in other} == {"KenSpace"}
     assert client.get("/account", headers=as_(keys, "admin")).json()["admin"] is True
+
+
+def test_an_organisations_administrator_manages_its_own_keys_only(setup):
+    client, keys = setup
+    admin_h = as_(keys, "admin")
+    r = client.post(
+        "/admin/keys", headers=admin_h, json={"org": "GISTDA", "scopes": ["read", "org-admin"]}
+    )
+    assert r.status_code == 201, r.text
+    manager = {"X-API-Key": r.json()["key"]}
+    manager_prefix = r.json()["prefix"]
+    assert client.get("/account", headers=manager).json()["grants"] == ["read", "org-admin"]
+    assert client.get("/account", headers=admin_h).json()["grants"] == [
+        "read",
+        "ingest",
+        "admin",
+        "mirror",
+        "org-admin",
+    ]
+
+    def gistda_keys() -> set[str]:
+        return {k["prefix"] for k in client.get("/account/keys", headers=manager).json()}
+
+    before = gistda_keys()
+    # Neither anonymous callers nor a plain partner key issue keys; nor does the manager grant
+    # what only node administrators grant.
+    assert client.post("/account/keys", json={"scopes": ["read"]}).status_code == 401
+    plain = client.post("/account/keys", headers=as_(keys, "partner A"), json={"scopes": ["read"]})
+    assert plain.status_code == 403 and plain.json()["code"] == "Forbidden"
+    assert "org-admin" in plain.json()["description"]
+    for scopes in (["ingest"], ["read", "admin"], ["mirror"]):
+        r = client.post("/account/keys", headers=manager, json={"scopes": scopes})
+        assert r.status_code == 403, (scopes, r.text)
+    assert gistda_keys() == before, "nothing was issued"
+
+    # Issued for its own organisation, shown once; the key works at once.
+    r = client.post(
+        "/account/keys", headers=manager, json={"scopes": ["read"], "label": "field team"}
+    )
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    assert issued["org"] == "GISTDA" and issued["scopes"] == ["read"]
+    assert issued["key"].split("_")[1] == issued["prefix"]
+    assert client.get("/collections/thai", headers={"X-API-Key": issued["key"]}).status_code == 200
+    listed = {k["prefix"]: k for k in client.get("/account/keys", headers=manager).json()}
+    assert listed[issued["prefix"]]["label"] == "field team"
+    assert issued["key"].split("_", 2)[2] not in str(listed)
+
+    # Another organisation's key is not found, and keeps working; a plain partner key revokes
+    # nothing; a key holding a node administrator's scope is the node administrators'.
+    partner_b = keys["partner B"].split("_")[1]
+    r = client.delete(f"/account/keys/{partner_b}", headers=manager)
+    assert r.status_code == 404 and r.json()["code"] == "NotFound"
+    assert client.get("/collections", headers=as_(keys, "partner B")).status_code == 200
+    r = client.delete(f"/account/keys/{issued['prefix']}", headers=as_(keys, "partner A"))
+    assert r.status_code == 403
+    mirror = client.post(
+        "/admin/keys", headers=admin_h, json={"org": "GISTDA", "scopes": ["read", "mirror"]}
+    ).json()
+    r = client.delete(f"/account/keys/{mirror['prefix']}", headers=manager)
+    assert r.status_code == 403 and "mirror" in r.json()["description"]
+    assert client.get("/collections", headers={"X-API-Key": mirror["key"]}).status_code == 200
+
+    # Revoked: the key stops working; a second revocation finds no active key.
+    assert client.delete(f"/account/keys/{issued['prefix']}", headers=manager).status_code == 204
+    assert client.get("/collections", headers={"X-API-Key": issued["key"]}).status_code == 401
+    assert client.delete(f"/account/keys/{issued['prefix']}", headers=manager).status_code == 404
+    with psycopg.connect(autocommit=True) as conn:
+        actors = conn.execute(
+            "SELECT actor FROM csdr.audit_log WHERE detail->>'prefix' = %s ORDER BY id",
+            (issued["prefix"],),
+        ).fetchall()
+    assert actors == [(f"key:{manager_prefix}",)] * 2  # issued and revoked by the manager
+
+    # Policies and every key stay the node administrators'.
+    for headers in (manager, as_(keys, "partner A")):
+        r = client.put(
+            "/admin/policies/thai",
+            headers=headers,
+            json={"policy": "partners", "orgs": ["KenSpace"]},
+        )
+        assert r.status_code == 403 and r.json()["code"] == "Forbidden"
+        assert client.get("/admin/keys", headers=headers).status_code == 403
+    assert client.get("/collections/thai", headers=as_(keys, "partner B")).status_code == 404

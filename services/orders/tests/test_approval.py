@@ -51,3 +51,33 @@ def test_held_orders_wait_for_an_administrator(client, db, scenes, keys):
     direct = client.post("/orders", json=order_of("S03"), headers=th).json()
     assert direct["status"] == "succeeded"
     assert client.post(f"/orders/{direct['id']}/reject", headers=admin).status_code == 409
+
+
+def test_the_orders_waiting_for_approval_are_listed_and_only_administrators_decide(
+    client, db, scenes, keys
+):
+    assert main(["quota", "approval", "GISTDA", "manual"]) == 0
+    th, bd, admin = auth(keys["thailand"]), auth(keys["bangladesh"]), auth(keys["admin"])
+    held = client.post("/orders", json=order_of("S00"), headers=th).json()
+    direct = client.post("/orders", json=order_of("S01"), headers=bd).json()
+    assert direct["status"] == "succeeded"
+
+    def waiting(headers) -> list[tuple[str, bool]]:
+        r = client.get("/orders", params={"awaiting_approval": "true"}, headers=headers)
+        assert r.status_code == 200, r.text
+        return [(o["id"], o["awaiting_approval"]) for o in r.json()["orders"]]
+
+    assert waiting(admin) == [(held["id"], True)]
+    assert waiting(bd) == []  # another organisation's held order is not listed
+    listed = client.get("/orders", params={"awaiting_approval": "false"}, headers=admin).json()
+    assert [(o["id"], o["awaiting_approval"]) for o in listed["orders"]] == [(direct["id"], False)]
+
+    # Neither the organisation that placed it nor another decides; the order still waits.
+    for headers in (th, bd):
+        for action in ("approve", "reject"):
+            r = client.post(f"/orders/{held['id']}/{action}", headers=headers)
+            assert r.status_code == 403 and r.json()["code"] == "Forbidden", r.text
+    assert waiting(admin) == [(held["id"], True)]
+    rejected = client.post(f"/orders/{held['id']}/reject", json={"reason": "no"}, headers=admin)
+    assert rejected.json()["status"] == "canceled"
+    assert waiting(admin) == []

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from owslib.wmts import WebMapTileService
+from psycopg.types.json import Jsonb
 
 from csdr_access.admin import add_org, issue_key
 from csdr_tiler.app import create_app
@@ -302,3 +303,55 @@ def test_point_preview_and_cropped_geotiff(client, ms):
         assert tif.bounds.left == pytest.approx(lon - 0.02, abs=1e-6)
         band = tif.read(1)
         assert band.dtype == np.uint16 and band.max() > 0
+
+
+def offline_scene(item: dict, collection: str, n: int) -> dict:
+    """An offline scene as ingest registers one (the delivered files, no COG), acquired
+    after `item`."""
+    return dict(
+        item,
+        id=f"{item['id']}-offline-{n}",
+        collection=collection,
+        links=[],
+        properties={"datetime": f"{2030 + n}-01-01T00:00:00Z", "order:status": "orderable"},
+        assets={
+            "thumbnail": {"href": "/a/t.jpg", "type": "image/jpeg", "roles": ["thumbnail"]},
+            "metadata": {"href": "/a/m.xml", "type": "application/xml", "roles": ["metadata"]},
+        },
+    )
+
+
+def test_a_collection_whose_newest_scenes_are_offline_keeps_its_wmts(client, ms):
+    """Offline scenes newer than every online one: the mosaic's layers and zooms come from the
+    online scenes, as with no offline scene at all (the reader refused the newest scene before:
+    400). A collection of offline scenes only has no mosaic: 404."""
+    mixed, archive = f"{ms.collection}-mixed", f"{ms.collection}-archive"
+    with psycopg.connect(autocommit=True) as conn:
+        stored = conn.execute(
+            "SELECT content FROM pgstac.collections WHERE id = %s", (ms.collection,)
+        ).fetchone()[0]
+        for cid in (mixed, archive):
+            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(stored | {"id": cid}),))
+        online = dict(ms.item, collection=mixed, links=[])
+        conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(online),))
+        for n in range(3):
+            for cid in (mixed, archive):
+                conn.execute(
+                    "SELECT pgstac.create_item(%s)", (Jsonb(offline_scene(ms.item, cid, n)),)
+                )
+    doc = client.get(f"/collections/{mixed}/presets/WMTSCapabilities.xml")
+    assert doc.status_code == 200, doc.text
+    wmts = WebMapTileService(str(doc.url), xml=doc.content)
+    assert set(wmts.contents) == {"true-color", "false-color", "ndvi"}
+    alone = client.get(f"/collections/{ms.collection}/presets/WMTSCapabilities.xml")
+    expected = WebMapTileService(str(alone.url), xml=alone.content).contents["ndvi"]
+    limits = wmts.contents["ndvi"].tilematrixsetlinks["WebMercatorQuad"].tilematrixlimits
+    assert sorted(limits) == sorted(expected.tilematrixsetlinks["WebMercatorQuad"].tilematrixlimits)
+    tilejson = client.get(f"/collections/{mixed}/presets/ndvi/WebMercatorQuad/tilejson.json")
+    assert tilejson.status_code == 200, tilejson.text
+    tile = ms.centre_tile(Z)
+    r = client.get(tile_url(f"/collections/{mixed}", "true-color", tile))
+    assert r.status_code == 200, r.text
+    assert decode(r.content)[3].mean() > 0  # the online scene's pixels under the offline ones
+    none = client.get(f"/collections/{archive}/presets/WMTSCapabilities.xml")
+    assert none.status_code == 404 and "no online items" in none.text

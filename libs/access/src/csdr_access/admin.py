@@ -1,6 +1,8 @@
 """Administration of organisations, keys and policies; every change is written to the audit log.
 
 Used by the `csdr-admin` command line and by the catalog's admin endpoints, so both behave alike.
+Keys are also delegated: an organisation's administrator (scope `org-admin`) issues and revokes
+its own organisation's keys of the scopes it may grant (`grantable`), never another's.
 """
 
 from datetime import UTC, date, datetime, time
@@ -12,13 +14,26 @@ from psycopg.types.json import Jsonb
 
 from csdr_access.keys import digest, new_key
 from csdr_access.policies import Policy
+from csdr_access.principals import Principal
 
 ORG_KINDS = ("main", "partner", "agency")
-SCOPES = ("read", "ingest", "admin", "mirror")
+ORG_ADMIN = "org-admin"
+SCOPES = ("read", "ingest", "admin", "mirror", ORG_ADMIN)
+# What an organisation's administrator may grant its own organisation's keys: `ingest` writes
+# the node's catalogue, `mirror` reads without quota, `admin` is the node's: node administrators'.
+ORG_GRANTABLE = ("read", ORG_ADMIN)
 
 
 class AdminError(Exception):
     """An administrative request that cannot be carried out; the message says why."""
+
+
+class NotPermitted(AdminError):
+    """The caller's key does not allow this change (HTTP 403); the message says what is missing."""
+
+
+class KeyNotFound(AdminError):
+    """No active key with that prefix that the caller may see (HTTP 404)."""
 
 
 def audit(conn: psycopg.Connection, actor: str, action: str, detail: dict[str, Any]) -> None:
@@ -118,6 +133,55 @@ def revoke_key(conn: psycopg.Connection, prefix: str, actor: str) -> None:
         )
         if cur.rowcount == 0:
             raise AdminError(f"no active key with prefix {prefix!r} (see `csdr-admin key list`)")
+        audit(conn, actor, "key.revoke", {"prefix": prefix})
+
+
+def grantable(principal: Principal) -> tuple[str, ...]:
+    """The scopes `principal` may put on keys it issues (none: it manages no keys)."""
+    if principal.is_admin:
+        return SCOPES
+    return ORG_GRANTABLE if ORG_ADMIN in principal.scopes else ()
+
+
+def issue_own_key(
+    conn: psycopg.Connection,
+    principal: Principal,
+    scopes: list[str],
+    actor: str,
+    expires: date | None = None,
+    label: str | None = None,
+) -> tuple[str, str]:
+    """Issue a key for the caller's own organisation, with scopes the caller may grant."""
+    allowed = grantable(principal)
+    if not allowed or principal.org is None:
+        raise NotPermitted(f"the API key {principal.key_prefix} lacks the {ORG_ADMIN} scope")
+    if beyond := sorted(set(scopes) - set(allowed)):
+        raise NotPermitted(
+            f"an organisation's administrator grants only {', '.join(allowed)}; "
+            f"{', '.join(beyond)} is for node administrators"
+        )
+    return issue_key(conn, principal.org, scopes, actor, expires, label)
+
+
+def revoke_own_key(conn: psycopg.Connection, principal: Principal, prefix: str, actor: str) -> None:
+    """Revoke an active key of the caller's organisation (a node administrator: any key) whose
+    scopes the caller may grant; another organisation's key is not found, as if absent."""
+    allowed = grantable(principal)
+    if not allowed:
+        raise NotPermitted(f"the API key {principal.key_prefix} lacks the {ORG_ADMIN} scope")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT org_id, scopes FROM csdr.api_keys"
+            " WHERE prefix = %s AND revoked_at IS NULL FOR UPDATE",
+            (prefix,),
+        ).fetchone()
+        if row is None or (not principal.is_admin and row[0] != principal.org_id):
+            raise KeyNotFound(f"no active key with prefix {prefix!r} in your organisation")
+        if beyond := sorted(set(row[1]) - set(allowed)):
+            raise NotPermitted(
+                f"the key {prefix} holds {', '.join(beyond)}: only a node administrator revokes it"
+            )
+        conn.execute("UPDATE csdr.api_keys SET revoked_at = now() WHERE prefix = %s", (prefix,))
         audit(conn, actor, "key.revoke", {"prefix": prefix})
 
 

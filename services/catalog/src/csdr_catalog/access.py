@@ -3,9 +3,9 @@
 A middleware turns the request's API key into a principal and the set of collections it may see
 (csdr_access's one rule) and answers: 401 for a bad key; 429 past a key's rate limit; 404 for any
 `/collections/{id}...` path whose collection is invisible (as if it did not exist); 401/403 for
-writes without the `ingest` scope. It marks answers to keyed requests `Cache-Control: private`
-and, when the key came as `?api_key=`, carries it into every link to this node in the answer
-(next pages, items, downloads, tiles).
+catalogue writes without the `ingest` scope (`/account` and `/admin` judge their callers). It
+marks answers to keyed requests `Cache-Control: private` and, when the key came as `?api_key=`,
+carries it into every link to this node in the answer (next pages, items, downloads, tiles).
 The client then limits searches, aggregations, the collections list and the landing page to the
 visible collections.
 """
@@ -33,6 +33,8 @@ from csdr_access.ratelimit import RateLimiter
 OPEN_PATHS = ("/healthz", "/readyz", "/api", "/api.html", "/docs", "/_mgmt/ping")
 # POST routes that only read.
 READ_POSTS = ("/search", "/aggregate")
+# Routes that judge their caller themselves (a key's organisation and scopes), not by `ingest`.
+OWN_JUDGES = ("/account", "/admin")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -106,7 +108,12 @@ class AccessMiddleware:
             missing = f"Collection {collection} does not exist."
             await Refused(404, "NotFoundError", missing).send(send)
             return
-        if self.writes and scope["method"] in WRITE_METHODS and not path.endswith(READ_POSTS):
+        if (
+            self.writes
+            and scope["method"] in WRITE_METHODS
+            and not path.endswith(READ_POSTS)
+            and not path.startswith(OWN_JUDGES)
+        ):
             if not principal.authenticated:
                 await Refused(
                     401,

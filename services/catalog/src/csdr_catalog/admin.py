@@ -60,7 +60,7 @@ class NewKey(BaseModel):
     """A key to issue."""
 
     org: str
-    scopes: list[Literal["read", "ingest", "admin", "mirror"]] = Field(min_length=1)
+    scopes: list[Literal["read", "ingest", "admin", "mirror", "org-admin"]] = Field(min_length=1)
     expires: date | None = Field(None, description="Last valid day")
     label: str | None = None
 

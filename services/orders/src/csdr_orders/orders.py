@@ -732,22 +732,28 @@ async def list_orders(
     status: str | None,
     limit: int,
     settings: Settings,
+    awaiting_approval: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """The latest orders the caller may see (its organisation's; an administrator's: all)."""
+    """The latest orders the caller may see (its organisation's; an administrator's: all),
+    optionally only those (not) waiting for an administrator's approval."""
     rows = await conn.fetch(
-        "SELECT o.id, o.status, o.created_at, o.updated_at, g.name AS organisation,"
+        "SELECT o.id, o.status, o.created_at, o.updated_at, o.awaiting_approval,"
+        " g.name AS organisation,"
         " (SELECT count(*) FROM csdr.order_items i WHERE i.order_id = o.id) AS items"
         " FROM csdr.orders o JOIN csdr.organisations g ON g.id = o.org_id"
         " WHERE ($1::bigint IS NULL OR o.org_id = $1) AND ($2::text IS NULL OR o.status = $2)"
+        " AND ($4::boolean IS NULL OR o.awaiting_approval = $4)"
         " ORDER BY o.created_at DESC, o.id LIMIT $3",
         org_id,
         status,
         limit,
+        awaiting_approval,
     )
     return [
         {
             "id": str(r["id"]),
             "status": r["status"],
+            "awaiting_approval": r["awaiting_approval"],
             "organisation": r["organisation"],
             "items": r["items"],
             "created": iso(r["created_at"]),

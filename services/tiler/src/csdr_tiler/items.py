@@ -34,18 +34,37 @@ VERSION_SQL = """
     FROM pgstac.items i WHERE i.collection = %s AND i.id = %s
 """
 ITEM_SQL = "SELECT pgstac.get_item(%s, %s)"
-# The latest items of a collection, hydrated (pgSTAC stores item fields shared with the
+# An offline scene (STAC order extension `order:status`: archived, produced on order) has no
+# COG yet: it gives a mosaic neither bands, zooms nor pixels (rio-tiler's reader refuses an item
+# without a raster asset: MissingAssets, a 400), so mosaics read online scenes only.
+OFFLINE_STATUSES = ("orderable", "ordered", "pending", "shipping", "failed")
+ONLINE_SQL = f"""
+    coalesce(i.content -> 'properties' ->> 'order:status', 'succeeded')
+    NOT IN ({", ".join(f"'{s}'" for s in OFFLINE_STATUSES)})
+"""
+# The same as a CQL2 filter, for the mosaics' pgSTAC searches.
+ONLINE_FILTER = {
+    "op": "or",
+    "args": [
+        {"op": "isNull", "args": [{"property": "order:status"}]},
+        {
+            "op": "not",
+            "args": [{"op": "in", "args": [{"property": "order:status"}, list(OFFLINE_STATUSES)]}],
+        },
+    ],
+}
+# The latest online items of a collection, hydrated (pgSTAC stores item fields shared with the
 # collection's item_assets only once, in the collection).
-LATEST_ASSETS_SQL = """
+LATEST_ASSETS_SQL = f"""
     SELECT pgstac.content_hydrate(i) -> 'assets' FROM pgstac.items i
-    WHERE i.collection = %s ORDER BY i.datetime DESC LIMIT %s
+    WHERE i.collection = %s AND {ONLINE_SQL} ORDER BY i.datetime DESC LIMIT %s
 """
 SEARCH_SQL = """
     SELECT search -> 'collections', metadata -> 'bounds' FROM pgstac.searches WHERE hash = %s
 """
-LATEST_ITEM_SQL = """
+LATEST_ITEM_SQL = f"""
     SELECT pgstac.content_hydrate(i) FROM pgstac.items i
-    WHERE i.collection = %s ORDER BY i.datetime DESC LIMIT 1
+    WHERE i.collection = %s AND {ONLINE_SQL} ORDER BY i.datetime DESC LIMIT 1
 """
 COLLECTION_BBOX_SQL = """
     SELECT content -> 'extent' -> 'spatial' -> 'bbox' -> 0 FROM pgstac.collections WHERE id = %s
@@ -167,7 +186,7 @@ class Catalogue:
         return self._cached(self._items, key, lambda: derive_presets(assets))
 
     def collection_presets(self, collection_id: str) -> dict[str, Preset]:
-        """Presets for a collection mosaic: its latest items' bands and median stretch."""
+        """Presets for a collection mosaic: its latest online items' bands and median stretch."""
 
         def load() -> dict[str, Preset]:
             with self.pool.connection() as conn:
@@ -175,17 +194,17 @@ class Catalogue:
                     LATEST_ASSETS_SQL, (collection_id, COLLECTION_SAMPLE)
                 ).fetchall()
             if not rows:
-                raise CollectionNotFound(f"collection '{collection_id}' has no items")
+                raise CollectionNotFound(f"collection '{collection_id}' has no online items")
             return merge_stretches([derive_presets(r[0] or {}) for r in rows])
 
         return self._cached(self._collections, ("collection", collection_id), load)
 
     def latest_item(self, collection_id: str) -> pystac.Item:
-        """The collection's most recent item."""
+        """The collection's most recent online item."""
         with self.pool.connection() as conn:
             row = conn.execute(LATEST_ITEM_SQL, (collection_id,)).fetchone()
         if row is None:
-            raise CollectionNotFound(f"collection '{collection_id}' has no items")
+            raise CollectionNotFound(f"collection '{collection_id}' has no online items")
         return pystac.Item.from_dict(row[0], preserve_dict=False)
 
     def collection_bbox(self, collection_id: str) -> tuple[float, float, float, float]:

@@ -46,7 +46,7 @@ from titiler.pgstac.reader import Item
 
 from csdr_tiler.context import context_of
 from csdr_tiler.datasets import PyramidSceneReader
-from csdr_tiler.items import Catalogue, CollectionNotFound
+from csdr_tiler.items import ONLINE_FILTER, Catalogue, CollectionNotFound
 from csdr_tiler.pyramid import AssetsOf, Behind, Layer, Pyramid, RenderBase
 
 # Derived searches are not mosaics of their own: titiler's and our search lists show only
@@ -131,7 +131,8 @@ PYRAMID_SEARCH = {"items_limit": 2000, "scan_limit": 200_000, "time_limit": 60}
 
 
 def latest_search_id(pool: ConnectionPool, collection_id: str) -> str:
-    """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic."""
+    """The pgSTAC search id of the collection's "latest, least cloudy first" mosaic of its
+    online scenes (an offline scene on top would hide the online ones under it)."""
     # Every argument by name: upstream's cache key function takes them all.
     search_id = get_collection_id(
         pool,
@@ -141,8 +142,8 @@ def latest_search_id(pool: ConnectionPool, collection_id: str) -> str:
         datetime=None,
         query=None,
         sortby=LATEST_LEAST_CLOUDY,
-        filter_expr=None,
-        filter_lang="cql2-text",
+        filter_expr=json.dumps(ONLINE_FILTER),
+        filter_lang="cql2-json",
     )
     return str(search_id)
 

@@ -115,11 +115,16 @@ async def list_orders(
     status: Literal["ordered", "pending", "shipping", "succeeded", "partial", "failed", "canceled"]
     | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    awaiting_approval: Annotated[
+        bool | None, Query(description="Only orders (not) waiting for an administrator")
+    ] = None,
 ) -> dict[str, Any]:
     """The organisation's orders (an administrator's: everyone's)."""
     settings, _ = _context(request)
     async with pool.acquire() as conn:
-        listed = await orders.list_orders(conn, org_scope(principal), status, limit, settings)
+        listed = await orders.list_orders(
+            conn, org_scope(principal), status, limit, settings, awaiting_approval
+        )
     return {"orders": listed}
 
 

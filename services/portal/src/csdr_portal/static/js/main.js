@@ -532,7 +532,11 @@ async function showOrg() {
       page: app.state.org,
       usage: { from: app.state.usageFrom, to: app.state.usageTo, groups: app.state.usageGroups },
       open: (page) => openOrg(page),
-      run: (flow) => tracked(flow).catch(orgReport),
+      run: (flow) => {
+        $("org-status").textContent = "";
+        delete $("org-status").dataset.error;
+        return tracked(flow).catch(orgReport);
+      },
     });
     writeState(app.state);
   } catch (exc) {

@@ -2,6 +2,9 @@
 // subscriptions and usage statistics (a table and its CSV); a data manager (an admin key) also
 // sees every organisation, every key and the collections' policies. Each page reads one of the
 // node's public APIs, which show a partner its own rows only: nothing is filtered here.
+// Changes go through the same APIs with the user's key, which judge them: an organisation's
+// administrator (the scopes `grants` of /account) issues and revokes its keys; a data manager
+// also sets policies and approves or refuses held orders. Each change redraws its table.
 
 import { request, requestText } from "./api.js";
 import { save } from "./exports.js";
@@ -31,7 +34,7 @@ function day(iso) {
 
 // A table: a header row of translated column names and one row per record; `key` names the
 // record (data-row, for tests and styling).
-function table(name, columns, records, key) {
+function table(name, columns, records, key, decorate = () => {}) {
   const el = document.createElement("table");
   el.dataset.table = name;
   const head = el.createTHead().insertRow();
@@ -45,7 +48,12 @@ function table(name, columns, records, key) {
   for (const record of records) {
     const tr = body.insertRow();
     tr.dataset.row = key(record);
-    for (const [, cell] of columns) tr.insertCell().textContent = cell(record) ?? "";
+    decorate(tr, record);
+    for (const [, cell] of columns) {
+      const value = cell(record);
+      if (value instanceof Node) tr.insertCell().append(value);
+      else tr.insertCell().textContent = value ?? "";
+    }
   }
   if (!records.length) {
     const td = body.insertRow().insertCell();
@@ -61,24 +69,168 @@ function keyStatus(k) {
   return t("org.key_active");
 }
 
-async function keysPage(ctx) {
-  const keys = ctx.account.admin
-    ? await request(`${ctx.config.catalog}/admin/keys`)
-    : await request(`${ctx.config.catalog}/account/keys`);
-  return table(
-    "keys",
-    [
-      [t("org.col.prefix"), (k) => k.prefix + (k.prefix === ctx.account.key ? ` (${t("org.this_key")})` : "")],
-      [t("org.col.organisation"), (k) => k.org],
-      [t("org.col.scopes"), (k) => (k.scopes || []).join(", ")],
-      [t("org.col.label"), (k) => k.label],
-      [t("org.col.created"), (k) => day(k.created_at)],
-      [t("org.col.last_used"), (k) => day(k.last_used_at)],
-      [t("org.col.status"), keyStatus],
-    ],
-    keys,
-    (k) => k.prefix,
+function button(className, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// A button that acts on its second click: the first asks to confirm (for what cannot be undone).
+function confirmed(className, label, confirmLabel, act) {
+  const b = button(className, label, () => {
+    if (b.dataset.confirm !== "true") {
+      b.dataset.confirm = "true";
+      b.textContent = confirmLabel;
+      return;
+    }
+    b.disabled = true;
+    act().finally(() => {
+      b.disabled = false;
+    });
+  });
+  return b;
+}
+
+// Whether the key in use may revoke `k`: an active key of its organisation (a data manager: any)
+// holding only scopes it may grant, and not the key in use itself.
+function revocable(k, account) {
+  const grants = account.grants || [];
+  return (
+    !k.revoked_at &&
+    k.prefix !== account.key &&
+    (account.admin || k.org === account.organisation) &&
+    (k.scopes || []).every((s) => grants.includes(s))
   );
+}
+
+async function keysPage(ctx) {
+  const { catalog } = ctx.config;
+  const manager = (ctx.account.grants || []).length > 0;
+  const holder = document.createElement("div");
+  const redraw = async () => {
+    const keys = ctx.account.admin
+      ? await request(`${catalog}/admin/keys`)
+      : await request(`${catalog}/account/keys`);
+    const actions = (k) =>
+      manager && revocable(k, ctx.account)
+        ? confirmed("revoke", t("org.revoke"), t("org.revoke_confirm"), () =>
+            ctx.run(async () => {
+              const base = ctx.account.admin ? `${catalog}/admin/keys` : `${catalog}/account/keys`;
+              await request(`${base}/${encodeURIComponent(k.prefix)}`, { method: "DELETE" });
+              await redraw();
+            }),
+          )
+        : "";
+    holder.replaceChildren(
+      table(
+        "keys",
+        [
+          [t("org.col.prefix"), (k) => k.prefix + (k.prefix === ctx.account.key ? ` (${t("org.this_key")})` : "")],
+          [t("org.col.organisation"), (k) => k.org],
+          [t("org.col.scopes"), (k) => (k.scopes || []).join(", ")],
+          [t("org.col.label"), (k) => k.label],
+          [t("org.col.created"), (k) => day(k.created_at)],
+          [t("org.col.last_used"), (k) => day(k.last_used_at)],
+          [t("org.col.status"), keyStatus],
+          ...(manager ? [[t("org.col.actions"), actions]] : []),
+        ],
+        keys,
+        (k) => k.prefix,
+        (tr, k) => (tr.dataset.status = k.revoked_at ? "revoked" : "active"),
+      ),
+    );
+  };
+  await redraw();
+  return manager ? [await issueForm(ctx, redraw), holder] : [holder];
+}
+
+function labelled(text, control) {
+  const label = document.createElement("label");
+  const span = document.createElement("span");
+  span.textContent = text;
+  label.append(span, " ", control);
+  return label;
+}
+
+// Issue a key: its organisation (a data manager chooses), scopes among those the key in use may
+// grant, a label and a last day. The new key is shown here once, never stored.
+async function issueForm(ctx, redraw) {
+  const { catalog } = ctx.config;
+  const form = document.createElement("form");
+  form.id = "key-issue";
+  form.className = "row";
+  const title = document.createElement("h3");
+  title.textContent = t("org.issue_title");
+  form.append(title);
+  let org = null;
+  if (ctx.account.admin) {
+    org = document.createElement("select");
+    org.id = "issue-org";
+    for (const o of await request(`${catalog}/admin/organisations`)) {
+      org.append(new Option(o.name, o.name, false, o.name === ctx.account.organisation));
+    }
+    form.append(labelled(t("org.col.organisation"), org));
+  }
+  const scopes = document.createElement("fieldset");
+  scopes.id = "issue-scopes";
+  const legend = document.createElement("legend");
+  legend.textContent = t("org.col.scopes");
+  scopes.append(legend);
+  for (const scope of ctx.account.grants) {
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.name = "issue-scope";
+    box.value = scope;
+    box.checked = scope === "read";
+    scopes.append(labelled(scope, box));
+  }
+  const label = document.createElement("input");
+  label.id = "issue-label";
+  label.maxLength = 200;
+  const expires = document.createElement("input");
+  expires.type = "date";
+  expires.id = "issue-expires";
+  const submit = document.createElement("button");
+  submit.id = "issue-submit";
+  submit.textContent = t("org.issue");
+  const shown = document.createElement("div");
+  shown.id = "issued-key";
+  shown.setAttribute("role", "status");
+  shown.hidden = true;
+  form.append(scopes, labelled(t("org.col.label"), label), labelled(t("org.expires"), expires), submit, shown);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    ctx.run(async () => {
+      const body = { scopes: [...scopes.querySelectorAll("input:checked")].map((b) => b.value) };
+      if (label.value.trim()) body.label = label.value.trim();
+      if (expires.value) body.expires = expires.value;
+      const issued = org
+        ? await request(`${catalog}/admin/keys`, { method: "POST", body: { ...body, org: org.value } })
+        : await request(`${catalog}/account/keys`, { method: "POST", body });
+      showIssued(shown, issued);
+      label.value = "";
+      await redraw();
+    });
+  });
+  return form;
+}
+
+function showIssued(el, issued) {
+  const note = document.createElement("p");
+  note.textContent = t("org.issued_once", { prefix: issued.prefix });
+  const secret = document.createElement("code");
+  secret.id = "issued-secret";
+  secret.textContent = issued.key;
+  const copy = button("copy", t("org.copy_key"), () => navigator.clipboard.writeText(issued.key).catch(() => {}));
+  const hide = button("forget", t("org.hide_key"), () => {
+    el.replaceChildren();
+    el.hidden = true;
+  });
+  el.replaceChildren(note, secret, copy, hide);
+  el.hidden = false;
 }
 
 async function organisationsPage(ctx) {
@@ -96,34 +248,114 @@ async function organisationsPage(ctx) {
   );
 }
 
-async function policiesPage(ctx) {
-  const policies = await request(`${ctx.config.catalog}/admin/policies`);
-  return table(
-    "policies",
-    [
-      [t("org.col.collection"), (p) => p.collection],
-      [t("org.col.policy"), (p) => t(`org.policy.${p.policy}`)],
-      [t("org.col.partners"), (p) => (p.orgs || []).join(", ")],
-    ],
-    policies,
-    (p) => p.collection,
+const POLICIES = ["public", "registered", "partners", "private"];
+
+// A collection's policy editor: who may see it and, for `partners`, which organisations.
+function policyEditor(ctx, p, orgs, redraw) {
+  const box = document.createElement("div");
+  box.className = "policy-editor";
+  const policy = document.createElement("select");
+  policy.className = "policy";
+  policy.setAttribute("aria-label", t("org.col.policy"));
+  for (const name of POLICIES) policy.append(new Option(t(`org.policy.${name}`), name, false, name === p.policy));
+  const partners = document.createElement("select");
+  partners.className = "partners";
+  partners.multiple = true;
+  partners.size = Math.min(4, Math.max(2, orgs.length));
+  partners.setAttribute("aria-label", t("org.col.partners"));
+  for (const o of orgs) partners.append(new Option(o.name, o.name, false, (p.orgs || []).includes(o.name)));
+  const sync = () => (partners.disabled = policy.value !== "partners");
+  policy.addEventListener("change", sync);
+  sync();
+  const save = button("save-policy", t("org.save"), () =>
+    ctx.run(async () => {
+      const body = { policy: policy.value };
+      if (policy.value === "partners") body.orgs = [...partners.selectedOptions].map((o) => o.value);
+      await request(`${ctx.config.catalog}/admin/policies/${encodeURIComponent(p.collection)}`, {
+        method: "PUT",
+        body,
+      });
+      await redraw();
+    }),
   );
+  box.append(policy, partners, save);
+  return box;
+}
+
+async function policiesPage(ctx) {
+  const holder = document.createElement("div");
+  const orgs = await request(`${ctx.config.catalog}/admin/organisations`);
+  const redraw = async () => {
+    const policies = await request(`${ctx.config.catalog}/admin/policies`);
+    holder.replaceChildren(
+      table(
+        "policies",
+        [
+          [t("org.col.collection"), (p) => p.collection],
+          [t("org.col.policy"), (p) => t(`org.policy.${p.policy}`)],
+          [t("org.col.partners"), (p) => (p.orgs || []).join(", ")],
+          [t("org.col.change"), (p) => policyEditor(ctx, p, orgs, redraw)],
+        ],
+        policies,
+        (p) => p.collection,
+        (tr, p) => (tr.dataset.policy = p.policy),
+      ),
+    );
+  };
+  await redraw();
+  return holder;
+}
+
+// An administrator's decision on an order held for approval, with an optional reason.
+function decision(ctx, o, redraw) {
+  const box = document.createElement("div");
+  box.className = "decision";
+  const reason = document.createElement("input");
+  reason.className = "reason";
+  reason.maxLength = 1000;
+  reason.placeholder = t("org.reason");
+  reason.setAttribute("aria-label", t("org.reason"));
+  const decide = (action) =>
+    ctx.run(async () => {
+      const body = reason.value.trim() ? { reason: reason.value.trim() } : {};
+      await request(`${ctx.config.orders}/orders/${o.id}/${action}`, { method: "POST", body });
+      await redraw();
+    });
+  box.append(
+    reason,
+    button("approve", t("org.approve"), () => decide("approve")),
+    button("refuse", t("org.refuse"), () => decide("reject")),
+  );
+  return box;
 }
 
 async function ordersPage(ctx) {
-  const doc = await request(`${ctx.config.orders}/orders?limit=1000`);
-  return table(
-    "orders",
-    [
-      [t("org.col.created"), (o) => String(o.created || "").slice(0, 16).replace("T", " ")],
-      [t("org.col.organisation"), (o) => o.organisation],
-      [t("org.col.status"), (o) => t(`orders.status.${o.status}`)],
-      [t("org.col.scenes"), (o) => formatNumber(o.items)],
-      [t("org.col.order"), (o) => o.id],
-    ],
-    doc.orders || [],
-    (o) => o.id,
-  );
+  const holder = document.createElement("div");
+  const redraw = async () => {
+    const doc = await request(`${ctx.config.orders}/orders?limit=1000`);
+    const held = (o) => o.awaiting_approval && ctx.account.admin;
+    holder.replaceChildren(
+      table(
+        "orders",
+        [
+          [t("org.col.created"), (o) => String(o.created || "").slice(0, 16).replace("T", " ")],
+          [t("org.col.organisation"), (o) => o.organisation],
+          [t("org.col.status"), (o) => (o.awaiting_approval ? t("org.awaiting_approval") : t(`orders.status.${o.status}`))],
+          [t("org.col.scenes"), (o) => formatNumber(o.items)],
+          [t("org.col.order"), (o) => o.id],
+          ...(ctx.account.admin ? [[t("org.col.actions"), (o) => (held(o) ? decision(ctx, o, redraw) : "")]] : []),
+        ],
+        doc.orders || [],
+        (o) => o.id,
+        (tr, o) => {
+          tr.dataset.status = o.status;
+          tr.dataset.awaiting = String(Boolean(o.awaiting_approval));
+        },
+      ),
+    );
+  };
+  await redraw();
+  return holder;
 }
 
 async function subscriptionsPage(ctx) {
