@@ -277,6 +277,7 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
         "CSDR_INGEST_ASSETS_DIR": str(assets),
         "CSDR_INGEST_WORK_DIR": str(work),
         "CSDR_INGEST_POLL_INTERVAL_S": "0.2",
+        "CSDR_INGEST_WORKERS": "2",
         "CSDR_ORDERS_ASSET_ROOTS": str(assets),
         "CSDR_ORDERS_POLL_INTERVAL_S": "0.2",
         # The final reads of every order go at full speed: no 429 from the per-key limit.
@@ -314,7 +315,7 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
     sources.mkdir()
     online_files = [write_scene(s, sources) for s in ONLINE]
     packages = [
-        write_lookalike(f, tmp_path / "archive", max_size=300) for f in (CRESDA_WFV, CRESDA_PMS)
+        write_lookalike(f, tmp_path / "archive", max_size=200) for f in (CRESDA_WFV, CRESDA_PMS)
     ]
 
     # Processes stop last: the client threads end first (against a live service).
@@ -513,7 +514,7 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
         last_restart = time.monotonic()
 
         def settled(logical: Logical) -> bool:
-            r = delta.get(f"{orders.url}/orders/{logical.order_id}")
+            r = clients.send(delta, "get", "GET", f"/orders/{logical.order_id}")[0]
             return r.status_code == 200 and r.json()["status"] == "succeeded"
 
         wait_for(lambda: settled(p1) and settled(p2), 60, "the held orders to be delivered")
