@@ -8,8 +8,10 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 import rasterio
 from psycopg_pool import ConnectionPool
@@ -209,3 +211,62 @@ def test_offline_scene_without_a_package_is_refused(client, db, scenes, keys):
     db.execute("DELETE FROM csdr.offline_packages")
     r = client.post("/orders", json=order_of("OFF2"), headers=auth(keys["thailand"]))
     assert r.status_code == 400 and "no package" in r.json()["description"]
+
+
+def test_a_cancel_losing_a_deadlock_to_the_watcher_runs_again(
+    make_client, db, keys, ingest_settings, tmp_path, clock, assets
+):
+    # The watcher settles the orders waiting for a produced scene in id order, locking each; a
+    # cancel locks its order, then the item of the order its charge passes to. A cancel of the
+    # later order whose heir the watcher has just moved deadlocks with it.
+    package = write_lookalike(CRESDA_WFV, tmp_path / "archive", max_size=200)
+    register_offline(package, db, ingest_settings)
+    client = make_client()
+    th = auth(keys["thailand"])
+    ref = {"items": [{"collection": "gf1-wfv", "id": WFV_ID}]}
+    charged = client.post("/orders", json=ref, headers=th).json()
+    for _ in range(30):  # an heir (free) that the watcher reaches first: a smaller id
+        heir = client.post("/orders", json=ref, headers=th).json()
+        if heir["id"] < charged["id"]:
+            break
+        client.post(f"/orders/{heir['id']}/cancel", headers=th)
+    assert heir["id"] < charged["id"] and not heir["items"][0]["charged"]
+    [job] = run_production_jobs(ingest_settings)
+    assert job["status"] == "succeeded", job
+
+    def waiting_for(pid: int) -> int | None:
+        rows = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+        ).fetchall()
+        return rows[0][0] if rows else None
+
+    def until(check, what: str):
+        deadline = time.monotonic() + 30
+        while (value := check()) is None:
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+        return value
+
+    answers = {}
+    with ThreadPoolExecutor(2) as pool, psycopg.connect() as hold:
+        # The cancel holds its order and waits at its item, locked here...
+        hold.execute(
+            "SELECT 1 FROM csdr.order_items WHERE order_id = %s FOR UPDATE", (charged["id"],)
+        )
+        canceled = pool.submit(client.post, f"/orders/{charged['id']}/cancel", headers=th)
+        canceling = until(lambda: waiting_for(hold.info.backend_pid), "the cancel to wait")
+        # ...the watcher moves the heir's item, then waits for the cancel's order...
+        settled = pool.submit(watcher_step, watcher.finish_productions, clock, assets)
+        until(lambda: waiting_for(canceling), "the watcher to wait")
+        time.sleep(1.5)  # past deadlock_timeout: the watcher's check found no cycle
+        # ...and once let go, the cancel waits for the heir's item: PostgreSQL aborts it.
+        hold.rollback()
+        answers = {"cancel": canceled.result(), "settled": settled.result()}
+
+    assert answers["settled"] == 1
+    assert answers["cancel"].status_code == 200, answers["cancel"].text
+    assert answers["cancel"].json()["status"] == "canceled"
+    assert watcher_step(watcher.ship_all, clock, assets) == 1
+    heir = client.get(f"/orders/{heir['id']}", headers=th).json()
+    assert heir["status"] == "succeeded" and heir["items"][0]["charged"]
+    assert quota_used(client, keys["thailand"]) == (1, 0)
