@@ -2,14 +2,17 @@
 footprint, thumbnail, no COG; `order:status` orderable, found by a CQL2 search), ordered by two
 organisations: one production job through ingest's queue and pipeline, the scene online for good
 with a COG, each organisation charged once; a failed production refunds and the orders end
-partial or failed with the reason; cancel refunds what is still waiting."""
+partial or failed with the reason; cancel refunds what is still waiting; a cancel racing the
+watcher, or two orders queueing the same productions, end without a deadlock's 500."""
 
 import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 import rasterio
 from psycopg_pool import ConnectionPool
@@ -248,3 +251,109 @@ def test_offline_scene_without_a_package_is_refused(client, db, scenes, keys):
     db.execute("DELETE FROM csdr.offline_packages")
     r = client.post("/orders", json=order_of("OFF2"), headers=auth(keys["thailand"]))
     assert r.status_code == 400 and "no package" in r.json()["description"]
+
+
+def test_a_cancel_losing_a_deadlock_to_the_watcher_runs_again(
+    make_client, db, keys, ingest_settings, tmp_path, clock, assets
+):
+    # The watcher settles the orders waiting for a produced scene in id order, locking each; a
+    # cancel locks its order, then the item of the order its charge passes to. A cancel of the
+    # later order whose heir the watcher has just moved deadlocks with it.
+    package = write_lookalike(CRESDA_WFV, tmp_path / "archive", max_size=200)
+    register_offline(package, db, ingest_settings)
+    client = make_client()
+    th = auth(keys["thailand"])
+    ref = {"items": [{"collection": "gf1-wfv", "id": WFV_ID}]}
+    charged = client.post("/orders", json=ref, headers=th).json()
+    for _ in range(30):  # an heir (free) that the watcher reaches first: a smaller id
+        heir = client.post("/orders", json=ref, headers=th).json()
+        if heir["id"] < charged["id"]:
+            break
+        client.post(f"/orders/{heir['id']}/cancel", headers=th)
+    assert heir["id"] < charged["id"] and not heir["items"][0]["charged"]
+    [job] = run_production_jobs(ingest_settings)
+    assert job["status"] == "succeeded", job
+
+    def waiting_for(pid: int) -> int | None:
+        rows = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+        ).fetchall()
+        return rows[0][0] if rows else None
+
+    def until(check, what: str):
+        deadline = time.monotonic() + 30
+        while (value := check()) is None:
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+        return value
+
+    answers = {}
+    with ThreadPoolExecutor(2) as pool, psycopg.connect() as hold:
+        # The cancel holds its order and waits at its item, locked here...
+        hold.execute(
+            "SELECT 1 FROM csdr.order_items WHERE order_id = %s FOR UPDATE", (charged["id"],)
+        )
+        canceled = pool.submit(client.post, f"/orders/{charged['id']}/cancel", headers=th)
+        canceling = until(lambda: waiting_for(hold.info.backend_pid), "the cancel to wait")
+        # ...the watcher moves the heir's item, then waits for the cancel's order...
+        settled = pool.submit(watcher_step, watcher.finish_productions, clock, assets)
+        until(lambda: waiting_for(canceling), "the watcher to wait")
+        time.sleep(1.5)  # past deadlock_timeout: the watcher's check found no cycle
+        # ...and once let go, the cancel waits for the heir's item: PostgreSQL aborts it.
+        hold.rollback()
+        answers = {"cancel": canceled.result(), "settled": settled.result()}
+
+    assert answers["settled"] == 1
+    assert answers["cancel"].status_code == 200, answers["cancel"].text
+    assert answers["cancel"].json()["status"] == "canceled"
+    assert watcher_step(watcher.ship_all, clock, assets) == 1
+    heir = client.get(f"/orders/{heir['id']}", headers=th).json()
+    assert heir["status"] == "succeeded" and heir["items"][0]["charged"]
+    assert quota_used(client, keys["thailand"]) == (1, 0)
+
+
+def test_orders_naming_offline_scenes_in_opposite_orders_queue_them_without_a_deadlock(
+    make_client, db, scenes, keys
+):
+    # Queueing a production locks the scene's production row until the order commits: two
+    # orders taking two scenes in opposite orders would each wait for the other.
+    add_offline(db, "OFF1", "/archive/OFF1.tar.gz")
+    add_offline(db, "OFF2", "/archive/OFF2.tar.gz")
+    client = make_client()
+    th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
+
+    def waiting_for(pid: int) -> int | None:
+        rows = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+        ).fetchall()
+        return rows[0][0] if rows else None
+
+    def until(check, what: str):
+        deadline = time.monotonic() + 30
+        while (value := check()) is None:
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+        return value
+
+    with ThreadPoolExecutor(2) as pool, psycopg.connect() as hold:
+        # A production job of OFF1's package, not committed: the first order waits at OFF1's...
+        hold.execute(
+            "INSERT INTO csdr.ingest_jobs (id, source, options)"
+            " VALUES (gen_random_uuid(), '/archive/OFF1.tar.gz', '{\"production\": \"OFF1\"}')"
+        )
+        first = pool.submit(client.post, "/orders", json=order_of("OFF1", "OFF2"), headers=th)
+        placing = until(lambda: waiting_for(hold.info.backend_pid), "the first order to wait")
+        # ...the second waits for the first's, past deadlock_timeout; then the first goes on.
+        second = pool.submit(client.post, "/orders", json=order_of("OFF2", "OFF1"), headers=bd)
+        until(lambda: waiting_for(placing), "the second order to wait")
+        time.sleep(1.5)
+        hold.rollback()
+        answers = [first.result(), second.result()]
+
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    assert [a.json()["status"] for a in answers] == ["pending", "pending"]
+    queued = db.execute(
+        "SELECT p.item_id, j.status FROM csdr.productions p JOIN csdr.ingest_jobs j"
+        " ON j.id = p.job_id ORDER BY 1"
+    ).fetchall()
+    assert queued == [("OFF1", "queued"), ("OFF2", "queued")]

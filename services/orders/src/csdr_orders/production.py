@@ -30,9 +30,11 @@ RETURNING id
 
 
 async def request(conn: asyncpg.Connection, scenes: list[Scene]) -> int:
-    """Queue the production of each offline scene not already queued; how many were queued."""
+    """Queue the production of each offline scene not already queued; how many were queued.
+    Scenes are taken in one order (collection, id): a production's row stays locked until the
+    caller commits, so two orders naming the same scenes never wait for each other in a cycle."""
     queued = 0
-    for scene in scenes:
+    for scene in sorted(scenes, key=lambda s: (s.collection, s.item_id)):
         if await conn.fetchval(QUEUE_SQL, scene.collection, scene.item_id) is not None:
             queued += 1
     return queued
