@@ -28,11 +28,26 @@ def _links(links: Any, via: str) -> list[dict[str, Any]]:
 
 
 def mirror_item(item: dict[str, Any], origin: str, via: str) -> dict[str, Any]:
-    """The local copy of an origin's item."""
-    mirrored = copy.deepcopy(item)
-    mirrored["properties"] = {**(mirrored.get("properties") or {}), ORIGIN: origin}
-    mirrored["links"] = _links(mirrored.get("links"), via)
+    """The local copy of an origin's item. It shares values with `item` but for those this
+    module changes in place (assets, extensions: `point_at_copy`), which are its own."""
+    mirrored = dict(item)
+    mirrored["properties"] = {**(item.get("properties") or {}), ORIGIN: origin}
+    mirrored["links"] = _links(item.get("links"), via)
+    if isinstance(item.get("assets"), dict):
+        mirrored["assets"] = {key: _own(asset) for key, asset in item["assets"].items()}
+    if isinstance(item.get("stac_extensions"), list):
+        mirrored["stac_extensions"] = list(item["stac_extensions"])
     return mirrored
+
+
+def _own(asset: Any) -> Any:
+    """An asset whose fields `point_at_copy` changes are not shared."""
+    if not isinstance(asset, dict):
+        return asset
+    owned = dict(asset)
+    if isinstance(owned.get("alternate"), dict):
+        owned["alternate"] = dict(owned["alternate"])
+    return owned
 
 
 def origin_form(item: dict[str, Any]) -> dict[str, Any]:

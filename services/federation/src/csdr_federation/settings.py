@@ -51,8 +51,8 @@ class Settings(ServiceSettings):
     """How often a peer at its head is asked again (a wake-up call asks at once)."""
     page_size: int = 500
     """Events per page the worker asks a peer for."""
-    apply_chunk: int = 100
-    """Items written per statement while a page is applied (all in the page's one transaction)."""
+    apply_chunk: int = 1000
+    """Items written at once while a page is applied (all in the page's one transaction)."""
     reconcile_interval_s: float = 604800.0
     """How often each peer's mirror is also compared with the peer's digests, for drift its feed
     cannot show (a local edit, a restored backup); 0: only after a 410."""

@@ -31,9 +31,11 @@ from urllib.parse import quote
 
 import asyncpg
 import httpx
+import orjson
 
-from csdr_federation import assets
+from csdr_federation import assets, items
 from csdr_federation.feed import collection_url, content_hash, month_digests
+from csdr_federation.items import ROW_SQL, hydrate_rows
 from csdr_federation.mirror import mirror_collection, mirror_item, origin_form
 from csdr_federation.settings import Settings
 from csdr_service.errors import log_retry
@@ -55,9 +57,8 @@ DELETE FROM pgstac.items i USING unnest($1::text[], $2::text[]) AS k(collection,
 WHERE i.collection = k.collection AND i.id = k.id
 """
 # This node's items mirrored from `node`, by collection and month (as the origin's digest).
-MIRRORED_SQL = """
-SELECT i.collection, to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM'), i.id,
-       pgstac.content_hydrate(i)
+MIRRORED_SQL = f"""
+SELECT i.collection, to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM') AS month, i.id, {ROW_SQL}
 FROM pgstac.items i JOIN pgstac.collections c ON c.id = i.collection
 WHERE c.content ->> 'csdr:origin' = $1 AND ($2::text[] IS NULL OR i.collection = ANY($2))
 """
@@ -307,7 +308,7 @@ class Worker:
             raise CursorGone(f"{peer.url}: cursor {peer.cursor} is older than its retention")
         if response.status_code != 200:
             raise SyncError(f"{peer.url} answered {response.status_code}: {response.text[:300]}")
-        answer: dict[str, Any] = response.json()
+        answer: dict[str, Any] = orjson.loads(response.content)
         if answer.get("node") == self.settings.node_name:
             raise SyncError(f"{peer.url} is this node itself ({answer['node']})")
         return answer
@@ -352,10 +353,12 @@ class Worker:
     async def _local_digests(
         self, node: str, collections: list[str] | None
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], set[tuple[str, str]]]]:
-        rows = await self.pool.fetch(MIRRORED_SQL, node, collections)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(MIRRORED_SQL, node, collections)
+            items = await hydrate_rows(conn, [(r["collection"], r["tag"], r["row"]) for r in rows])
         lines = []
         held: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        for collection, month, item_id, item in rows:
+        for (collection, month, item_id, *_), item in zip(rows, items, strict=True):
             lines.append((collection, month, item_id, content_hash(origin_form(item))))
             held.setdefault((collection, month), set()).add((collection, item_id))
         return month_digests(lines), held
@@ -433,9 +436,7 @@ class Worker:
                 gone.append(collection)
         chunk = self.settings.apply_chunk
         for start in range(0, len(upserts), chunk):
-            await conn.execute(
-                "SELECT pgstac.upsert_items($1::jsonb)", upserts[start : start + chunk]
-            )
+            await items.upsert(conn, upserts[start : start + chunk])
         if deletes:
             await conn.execute(DELETE_ITEMS_SQL, [c for c, _ in deletes], [i for _, i in deletes])
             forgotten += await assets.forget_items(conn, deletes)
