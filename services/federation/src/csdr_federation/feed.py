@@ -104,11 +104,14 @@ WHERE i.collection = $1
 COLLECTIONS_SQL = "SELECT id, content FROM pgstac.collections WHERE id = ANY($1::text[])"
 
 # The current rows of the page's items that match the reader's area and period (the cloud cover
-# is judged on the merged item).
+# is judged on the merged item). Each is looked up by its keys (a nested loop that prunes
+# partitions at run time), not by joining the whole items table.
 ITEMS_SQL = f"""
 SELECT i.collection, i.id, {ROW_SQL}
 FROM unnest($1::text[], $2::text[]) AS k(collection, id)
-JOIN pgstac.items i ON i.collection = k.collection AND i.id = k.id
+CROSS JOIN LATERAL (
+    SELECT * FROM pgstac.items i WHERE i.collection = k.collection AND i.id = k.id LIMIT 1
+) i
 WHERE ($3::float8[] IS NULL OR st_intersects(
             i.geometry, st_makeenvelope($3[1], $3[2], $3[3], $3[4], 4326)))
   AND ($4::text IS NULL OR st_intersects(i.geometry, st_setsrid(st_geomfromgeojson($4), 4326)))

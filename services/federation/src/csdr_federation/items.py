@@ -65,14 +65,25 @@ SELECT count(pgstac.check_partition(collection, dtrange, edtrange)) FROM (
     ORDER BY 1, 2
 ) ordered
 """
-# items_staging_upsert: rows that changed are locked in a fixed order and deleted, then every
-# row is inserted unless it is there (unchanged); an unchanged item is not written at all.
+# items_staging_upsert: rows that changed are locked in (collection, id) order and deleted, then
+# every row is inserted unless it is there (unchanged): an unchanged item is not written at all.
+# The changed rows are found by their keys (a nested loop that prunes partitions at run time,
+# where a join would read the whole items table for every page), and only they are locked.
+CHANGED_SQL = """
+SELECT s.collection, s.id FROM csdr_mirror_rows s
+CROSS JOIN LATERAL (
+    SELECT 1 FROM pgstac.items o
+    WHERE o.collection = s.collection AND o.id = s.id
+      AND (o.geometry, o.datetime, o.end_datetime, o.content, o.private)
+          IS DISTINCT FROM (s.geometry, s.datetime, s.end_datetime, s.content, s.private)
+    LIMIT 1
+) o
+"""
 REPLACE_SQL = """
 WITH locked AS (
     SELECT o.collection, o.id
-    FROM csdr_mirror_rows s JOIN pgstac.items o ON o.id = s.id AND o.collection = s.collection
-    WHERE (o.geometry, o.datetime, o.end_datetime, o.content, o.private)
-          IS DISTINCT FROM (s.geometry, s.datetime, s.end_datetime, s.content, s.private)
+    FROM unnest($1::text[], $2::text[]) AS k(collection, id)
+    JOIN pgstac.items o ON o.collection = k.collection AND o.id = k.id
     ORDER BY o.collection, o.id
     FOR UPDATE OF o
 )
@@ -144,7 +155,8 @@ async def upsert(conn: asyncpg.Connection, items: Iterable[dict[str, Any]]) -> N
     await conn.execute(DROP_SQL)
     await conn.execute(STAGE_SQL, contents, wholes)
     await conn.execute(PARTITIONS_SQL)
-    await conn.execute(REPLACE_SQL)
+    if changed := await conn.fetch(CHANGED_SQL):
+        await conn.execute(REPLACE_SQL, [r[0] for r in changed], [r[1] for r in changed])
     await conn.execute(INSERT_SQL)
 
 

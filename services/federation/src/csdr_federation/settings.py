@@ -43,15 +43,15 @@ class Settings(ServiceSettings):
     """How long events stay in the feed; an older cursor answers 410 (the reader reconciles)."""
     prune_interval_s: float = 3600.0
     """How often events older than the retention are removed."""
-    page_max: int = 1000
+    page_max: int = 5000
     """The largest page (`limit`) a reader may ask for."""
     worker: bool = True
     """Run the sync worker that mirrors the registered peers in this process."""
     poll_interval_s: float = 30.0
     """How often a peer at its head is asked again (a wake-up call asks at once)."""
-    page_size: int = 500
+    page_size: int = 5000
     """Events per page the worker asks a peer for."""
-    apply_chunk: int = 1000
+    apply_chunk: int = 5000
     """Items written at once while a page is applied (all in the page's one transaction)."""
     reconcile_interval_s: float = 604800.0
     """How often each peer's mirror is also compared with the peer's digests, for drift its feed

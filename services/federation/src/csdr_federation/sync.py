@@ -20,10 +20,11 @@ import contextlib
 import json
 import logging
 import random
+import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,28 @@ class SyncError(Exception):
 
 class CursorGone(SyncError):
     """The peer no longer keeps the events after our cursor (410): reconcile."""
+
+
+class PageTooLarge(SyncError):
+    """The peer serves smaller pages than asked for (its `page_max`)."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__(f"pages of at most {most} events")
+        self.most = most
+
+
+# A feed's answer to a `limit` above its page_max (csdr_federation.routes.changes).
+PAGE_MAX_ANSWER = re.compile(r"^limit: at most (\d+),")
+
+
+def _page_max_of(response: httpx.Response) -> int | None:
+    """The page_max a feed's 400 names, None when the 400 is about something else."""
+    try:
+        description = str(orjson.loads(response.content).get("description", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    found = PAGE_MAX_ANSWER.match(description)
+    return int(found[1]) if found and int(found[1]) > 0 else None
 
 
 @dataclass
@@ -159,6 +182,7 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._states: dict[str, _PeerState] = {}
+        self._page_max: dict[str, int] = {}
 
     async def start(self) -> None:
         """Start the loop and the asset copier."""
@@ -276,26 +300,54 @@ class Worker:
             await self.pool.execute(ERROR_SQL, name, error[:1000])
 
     async def sync(self, name: str) -> int:
-        """Pull and apply the peer's pages until it is at its head; return the pages applied."""
+        """Pull and apply the peer's pages until it is at its head; return the pages applied.
+        The next page is asked for while one is applied (it starts at the page's `next`, the
+        cursor the page moves the checkpoint to); it is dropped unless the checkpoint is there
+        when it is due."""
         pages = 0
-        while True:
-            row = await self.pool.fetchrow(PEER_SQL, name)
-            if row is None or row["status"] != "active":
-                return pages
-            peer = Peer(**dict(row))
-            try:
-                page = await self.fetch(peer)
-            except CursorGone:
-                logger.warning("federation: %s no longer keeps our cursor: reconciling", name)
-                if not await self.reconcile(peer):
+        ahead: tuple[str, asyncio.Task[dict[str, Any]]] | None = None
+        try:
+            while True:
+                row = await self.pool.fetchrow(PEER_SQL, name)
+                if row is None or row["status"] != "active":
                     return pages
-                continue
-            done = await self.apply(peer, page)
-            if done is None:
-                return pages  # paused, removed or moved on by another worker meanwhile
-            pages += 1
-            if done.at_head:
-                return pages
+                peer = Peer(**dict(row))
+                try:
+                    page = await self._next_page(peer, ahead)
+                except CursorGone:
+                    logger.warning("federation: %s no longer keeps our cursor: reconciling", name)
+                    if not await self.reconcile(peer):
+                        return pages
+                    continue
+                finally:
+                    ahead = None
+                if not page["at_head"]:
+                    after = replace(peer, cursor=page["next"])
+                    ahead = (page["next"], asyncio.create_task(self.fetch(after)))
+                done = await self.apply(peer, page)
+                if done is None:
+                    return pages  # paused, removed or moved on by another worker meanwhile
+                pages += 1
+                if done.at_head:
+                    return pages
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead[1]
+
+    async def _next_page(
+        self, peer: Peer, ahead: tuple[str, asyncio.Task[dict[str, Any]]] | None
+    ) -> dict[str, Any]:
+        """The page after the peer's cursor: the one asked for ahead when it starts there."""
+        if ahead is not None:
+            cursor, task = ahead
+            if cursor == peer.cursor:
+                return await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        return await self.fetch(peer)
 
     async def _get(self, peer: Peer, path: str, params: dict[str, str]) -> dict[str, Any]:
         try:
@@ -306,6 +358,8 @@ class Worker:
             raise SyncError(f"{peer.url} unreachable: {exc!r}") from exc
         if response.status_code == 410:
             raise CursorGone(f"{peer.url}: cursor {peer.cursor} is older than its retention")
+        if response.status_code == 400 and (most := _page_max_of(response)) is not None:
+            raise PageTooLarge(most)
         if response.status_code != 200:
             raise SyncError(f"{peer.url} answered {response.status_code}: {response.text[:300]}")
         answer: dict[str, Any] = orjson.loads(response.content)
@@ -314,8 +368,14 @@ class Worker:
         return answer
 
     async def fetch(self, peer: Peer) -> dict[str, Any]:
-        """The peer's next page."""
-        return await self._get(peer, "/federation/changes", peer.params(self.settings.page_size))
+        """The peer's next page, of at most `page_size` events or the most the peer serves."""
+        size = min(self.settings.page_size, self._page_max.get(peer.name, self.settings.page_size))
+        try:
+            return await self._get(peer, "/federation/changes", peer.params(size))
+        except PageTooLarge as exc:
+            logger.info("federation: %s serves pages of %d events at most", peer.name, exc.most)
+            self._page_max[peer.name] = exc.most
+            return await self._get(peer, "/federation/changes", peer.params(exc.most))
 
     async def reconcile(self, peer: Peer) -> bool:
         """Bring the mirror to the peer's current set without its feed: compare counts and
