@@ -21,6 +21,7 @@ import logging
 import mimetypes
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import httpx
 
 from csdr_catalog.downloads import download_url
 from csdr_federation.feed import ORIGIN
-from csdr_federation.mirror import point_at_copy
+from csdr_federation.mirror import point_at_copy, point_at_origin
 from csdr_service.checksums import checksum
 from csdr_service.errors import log_retry
 
@@ -86,9 +87,41 @@ WHERE collection = $1 AND item_id = $2 AND asset = $3 FOR UPDATE
 """
 DONE_SQL = """
 UPDATE csdr.federation_assets SET status = 'copied', lease_until = NULL, last_error = NULL,
-    updated_at = now()
+    size = coalesce(size, $4), evicted_at = NULL, updated_at = now()
 WHERE collection = $1 AND item_id = $2 AND asset = $3
 """
+# The disk budget of lazy copies (migration 0038): the bytes they hold, and the least recently
+# used copy not used within the grace, locked (a copy being pointed at or evicted is skipped).
+LAZY_BYTES_SQL = """
+SELECT coalesce(sum(a.size), 0) FROM csdr.federation_assets a
+JOIN csdr.federation_peers p ON p.name = a.peer
+WHERE a.status = 'copied' AND p.assets = 'lazy'
+"""
+VICTIM_SQL = """
+SELECT a.collection, a.item_id, a.asset, a.path FROM csdr.federation_assets a
+JOIN csdr.federation_peers p ON p.name = a.peer
+WHERE a.status = 'copied' AND p.assets = 'lazy'
+  AND (a.used_at IS NULL OR a.used_at < now() - make_interval(secs => $1))
+ORDER BY a.used_at NULLS FIRST, a.updated_at
+LIMIT 1
+FOR UPDATE OF a SKIP LOCKED
+"""
+EVICTED_SQL = """
+UPDATE csdr.federation_assets SET status = 'wanted', evicted_at = now(), updated_at = now()
+WHERE collection = $1 AND item_id = $2 AND asset = $3
+"""
+# Files of copies evicted longer than the grace ago and not queued again since.
+STALE_SQL = """
+SELECT collection, item_id, asset, path FROM csdr.federation_assets
+WHERE evicted_at < now() - make_interval(secs => $1) AND status = 'wanted'
+FOR UPDATE SKIP LOCKED
+"""
+REMOVED_SQL = """
+UPDATE csdr.federation_assets SET evicted_at = NULL
+WHERE collection = $1 AND item_id = $2 AND asset = $3
+"""
+# How often the budget is looked at while no copy finishes.
+BUDGET_INTERVAL_S = 10.0
 RETRY_SQL = """
 UPDATE csdr.federation_assets
 SET status = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'queued' END,
@@ -238,8 +271,13 @@ class Copier:
         lease_s: float = 300.0,
         attempts: int = 5,
         idle_s: float = 1.0,
+        budget_bytes: int = 0,
+        grace_s: float = 300.0,
     ) -> None:
         self.pool = pool
+        self.budget_bytes = budget_bytes
+        self.grace_s = grace_s
+        self._kept_at = 0.0
         self.client = client
         self.root = root
         self.lease_s = lease_s
@@ -270,6 +308,8 @@ class Copier:
         while True:
             try:
                 busy = await self.copy_one()
+                if busy or time.monotonic() - self._kept_at > BUDGET_INTERVAL_S:
+                    await self.keep_budget()
             except Exception as exc:
                 log_retry(logger, "federation: asset copies paused", exc)
                 busy = False
@@ -313,7 +353,51 @@ class Copier:
                 origin = (item.get("properties") or {}).get(ORIGIN, "origin")
                 point_at_copy(item, task.asset, task.path, origin)
                 await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
-            await conn.execute(DONE_SQL, task.collection, task.item_id, task.asset)
+            size = await asyncio.to_thread(os.path.getsize, task.path)
+            await conn.execute(DONE_SQL, task.collection, task.item_id, task.asset, size)
+
+    async def keep_budget(self) -> int:
+        """While lazy copies hold more than the budget, evict the least recently used (one
+        transaction each); then remove the files of copies evicted longer than the grace ago.
+        Returns the copies evicted."""
+        self._kept_at = time.monotonic()
+        evicted = 0
+        while self.budget_bytes > 0 and await self.pool.fetchval(LAZY_BYTES_SQL) > (
+            self.budget_bytes
+        ):
+            if not await self.evict_one():
+                break  # every copy over the budget was used within the grace, or is busy
+            evicted += 1
+        await self.remove_evicted()
+        return evicted
+
+    async def evict_one(self) -> bool:
+        """Point the least recently used lazy copy's item at its origin again and make its row
+        `wanted`, in one transaction; its file stays for the grace. False when none may go."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(VICTIM_SQL, self.grace_s)
+            if row is None:
+                return False
+            key = (row["collection"], row["item_id"], row["asset"])
+            item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", key[1], key[0])
+            asset = (item or {}).get("assets", {}).get(key[2])
+            if asset is not None and asset.get("href") == row["path"]:
+                point_at_origin(item, key[2], (item.get("properties") or {}).get(ORIGIN, "origin"))
+                await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
+            await conn.execute(EVICTED_SQL, *key)
+        logger.info("federation: lazy copy %s evicted (disk budget)", row["path"])
+        return True
+
+    async def remove_evicted(self) -> int:
+        """Remove the files of copies evicted longer than the grace ago and not queued again
+        (their rows locked meanwhile: a use queuing one again waits); returns how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(STALE_SQL, self.grace_s)
+            if rows:
+                await asyncio.to_thread(remove_files, [r["path"] for r in rows])
+            for row in rows:
+                await conn.execute(REMOVED_SQL, row["collection"], row["item_id"], row["asset"])
+        return len(rows)
 
 
 def sweep(root: Path, kept: set[str]) -> int:

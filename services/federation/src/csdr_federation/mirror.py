@@ -92,6 +92,27 @@ def point_at_copy(item: dict[str, Any], key: str, path: str, origin_node: str) -
         extensions.append(ALTERNATE_EXTENSION)
 
 
+def point_at_origin(item: dict[str, Any], key: str, origin_node: str) -> None:
+    """Undo `point_at_copy` for one asset, in place: it reads its origin again."""
+    asset = item["assets"][key]
+    alternate = asset.get("alternate")
+    if isinstance(alternate, dict) and origin_node in alternate:
+        asset["href"] = alternate.pop(origin_node)["href"]
+        if not alternate:
+            del asset["alternate"]
+    copied = any(
+        isinstance(other, dict)
+        and isinstance(other.get("alternate"), dict)
+        and origin_node in other["alternate"]
+        for other in item["assets"].values()
+    )
+    extensions = item.get("stac_extensions")
+    if not copied and isinstance(extensions, list) and ALTERNATE_EXTENSION in extensions:
+        extensions.remove(ALTERNATE_EXTENSION)
+        if not extensions:
+            del item["stac_extensions"]
+
+
 def origin_assets(item: dict[str, Any], origin_node: str) -> None:
     """Undo `point_at_copy` for every asset, in place: the assets as the origin serves them."""
     copied = False

@@ -62,6 +62,12 @@ class Settings(ServiceSettings):
     """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
     asset_lease_s: float = 300.0
     """How long a copy of a mirrored asset may run before another copier may take it over."""
+    lazy_budget_bytes: int = 0
+    """Most bytes the copies of `--assets lazy` peers may hold: beyond it the least recently used
+    go back to reading their origin (their next use copies them again); 0: no budget."""
+    lazy_grace_s: float = 300.0
+    """How long the file of an evicted lazy copy stays (a request that read its item just before
+    may still open it); a copy used more recently than this is not evicted."""
     asset_attempts: int = 5
     """Attempts at a copy (each after a backoff doubling to 5 minutes) before it is `failed`."""
     log_level: str = "INFO"

@@ -177,8 +177,9 @@ class Worker:
         self.client = httpx.AsyncClient(timeout=settings.timeout_s)
         self.asset_root = Path(settings.asset_roots[0])
         self.copier = assets.Copier(
-            pool, self.client, self.asset_root, settings.asset_lease_s, settings.asset_attempts
-        )
+            pool, self.client, self.asset_root, settings.asset_lease_s, settings.asset_attempts,
+            budget_bytes=settings.lazy_budget_bytes, grace_s=settings.lazy_grace_s,
+        )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._states: dict[str, _PeerState] = {}
