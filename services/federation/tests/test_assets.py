@@ -25,6 +25,7 @@ from csdr_catalog.downloads import download_url
 from csdr_federation import assets
 from csdr_federation.mirror import ALTERNATE_EXTENSION, mirror_item, origin_form
 from csdr_service import pools
+from csdr_storage.lazy import LAZY_COPIES_SQL
 from services.federation.tests.conftest import stac_item
 from tests.support.servers import served
 
@@ -276,6 +277,9 @@ def test_lazy_copies_over_the_budget_go_back_to_the_origin_least_recently_used_f
             " WHERE item_id = %s",
             (minutes, item_id),
         )
+    # The tiler and the catalog tell uses of paths under the lazy peer's mirrors folder.
+    folders = [r[0] for r in db.execute(LAZY_COPIES_SQL).fetchall()]
+    assert folders == [f"{tmp_path}/mirrors/main/"]
     db.execute("SELECT csdr.use_federation_asset(%s)", (str(paths["S3"]),))
     # Room for two copies: the least recently used goes; with a grace of 15 minutes S3 (used
     # just now) could not go either.
