@@ -35,8 +35,7 @@ PGSTAC_INTERNALS = (
     "pgstac.collection_search_matched(jsonb)",
     "pgstac.collection_search_rows(jsonb)",
     "pgstac.current_base_item(text)",
-    "pgstac.stac_datetime(jsonb)",
-    "pgstac.stac_end_datetime(jsonb)",
+    "pgstac.stac_daterange(jsonb)",
     "pgstac.check_partition(text, tstzrange, tstzrange)",
 )
 

@@ -42,15 +42,16 @@ SELECT c.id, b.base_item_id, b.base_item
 FROM pgstac.collections c, pgstac.current_base_item(c.id) b WHERE c.id = ANY($1::text[])
 """
 # The page's rows, as content_dehydrate makes them from the full items ($2) and the content
-# split here ($1): pgSTAC's own geometry and date range of an item.
+# split here ($1): pgSTAC's own geometry and date range of an item (stac_datetime and
+# stac_end_datetime are the two ends of stac_daterange, asked once here).
 STAGE_SQL = """
 CREATE TEMP TABLE csdr_mirror_rows ON COMMIT DROP AS
 SELECT w.item ->> 'id' AS id, pgstac.stac_geom(w.item) AS geometry,
-       w.item ->> 'collection' AS collection, pgstac.stac_datetime(w.item) AS datetime,
-       pgstac.stac_end_datetime(w.item) AS end_datetime, r.content::jsonb AS content,
-       NULL::jsonb AS private
+       w.item ->> 'collection' AS collection, lower(d.range) AS datetime,
+       upper(d.range) AS end_datetime, r.content::jsonb AS content, NULL::jsonb AS private
 FROM unnest($1::text[], $2::text[]) AS r(content, whole)
 CROSS JOIN LATERAL (SELECT r.whole::jsonb AS item) AS w
+CROSS JOIN LATERAL (SELECT pgstac.stac_daterange(w.item) AS range) AS d
 """
 # items_staging_triggerfunc: the partitions the rows need, in a fixed order (check_partition
 # holds DDL and row locks until commit), bucketed in UTC as pgstac.partition_name buckets.
