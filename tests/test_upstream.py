@@ -34,6 +34,9 @@ PGSTAC_INTERNALS = (
     "pgstac.stac_geom(jsonb)",
     "pgstac.collection_search_matched(jsonb)",
     "pgstac.collection_search_rows(jsonb)",
+    "pgstac.current_base_item(text)",
+    "pgstac.stac_daterange(jsonb)",
+    "pgstac.check_partition(text, tstzrange, tstzrange)",
 )
 
 

@@ -27,3 +27,15 @@ def test_each_href_is_told_once_until_forgotten_or_expired() -> None:
     assert uses.first(HREF) and not uses.first(HREF)
     time.sleep(0.3)
     assert uses.first(HREF)
+
+
+def test_a_lazy_copys_own_path_is_a_candidate_under_its_mirrors_folder() -> None:
+    uses = FirstUses()
+    copy = "/data/assets/mirrors/main/gf1/S1/data.tif"
+    assert not uses.first(copy)  # no lazy copies known yet
+    assert uses.set_copies(["/data/assets/mirrors/main/"]) and not uses.set_copies(
+        ["/data/assets/mirrors/main/"]
+    )
+    assert not uses.first("/data/assets/gf1/S1/data.tif")
+    assert not uses.first("/data/assets/mirrors/main/../../gf1/S1/data.tif")
+    assert uses.first(copy) and not uses.first(copy)

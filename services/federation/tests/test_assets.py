@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from csdr_catalog.downloads import download_url
 from csdr_federation import assets
-from csdr_federation.mirror import mirror_item, origin_form
+from csdr_federation.mirror import ALTERNATE_EXTENSION, mirror_item, origin_form
 from csdr_service import pools
+from csdr_storage.lazy import LAZY_COPIES_SQL
 from csdr_storage.store import S3Store, s3_client
 from services.federation.tests.conftest import stac_item
 from tests.support.s3 import s3_server
@@ -291,3 +292,69 @@ def test_copies_no_row_names_leave_the_bucket_and_this_hosts_staging(tmp_path, m
         assert s3.keys("node") == [f"assets/mirrors/main/gf1/{i}" for i in (
             "S1/data_0123.tif", "S2/data_4567.tif")]  # fmt: skip
         assert assets.staged(kept).exists() and not assets.staged(orphan).exists()
+
+
+async def keep_budget(root: Path, budget_bytes: int, grace_s: float) -> int:
+    pool = await pools.open_pool(2, "test", pgstac=True)
+    try:
+        async with httpx.AsyncClient() as client:
+            copier = assets.Copier(pool, client, root, budget_bytes=budget_bytes, grace_s=grace_s)
+            return await copier.keep_budget()
+    finally:
+        await pool.close()
+
+
+def test_lazy_copies_over_the_budget_go_back_to_the_origin_least_recently_used_first(
+    db, peer, origin, tmp_path
+):
+    db.execute("UPDATE csdr.federation_peers SET assets = 'lazy'")
+    sources = {}
+    for item_id in ("S1", "S2", "S3"):
+        item = mirror_item(origin_item(origin["url"], item_id), "main", f"http://main/{item_id}")
+        sources[item_id] = item["assets"]["data"]["href"]
+        asyncio.run(apply(item, tmp_path, origin["url"], lazy=True))
+        db.execute("SELECT csdr.use_federation_asset(%s)", (sources[item_id],))
+        assert asyncio.run(copy_once(tmp_path))
+    rows = {r["item_id"]: r for r in all_rows(db)}
+    paths = {item_id: Path(row["path"]) for item_id, row in rows.items()}
+    assert all(stored(db, i)["assets"]["data"]["href"] == str(paths[i]) for i in paths)
+    # S2 used longest ago, then S1; a use of S3's copy (read at its local path) is its last.
+    for item_id, minutes in (("S1", 20), ("S2", 30), ("S3", 40)):
+        db.execute(
+            "UPDATE csdr.federation_assets SET used_at = now() - make_interval(mins => %s)"
+            " WHERE item_id = %s",
+            (minutes, item_id),
+        )
+    # The tiler and the catalog tell uses of paths under the lazy peer's mirrors folder.
+    folders = [r[0] for r in db.execute(LAZY_COPIES_SQL).fetchall()]
+    assert folders == [f"{tmp_path}/mirrors/main/"]
+    db.execute("SELECT csdr.use_federation_asset(%s)", (str(paths["S3"]),))
+    # Room for two copies: the least recently used goes; with a grace of 15 minutes S3 (used
+    # just now) could not go either.
+    assert asyncio.run(keep_budget(tmp_path, 2 * len(PAYLOAD) + 1, grace_s=900)) == 1
+    evicted = {r["item_id"]: r for r in all_rows(db)}["S2"]
+    assert (evicted["status"], evicted["evicted_at"] is not None) == ("wanted", True)
+    back = stored(db, "S2")["assets"]["data"]
+    assert back["href"] == sources["S2"] and "alternate" not in back
+    assert ALTERNATE_EXTENSION not in stored(db, "S2").get("stac_extensions", [])
+    assert stored(db, "S1")["assets"]["data"]["href"] == str(paths["S1"])
+    # Its file stays for the grace: a request that read the item just before can still open it.
+    assert paths["S2"].read_bytes() == PAYLOAD
+    # Within the budget nothing more goes; past the grace the evicted file is removed.
+    assert asyncio.run(keep_budget(tmp_path, 2 * len(PAYLOAD) + 1, grace_s=900)) == 0
+    assert paths["S2"].exists()
+    db.execute("UPDATE csdr.federation_assets SET evicted_at = now() - interval '1 hour'")
+    assert asyncio.run(keep_budget(tmp_path, 2 * len(PAYLOAD) + 1, grace_s=900)) == 0
+    assert not paths["S2"].exists() and paths["S1"].exists() and paths["S3"].exists()
+    # Its next use copies it again (and so, over the budget, S1 goes next, not S3).
+    db.execute("SELECT csdr.use_federation_asset(%s)", (sources["S2"],))
+    assert asyncio.run(copy_once(tmp_path))
+    assert paths["S2"].read_bytes() == PAYLOAD
+    assert asyncio.run(keep_budget(tmp_path, 2 * len(PAYLOAD) + 1, grace_s=900)) == 1
+    statuses = {r["item_id"]: r["status"] for r in all_rows(db)}
+    assert statuses == {"S1": "wanted", "S2": "copied", "S3": "copied"}
+
+
+def all_rows(db: psycopg.Connection) -> list[dict[str, Any]]:
+    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT * FROM csdr.federation_assets ORDER BY item_id").fetchall()

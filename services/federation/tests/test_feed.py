@@ -189,7 +189,7 @@ def test_a_cursor_older_than_the_retention_answers_410(client, db, upsert):
         ({"after": "banana"}, 400, "after"),
         ({"after": "99999999999999999999999.1"}, 400, "after"),
         ({"after": "1.99999999999999999999"}, 400, "after"),
-        ({"limit": 5000}, 400, "limit"),
+        ({"limit": 5001}, 400, "limit"),
         ({"limit": 0}, 400, "limit"),
         ({"bbox": "1,2,3"}, 400, "bbox"),
         ({"bbox": "0,50,10,40"}, 400, "bbox"),

@@ -29,6 +29,7 @@ removes its folder `<collection>/`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -50,8 +51,16 @@ from starlette.background import BackgroundTask
 from csdr_access import charging
 from csdr_access.quotas import default_scenes
 from csdr_catalog.access import principal_of
-from csdr_storage.lazy import KEY_SQL_ASYNCPG, LAZY_PEERS_SQL, USE_SQL_ASYNCPG, FirstUses
+from csdr_storage.lazy import (
+    KEY_SQL_ASYNCPG,
+    LAZY_COPIES_SQL,
+    LAZY_PEERS_SQL,
+    USE_SQL_ASYNCPG,
+    FirstUses,
+)
 from csdr_storage.store import LocalStore, S3Store, in_item_folder
+
+logger = logging.getLogger(__name__)
 
 # What a request passed through to a lazily mirrored asset's origin takes along, and what of the
 # origin's answer comes back (byte ranges and revalidation work through the route as at origin).
@@ -150,7 +159,9 @@ def publish_assets(item: dict[str, Any], base_url: str, roots: AssetRoots) -> No
 async def refresh_lazy_peers(app: FastAPI) -> int:
     """Read the lazy peers' STAC APIs again (csdr_storage.lazy); 1 when they changed."""
     rows = await app.state.readpool.fetch(LAZY_PEERS_SQL)
-    return int(app.state.asset_roots.lazy.set_peers(row[0] for row in rows))
+    folders = await app.state.readpool.fetch(LAZY_COPIES_SQL)
+    lazy: FirstUses = app.state.asset_roots.lazy
+    return int(lazy.set_peers(row[0] for row in rows) | lazy.set_copies(r[0] for r in folders))
 
 
 def _asset(item: Mapping[str, Any] | None, item_id: str, asset_key: str) -> Mapping[str, Any]:
@@ -226,12 +237,28 @@ async def download_asset(
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     if path is None:
         return await _from_origin(request, asset["href"])
+    if request.method == "GET":
+        await _note_copy_use(request, asset["href"])
     return FileResponse(
         path,
         media_type=asset.get("type") or "application/octet-stream",
         filename=os.path.basename(path),
         content_disposition_type="inline",
     )
+
+
+async def _note_copy_use(request: Request, href: str) -> None:
+    """A GET of a lazy copy's file makes it recently used (csdr_storage.lazy), told once per
+    href and process now and then; a failure to tell only loses that."""
+    state = request.app.state
+    if not state.asset_roots.lazy.first(href):
+        return
+    pool = getattr(state, "writepool", None) or state.readpool
+    try:
+        await pool.fetchval(USE_SQL_ASYNCPG, href)
+    except Exception as exc:
+        state.asset_roots.lazy.forget(href)
+        logger.warning("catalog: cannot record the use of %s: %r", href, exc)
 
 
 async def _from_origin(request: Request, href: str) -> Response:

@@ -27,6 +27,7 @@ import mimetypes
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import httpx
 
 from csdr_catalog.downloads import download_url
 from csdr_federation.feed import ORIGIN
-from csdr_federation.mirror import point_at_copy
+from csdr_federation.mirror import point_at_copy, point_at_origin
 from csdr_service.checksums import checksum
 from csdr_service.errors import log_retry
 from csdr_storage.store import S3_SCHEME, AssetStore, LocalStore, remove_hrefs
@@ -104,9 +105,41 @@ FOR UPDATE
 """
 DONE_SQL = """
 UPDATE csdr.federation_assets SET status = 'copied', lease_until = NULL, last_error = NULL,
-    updated_at = now()
+    size = coalesce(size, $5), evicted_at = NULL, updated_at = now()
 WHERE collection = $1 AND item_id = $2 AND asset = $3 AND attempts = $4 AND status = 'running'
 """
+# The disk budget of lazy copies (migration 0038): the bytes they hold, and the least recently
+# used copy not used within the grace, locked (a copy being pointed at or evicted is skipped).
+LAZY_BYTES_SQL = """
+SELECT coalesce(sum(a.size), 0) FROM csdr.federation_assets a
+JOIN csdr.federation_peers p ON p.name = a.peer
+WHERE a.status = 'copied' AND p.assets = 'lazy'
+"""
+VICTIM_SQL = """
+SELECT a.collection, a.item_id, a.asset, a.path FROM csdr.federation_assets a
+JOIN csdr.federation_peers p ON p.name = a.peer
+WHERE a.status = 'copied' AND p.assets = 'lazy'
+  AND (a.used_at IS NULL OR a.used_at < now() - make_interval(secs => $1))
+ORDER BY a.used_at NULLS FIRST, a.updated_at
+LIMIT 1
+FOR UPDATE OF a SKIP LOCKED
+"""
+EVICTED_SQL = """
+UPDATE csdr.federation_assets SET status = 'wanted', evicted_at = now(), updated_at = now()
+WHERE collection = $1 AND item_id = $2 AND asset = $3
+"""
+# Files of copies evicted longer than the grace ago and not queued again since.
+STALE_SQL = """
+SELECT collection, item_id, asset, path FROM csdr.federation_assets
+WHERE evicted_at < now() - make_interval(secs => $1) AND status = 'wanted'
+FOR UPDATE SKIP LOCKED
+"""
+REMOVED_SQL = """
+UPDATE csdr.federation_assets SET evicted_at = NULL
+WHERE collection = $1 AND item_id = $2 AND asset = $3
+"""
+# How often the budget is looked at while no copy finishes.
+BUDGET_INTERVAL_S = 10.0
 RETRY_SQL = """
 UPDATE csdr.federation_assets
 SET status = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'queued' END,
@@ -248,10 +281,10 @@ class Task:
         return self.collection, self.item_id, self.asset, self.attempts
 
 
-async def download(client: httpx.AsyncClient, task: Task, part: Path | None = None) -> None:
+async def download(client: httpx.AsyncClient, task: Task, part: Path | None = None) -> int:
     """Fetch the task's file to `part` (default: beside its place), resuming what is there with a
-    byte range, and verify it. CopyError when it does not verify (the partial file is gone then:
-    the next attempt starts afresh)."""
+    byte range, and verify it; return its size. CopyError when it does not verify (the partial
+    file is gone then: the next attempt starts afresh)."""
     part = part or staged(task.path)
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
@@ -279,6 +312,7 @@ async def download(client: httpx.AsyncClient, task: Task, part: Path | None = No
         if got != task.checksum:
             part.unlink()
             raise CopyError(f"{task.source}: checksum {got} copied, the item says {task.checksum}")
+    return size
 
 
 async def _write(response: httpx.Response, part: Path, mode: str) -> None:
@@ -309,10 +343,15 @@ class Copier:
         lease_s: float = 300.0,
         attempts: int = 5,
         idle_s: float = 1.0,
+        budget_bytes: int = 0,
+        grace_s: float = 300.0,
     ) -> None:
         """Copy into the store `root` (a directory given as a path is a local store); hold each
         claim `lease_s`, renewed every third of it while the copy runs."""
         self.pool = pool
+        self.budget_bytes = budget_bytes
+        self.grace_s = grace_s
+        self._kept_at = 0.0
         self.client = client
         self.store = store_of(root)
         self.lease_s = lease_s
@@ -344,6 +383,8 @@ class Copier:
         while True:
             try:
                 busy = await self.copy_one()
+                if busy or time.monotonic() - self._kept_at > BUDGET_INTERVAL_S:
+                    await self.keep_budget()
             except Exception as exc:
                 log_retry(logger, "federation: asset copies paused", exc)
                 busy = False
@@ -358,7 +399,9 @@ class Copier:
         if row is None:
             return False
         task = Task(**dict(row))
-        copying = asyncio.create_task(self._copy(task), name=f"copy {task.source}")
+        copying: asyncio.Task[int] = asyncio.create_task(
+            self._copy(task), name=f"copy {task.source}"
+        )
         try:
             held = await self._hold(task, copying)
         finally:
@@ -371,7 +414,7 @@ class Copier:
                            task.source)  # fmt: skip
             return True
         try:
-            copying.result()
+            size = copying.result()
         except CopyError as exc:
             delay = min(2.0**task.attempts, 300.0)
             logger.warning("federation: copy of %s failed (attempt %d): %s", task.source,
@@ -381,15 +424,16 @@ class Copier:
                 self.attempts, delay, task.attempts,
             )  # fmt: skip
             return True
-        await self._point_item(task)
+        await self._point_item(task, size)
         return True
 
-    async def _copy(self, task: Task) -> None:
+    async def _copy(self, task: Task) -> int:
         part = staged(task.path)
-        await download(self.client, task, part)
+        size = await download(self.client, task, part)
         await asyncio.to_thread(put_in_place, self.store, part, task.path)
+        return size
 
-    async def _hold(self, task: Task, copying: asyncio.Task[None]) -> bool:
+    async def _hold(self, task: Task, copying: asyncio.Task[int]) -> bool:
         """Renew the task's lease every third of it until `copying` ends; False when the lease
         was lost (another copier claimed the row, or the item changed and queued it again)."""
         while True:
@@ -404,7 +448,7 @@ class Copier:
             if kept is None:
                 return False
 
-    async def _point_item(self, task: Task) -> None:
+    async def _point_item(self, task: Task, size: int) -> None:
         """Point the item at its copy and mark the copy done, while this copier still holds it
         (a changed item re-queued it, a copier that lost its lease records nothing)."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -420,7 +464,50 @@ class Copier:
                 origin = (item.get("properties") or {}).get(ORIGIN, "origin")
                 point_at_copy(item, task.asset, task.path, origin)
                 await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
-            await conn.execute(DONE_SQL, *task.keys())
+            await conn.execute(DONE_SQL, *task.keys(), size)
+
+    async def keep_budget(self) -> int:
+        """While lazy copies hold more than the budget, evict the least recently used (one
+        transaction each); then remove the files of copies evicted longer than the grace ago.
+        Returns the copies evicted."""
+        self._kept_at = time.monotonic()
+        evicted = 0
+        while self.budget_bytes > 0 and await self.pool.fetchval(LAZY_BYTES_SQL) > (
+            self.budget_bytes
+        ):
+            if not await self.evict_one():
+                break  # every copy over the budget was used within the grace, or is busy
+            evicted += 1
+        await self.remove_evicted()
+        return evicted
+
+    async def evict_one(self) -> bool:
+        """Point the least recently used lazy copy's item at its origin again and make its row
+        `wanted`, in one transaction; its file stays for the grace. False when none may go."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(VICTIM_SQL, self.grace_s)
+            if row is None:
+                return False
+            key = (row["collection"], row["item_id"], row["asset"])
+            item = await conn.fetchval("SELECT pgstac.get_item($1, $2)", key[1], key[0])
+            asset = (item or {}).get("assets", {}).get(key[2])
+            if asset is not None and asset.get("href") == row["path"]:
+                point_at_origin(item, key[2], (item.get("properties") or {}).get(ORIGIN, "origin"))
+                await conn.execute("SELECT pgstac.upsert_item($1::jsonb)", item)
+            await conn.execute(EVICTED_SQL, *key)
+        logger.info("federation: lazy copy %s evicted (disk budget)", row["path"])
+        return True
+
+    async def remove_evicted(self) -> int:
+        """Remove the files of copies evicted longer than the grace ago and not queued again
+        (their rows locked meanwhile: a use queuing one again waits); returns how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(STALE_SQL, self.grace_s)
+            if rows:
+                await asyncio.to_thread(remove_files, [r["path"] for r in rows])
+            for row in rows:
+                await conn.execute(REMOVED_SQL, row["collection"], row["item_id"], row["asset"])
+        return len(rows)
 
 
 def sweep(root: Path | AssetStore, kept: set[str]) -> int:

@@ -31,6 +31,7 @@ import asyncpg
 
 from csdr_catalog.downloads import AssetRoots, publish_assets
 from csdr_federation.errors import CursorExpired, InvalidParameter
+from csdr_federation.items import ROW_SQL, encode, hydrate_rows
 from csdr_storage.store import S3Store
 
 ORIGIN = "csdr:origin"
@@ -39,17 +40,21 @@ NAVIGATION = {"self", "root", "parent", "collection", "items", "child", "next", 
 """Links a STAC API writes for its own navigation: never served (each node writes its own)."""
 
 # Both outboxes in one order; only transactions below the oldest running one (see the docstring).
+# Each outbox is read in its index's order up to the limit, so a page reads its own events only.
 # txid travels as text: asyncpg has no codec for xid8.
 EVENTS_SQL = """
-WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
 SELECT e.txid::text, e.id, e.type, e.collection, e.item_id FROM (
-    SELECT e.txid, e.id, e.type, e.collection, e.item_id
-    FROM csdr.item_events e, horizon h
-    WHERE (e.txid, e.id) > ($1::text::xid8, $2::bigint) AND e.txid < h.xmin
+    (SELECT e.txid, e.id, e.type, e.collection, e.item_id
+     FROM csdr.item_events e
+     WHERE (e.txid, e.id) > ($1::text::xid8, $2::bigint)
+       AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY e.txid, e.id LIMIT $3)
     UNION ALL
-    SELECT c.txid, c.id, c.type, c.collection, '' AS item_id
-    FROM csdr.collection_events c, horizon h
-    WHERE (c.txid, c.id) > ($1::text::xid8, $2::bigint) AND c.txid < h.xmin
+    (SELECT c.txid, c.id, c.type, c.collection, '' AS item_id
+     FROM csdr.collection_events c
+     WHERE (c.txid, c.id) > ($1::text::xid8, $2::bigint)
+       AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY c.txid, c.id LIMIT $3)
 ) e
 ORDER BY e.txid, e.id
 LIMIT $3
@@ -83,9 +88,10 @@ ORDER BY e.txid DESC, e.id DESC LIMIT 1
 """
 MONTH_OF = "to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM')"
 
-# A collection's items in the reader's area and period (and month, when given).
+# A collection's items in the reader's area and period (and month, when given), as stored
+# (csdr_federation.items merges them with their base items).
 SELECTED_SQL = f"""
-SELECT i.id, {MONTH_OF} AS month, pgstac.content_hydrate(i) AS item
+SELECT i.id, {MONTH_OF} AS month, {ROW_SQL}
 FROM pgstac.items i
 WHERE i.collection = $1
   AND ($2::float8[] IS NULL OR st_intersects(
@@ -97,16 +103,19 @@ WHERE i.collection = $1
 
 COLLECTIONS_SQL = "SELECT id, content FROM pgstac.collections WHERE id = ANY($1::text[])"
 
-# The current rows of the page's items, hydrated as the STAC API serves them, and whether each
-# matches the reader's area and period (the cloud cover is judged on the hydrated item).
-ITEMS_SQL = """
-SELECT i.collection, i.id, pgstac.content_hydrate(i) AS item,
-       ($3::float8[] IS NULL OR st_intersects(
-            i.geometry, st_makeenvelope($3[1], $3[2], $3[3], $3[4], 4326)))
-       AND ($4::text IS NULL OR st_intersects(i.geometry, st_setsrid(st_geomfromgeojson($4), 4326)))
-       AND ($5::timestamptz IS NULL OR i.datetime >= $5) AS inside
+# The current rows of the page's items that match the reader's area and period (the cloud cover
+# is judged on the merged item). Each is looked up by its keys (a nested loop that prunes
+# partitions at run time), not by joining the whole items table.
+ITEMS_SQL = f"""
+SELECT i.collection, i.id, {ROW_SQL}
 FROM unnest($1::text[], $2::text[]) AS k(collection, id)
-JOIN pgstac.items i ON i.collection = k.collection AND i.id = k.id
+CROSS JOIN LATERAL (
+    SELECT * FROM pgstac.items i WHERE i.collection = k.collection AND i.id = k.id LIMIT 1
+) i
+WHERE ($3::float8[] IS NULL OR st_intersects(
+            i.geometry, st_makeenvelope($3[1], $3[2], $3[3], $3[4], 4326)))
+  AND ($4::text IS NULL OR st_intersects(i.geometry, st_setsrid(st_geomfromgeojson($4), 4326)))
+  AND ($5::timestamptz IS NULL OR i.datetime >= $5)
 """
 
 
@@ -179,6 +188,10 @@ class Page:
             "at_head": self.at_head,
             "behind": self.behind,
         }
+
+    def encode(self) -> bytes:
+        """The page as the route's JSON body."""
+        return encode(self.to_json())
 
 
 @dataclass
@@ -316,7 +329,12 @@ class Feed:
             selection.since,
             month,
         )
-        return [(i, m, item) for i, m, item in rows if selection.cloud_ok(item)]
+        items = await hydrate_rows(conn, [(collection, r["tag"], r["row"]) for r in rows])
+        return [
+            (r["id"], r["month"], item)
+            for r, item in zip(rows, items, strict=True)
+            if selection.cloud_ok(item)
+        ]
 
     async def digest(
         self, conn: asyncpg.Connection, visible: frozenset[str], selection: Selection
@@ -417,10 +435,11 @@ class Feed:
             json.dumps(selection.intersects) if selection.intersects else None,
             selection.since,
         )
+        items = await hydrate_rows(conn, [(r["collection"], r["tag"], r["row"]) for r in rows])
         return {
-            (collection, item_id): item
-            for collection, item_id, item, inside in rows
-            if inside and selection.cloud_ok(item)
+            (r["collection"], r["id"]): item
+            for r, item in zip(rows, items, strict=True)
+            if selection.cloud_ok(item)
         }
 
     def collection_op(self, collection: str, content: dict[str, Any]) -> dict[str, Any]:

@@ -28,11 +28,26 @@ def _links(links: Any, via: str) -> list[dict[str, Any]]:
 
 
 def mirror_item(item: dict[str, Any], origin: str, via: str) -> dict[str, Any]:
-    """The local copy of an origin's item."""
-    mirrored = copy.deepcopy(item)
-    mirrored["properties"] = {**(mirrored.get("properties") or {}), ORIGIN: origin}
-    mirrored["links"] = _links(mirrored.get("links"), via)
+    """The local copy of an origin's item. It shares values with `item` but for those this
+    module changes in place (assets, extensions: `point_at_copy`), which are its own."""
+    mirrored = dict(item)
+    mirrored["properties"] = {**(item.get("properties") or {}), ORIGIN: origin}
+    mirrored["links"] = _links(item.get("links"), via)
+    if isinstance(item.get("assets"), dict):
+        mirrored["assets"] = {key: _own(asset) for key, asset in item["assets"].items()}
+    if isinstance(item.get("stac_extensions"), list):
+        mirrored["stac_extensions"] = list(item["stac_extensions"])
     return mirrored
+
+
+def _own(asset: Any) -> Any:
+    """An asset whose fields `point_at_copy` changes are not shared."""
+    if not isinstance(asset, dict):
+        return asset
+    owned = dict(asset)
+    if isinstance(owned.get("alternate"), dict):
+        owned["alternate"] = dict(owned["alternate"])
+    return owned
 
 
 def origin_form(item: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +90,27 @@ def point_at_copy(item: dict[str, Any], key: str, path: str, origin_node: str) -
     extensions = item.setdefault("stac_extensions", [])
     if ALTERNATE_EXTENSION not in extensions:
         extensions.append(ALTERNATE_EXTENSION)
+
+
+def point_at_origin(item: dict[str, Any], key: str, origin_node: str) -> None:
+    """Undo `point_at_copy` for one asset, in place: it reads its origin again."""
+    asset = item["assets"][key]
+    alternate = asset.get("alternate")
+    if isinstance(alternate, dict) and origin_node in alternate:
+        asset["href"] = alternate.pop(origin_node)["href"]
+        if not alternate:
+            del asset["alternate"]
+    copied = any(
+        isinstance(other, dict)
+        and isinstance(other.get("alternate"), dict)
+        and origin_node in other["alternate"]
+        for other in item["assets"].values()
+    )
+    extensions = item.get("stac_extensions")
+    if not copied and isinstance(extensions, list) and ALTERNATE_EXTENSION in extensions:
+        extensions.remove(ALTERNATE_EXTENSION)
+        if not extensions:
+            del item["stac_extensions"]
 
 
 def origin_assets(item: dict[str, Any], origin_node: str) -> None:

@@ -43,16 +43,16 @@ class Settings(ServiceSettings):
     """How long events stay in the feed; an older cursor answers 410 (the reader reconciles)."""
     prune_interval_s: float = 3600.0
     """How often events older than the retention are removed."""
-    page_max: int = 1000
+    page_max: int = 5000
     """The largest page (`limit`) a reader may ask for."""
     worker: bool = True
     """Run the sync worker that mirrors the registered peers in this process."""
     poll_interval_s: float = 30.0
     """How often a peer at its head is asked again (a wake-up call asks at once)."""
-    page_size: int = 500
+    page_size: int = 5000
     """Events per page the worker asks a peer for."""
-    apply_chunk: int = 100
-    """Items written per statement while a page is applied (all in the page's one transaction)."""
+    apply_chunk: int = 5000
+    """Items written at once while a page is applied (all in the page's one transaction)."""
     reconcile_interval_s: float = 604800.0
     """How often each peer's mirror is also compared with the peer's digests, for drift its feed
     cannot show (a local edit, a restored backup); 0: only after a 410."""
@@ -62,6 +62,12 @@ class Settings(ServiceSettings):
     """Longest wait before a failing peer is asked again (doubling from poll_interval_s / 8)."""
     asset_lease_s: float = 300.0
     """How long a copy of a mirrored asset may run before another copier may take it over."""
+    lazy_budget_bytes: int = 0
+    """Most bytes the copies of `--assets lazy` peers may hold: beyond it the least recently used
+    go back to reading their origin (their next use copies them again); 0: no budget."""
+    lazy_grace_s: float = 300.0
+    """How long the file of an evicted lazy copy stays (a request that read its item just before
+    may still open it); a copy used more recently than this is not evicted."""
     asset_attempts: int = 5
     """Attempts at a copy (each after a backoff doubling to 5 minutes) before it is `failed`."""
     log_level: str = "INFO"

@@ -20,10 +20,11 @@ import contextlib
 import json
 import logging
 import random
+import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,11 @@ from urllib.parse import quote
 
 import asyncpg
 import httpx
+import orjson
 
-from csdr_federation import assets
+from csdr_federation import assets, items
 from csdr_federation.feed import collection_url, content_hash, month_digests
+from csdr_federation.items import ROW_SQL, hydrate_rows
 from csdr_federation.mirror import mirror_collection, mirror_item, origin_form
 from csdr_federation.settings import Settings
 from csdr_service.errors import log_retry
@@ -56,9 +59,8 @@ DELETE FROM pgstac.items i USING unnest($1::text[], $2::text[]) AS k(collection,
 WHERE i.collection = k.collection AND i.id = k.id
 """
 # This node's items mirrored from `node`, by collection and month (as the origin's digest).
-MIRRORED_SQL = """
-SELECT i.collection, to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM'), i.id,
-       pgstac.content_hydrate(i)
+MIRRORED_SQL = f"""
+SELECT i.collection, to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM') AS month, i.id, {ROW_SQL}
 FROM pgstac.items i JOIN pgstac.collections c ON c.id = i.collection
 WHERE c.content ->> 'csdr:origin' = $1 AND ($2::text[] IS NULL OR i.collection = ANY($2))
 """
@@ -84,6 +86,28 @@ class SyncError(Exception):
 
 class CursorGone(SyncError):
     """The peer no longer keeps the events after our cursor (410): reconcile."""
+
+
+class PageTooLarge(SyncError):
+    """The peer serves smaller pages than asked for (its `page_max`)."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__(f"pages of at most {most} events")
+        self.most = most
+
+
+# A feed's answer to a `limit` above its page_max (csdr_federation.routes.changes).
+PAGE_MAX_ANSWER = re.compile(r"^limit: at most (\d+),")
+
+
+def _page_max_of(response: httpx.Response) -> int | None:
+    """The page_max a feed's 400 names, None when the 400 is about something else."""
+    try:
+        description = str(orjson.loads(response.content).get("description", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    found = PAGE_MAX_ANSWER.match(description)
+    return int(found[1]) if found and int(found[1]) > 0 else None
 
 
 @dataclass
@@ -154,11 +178,13 @@ class Worker:
         self.client = httpx.AsyncClient(timeout=settings.timeout_s)
         self.asset_root = open_store(settings.assets_url, Path(settings.asset_roots[0]))
         self.copier = assets.Copier(
-            pool, self.client, self.asset_root, settings.asset_lease_s, settings.asset_attempts
-        )
+            pool, self.client, self.asset_root, settings.asset_lease_s, settings.asset_attempts,
+            budget_bytes=settings.lazy_budget_bytes, grace_s=settings.lazy_grace_s,
+        )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._states: dict[str, _PeerState] = {}
+        self._page_max: dict[str, int] = {}
 
     async def start(self) -> None:
         """Start the loop and the asset copier."""
@@ -276,26 +302,54 @@ class Worker:
             await self.pool.execute(ERROR_SQL, name, error[:1000])
 
     async def sync(self, name: str) -> int:
-        """Pull and apply the peer's pages until it is at its head; return the pages applied."""
+        """Pull and apply the peer's pages until it is at its head; return the pages applied.
+        The next page is asked for while one is applied (it starts at the page's `next`, the
+        cursor the page moves the checkpoint to); it is dropped unless the checkpoint is there
+        when it is due."""
         pages = 0
-        while True:
-            row = await self.pool.fetchrow(PEER_SQL, name)
-            if row is None or row["status"] != "active":
-                return pages
-            peer = Peer(**dict(row))
-            try:
-                page = await self.fetch(peer)
-            except CursorGone:
-                logger.warning("federation: %s no longer keeps our cursor: reconciling", name)
-                if not await self.reconcile(peer):
+        ahead: tuple[str, asyncio.Task[dict[str, Any]]] | None = None
+        try:
+            while True:
+                row = await self.pool.fetchrow(PEER_SQL, name)
+                if row is None or row["status"] != "active":
                     return pages
-                continue
-            done = await self.apply(peer, page)
-            if done is None:
-                return pages  # paused, removed or moved on by another worker meanwhile
-            pages += 1
-            if done.at_head:
-                return pages
+                peer = Peer(**dict(row))
+                try:
+                    page = await self._next_page(peer, ahead)
+                except CursorGone:
+                    logger.warning("federation: %s no longer keeps our cursor: reconciling", name)
+                    if not await self.reconcile(peer):
+                        return pages
+                    continue
+                finally:
+                    ahead = None
+                if not page["at_head"]:
+                    after = replace(peer, cursor=page["next"])
+                    ahead = (page["next"], asyncio.create_task(self.fetch(after)))
+                done = await self.apply(peer, page)
+                if done is None:
+                    return pages  # paused, removed or moved on by another worker meanwhile
+                pages += 1
+                if done.at_head:
+                    return pages
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead[1]
+
+    async def _next_page(
+        self, peer: Peer, ahead: tuple[str, asyncio.Task[dict[str, Any]]] | None
+    ) -> dict[str, Any]:
+        """The page after the peer's cursor: the one asked for ahead when it starts there."""
+        if ahead is not None:
+            cursor, task = ahead
+            if cursor == peer.cursor:
+                return await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        return await self.fetch(peer)
 
     async def _get(self, peer: Peer, path: str, params: dict[str, str]) -> dict[str, Any]:
         try:
@@ -306,16 +360,24 @@ class Worker:
             raise SyncError(f"{peer.url} unreachable: {exc!r}") from exc
         if response.status_code == 410:
             raise CursorGone(f"{peer.url}: cursor {peer.cursor} is older than its retention")
+        if response.status_code == 400 and (most := _page_max_of(response)) is not None:
+            raise PageTooLarge(most)
         if response.status_code != 200:
             raise SyncError(f"{peer.url} answered {response.status_code}: {response.text[:300]}")
-        answer: dict[str, Any] = response.json()
+        answer: dict[str, Any] = orjson.loads(response.content)
         if answer.get("node") == self.settings.node_name:
             raise SyncError(f"{peer.url} is this node itself ({answer['node']})")
         return answer
 
     async def fetch(self, peer: Peer) -> dict[str, Any]:
-        """The peer's next page."""
-        return await self._get(peer, "/federation/changes", peer.params(self.settings.page_size))
+        """The peer's next page, of at most `page_size` events or the most the peer serves."""
+        size = min(self.settings.page_size, self._page_max.get(peer.name, self.settings.page_size))
+        try:
+            return await self._get(peer, "/federation/changes", peer.params(size))
+        except PageTooLarge as exc:
+            logger.info("federation: %s serves pages of %d events at most", peer.name, exc.most)
+            self._page_max[peer.name] = exc.most
+            return await self._get(peer, "/federation/changes", peer.params(exc.most))
 
     async def reconcile(self, peer: Peer) -> bool:
         """Bring the mirror to the peer's current set without its feed: compare counts and
@@ -353,10 +415,12 @@ class Worker:
     async def _local_digests(
         self, node: str, collections: list[str] | None
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], set[tuple[str, str]]]]:
-        rows = await self.pool.fetch(MIRRORED_SQL, node, collections)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(MIRRORED_SQL, node, collections)
+            items = await hydrate_rows(conn, [(r["collection"], r["tag"], r["row"]) for r in rows])
         lines = []
         held: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        for collection, month, item_id, item in rows:
+        for (collection, month, item_id, *_), item in zip(rows, items, strict=True):
             lines.append((collection, month, item_id, content_hash(origin_form(item))))
             held.setdefault((collection, month), set()).add((collection, item_id))
         return month_digests(lines), held
@@ -434,9 +498,7 @@ class Worker:
                 gone.append(collection)
         chunk = self.settings.apply_chunk
         for start in range(0, len(upserts), chunk):
-            await conn.execute(
-                "SELECT pgstac.upsert_items($1::jsonb)", upserts[start : start + chunk]
-            )
+            await items.upsert(conn, upserts[start : start + chunk])
         if deletes:
             await conn.execute(DELETE_ITEMS_SQL, [c for c, _ in deletes], [i for _, i in deletes])
             forgotten += await assets.forget_items(conn, deletes)

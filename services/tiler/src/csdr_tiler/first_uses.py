@@ -10,7 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from csdr_storage.lazy import LAZY_PEERS_SQL, USE_SQL, FirstUses
+from csdr_storage.lazy import LAZY_COPIES_SQL, LAZY_PEERS_SQL, USE_SQL, FirstUses
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class Uses:
             return 0
         with self._pool.connection() as conn:
             urls = [row[0] for row in conn.execute(LAZY_PEERS_SQL)]
-        return int(self.hrefs.set_peers(urls))
+            folders = [row[0] for row in conn.execute(LAZY_COPIES_SQL)]
+        return int(self.hrefs.set_peers(urls) | self.hrefs.set_copies(folders))
 
     def note(self, href: str) -> None:
         """A request reads the pixels of the asset at `href` (cheap unless it is a first use)."""
