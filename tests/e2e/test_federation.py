@@ -30,7 +30,7 @@ from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_ingest.pipeline import ingest_file
 from csdr_ingest.settings import Settings as IngestSettings
 from csdr_ingest.synthetic import Scene, write_scene
-from csdr_service.errors import write_conflict
+from csdr_service.errors import run_again_on_conflict
 from infra.local.pgcluster import Cluster
 from services.federation.tests.conftest import stac_collection, stac_item
 from tests.e2e.processes import service, service_process
@@ -128,15 +128,12 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 60, what: str = "") 
 def write_items(conn: psycopg.Connection, items: list[dict[str, Any]]) -> None:
     """Write items in one transaction, as ingest and pypgstac do (pgSTAC's upsert), again when
     it lost to the node's own writers (a new partition against federation's page)."""
-    for attempt in range(5):
-        try:
-            with conn.transaction():
-                conn.execute("SELECT pgstac.upsert_items(%s)", (Jsonb(items),))
-            return
-        except psycopg.Error as exc:
-            if attempt == 4 or not write_conflict(exc):
-                raise
-            time.sleep(0.2)
+
+    def write() -> None:
+        with conn.transaction():
+            conn.execute("SELECT pgstac.upsert_items(%s)", (Jsonb(items),))
+
+    run_again_on_conflict(write, "writing items")
 
 
 def delete_items(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> None:

@@ -253,6 +253,23 @@ def test_offline_scene_without_a_package_is_refused(client, db, scenes, keys):
     assert r.status_code == 400 and "no package" in r.json()["description"]
 
 
+def waiting_for(db: psycopg.Connection, pid: int) -> int | None:
+    """The backend waiting for a lock `pid` holds, if any."""
+    rows = db.execute(
+        "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def until(check, what: str):
+    """Poll `check` until it returns something (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while (value := check()) is None:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return value
+
+
 def test_a_cancel_losing_a_deadlock_to_the_watcher_runs_again(
     make_client, db, keys, ingest_settings, tmp_path, clock, assets
 ):
@@ -276,19 +293,6 @@ def test_a_cancel_losing_a_deadlock_to_the_watcher_runs_again(
     [job] = run_production_jobs(ingest_settings)
     assert job["status"] == "succeeded", job
 
-    def waiting_for(pid: int) -> int | None:
-        rows = db.execute(
-            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
-        ).fetchall()
-        return rows[0][0] if rows else None
-
-    def until(check, what: str):
-        deadline = time.monotonic() + 30
-        while (value := check()) is None:
-            assert time.monotonic() < deadline, what
-            time.sleep(0.05)
-        return value
-
     answers = {}
     with ThreadPoolExecutor(2) as pool, psycopg.connect() as hold:
         # The cancel holds its order and waits at its item, locked here...
@@ -296,10 +300,10 @@ def test_a_cancel_losing_a_deadlock_to_the_watcher_runs_again(
             "SELECT 1 FROM csdr.order_items WHERE order_id = %s FOR UPDATE", (charged["id"],)
         )
         canceled = pool.submit(client.post, f"/orders/{charged['id']}/cancel", headers=th)
-        canceling = until(lambda: waiting_for(hold.info.backend_pid), "the cancel to wait")
+        canceling = until(lambda: waiting_for(db, hold.info.backend_pid), "the cancel to wait")
         # ...the watcher moves the heir's item, then waits for the cancel's order...
         settled = pool.submit(watcher_step, watcher.finish_productions, clock, assets)
-        until(lambda: waiting_for(canceling), "the watcher to wait")
+        until(lambda: waiting_for(db, canceling), "the watcher to wait")
         time.sleep(1.5)  # past deadlock_timeout: the watcher's check found no cycle
         # ...and once let go, the cancel waits for the heir's item: PostgreSQL aborts it.
         hold.rollback()
@@ -324,19 +328,6 @@ def test_orders_naming_offline_scenes_in_opposite_orders_queue_them_without_a_de
     client = make_client()
     th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
 
-    def waiting_for(pid: int) -> int | None:
-        rows = db.execute(
-            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
-        ).fetchall()
-        return rows[0][0] if rows else None
-
-    def until(check, what: str):
-        deadline = time.monotonic() + 30
-        while (value := check()) is None:
-            assert time.monotonic() < deadline, what
-            time.sleep(0.05)
-        return value
-
     with ThreadPoolExecutor(2) as pool, psycopg.connect() as hold:
         # A production job of OFF1's package, not committed: the first order waits at OFF1's...
         hold.execute(
@@ -344,10 +335,10 @@ def test_orders_naming_offline_scenes_in_opposite_orders_queue_them_without_a_de
             " VALUES (gen_random_uuid(), '/archive/OFF1.tar.gz', '{\"production\": \"OFF1\"}')"
         )
         first = pool.submit(client.post, "/orders", json=order_of("OFF1", "OFF2"), headers=th)
-        placing = until(lambda: waiting_for(hold.info.backend_pid), "the first order to wait")
+        placing = until(lambda: waiting_for(db, hold.info.backend_pid), "the first order to wait")
         # ...the second waits for the first's, past deadlock_timeout; then the first goes on.
         second = pool.submit(client.post, "/orders", json=order_of("OFF2", "OFF1"), headers=bd)
-        until(lambda: waiting_for(placing), "the second order to wait")
+        until(lambda: waiting_for(db, placing), "the second order to wait")
         time.sleep(1.5)
         hold.rollback()
         answers = [first.result(), second.result()]

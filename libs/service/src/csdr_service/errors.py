@@ -6,11 +6,14 @@ as code; a request that does not validate is a 400 naming each field; anything u
 500 whose cause goes to the log under the request id (csdr_service.request_ids), not to the
 client. The catalog registers `http_error` and `log_unexpected` with its own STAC codes."""
 
+import asyncio
 import errno
 import logging
-from collections.abc import Callable, Mapping
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import psycopg
@@ -23,6 +26,8 @@ from starlette.exceptions import HTTPException
 from csdr_service.request_ids import REQUEST_ID_HEADER, request_id_of
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 ErrorBody = Callable[[str, str], dict[str, Any]]
@@ -123,6 +128,43 @@ def write_conflict(exc: BaseException) -> bool:
     if sqlstate in CONFLICT_SQLSTATES:
         return True
     return sqlstate == "42P01" and 'relation "_items_' in str(exc)
+
+
+CONFLICT_ATTEMPTS = 4
+
+
+def _after_conflict(exc: Exception, attempt: int, attempts: int, what: str) -> float:
+    """How long to wait before running `what` again after `exc`; raise `exc` when it is not a
+    write conflict or the attempts are spent."""
+    if attempt == attempts or not write_conflict(exc):
+        raise exc
+    logger.warning("%s lost to a concurrent write; again", what)
+    return random.uniform(0.05, 0.25) * attempt
+
+
+def run_again_on_conflict(run: Callable[[], T], what: str, attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """`run()` (a whole transaction), run again after a short random pause while it loses to a
+    concurrent write (write_conflict), at most `attempts` times."""
+    attempt = 1
+    while True:
+        try:
+            return run()
+        except Exception as exc:
+            time.sleep(_after_conflict(exc, attempt, attempts, what))
+        attempt += 1
+
+
+async def run_again_on_conflict_async(
+    run: Callable[[], Awaitable[T]], what: str, attempts: int = CONFLICT_ATTEMPTS
+) -> T:
+    """run_again_on_conflict for a coroutine."""
+    attempt = 1
+    while True:
+        try:
+            return await run()
+        except Exception as exc:
+            await asyncio.sleep(_after_conflict(exc, attempt, attempts, what))
+        attempt += 1
 
 
 def log_retry(log: logging.Logger, what: str, exc: Exception) -> None:

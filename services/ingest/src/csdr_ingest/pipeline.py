@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import shutil
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -70,14 +68,12 @@ from csdr_ingest.settings import Settings
 from csdr_ingest.terrain import scene_dem
 from csdr_ingest.thumbnail import write_thumbnail
 from csdr_render.presets import derive_presets
-from csdr_service.errors import write_conflict
+from csdr_service.errors import run_again_on_conflict
 from csdr_storage.store import AssetStore, item_folder
 
 logger = logging.getLogger(__name__)
 
 PENDING_DIR = ".pending"
-# Publishing again after losing to a concurrent writer (csdr_service.errors.write_conflict).
-PUBLISH_ATTEMPTS = 4
 
 
 def open_source(path: Path) -> rasterio.DatasetReader:
@@ -186,24 +182,21 @@ def publish(
     describe_files(item, stage.written)
     hrefs = stage.upload()
     with_hrefs(item, hrefs)
-    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        try:
-            with conn.transaction():
-                pgstac.lock_collection(conn, stage.collection)
-                replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)
-                pgstac.publish_item(
-                    conn, item, stage.settings.collection_license, collection_template
-                )
-                stale = replaced - set(hrefs.values())
-                replaced_files.schedule(
-                    conn, stage.collection, stage.item_id, stale, stage.settings.replaced_grace_s
-                )
-            break
-        except psycopg.Error as exc:
-            if attempt == PUBLISH_ATTEMPTS or not write_conflict(exc):
-                raise
-            logger.warning("publishing %s lost to a concurrent write; again", stage.item_id)
-            time.sleep(random.uniform(0.05, 0.25) * attempt)
+
+    def write() -> None:
+        with conn.transaction():
+            pgstac.lock_collection(conn, stage.collection)
+            replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)
+            pgstac.publish_item(conn, item, stage.settings.collection_license, collection_template)
+            replaced_files.schedule(
+                conn,
+                stage.collection,
+                stage.item_id,
+                replaced - set(hrefs.values()),
+                stage.settings.replaced_grace_s,
+            )
+
+    run_again_on_conflict(write, f"publishing {stage.collection}/{stage.item_id}")
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # Inside a caller's transaction nothing is deleted: it may still roll back.
         replaced_files.delete_due(conn, stage.store)

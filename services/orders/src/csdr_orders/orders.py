@@ -5,9 +5,7 @@ history. Every change of status goes through lifecycle.steps and leaves a histor
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from csdr_orders.errors import (
 )
 from csdr_orders.scenes import Scene
 from csdr_orders.settings import Settings
-from csdr_service.errors import write_conflict
+from csdr_service.errors import run_again_on_conflict_async
 
 IDEMPOTENCY_CONSTRAINT = "orders_org_id_idempotency_key_key"
 
@@ -767,12 +765,6 @@ async def list_orders(
     ]
 
 
-CANCEL_ATTEMPTS = 4
-"""A cancel runs again when it loses a deadlock (csdr_service.errors.write_conflict): the
-production watcher locks the orders waiting for a scene in id order, a cancel locks its own order
-first and then the item of the order its charge passes to."""
-
-
 async def cancel(
     pool: asyncpg.Pool,
     order_id: uuid.UUID,
@@ -781,14 +773,13 @@ async def cancel(
     settings: Settings,
 ) -> None:
     """Cancel what the order has not delivered yet, refunded; 409 for a finished order. A
-    production already queued still runs (the scene becomes online for everyone)."""
-    for attempt in range(1, CANCEL_ATTEMPTS + 1):
-        try:
-            return await _cancel(pool, order_id, org_id, at, settings)
-        except asyncpg.PostgresError as exc:
-            if attempt == CANCEL_ATTEMPTS or not write_conflict(exc):
-                raise
-            await asyncio.sleep(random.uniform(0.05, 0.25) * attempt)
+    production already queued still runs (the scene becomes online for everyone). Run again when
+    it loses a deadlock: the production watcher locks the orders waiting for a scene in id
+    order, a cancel locks its own order first and then the item of the order its charge passes
+    to."""
+    await run_again_on_conflict_async(
+        lambda: _cancel(pool, order_id, org_id, at, settings), f"canceling order {order_id}"
+    )
 
 
 async def _cancel(
