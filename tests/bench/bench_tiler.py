@@ -507,6 +507,9 @@ def test_z5_mosaic_over_2000_scenes_ours_vs_stock(
         **pg_env,
         "CSDR_TILER_PYRAMID_REFRESH_S": "0",
         "CSDR_TILER_SEARCH_LAYERS_MAX": "0",
+        # The first request renders the whole pyramid under the tile (~1 min here), past the
+        # node's 30 s request limit; with the refresher (make up) no request does.
+        "CSDR_TILER_REQUEST_TIMEOUT_S": "300",
     }
     with our_tiler(ours_env, tmp_path) as ours, httpx.Client(base_url=ours) as client:
         build_s, first = timed_get(client, ours_path)
