@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 class Load:
@@ -47,11 +50,12 @@ class Load:
             thread.join()
 
 
-def wait_for(check: Callable[[], object], timeout_s: float = 240, what: str = "") -> bool:
-    """Poll `check` until it is true (then True), or raise TimeoutError naming `what`."""
+def wait_for(check: Callable[[], T], timeout_s: float = 240, what: str = "") -> T:
+    """Poll `check` until it returns something true (returned), or raise TimeoutError naming
+    `what`."""
     deadline = time.monotonic() + timeout_s
-    while not check():
+    while not (value := check()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"not reached in {timeout_s}s: {what}")
         time.sleep(0.1)
-    return True
+    return value

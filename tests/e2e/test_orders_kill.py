@@ -257,16 +257,6 @@ class Hold:
         self.conn.close()
 
 
-def until(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    """Poll `check` until it returns something (returned), or raise TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while (value := check()) is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached in {timeout_s}s: {what}")
-        time.sleep(0.1)
-    return value
-
-
 def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_nothing(
     db: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
@@ -389,7 +379,7 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
         def kill_at(hold: Hold) -> tuple[float, str]:
             """Kill the process while it waits for `hold`, then let go of the lock and wait for
             the dead process's backends to end; (when it was killed, what it waited in)."""
-            [pid, query] = until(lambda: blocked_by(hold), 120, "the orders service to wait")
+            [pid, query] = wait_for(lambda: blocked_by(hold), 120, "the orders service to wait")
             killed_at = orders.kill()
             zombies.update(
                 p
@@ -483,7 +473,7 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
         # -- Kills 3 and 4, in the order the productions end. --
         holds = {"settle": settle, "deliver": deliver}
         while holds:
-            name = until(
+            name = wait_for(
                 lambda: next((w for w, h in holds.items() if blocked_by(h)), None),
                 180,
                 "the watcher to reach a held step",

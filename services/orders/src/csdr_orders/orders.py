@@ -777,32 +777,24 @@ async def cancel(
     it loses a deadlock: the production watcher locks the orders waiting for a scene in id
     order, a cancel locks its own order first and then the item of the order its charge passes
     to."""
-    await run_again_on_conflict_async(
-        lambda: _cancel(pool, order_id, org_id, at, settings), f"canceling order {order_id}"
-    )
 
+    async def run() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            order = await _order_row(conn, order_id, org_id, lock=True)
+            lifecycle.steps(str(order["status"]), "canceled")  # 409 for a finished order
+            await conn.execute(
+                "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
+            )
+            items = await conn.fetch(
+                "SELECT * FROM csdr.order_items WHERE order_id = $1 AND status = ANY($2::text[])",
+                order_id,
+                list(lifecycle.WAITING),
+            )
+            for item in items:
+                await _refund(conn, order, item, "canceled", at, "canceled", "canceled", settings)
+            await _settle(conn, order_id, at, settings)
 
-async def _cancel(
-    pool: asyncpg.Pool,
-    order_id: uuid.UUID,
-    org_id: int | None,
-    at: datetime,
-    settings: Settings,
-) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        order = await _order_row(conn, order_id, org_id, lock=True)
-        lifecycle.steps(str(order["status"]), "canceled")  # 409 for a finished order
-        await conn.execute(
-            "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
-        )
-        items = await conn.fetch(
-            "SELECT * FROM csdr.order_items WHERE order_id = $1 AND status = ANY($2::text[])",
-            order_id,
-            list(lifecycle.WAITING),
-        )
-        for item in items:
-            await _refund(conn, order, item, "canceled", at, "canceled", "canceled", settings)
-        await _settle(conn, order_id, at, settings)
+    await run_again_on_conflict_async(run, f"canceling order {order_id}")
 
 
 async def production_finished(
