@@ -14,7 +14,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from csdr_ingest import jobs
-from csdr_ingest.claims import LeaseLost
+from csdr_ingest.claims import LeaseLost, publishing_for, record
 from csdr_ingest.settings import Settings
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
 
@@ -179,3 +179,14 @@ def test_a_job_run_again_after_its_worker_died_past_the_publish_publishes_nothin
         jobs.run_pipeline(pool, first, settings)
     assert item_state(pool, "leases") == (published, ["created"])
     assert sorted(p.name for p in (tmp_path / "assets").rglob("*") if p.is_file()) == files
+
+
+def test_a_failed_job_keeps_the_items_it_published_before_failing(pool):
+    queued = jobs.enqueue(pool, "/two-products.tar.gz", "c", None)
+    job = jobs.claim(pool, "host-a:1", LEASE_S)
+    with pool.connection() as conn, conn.transaction(), publishing_for(job):
+        assert record(conn, "c", "FIRST")  # the first product's transaction
+    error = {"code": "SourceUnreadable", "description": "the second product's image"}
+    assert jobs.finish(pool, job, [], error)
+    done = jobs.get(pool, queued["id"])
+    assert done["status"] == "failed" and done["items"] == [{"id": "FIRST", "collection": "c"}]

@@ -158,16 +158,17 @@ def finish(
     error: dict[str, str] | None,
 ) -> bool:
     """Record the outcome of a claimed job if its worker still holds the attempt; False when it
-    lost the lease (another worker has or will run it, and records the outcome)."""
+    lost the lease (another worker has or will run it, and records the outcome). A failed job
+    keeps the items published before its failure (csdr_ingest.claims records each)."""
     status = "failed" if error else "succeeded"
     with pool.connection() as conn, conn.transaction():
         cur = conn.execute(
-            "UPDATE csdr.ingest_jobs SET status = %s, items = %s, error = %s,"
+            "UPDATE csdr.ingest_jobs SET status = %s, items = coalesce(%s, items), error = %s,"
             " finished_at = now(), lease_until = NULL"
             " WHERE id = %s AND attempts = %s AND worker = %s AND status = 'running'",
             (
                 status,
-                Jsonb(items),
+                None if error else Jsonb(items),
                 Jsonb(error) if error else None,
                 job["id"],
                 job["attempt"],
