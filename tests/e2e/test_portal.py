@@ -111,11 +111,18 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     w.page.goto(portal)
     settle(w)
-    # The map draws through WebGL (the software renderer here): its canvas holds a WebGL context.
-    assert w.page.evaluate(
-        "() => { const c = window.csdrPortal.map.getCanvas();"
-        " return !!(c.getContext('webgl2') || c.getContext('webgl')); }"
+    # The map draws through WebGL, here Chromium's software renderer (SwiftShader): the
+    # context MapLibre made is live and is its canvas's own (asking the canvas creates none).
+    is_webgl, lost, own, renderer = w.page.evaluate(
+        """() => { const m = window.csdrPortal.map, gl = m.painter.context.gl;
+             const c = m.getCanvas(), info = gl.getExtension('WEBGL_debug_renderer_info');
+             const kind = gl instanceof WebGL2RenderingContext ? 'webgl2' : 'webgl';
+             return [gl instanceof WebGL2RenderingContext || gl instanceof WebGLRenderingContext,
+                     gl.isContextLost(), c.getContext(kind) === gl,
+                     info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : '']; }"""
     )
+    assert is_webgl and not lost and own, (is_webgl, lost, own)
+    assert "SwiftShader" in renderer, renderer
 
     # Sensor + cloud <= 10 + dates, set through the controls.
     w.page.check(f"#collection-{SENSOR}")
@@ -267,7 +274,15 @@ def test_scene_tiles_qgis_link_and_shared_url(browser, node, portal, seeded):
     w.page.goto(f"{portal}/?c={DEMO}")
     settle(w)
     key = f"{DEMO}/{DEMO_SCENES[0].name}"
-    assert key in rows(w)
+    # Filters the shared URL must restore: dates (the first demo pass only) and a typed box.
+    w.page.fill("#from", "2024-05-01")
+    settle(w)
+    w.page.fill("#to", "2024-05-31")
+    settle(w)
+    w.page.fill("#bbox-text", "118.5,37.5,119.5,38.5")
+    w.page.press("#bbox-text", "Enter")
+    settle(w)
+    assert rows(w) == [key]
     w.page.click(f'#results li[data-key="{key}"]')
     w.page.wait_for_selector("#scene:not([hidden])")
     wait_idle(w)
@@ -330,6 +345,15 @@ def test_scene_tiles_qgis_link_and_shared_url(browser, node, portal, seeded):
     assert fresh.page.input_value("#preset") == "ndvi"
     assert fresh.page.input_value("#opacity") == "0.4"
     assert fresh.page.is_checked(f"#collection-{DEMO}")
+    assert fresh.page.input_value("#from") == "2024-05-01"
+    assert fresh.page.input_value("#to") == "2024-05-31"
+    assert fresh.page.input_value("#bbox-text") == "118.5,37.5,119.5,38.5"
+    # The same search asked of the catalog, and the same scenes listed.
+    searched = w.posts("/search")[-1]
+    assert fresh.posts("/search")[-1] == searched
+    assert searched["bbox"] == [118.5, 37.5, 119.5, 38.5]
+    assert searched["datetime"] == "2024-05-01T00:00:00Z/2024-05-31T23:59:59Z"
+    assert rows(fresh) == rows(w) == [key]
     restored = fresh.page.evaluate(
         "() => { const m = window.csdrPortal.map; const c = m.getCenter();"
         " return [m.getZoom(), c.lng, c.lat]; }"
@@ -423,6 +447,21 @@ def test_chinese_labels_and_a_phone(browser, portal):
     assert w.page.inner_text("#view-map") == zh["view.map"]
     assert w.page.inner_text("#sensors legend") == zh["search.sensors"]
     assert w.page.inner_text("#total").startswith("共")
+    # Drawn with real glyphs in the label's own font: each character's pixels differ from the
+    # missing-glyph box (tofu) that a codepoint no font has is drawn with.
+    tofu = w.page.evaluate(
+        r"""text => { const font = getComputedStyle(document.getElementById('view-map')).font;
+             const draw = ch => { const c = document.createElement('canvas');
+               c.width = c.height = 64; const g = c.getContext('2d');
+               g.font = font.replace(/\d+(\.\d+)?px/, '40px'); g.fillText(ch, 8, 48);
+               return Array.from(g.getImageData(0, 0, 64, 64).data).join(); };
+             const box = draw('\u{10FFFD}');
+             return [draw('\u{10FFFC}') === box,
+                     [...text].filter(ch => ch.trim() && draw(ch) === box)]; }""",
+        zh["view.map"] + zh["search.sensors"],
+    )
+    assert tofu[0], "two codepoints no font has are drawn alike: the comparison can tell"
+    assert tofu[1] == [], f"drawn as missing glyphs: {tofu[1]}"
     assert w.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     keys = rows(w)
 
