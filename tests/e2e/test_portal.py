@@ -12,6 +12,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 from rasterio.io import MemoryFile
@@ -555,9 +557,38 @@ def test_swipe_between_two_scenes(browser, portal):
     w.context.close()
 
 
-def test_many_results_show_the_mosaic_not_footprints(browser, node, portal):
+@contextmanager
+def offline_over(node, pg_cluster, scene: str) -> Iterator[str]:
+    """A newer offline copy of demo scene `scene` over it (archived: its thumbnail, no COG),
+    for a while."""
+    item = httpx.get(f"{node.catalog}/collections/{DEMO}/items/{scene}").json()
+    properties = {
+        k: v for k, v in item["properties"].items() if k not in ("start_datetime", "end_datetime")
+    }
+    properties.update({"datetime": "2030-01-01T00:00:00Z", "order:status": "orderable"})
+    kept = {k: v for k, v in item["assets"].items() if k != "data"}
+    offline = dict(item, id=f"{scene}_OFFLINE", links=[], assets=kept, properties=properties)
+    options = "options='-c search_path=pgstac,public'"  # pgSTAC's functions need it
+    conninfo = f"{pg_cluster.conninfo(node.env['PGDATABASE'])} {options}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT create_item(%s)", (Jsonb(offline),))
+    try:
+        yield offline["id"]
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT delete_item(%s, %s)", (offline["id"], DEMO))
+
+
+def test_many_results_show_the_mosaic_not_footprints(browser, node, portal, pg_cluster):
     """Above the portal's threshold (300 matches) the map draws the tiler's mosaic of the search
-    for each collection it can render, and no footprint; narrowed below it, footprints return."""
+    for each collection it can render, and no footprint; narrowed below it, footprints return.
+    The mosaic draws online scenes only: the newest demo scene, offline, lies over the online
+    ones, whose pixels show."""
+    with offline_over(node, pg_cluster, DEMO_SCENES[0].name):
+        many_results_show_the_mosaic(browser, portal)
+
+
+def many_results_show_the_mosaic(browser, portal) -> None:
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     tiles: list[tuple[str, int]] = []
     w.page.on(
@@ -579,6 +610,7 @@ def test_many_results_show_the_mosaic_not_footprints(browser, node, portal):
     [registered] = w.posts("/searches/register")
     assert registered["collections"] == [DEMO]
     assert registered["sortby"] == [{"field": "datetime", "direction": "desc"}]
+    assert "filter" not in registered, "the search as it is: the tiler keeps to online scenes"
     assert tiles and all(s in (200, 204) for _, s in tiles), tiles  # 204: nothing there yet
     source = w.page.evaluate(f"window.csdrPortal.map.getSource('mosaic-{DEMO}').url")
     search_id = re.search(r"/searches/([^/]+)/presets/true-color/", source).group(1)

@@ -25,7 +25,7 @@ async function collectionPresets(tiler, collection) {
   return presetsOf.get(collection);
 }
 
-// The search's collections that have matches (`counts`: online matches per collection).
+// The search's collections that have matches (`counts`: matches per collection).
 export function matchingCollections(state, counts) {
   const named = state.collections.length ? state.collections : Object.keys(counts);
   return named.filter((c) => (counts[c] || 0) > 0).sort();
