@@ -17,8 +17,10 @@ $$;
 -- the other in class order (byte order, as Python's sorted()), then the scenes of the order the
 -- organisation holds this period already (with the order that took each). Each statement of a
 -- volatile function reads a snapshot taken when it starts (READ COMMITTED), so the holdings are
--- read after the locks: what an order or download that held a counter before wrote is seen. Returns
--- {"counters": {class: [used, reserved, limit]}, "held": [[collection, item_id, order_id]]}.
+-- read after the locks: what an order or download that held a counter before wrote is seen.
+-- With them, whether the organisation's orders wait for approval and whether it has webhooks.
+-- Returns {"counters": {class: [used, reserved, limit]}, "held": [[collection, item_id,
+-- order_id]], "hold": bool, "subscribed": bool}.
 CREATE FUNCTION csdr.lock_order_charges(_org bigint, _period date, _classes text[],
     _default integer, _collections text[], _items text[])
 RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -37,6 +39,9 @@ BEGIN
         FROM csdr.entitlements e
         JOIN unnest(_collections, _items) AS s (collection, item_id)
           ON e.collection = s.collection AND e.item_id = s.item_id
-        WHERE e.org_id = _org AND e.period_start = _period));
+        WHERE e.org_id = _org AND e.period_start = _period),
+        'hold', EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = _org),
+        'subscribed', EXISTS (SELECT 1 FROM csdr.subscriptions s
+            WHERE s.owner = _org AND s.status = 'active'));
 END
 $$;
