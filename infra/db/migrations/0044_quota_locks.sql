@@ -4,13 +4,18 @@
 -- caller's transaction ends (a racing order or download waits here, then sees the new numbers);
 -- its numbers and the limit (csdr.quota_limits, else `_default`). csdr_access.charging.lock
 -- calls it, and csdr.lock_order_charges for each class of an order.
+-- plpgsql, not sql: its statement's plan is kept for the session (PostgreSQL 15 plans a sql
+-- function's body again at every call).
 CREATE FUNCTION csdr.lock_quota(_org bigint, _class text, _period date, _default integer,
     OUT used integer, OUT reserved integer, OUT scenes integer)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO csdr.quota_usage AS u (org_id, class, period_start) VALUES (_org, _class, _period)
     ON CONFLICT (org_id, class, period_start) DO UPDATE SET committed = u.committed
     RETURNING u.committed, u.reserved, coalesce((SELECT l.scenes FROM csdr.quota_limits l
         WHERE l.org_id = _org AND l.class = _class), _default)
+    INTO used, reserved, scenes;
+END
 $$;
 
 -- What an order is judged on, in one round trip: the counters of its classes, locked one after
