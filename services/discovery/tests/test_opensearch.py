@@ -183,6 +183,8 @@ def test_collections_by_keyword_then_granules_by_box_and_time(
             assert rels["enclosure"].get("type").startswith("image/tiff")
             assert rels["icon"].get("href").endswith(".png")
             assert rels["alternate"].get("type") == "application/geo+json"
+            # Asked at its internal address, the catalog still links its public one.
+            assert rels["alternate"].get("href").startswith("https://node.example/collections/")
         nxt = page.find(f"{ATOM}link[@rel='next']")
         if nxt is None:
             break

@@ -8,11 +8,11 @@ rules, no second index. Atom and GeoJSON responses; bad parameters answer 400 in
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import httpx2
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,6 +20,7 @@ from lxml import etree
 
 from csdr_discovery import records
 from csdr_discovery.settings import Settings
+from csdr_discovery.stac_api import CatalogUnavailable, StacApiClient
 from csdr_discovery.summary import summarise
 from csdr_service.errors import error_response
 from csdr_service.pools import PoolDep
@@ -49,6 +50,7 @@ PARAMETERS = [
 MAX_COUNT = 100
 MAX_DEPTH = 10_000  # the STAC API's largest page: granules are read as one page up to here
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenSearch"])
 OSDD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -422,13 +424,14 @@ async def item_search(
         params["datetime"] = query.datetime
     if query.uid:
         params["ids"] = query.uid
-    client: httpx2.AsyncClient = request.app.state.http
-    base = (settings.catalog_api_url or settings.catalog_url).rstrip("/")
-    r = await client.get(f"{base}/search", params=params)
-    if r.status_code == 400:
-        raise SearchError(r.json().get("description", "the STAC API refused the search"))
-    r.raise_for_status()
-    body = orjson.loads(r.content)
+    client: StacApiClient = request.app.state.stac_api
+    answer = await client.get(f"/search?{urlencode(params)}")
+    if answer.status == 400:
+        description = orjson.loads(answer.body).get("description")
+        raise SearchError(description or "the STAC API refused the search")
+    if answer.status != 200 or answer.content_encoding not in ("", "identity"):
+        raise CatalogUnavailable(f"the STAC API answered {answer.status}")
+    body = orjson.loads(answer.body)
     return int(body.get("numberMatched", 0)), body["features"][query.start_index - 1 : depth]
 
 
@@ -454,6 +457,9 @@ async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
         total, items = await item_search(settings, request, query)
     except SearchError as exc:
         return error_response(400, "InvalidParameterValue", str(exc))
+    except CatalogUnavailable:
+        logger.exception("granule search: the STAC API failed")
+        return error_response(502, "BadGateway", "the node's STAC API did not answer the search")
     url = f"{_base(settings)}/granules.{fmt}"
     links = _links_of(url, query, total, fmt)
     if fmt == "json":
