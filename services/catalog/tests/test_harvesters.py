@@ -1,6 +1,7 @@
 """The STAC API paged the way GEO DAB's STAC accessor pages it: `/collections` once, then
 `/search?collections=..&limit=..&bbox=..&datetime=YYYY-MM-DD/YYYY-MM-DD`, the count from
-`numberMatched` and pages by the `next` link. Date-only interval ends are whole UTC days."""
+`numberMatched`, pages by the 0-based offset `_o` (what DAB's STACGranulesBondHandler sends) or
+by the `next` link. Date-only interval ends are whole UTC days."""
 
 from __future__ import annotations
 
@@ -82,6 +83,43 @@ def test_dab_style_harvest_collects_every_item_once(
         expected = sql_ids(conn, collection["id"], "2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z")
         assert len(ids) == len(set(ids)) == matched
         assert set(ids) == expected and expected
+
+
+def test_dab_offset_paging_collects_every_item_once(
+    harvested: tuple[TestClient, psycopg.Connection],
+) -> None:
+    client, conn = harvested
+    collection = catalog_scenes.collection(catalog_scenes.SENSORS[0])["id"]
+    query = {"collections": collection, "bbox": CHINA, "datetime": "2021-01-01/2021-12-31"}
+    # DAB's count: numberMatched of `_o=0&limit=1`; then pages of n at `_o=<start-1>`.
+    count = client.get("/search", params={**query, "_o": 0, "limit": 1}).json()["numberMatched"]
+    expected = sql_ids(conn, collection, "2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z")
+    assert count == len(expected) > 14
+    ids: list[str] = []
+    for start in range(0, count, 5):
+        r = client.get("/search", params={**query, "_o": start, "limit": 5, "clientId": "geodab"})
+        assert r.status_code == 200, r.text
+        assert r.json()["numberMatched"] == count
+        ids += [f["id"] for f in r.json()["features"]]
+    assert len(ids) == len(set(ids)) == count and set(ids) == expected
+    assert client.get("/search", params={**query, "_o": count}).json()["features"] == []
+
+    # The same offset by POST and on the items page; an offset page's `next` link goes on.
+    box = [float(v) for v in CHINA.split(",")]
+    by_post = client.post(
+        "/search", json={**query, "collections": [collection], "bbox": box, "_o": 7, "limit": 7}
+    ).json()
+    assert [f["id"] for f in by_post["features"]] == ids[7:14]
+    items = client.get(
+        f"/collections/{collection}/items",
+        params={"datetime": query["datetime"], "bbox": CHINA, "_o": 7, "limit": 7},
+    ).json()
+    assert [f["id"] for f in items["features"]] == ids[7:14]
+    nxt = next(link for link in items["links"] if link["rel"] == "next")
+    assert "_o=7" in nxt["href"]  # kept in the query string, and ignored after a token
+    assert [f["id"] for f in client.get(nxt["href"]).json()["features"]] == ids[14:21]
+    for bad in ("-1", "x"):
+        assert client.get("/search", params={**query, "_o": bad}).status_code == 400
 
 
 def test_date_interval_ends_are_whole_utc_days(

@@ -136,6 +136,7 @@ class CatalogClient(CoreCrudClient):
         filter_lang: str | None = None,
         count: bool | None = None,
         visible_ids: list[str] | None = None,
+        offset: int | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Upstream's cleaning, with the CQL2 text parsed through our cache (and, for the
@@ -152,6 +153,8 @@ class CatalogClient(CoreCrudClient):
             base_args["filter_lang"] = "cql2-json"
         if count is not None:
             base_args["count"] = count
+        if offset is not None:
+            base_args["_o"] = offset
         clean = super()._clean_search_args(base_args=base_args, **kwargs)
         if visible_ids is not None:  # set after cleaning, which would drop an empty list
             clean["ids"] = visible_ids
@@ -206,9 +209,12 @@ class CatalogClient(CoreCrudClient):
         # Items leave pgSTAC dehydrated and are merged with their base item here (settings.py).
         search_request.conf = {"nohydrate": True}
         search = search_request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        offset = search.pop("_o", 0)  # ours (search_params.py), not pgSTAC's
         try:
             async with request.app.state.get_connection(request, "r") as conn:
-                page = await self.item_search.search(conn, search, collection_type_of=collection_id)
+                page = await self.item_search.search(
+                    conn, search, collection_type_of=collection_id, offset=offset
+                )
                 matched = None
                 if count:
                     matched = await number_matched(
