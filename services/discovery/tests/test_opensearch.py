@@ -236,3 +236,25 @@ def test_hidden_collections_have_no_granule_search(discovery_url: str) -> None:
         f"{discovery_url}/opensearch/granules.atom", params={"parentIdentifier": HIDDEN[1]}
     )
     assert r.status_code == 404
+
+
+def test_atom_escapes_what_items_hold(discovery_url: str, discovery_db: dict[str, str]) -> None:
+    other = COLLECTIONS[1]["id"]
+    item = {**scene(0), "id": "odd & <scene>", "collection": other}
+    item["properties"] = {**item["properties"], "title": "A \"quoted\" <b>title</b> & 'more'\x07"}
+    item["assets"]["data"]["href"] = "https://data.example/get?a=1&b=<2>"
+    with psycopg.connect(conninfo(discovery_db), autocommit=True) as conn:
+        conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(item),))
+    r = httpx.get(
+        f"{discovery_url}/opensearch/granules.atom",
+        params={"parentIdentifier": other, "uid": item["id"], "q": "<&>"},
+    )
+    assert r.status_code == 200, r.text
+    feed = etree.fromstring(r.content)  # well-formed XML whatever the item held
+    (entry,) = feed.findall(f"{ATOM}entry")
+    assert entry.findtext(f"{DC}identifier") == "odd & <scene>"
+    assert entry.findtext(f"{ATOM}title") == "A \"quoted\" <b>title</b> & 'more'"  # no \x07
+    (enclosure,) = entry.findall(f"{ATOM}link[@rel='enclosure']")
+    assert enclosure.get("href") == "https://data.example/get?a=1&b=<2>"
+    query = feed.find(f"{OS}Query")
+    assert query.get("searchTerms") == "<&>" and query.get("role") == "request"
