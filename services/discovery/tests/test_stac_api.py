@@ -139,12 +139,14 @@ def test_a_stalled_or_absent_server_is_unavailable() -> None:
         server, url, _ = await serve(stall)
         client = StacApiClient(url, url, timeout_s=0.3)
         try:
-            with pytest.raises(CatalogUnavailable):
+            with pytest.raises(CatalogUnavailable) as stalled:
                 await client.get("/")
+            assert stalled.value.timed_out
         finally:
             await client.aclose()
             server.close()
-        with pytest.raises(CatalogUnavailable):
+        with pytest.raises(CatalogUnavailable) as absent:
             await StacApiClient(url, url, timeout_s=2).get("/")  # nobody listens any more
+        assert not absent.value.timed_out
 
     asyncio.run(run())

@@ -448,9 +448,16 @@ async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
         total, items = await item_search(settings, request, query)
     except SearchError as exc:
         return error_response(400, "InvalidParameterValue", str(exc))
-    except CatalogUnavailable:
-        logger.exception("granule search: the STAC API failed")
-        return error_response(502, "BadGateway", "the node's STAC API did not answer the search")
+    except CatalogUnavailable as exc:
+        # CEOS OpenSearch BP-017's codes: 504 when the search ran out of time, else 503.
+        logger.warning("granule search: %s", exc)
+        if exc.timed_out:
+            return error_response(
+                504, "GatewayTimeout", "the node's STAC API did not answer in time"
+            )
+        return error_response(
+            503, "ServiceUnavailable", "the node's STAC API is unavailable", {"Retry-After": "5"}
+        )
     url = f"{_base(settings)}/granules.{fmt}"
     links = _links_of(url, query, total, fmt)
     if fmt == "json":

@@ -24,6 +24,10 @@ READ_BYTES = 256 * 1024
 class CatalogUnavailable(Exception):
     """The STAC API could not be reached or gave no complete answer in time."""
 
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
 
 @dataclass
 class Answer:
@@ -110,7 +114,9 @@ class StacApiClient:
                     except _Closed:
                         pass
                 return await self._exchange(await self._open(), request)
-        except (TimeoutError, OSError, _Closed, httptools.HttpParserError) as exc:
+        except TimeoutError as exc:
+            raise CatalogUnavailable("the STAC API did not answer in time", True) from exc
+        except (OSError, _Closed, httptools.HttpParserError) as exc:
             raise CatalogUnavailable(f"the STAC API gave no answer: {exc!r}") from exc
 
     def _reusable(self) -> _Connection | None:
