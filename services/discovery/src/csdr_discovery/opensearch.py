@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from lxml import etree
 
 from csdr_discovery import atom, records
@@ -253,6 +253,12 @@ def _entry_head(ident: str, title: str, updated: str, summary: str) -> str:
     )
 
 
+def _geojson(body: dict[str, Any]) -> Response:
+    """A GeoJSON answer serialised by orjson (the items come from orjson too; FastAPI's
+    JSONResponse would run them through the standard library's json)."""
+    return Response(orjson.dumps(body), media_type=GEOJSON_TYPE)
+
+
 def _atom(body: bytes) -> Response:
     return Response(body, media_type=f"{ATOM_TYPE}; charset=utf-8")
 
@@ -312,7 +318,7 @@ async def collections(request: Request, pool: PoolDep, fmt: str) -> Response:
     links_of_page = _links_of(url, query, page.matched, fmt)
     summaries = [summarise(c, settings) for c in page.collections]
     if fmt == "json":
-        return JSONResponse(
+        return _geojson(
             {
                 "type": "FeatureCollection",
                 "totalResults": page.matched,
@@ -323,8 +329,7 @@ async def collections(request: Request, pool: PoolDep, fmt: str) -> Response:
                     _collection_feature(s, c, settings)
                     for s, c in zip(summaries, page.collections, strict=True)
                 ],
-            },
-            media_type=GEOJSON_TYPE,
+            }
         )
     entries = []
     for s in summaries:
@@ -461,7 +466,7 @@ async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
     url = f"{_base(settings)}/granules.{fmt}"
     links = _links_of(url, query, total, fmt)
     if fmt == "json":
-        return JSONResponse(
+        return _geojson(
             {
                 "type": "FeatureCollection",
                 "totalResults": total,
@@ -469,8 +474,7 @@ async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
                 "itemsPerPage": query.count,
                 "links": links,
                 "features": items,
-            },
-            media_type=GEOJSON_TYPE,
+            }
         )
     head = _feed_head(f"Granules of {query.parent}", query, total, links)
     return _atom(atom.feed(head, links, (_granule_entry(item) for item in items)))
