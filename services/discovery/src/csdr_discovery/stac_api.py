@@ -142,11 +142,9 @@ class StacApiClient:
             while not message.done:
                 data = await conn.reader.read(READ_BYTES)
                 if not data:
-                    if message.began:
-                        parser.feed_data(b"")  # a body read to the end of the connection
-                    if not message.done:
-                        raise _Closed("the connection closed before a whole response")
-                    break
+                    # The STAC API (uvicorn) frames every body by length or chunks: an answer
+                    # is whole only when the parser says so, never at the end of the stream.
+                    raise _Closed("the connection closed before a whole response")
                 parser.feed_data(data)
         except (OSError, _Closed):
             conn.close()
