@@ -11,7 +11,8 @@ for what this node does on every search before and after pgSTAC answers:
 - `numberMatched` on every page unless `count=false` (`counts.py`);
 - Fields extension responses served as `application/geo+json` (upstream returns a bare
   `JSONResponse` for them, media type `application/json`);
-- the landing page links every collection as a `child`, so a harvester can walk the catalog;
+- the landing page links every collection as a `child`, and `/collections` without a `limit`
+  lists them all (up to `collections_limit`), so a harvester can walk the catalog;
 - searches, aggregations, the collections list and the landing page cover only the collections
   the caller may see (`access.py`);
 - items point their local assets at the download route (`downloads.py`);
@@ -114,7 +115,10 @@ class CatalogClient(CoreCrudClient):
         return landing
 
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:
-        """GET /collections, limited to the collections the caller may see."""
+        """GET /collections, limited to the collections the caller may see; without a `limit`,
+        a page of `collections_limit` (settings.py)."""
+        if "limit" not in request.query_params:  # upstream's model fills in its default, 10
+            kwargs["limit"] = request.app.state.csdr_settings.collections_limit
         result = await super().all_collections(
             request, visible_ids=restrict(None, visible_of(request)), **kwargs
         )
