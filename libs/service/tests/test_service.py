@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 
+import asyncpg
 import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
@@ -98,6 +99,14 @@ def errors_app() -> TestClient:
     async def broken() -> None:
         raise RuntimeError("password=hunter2 in a connection string")
 
+    @app.get("/cut-off")
+    async def cut_off() -> None:
+        # What asyncpg raised on a pooled connection the server had dropped mid-query during a
+        # PostgreSQL restart (test_database_restart): its protocol left mid-operation.
+        raise asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        )
+
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -123,6 +132,12 @@ def test_unexpected_errors_are_500_without_their_cause(caplog):
         "description": f"unexpected failure; see the demo log (request {rid})",
     }
     assert "hunter2" in caplog.text and rid in caplog.text
+
+
+def test_a_connection_the_database_dropped_mid_query_is_a_503():
+    r = errors_app().get("/cut-off")
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json()["code"] == "ServiceUnavailable", r.json()
 
 
 def test_each_answer_carries_the_request_id_given_or_a_new_one():

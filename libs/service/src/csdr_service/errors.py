@@ -106,6 +106,11 @@ def database_unavailable(exc: BaseException | None) -> bool:
             return True  # psycopg's own: the connection failed or was lost
         if isinstance(exc, asyncpg.exceptions.InterfaceError | asyncpg.ConnectionDoesNotExistError):
             return True
+        if isinstance(exc, asyncpg.exceptions.InternalClientError):
+            # A pooled connection the server dropped mid-query can leave asyncpg's protocol
+            # mid-operation ("cannot switch to state 12; another operation (2) is in progress",
+            # MagicStack/asyncpg#1069); the pool discards it.
+            return True
         if isinstance(exc, OSError) and exc.errno in UNREACHABLE_ERRNOS:
             return True  # connecting to a host that is down
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
