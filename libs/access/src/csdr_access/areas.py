@@ -103,21 +103,19 @@ def show_area(conn: psycopg.Connection, org: str) -> dict[str, Any]:
             "SELECT o.name AS org, o.country,"
             " CASE WHEN a.org_id IS NOT NULL THEN 'own' WHEN c.country IS NOT NULL"
             "  THEN 'country' ELSE 'none' END AS area,"
-            " coalesce(a.label, c.name) AS label, coalesce(a.geom, c.geom) AS geom"
+            " coalesce(a.label, c.name) AS label,"
+            " round((ST_Area(g.geom::geography) / 1e6)::numeric) AS km2,"
+            " concat_ws(',', round(ST_XMin(g.geom)::numeric, 3),"
+            "  round(ST_YMin(g.geom)::numeric, 3), round(ST_XMax(g.geom)::numeric, 3),"
+            "  round(ST_YMax(g.geom)::numeric, 3)) AS bbox"
             " FROM csdr.organisations o"
             " LEFT JOIN csdr.organisation_areas a ON a.org_id = o.id"
-            " LEFT JOIN csdr.country_areas c ON c.country = o.country WHERE o.id = %s",
+            " LEFT JOIN csdr.country_areas c ON c.country = o.country"
+            " CROSS JOIN LATERAL (SELECT coalesce(a.geom, c.geom) AS geom) g WHERE o.id = %s",
             (org_id,),
         ).fetchone()
-        assert row is not None
-        size = cur.execute(
-            "SELECT round((ST_Area(%(g)s::geography) / 1e6)::numeric) AS km2,"
-            " concat_ws(',', round(ST_XMin(%(g)s)::numeric, 3), round(ST_YMin(%(g)s)::numeric, 3),"
-            "  round(ST_XMax(%(g)s)::numeric, 3), round(ST_YMax(%(g)s)::numeric, 3)) AS bbox",
-            {"g": row.pop("geom")},
-        ).fetchone()
-    assert size is not None
-    return {**row, "km2": size["km2"], "bbox": size["bbox"] or None}
+    assert row is not None
+    return {**row, "bbox": row["bbox"] or None}
 
 
 def add_parsers(org: Any) -> None:
