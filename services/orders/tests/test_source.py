@@ -52,6 +52,7 @@ def node(db, keys):
         scene("BD1", DHAKA, "2026-03-01T03:00:00Z"),
         scene("XB1", BORDER, "2026-03-02T03:00:00Z", size=0.2),
         scene("TH6", BANGKOK, "2026-04-01T03:00:00Z", collection="gf6"),
+        scene("CN1", (100.0, 25.0), "2026-06-01T03:00:00Z", size=10),  # over many of CN's pieces
         scene("LA6", VIENTIANE, "2026-04-02T03:00:00Z", collection="gf6"),
     ]
     for item in items:
@@ -81,14 +82,20 @@ def sources(body: dict[str, Any], key: str) -> dict[str, int]:
     return {row[key]: row["source"] for row in body["rows"] if row["source"]}
 
 
-def test_source_per_country_and_organisation(client, node):
+def test_source_per_country_and_organisation(client, node, db):
     admin = node["admin"]
+    # China's area is searched in pieces (ST_Subdivide): CN1 meets several, and counts once.
+    pieces = db.execute(
+        "SELECT count(*) FROM (SELECT ST_Subdivide(geom, 64) AS g FROM csdr.country_areas"
+        " WHERE country = 'CN') p WHERE ST_Intersects(p.g, ST_MakeEnvelope(100, 25, 110, 35, 4326))"
+    ).fetchone()[0]
+    assert pieces > 1
     by_country = report(client, admin, "country")
     # Thailand: TH1, TH2, the border scene, and TH6 (gf6, seen by GISTDA), each once although two
     # Thai organisations see most of them; TH3 is of 2025. Laos: LA1, LA2, XB1 (not LA6: no Lao
     # organisation may see gf6). China's area holds none of them.
-    assert sources(by_country, "country") == {"TH": 4, "LA": 3, "BD": 1}
-    assert by_country["totals"]["source"] == 8  # the border scene counts for both countries
+    assert sources(by_country, "country") == {"TH": 4, "LA": 3, "BD": 1, "CN": 1}
+    assert by_country["totals"]["source"] == 9  # the border scene counts for both countries
 
     by_org = report(client, admin, "organisation")
     assert sources(by_org, "organisation") == {
@@ -96,8 +103,9 @@ def test_source_per_country_and_organisation(client, node):
         "TH-Forest": 3,  # not TH6: gf6 is hidden from it
         "LAO-DMH": 3,
         "SPARRSO": 1,
+        "CRESDA": 1,
     }
-    assert by_org["totals"]["source"] == 11
+    assert by_org["totals"]["source"] == 12
 
     # An organisation's own report: its rows only, its area, what it may see.
     mine = report(client, node["TH-Forest"], "country,platform,month")
@@ -122,6 +130,7 @@ def test_source_per_country_and_organisation(client, node):
     assert next(csv.reader(io.StringIO(text)))[-4:] == list(MEASURES)
     assert {(r["country"], r["collection"], r["quarter"]): r["source"] for r in rows} == {
         ("BD", "gf1", "2026-Q1"): 1,
+        ("CN", "gf1", "2026-Q2"): 1,
         ("LA", "gf1", "2026-Q1"): 2,
         ("LA", "gf1", "2026-Q2"): 1,
         ("TH", "gf1", "2026-Q1"): 2,
@@ -150,7 +159,7 @@ def test_an_organisations_own_area_replaces_its_countrys(client, node, db, tmp_p
     by_country = report(client, node["admin"], "country")
     # Thailand's count is now over Thailand (TH-Forest: TH1, TH2, XB1) and Laos (GISTDA: LA1,
     # LA2, XB1, LA6), each scene once.
-    assert sources(by_country, "country") == {"TH": 6, "LA": 3, "BD": 1}
+    assert sources(by_country, "country") == {"TH": 6, "LA": 3, "BD": 1, "CN": 1}
 
     assert main(["org", "area", "GISTDA", "--country"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[2] == "country"
