@@ -3,8 +3,8 @@ failed items are not ordered), `released` (scenes made available, i.e. delivered
 (scenes downloaded at least once), summed from the append-only ledger, and `source` (scenes in
 the catalogue over an organisation's area that it may see, counted from pgSTAC's items), grouped
 by country, organisation, platform, instrument, collection, class and year, quarter or month
-(UTC). Totals are computed by a query of their own over the same rows, so a test can check they
-are the sums.
+(UTC). Totals are counted by aggregates of their own over the same rows (never by adding up
+the report's rows), so a test can check they are the sums.
 Reports over whole months read the ledger's monthly sums (a trigger keeps them), others the
 ledger itself.
 An organisation sees its own rows; administrators see every organisation's."""
@@ -95,7 +95,7 @@ WITH orgs AS MATERIALIZED (
            i.content->'properties'->'instruments'->>0 AS instrument
     FROM parts p JOIN pgstac.items i ON ST_Intersects(i.geometry, p.geom)
     WHERE i.datetime >= $1 AND i.datetime < $2
-), pairs AS (
+), pairs AS MATERIALIZED (
     SELECT DISTINCT u.unit, u.country, u.organisation, h.collection, h.id, h.datetime,
            h.platform, h.instrument
     FROM units u JOIN hits h ON h.area = u.area AND h.collection = ANY (u.visible)
@@ -188,29 +188,45 @@ async def _rows_and_totals(
         names = ", ".join(f'"{g}"' for g in group_by)
         from_ledger = ", ".join(f'{groups[g]} AS "{g}"' for g in group_by)
         from_pairs = ", ".join(f'{SOURCE_GROUPS[g]} AS "{g}"' for g in group_by)
-        sql = (
-            f"{SOURCE_PAIRS} SELECT {names}, sum(source)::bigint AS source,"
-            + ", ".join(f"sum({m})::bigint AS {m}" for m in LEDGER_MEASURES)
-            + f" FROM (SELECT {from_ledger}, 0::bigint AS source, {sums}{ledger}"
-            f" GROUP BY {order}"
-            f" UNION ALL SELECT {from_pairs}, count(*) AS source,"
+        ledger_rows = f"SELECT {from_ledger}, 0::bigint AS source, {sums}{ledger} GROUP BY {order}"
+        source_rows = (
+            f"SELECT {from_pairs}, count(*) AS source, "
             + ", ".join(f"0::bigint AS {m}" for m in LEDGER_MEASURES)
-            + f"{SOURCE_FROM} GROUP BY {order}) r GROUP BY {order} ORDER BY {order}"
+            + f"{SOURCE_FROM} GROUP BY {order}"
+        )
+        # Both kinds of rows merged per group. The source total is counted from the pairs in the
+        # same statement (they are found once), not by adding up the rows.
+        sql = (
+            f"{SOURCE_PAIRS}, total AS (SELECT count(*) AS pairs FROM pairs)"
+            f" SELECT {names}, sum(source)::bigint AS source, "
+            + ", ".join(f"sum({m})::bigint AS {m}" for m in LEDGER_MEASURES)
+            + ", (SELECT pairs FROM total) AS source_total"
+            f" FROM ({ledger_rows} UNION ALL {source_rows}) r GROUP BY {order} ORDER BY {order}"
         )
         rows = [dict(r) for r in await conn.fetch(sql, *args)]
+        source = rows[0]["source_total"] if rows else None
+        for row in rows:
+            del row["source_total"]
     else:
         rows = [await _totals(conn, sums, ledger, args)]
+        source = rows[0]["source"]
         rows = [r for r in rows if any(r[m] for m in MEASURES)]
     # The totals by a query of their own, not by adding the rows up: a test can compare them.
-    totals = await _totals(conn, sums, ledger, args)
+    totals = await _totals(conn, sums, ledger, args, source)
     return rows, totals
 
 
 async def _totals(
-    conn: asyncpg.Connection, sums: str, ledger: str, args: tuple[Any, ...]
+    conn: asyncpg.Connection,
+    sums: str,
+    ledger: str,
+    args: tuple[Any, ...],
+    source: int | None = None,
 ) -> dict[str, int]:
-    """Every measure over the whole report: `source` as the count of (unit, scene) pairs."""
-    source = await conn.fetchval(f"{SOURCE_PAIRS} SELECT count(*) FROM pairs", *args)
+    """Every measure over the whole report: `source` as the count of (unit, scene) pairs
+    (unless counted already)."""
+    if source is None:
+        source = await conn.fetchval(f"{SOURCE_PAIRS} SELECT count(*) FROM pairs", *args)
     row = await conn.fetchrow(f"SELECT {sums}{ledger}", *args[:3])
     return {"source": int(source), **dict(row or {})}
 
