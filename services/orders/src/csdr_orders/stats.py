@@ -63,9 +63,9 @@ LEDGER_MEASURES = MEASURES[1:]
 # collections it may see (csdr.visible_collections as a registered caller, or as administrator
 # while it holds an admin key, as csdr.owner_may_see judges). The unit a scene is counted for is
 # the organisation ($4 true) or its country ($4 false: a scene over Thailand counts once for
-# Thailand however many Thai organisations may see it); each (unit, scene) pair is one row of
-# `pairs`, so every grouping's rows add up to the pairs' count, the total. Each distinct area is
-# searched once, cut into pieces of at most 64 vertices (ST_Subdivide: tighter index boxes and
+# Thailand however many Thai organisations may see it); each (unit, scene) pair is counted once,
+# so every grouping's rows add up to the pairs' count, the total. Each distinct area is searched
+# once (`hits`), cut into pieces of at most 64 vertices (ST_Subdivide: tighter index boxes and
 # cheap exact tests against pgSTAC's GiST-indexed footprints), then handed to its units.
 SOURCE_PAIRS = """
 WITH orgs AS MATERIALIZED (
@@ -81,11 +81,12 @@ WITH orgs AS MATERIALIZED (
     LEFT JOIN csdr.country_areas c ON c.country = o.country
     WHERE ($3::bigint IS NULL OR o.id = $3) AND coalesce(a.geom, c.geom) IS NOT NULL
 ), units AS MATERIALIZED (
-    SELECT CASE WHEN $4::boolean THEN o.id::text ELSE o.country END AS unit, o.country,
-           CASE WHEN $4::boolean THEN o.name END AS organisation, o.area,
-           array_agg(DISTINCT v.collection) AS visible
-    FROM orgs o, unnest(o.visible) AS v (collection)
-    GROUP BY 1, 2, 3, 4
+    SELECT g.*, count(*) OVER (PARTITION BY g.unit) AS areas FROM (
+        SELECT CASE WHEN $4::boolean THEN o.id::text ELSE o.country END AS unit, o.country,
+               CASE WHEN $4::boolean THEN o.name END AS organisation, o.area,
+               array_agg(DISTINCT v.collection) AS visible
+        FROM orgs o, unnest(o.visible) AS v (collection)
+        GROUP BY 1, 2, 3, 4) g
 ), parts AS MATERIALIZED (
     SELECT a.area, ST_Subdivide(a.geom, 64) AS geom
     FROM (SELECT DISTINCT ON (area) area, geom FROM orgs) a
@@ -95,13 +96,41 @@ WITH orgs AS MATERIALIZED (
            i.content->'properties'->'instruments'->>0 AS instrument
     FROM parts p JOIN pgstac.items i ON ST_Intersects(i.geometry, p.geom)
     WHERE i.datetime >= $1 AND i.datetime < $2
-), pairs AS MATERIALIZED (
+), shared AS MATERIALIZED (
     SELECT DISTINCT u.unit, u.country, u.organisation, h.collection, h.id, h.datetime,
            h.platform, h.instrument
     FROM units u JOIN hits h ON h.area = u.area AND h.collection = ANY (u.visible)
+    WHERE u.areas > 1
 )
 """
-SOURCE_FROM = " FROM pairs p LEFT JOIN csdr.quota_classes qc ON qc.collection = p.collection"
+# The pairs' count: a unit with one area (the common case) takes its area's hits in the
+# collections it may see; one with several (a country whose organisations have areas of their
+# own) counts the distinct scenes of `shared`.
+SOURCE_TOTAL = """
+SELECT coalesce((
+    SELECT sum(h.n) FROM units u
+    JOIN (SELECT area, collection, count(*) AS n FROM hits GROUP BY 1, 2) h
+      ON h.area = u.area AND h.collection = ANY (u.visible)
+    WHERE u.areas = 1), 0)::bigint + (SELECT count(*) FROM shared)
+"""
+QUOTA_CLASS = " LEFT JOIN csdr.quota_classes qc ON qc.collection = p.collection"
+UNIT_GROUPS = ("country", "organisation")
+
+
+def source_counts(group_by: list[str]) -> str:
+    """The CTE `counted`: per unit and the report's scene groups (`k_<group>`), the number of
+    pairs `n`. Hits are grouped per area before they meet the units, so a report over many
+    organisations multiplies a few hundred groups, not every scene."""
+    keys = [g for g in group_by if g not in UNIT_GROUPS]
+    exprs = "".join(f', {SOURCE_GROUPS[g]} AS "k_{g}"' for g in keys)
+    by = "".join(f', "k_{g}"' for g in keys)
+    return (
+        f", counted AS (SELECT u.unit, u.country, u.organisation{by}, hg.n FROM units u"
+        f" JOIN (SELECT p.area, p.collection{exprs}, count(*) AS n FROM hits p{QUOTA_CLASS}"
+        f"  GROUP BY p.area, p.collection{by}) hg"
+        "  ON hg.area = u.area AND hg.collection = ANY (u.visible) WHERE u.areas = 1"
+        f" UNION ALL SELECT p.unit, p.country, p.organisation{exprs}, 1 FROM shared p{QUOTA_CLASS})"
+    )
 
 
 def _sums(value: str) -> str:
@@ -187,20 +216,22 @@ async def _rows_and_totals(
         order = ", ".join(str(i + 1) for i in range(len(group_by)))
         names = ", ".join(f'"{g}"' for g in group_by)
         from_ledger = ", ".join(f'{groups[g]} AS "{g}"' for g in group_by)
-        from_pairs = ", ".join(f'{SOURCE_GROUPS[g]} AS "{g}"' for g in group_by)
+        from_counted = ", ".join(
+            f'c.{g} AS "{g}"' if g in UNIT_GROUPS else f'c."k_{g}" AS "{g}"' for g in group_by
+        )
         ledger_rows = f"SELECT {from_ledger}, 0::bigint AS source, {sums}{ledger} GROUP BY {order}"
         source_rows = (
-            f"SELECT {from_pairs}, count(*) AS source, "
+            f"SELECT {from_counted}, sum(c.n)::bigint AS source, "
             + ", ".join(f"0::bigint AS {m}" for m in LEDGER_MEASURES)
-            + f"{SOURCE_FROM} GROUP BY {order}"
+            + f" FROM counted c GROUP BY {order}"
         )
-        # Both kinds of rows merged per group. The source total is counted from the pairs in the
-        # same statement (they are found once), not by adding up the rows.
+        # Both kinds of rows merged per group. The source total is counted in the same statement
+        # (the areas are searched once) but by its own path, not by adding up the rows.
         sql = (
-            f"{SOURCE_PAIRS}, total AS (SELECT count(*) AS pairs FROM pairs)"
+            f"{SOURCE_PAIRS}{source_counts(group_by)}, total AS ({SOURCE_TOTAL})"
             f" SELECT {names}, sum(source)::bigint AS source, "
             + ", ".join(f"sum({m})::bigint AS {m}" for m in LEDGER_MEASURES)
-            + ", (SELECT pairs FROM total) AS source_total"
+            + ", (SELECT * FROM total) AS source_total"
             f" FROM ({ledger_rows} UNION ALL {source_rows}) r GROUP BY {order} ORDER BY {order}"
         )
         rows = [dict(r) for r in await conn.fetch(sql, *args)]
@@ -226,7 +257,7 @@ async def _totals(
     """Every measure over the whole report: `source` as the count of (unit, scene) pairs
     (unless counted already)."""
     if source is None:
-        source = await conn.fetchval(f"{SOURCE_PAIRS} SELECT count(*) FROM pairs", *args)
+        source = await conn.fetchval(f"{SOURCE_PAIRS}{SOURCE_TOTAL}", *args)
     row = await conn.fetchrow(f"SELECT {sums}{ledger}", *args[:3])
     return {"source": int(source), **dict(row or {})}
 
