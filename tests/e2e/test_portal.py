@@ -12,6 +12,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 from rasterio.io import MemoryFile
@@ -111,11 +113,18 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     w.page.goto(portal)
     settle(w)
-    # The map draws through WebGL (the software renderer here): its canvas holds a WebGL context.
-    assert w.page.evaluate(
-        "() => { const c = window.csdrPortal.map.getCanvas();"
-        " return !!(c.getContext('webgl2') || c.getContext('webgl')); }"
+    # The map draws through WebGL, here Chromium's software renderer (SwiftShader): the
+    # context MapLibre made is live and is its canvas's own (asking the canvas creates none).
+    is_webgl, lost, own, renderer = w.page.evaluate(
+        """() => { const m = window.csdrPortal.map, gl = m.painter.context.gl;
+             const c = m.getCanvas(), info = gl.getExtension('WEBGL_debug_renderer_info');
+             const kind = gl instanceof WebGL2RenderingContext ? 'webgl2' : 'webgl';
+             return [gl instanceof WebGL2RenderingContext || gl instanceof WebGLRenderingContext,
+                     gl.isContextLost(), c.getContext(kind) === gl,
+                     info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : '']; }"""
     )
+    assert is_webgl and not lost and own, (is_webgl, lost, own)
+    assert "SwiftShader" in renderer, renderer
 
     # Sensor + cloud <= 10 + dates, set through the controls.
     w.page.check(f"#collection-{SENSOR}")
@@ -267,7 +276,15 @@ def test_scene_tiles_qgis_link_and_shared_url(browser, node, portal, seeded):
     w.page.goto(f"{portal}/?c={DEMO}")
     settle(w)
     key = f"{DEMO}/{DEMO_SCENES[0].name}"
-    assert key in rows(w)
+    # Filters the shared URL must restore: dates (the first demo pass only) and a typed box.
+    w.page.fill("#from", "2024-05-01")
+    settle(w)
+    w.page.fill("#to", "2024-05-31")
+    settle(w)
+    w.page.fill("#bbox-text", "118.5,37.5,119.5,38.5")
+    w.page.press("#bbox-text", "Enter")
+    settle(w)
+    assert rows(w) == [key]
     w.page.click(f'#results li[data-key="{key}"]')
     w.page.wait_for_selector("#scene:not([hidden])")
     wait_idle(w)
@@ -330,6 +347,15 @@ def test_scene_tiles_qgis_link_and_shared_url(browser, node, portal, seeded):
     assert fresh.page.input_value("#preset") == "ndvi"
     assert fresh.page.input_value("#opacity") == "0.4"
     assert fresh.page.is_checked(f"#collection-{DEMO}")
+    assert fresh.page.input_value("#from") == "2024-05-01"
+    assert fresh.page.input_value("#to") == "2024-05-31"
+    assert fresh.page.input_value("#bbox-text") == "118.5,37.5,119.5,38.5"
+    # The same search asked of the catalog, and the same scenes listed.
+    searched = w.posts("/search")[-1]
+    assert fresh.posts("/search")[-1] == searched
+    assert searched["bbox"] == [118.5, 37.5, 119.5, 38.5]
+    assert searched["datetime"] == "2024-05-01T00:00:00Z/2024-05-31T23:59:59Z"
+    assert rows(fresh) == rows(w) == [key]
     restored = fresh.page.evaluate(
         "() => { const m = window.csdrPortal.map; const c = m.getCenter();"
         " return [m.getZoom(), c.lng, c.lat]; }"
@@ -423,6 +449,21 @@ def test_chinese_labels_and_a_phone(browser, portal):
     assert w.page.inner_text("#view-map") == zh["view.map"]
     assert w.page.inner_text("#sensors legend") == zh["search.sensors"]
     assert w.page.inner_text("#total").startswith("共")
+    # Drawn with real glyphs in the label's own font: each character's pixels differ from the
+    # missing-glyph box (tofu) that a codepoint no font has is drawn with.
+    tofu = w.page.evaluate(
+        r"""text => { const font = getComputedStyle(document.getElementById('view-map')).font;
+             const draw = ch => { const c = document.createElement('canvas');
+               c.width = c.height = 64; const g = c.getContext('2d');
+               g.font = font.replace(/\d+(\.\d+)?px/, '40px'); g.fillText(ch, 8, 48);
+               return Array.from(g.getImageData(0, 0, 64, 64).data).join(); };
+             const box = draw('\u{10FFFD}');
+             return [draw('\u{10FFFC}') === box,
+                     [...text].filter(ch => ch.trim() && draw(ch) === box)]; }""",
+        zh["view.map"] + zh["search.sensors"],
+    )
+    assert tofu[0], "two codepoints no font has are drawn alike: the comparison can tell"
+    assert tofu[1] == [], f"drawn as missing glyphs: {tofu[1]}"
     assert w.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     keys = rows(w)
 
@@ -516,9 +557,38 @@ def test_swipe_between_two_scenes(browser, portal):
     w.context.close()
 
 
-def test_many_results_show_the_mosaic_not_footprints(browser, node, portal):
+@contextmanager
+def offline_over(node, pg_cluster, scene: str) -> Iterator[str]:
+    """A newer offline copy of demo scene `scene` over it (archived: its thumbnail, no COG),
+    for a while."""
+    item = httpx.get(f"{node.catalog}/collections/{DEMO}/items/{scene}").json()
+    properties = {
+        k: v for k, v in item["properties"].items() if k not in ("start_datetime", "end_datetime")
+    }
+    properties.update({"datetime": "2030-01-01T00:00:00Z", "order:status": "orderable"})
+    kept = {k: v for k, v in item["assets"].items() if k != "data"}
+    offline = dict(item, id=f"{scene}_OFFLINE", links=[], assets=kept, properties=properties)
+    options = "options='-c search_path=pgstac,public'"  # pgSTAC's functions need it
+    conninfo = f"{pg_cluster.conninfo(node.env['PGDATABASE'])} {options}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT create_item(%s)", (Jsonb(offline),))
+    try:
+        yield offline["id"]
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT delete_item(%s, %s)", (offline["id"], DEMO))
+
+
+def test_many_results_show_the_mosaic_not_footprints(browser, node, portal, pg_cluster):
     """Above the portal's threshold (300 matches) the map draws the tiler's mosaic of the search
-    for each collection it can render, and no footprint; narrowed below it, footprints return."""
+    for each collection it can render, and no footprint; narrowed below it, footprints return.
+    The mosaic draws online scenes only: the newest demo scene, offline, lies over the online
+    ones, whose pixels show."""
+    with offline_over(node, pg_cluster, DEMO_SCENES[0].name):
+        many_results_show_the_mosaic(browser, portal)
+
+
+def many_results_show_the_mosaic(browser, portal) -> None:
     w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
     tiles: list[tuple[str, int]] = []
     w.page.on(
@@ -540,6 +610,7 @@ def test_many_results_show_the_mosaic_not_footprints(browser, node, portal):
     [registered] = w.posts("/searches/register")
     assert registered["collections"] == [DEMO]
     assert registered["sortby"] == [{"field": "datetime", "direction": "desc"}]
+    assert "filter" not in registered, "the search as it is: the tiler keeps to online scenes"
     assert tiles and all(s in (200, 204) for _, s in tiles), tiles  # 204: nothing there yet
     source = w.page.evaluate(f"window.csdrPortal.map.getSource('mosaic-{DEMO}').url")
     search_id = re.search(r"/searches/([^/]+)/presets/true-color/", source).group(1)

@@ -318,3 +318,97 @@ def test_the_node_administrator_sets_policies_and_decides_held_orders(browser, s
     assert not_reloaded(w)
     assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()
+
+
+def test_the_node_administrator_registers_organisations_and_switches_approval(browser, site):
+    catalog, orders = site["catalog"], site["orders"]
+    admin = keyed(site["admin"])
+    scene = next(f for f in catalog_scenes.items(8) if f["collection"] != RESTRICTED)
+
+    def listed() -> dict[str, dict]:
+        found = httpx.get(f"{catalog}/admin/organisations", headers=admin).json()
+        return {o["name"]: o for o in found}
+
+    def held(key: str) -> bool:
+        body = {"items": [{"collection": scene["collection"], "id": scene["id"]}]}
+        r = httpx.post(f"{orders}/orders", json=body, headers=keyed(key))
+        assert r.status_code == 201, r.text
+        return bool(r.json()["awaiting_approval"])
+
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    open_org(w, site["portal"], site["admin"], "organisations")
+    assert rows(w, "organisations", "approval") == {
+        name: o["approval"] for name, o in listed().items()
+    }
+    assert rows(w, "organisations", "approval")["Partner"] == "manual"
+
+    w.page.fill("#register-name", "Lao GIS")
+    w.page.fill("#register-country", "la")
+    w.page.select_option("#register-kind", "agency")
+    w.page.click("#register-submit")
+    settle(w)
+    assert w.page.inner_text("#org-status") == ""
+    lao = listed()["Lao GIS"]
+    assert (lao["country"], lao["kind"], lao["approval"]) == ("LA", "agency", "auto")
+    assert rows(w, "organisations", "approval")["Lao GIS"] == "auto"
+    assert w.page.inner_text(f"{row('organisations', 'Lao GIS')} td >> nth=1") == "LA"
+
+    # The same name again: the catalog's 409, in its words, on the page; nothing changes.
+    w.page.fill("#register-name", "Lao GIS")
+    w.page.fill("#register-country", "LA")
+    w.page.click("#register-submit")
+    settle(w)
+    assert w.page.get_attribute("#org-status", "data-error") == "409"
+    assert "exists already" in w.page.inner_text("#org-status")
+    assert [e for e in w.errors if "status of 409" not in e] == []
+    w.errors.clear()  # the browser logs the refused request itself
+    assert list(listed()).count("Lao GIS") == 1
+
+    # A key for it; its orders are accepted at once, then held once approval is manual.
+    r = httpx.post(
+        f"{catalog}/admin/keys", json={"org": "Lao GIS", "scopes": ["read"]}, headers=admin
+    )
+    lao_key = r.json()["key"]
+    assert not held(lao_key)
+    switch = f"{row('organisations', 'Lao GIS')} input.approval"
+    w.page.check(switch)
+    settle(w)
+    assert rows(w, "organisations", "approval")["Lao GIS"] == "manual"
+    assert w.page.is_checked(switch)
+    assert listed()["Lao GIS"]["approval"] == "manual"
+    assert listed()["Other"]["approval"] == "auto", "only the organisation switched"
+    assert held(lao_key)
+    w.page.uncheck(switch)
+    settle(w)
+    assert rows(w, "organisations", "approval")["Lao GIS"] == "auto"
+    assert listed()["Lao GIS"]["approval"] == "auto"
+    assert not held(lao_key)
+    assert not_reloaded(w)
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+    # Only node administrators: an organisation's administrator has no such page, and the
+    # catalog refuses it (403) what the page would send; an unknown organisation is 404.
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    open_org(w, site["portal"], site["manager"], "keys")
+    assert w.page.locator("#org-tab-organisations").count() == 0
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+    for who in ("manager", "partner"):
+        r = httpx.put(
+            f"{catalog}/admin/organisations/Partner/approval",
+            json={"approval": "auto"},
+            headers=keyed(site[who]),
+        )
+        assert r.status_code == 403 and r.json()["code"] == "Forbidden"
+        r = httpx.post(
+            f"{catalog}/admin/organisations",
+            json={"name": "Mine", "country": "TH", "kind": "partner"},
+            headers=keyed(site[who]),
+        )
+        assert r.status_code == 403 and r.json()["code"] == "Forbidden"
+    assert listed()["Partner"]["approval"] == "manual" and "Mine" not in listed()
+    r = httpx.put(
+        f"{catalog}/admin/organisations/Nobody/approval", json={"approval": "manual"}, headers=admin
+    )
+    assert r.status_code == 404 and r.json()["code"] == "NotFound"

@@ -206,6 +206,30 @@ def test_rate_limiter_allows_bursts_then_paces(conn):
     assert limiter.acquire(conn, "k") == 0.0
 
 
+def test_a_batch_taken_by_a_concurrent_request_serves_the_other(conn, monkeypatch):
+    """Two requests of one key in one process find no token held; the first takes the bucket's
+    last batch (burst = batch), the second is refused by the database: it spends a token of the
+    first's batch instead of answering 429, and neither batch's tokens are lost."""
+    from csdr_access.ratelimit import RateLimiter
+
+    limiter = RateLimiter(rate_per_s=0.01, burst=4, service="catalog", batch=4)
+    spend, raced = limiter._spend, []
+
+    def spend_while_another_takes_the_batch(caller: str) -> bool:
+        found = spend(caller)
+        if not raced:  # the other request runs now, between this one's look and its take
+            raced.append(True)
+            with psycopg.connect(autocommit=True) as other:
+                assert limiter.acquire(other, caller) == 0.0
+        return found
+
+    monkeypatch.setattr(limiter, "_spend", spend_while_another_takes_the_batch)
+    assert limiter.acquire(conn, "k") == 0.0
+    # The batch of 4: one each for the two racing requests, two more, then a wait.
+    assert [limiter.acquire(conn, "k") for _ in range(2)] == [0.0, 0.0]
+    assert limiter.acquire(conn, "k") > 0
+
+
 def test_processes_of_a_service_share_its_rate(conn, pg_env):
     """Two limiters stand for two processes (one over psycopg, one over asyncpg): together they
     allow the burst once, not twice, and then the rate."""

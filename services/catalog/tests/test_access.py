@@ -158,6 +158,62 @@ def test_admin_endpoints_do_what_the_cli_does(setup):
     assert r.status_code == 200
 
 
+def test_admin_registers_organisations_and_switches_their_approval(setup):
+    client, keys = setup
+    admin_h = as_(keys, "admin")
+    body = {"name": "NARSS", "country": "eg", "kind": "agency"}
+    manual = {"approval": "manual"}
+    # Anonymous: 401; a partner's key and an ingest key: 403, in the STAC error shape.
+    assert client.post("/admin/organisations", json=body).status_code == 401
+    assert client.put("/admin/organisations/GISTDA/approval", json=manual).status_code == 401
+    for who in ("partner A", "ingest"):
+        r = client.post("/admin/organisations", headers=as_(keys, who), json=body)
+        assert r.status_code == 403 and r.json()["code"] == "Forbidden", r.text
+        r = client.put("/admin/organisations/GISTDA/approval", headers=as_(keys, who), json=manual)
+        assert r.status_code == 403 and r.json()["code"] == "Forbidden", r.text
+    assert "NARSS" not in {
+        o["name"] for o in client.get("/admin/organisations", headers=admin_h).json()
+    }
+
+    r = client.post("/admin/organisations", headers=admin_h, json=body)
+    assert r.status_code == 201, r.text
+    again = client.post("/admin/organisations", headers=admin_h, json=body)
+    assert again.status_code == 409 and again.json()["code"] == "Conflict"
+    bad = client.post("/admin/organisations", headers=admin_h, json=body | {"country": "E1"})
+    assert bad.status_code == 400 and "two-letter" in bad.json()["description"]
+
+    def listed() -> dict[str, dict]:
+        return {o["name"]: o for o in client.get("/admin/organisations", headers=admin_h).json()}
+
+    assert (listed()["NARSS"]["country"], listed()["NARSS"]["approval"]) == ("EG", "auto")
+    r = client.put("/admin/organisations/NARSS/approval", headers=admin_h, json=manual)
+    assert r.status_code == 200 and r.json() == {"name": "NARSS", "approval": "manual"}
+    assert listed()["NARSS"]["approval"] == "manual"
+    assert listed()["GISTDA"]["approval"] == "auto", "only the organisation named"
+    with psycopg.connect(autocommit=True) as conn:  # what the orders service reads
+        held = conn.execute(
+            "SELECT o.name FROM csdr.manual_approval m JOIN csdr.organisations o ON o.id = m.org_id"
+        ).fetchall()
+        actions = conn.execute(
+            "SELECT actor, detail->>'approval' FROM csdr.audit_log"
+            " WHERE action = 'quota.approval' AND detail->>'org' = 'NARSS'"
+        ).fetchall()
+    assert ("NARSS",) in held
+    assert actions == [(f"key:{keys['admin'].split('_')[1]}", "manual")]
+    r = client.put(
+        "/admin/organisations/NARSS/approval", headers=admin_h, json={"approval": "auto"}
+    )
+    assert r.status_code == 200 and listed()["NARSS"]["approval"] == "auto"
+
+    missing = client.put("/admin/organisations/Nobody/approval", headers=admin_h, json=manual)
+    assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+    assert "Nobody" in missing.json()["description"]
+    wrong = client.put(
+        "/admin/organisations/NARSS/approval", headers=admin_h, json={"approval": "x"}
+    )
+    assert wrong.status_code == 400 and "approval" in wrong.json()["description"]
+
+
 def test_account_shows_the_callers_organisation_and_its_keys_only(setup):
     client, keys = setup
     assert client.get("/account").status_code == 401

@@ -1,6 +1,7 @@
 """The STAC API paged the way GEO DAB's STAC accessor pages it: `/collections` once, then
 `/search?collections=..&limit=..&bbox=..&datetime=YYYY-MM-DD/YYYY-MM-DD`, the count from
-`numberMatched` and pages by the `next` link. Date-only interval ends are whole UTC days."""
+`numberMatched`, pages by the 0-based offset `_o` (what DAB's STACGranulesBondHandler sends) or
+by the `next` link. Date-only interval ends are whole UTC days."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
 
 from conftest import TEMPLATE_DB
 from csdr_catalog.app import create_app
@@ -19,6 +21,7 @@ from infra.local.pgcluster import Cluster
 from tests.e2e import catalog_scenes
 
 CHINA = "74,18,134,53"
+EMPTY = 9  # collections without items, beside the four sensors'
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,11 @@ def harvested(pg_cluster: Cluster) -> Iterator[tuple[TestClient, psycopg.Connect
     pg_cluster.create_database(name, template=TEMPLATE_DB)
     env = pg_cluster.env(name)
     catalog_scenes.load(env, 400)
+    with psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn:
+        # More collections than pgSTAC's default page of 10: DAB reads /collections once.
+        for n in range(EMPTY):
+            copy = {**catalog_scenes.collection(catalog_scenes.SENSORS[0]), "id": f"empty-{n:02d}"}
+            conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(copy),))
     with (
         pytest.MonkeyPatch.context() as mp,
         psycopg.connect(pg_cluster.conninfo(name), autocommit=True) as conn,
@@ -67,7 +75,7 @@ def test_dab_style_harvest_collects_every_item_once(
 ) -> None:
     client, conn = harvested
     collections = client.get("/collections").json()["collections"]  # read once, no paging
-    assert len(collections) == len(catalog_scenes.SENSORS)
+    assert len(collections) == len(catalog_scenes.SENSORS) + EMPTY
     for collection in collections:
         ids, matched = harvest(
             client,
@@ -81,7 +89,45 @@ def test_dab_style_harvest_collects_every_item_once(
         )
         expected = sql_ids(conn, collection["id"], "2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z")
         assert len(ids) == len(set(ids)) == matched
-        assert set(ids) == expected and expected
+        assert set(ids) == expected
+        assert expected or collection["id"].startswith("empty-")
+
+
+def test_dab_offset_paging_collects_every_item_once(
+    harvested: tuple[TestClient, psycopg.Connection],
+) -> None:
+    client, conn = harvested
+    collection = catalog_scenes.collection(catalog_scenes.SENSORS[0])["id"]
+    query = {"collections": collection, "bbox": CHINA, "datetime": "2021-01-01/2021-12-31"}
+    # DAB's count: numberMatched of `_o=0&limit=1`; then pages of n at `_o=<start-1>`.
+    count = client.get("/search", params={**query, "_o": 0, "limit": 1}).json()["numberMatched"]
+    expected = sql_ids(conn, collection, "2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z")
+    assert count == len(expected) > 14
+    ids: list[str] = []
+    for start in range(0, count, 5):
+        r = client.get("/search", params={**query, "_o": start, "limit": 5, "clientId": "geodab"})
+        assert r.status_code == 200, r.text
+        assert r.json()["numberMatched"] == count
+        ids += [f["id"] for f in r.json()["features"]]
+    assert len(ids) == len(set(ids)) == count and set(ids) == expected
+    assert client.get("/search", params={**query, "_o": count}).json()["features"] == []
+
+    # The same offset by POST and on the items page; an offset page's `next` link goes on.
+    box = [float(v) for v in CHINA.split(",")]
+    by_post = client.post(
+        "/search", json={**query, "collections": [collection], "bbox": box, "_o": 7, "limit": 7}
+    ).json()
+    assert [f["id"] for f in by_post["features"]] == ids[7:14]
+    items = client.get(
+        f"/collections/{collection}/items",
+        params={"datetime": query["datetime"], "bbox": CHINA, "_o": 7, "limit": 7},
+    ).json()
+    assert [f["id"] for f in items["features"]] == ids[7:14]
+    nxt = next(link for link in items["links"] if link["rel"] == "next")
+    assert "_o=7" in nxt["href"]  # kept in the query string, and ignored after a token
+    assert [f["id"] for f in client.get(nxt["href"]).json()["features"]] == ids[14:21]
+    for bad in ("-1", "x"):
+        assert client.get("/search", params={**query, "_o": bad}).status_code == 400
 
 
 def test_date_interval_ends_are_whole_utc_days(

@@ -13,7 +13,9 @@ from owslib import fes
 from owslib.csw import CatalogueServiceWeb
 from owslib.iso import MD_Metadata
 
-from services.discovery.tests.conftest import COLLECTIONS, HIDDEN
+from csdr_discovery.iso19139 import IsoRecords
+from csdr_render.links import collection_map_links
+from services.discovery.tests.conftest import COLLECTIONS, HIDDEN, collection, settings
 
 GMD = "http://www.isotc211.org/2005/gmd"
 CSW_NS = "http://www.opengis.net/cat/csw/2.0.2"
@@ -168,8 +170,15 @@ def test_iso_records_parse_with_owslib(csw: CatalogueServiceWeb) -> None:
         assert wmts.startswith(f"https://node.example/tiles/collections/{rid}/")
         assert wmts.endswith("WMTSCapabilities.xml")
         assert rec.contact[0].organization == "LASAC"
+        roles = etree.fromstring(rec.xml).xpath(
+            "//gmd:CI_ResponsibleParty[gmd:organisationName/*='LASAC']/gmd:role/*/@codeListValue",
+            namespaces={"gmd": GMD},
+        )
+        assert {"originator", "pointOfContact", "distributor"} <= set(roles)
         legal = ident.uselimitation[0]
         assert "non-commercial" in legal
+        if source["license"] == "CC-BY-4.0":
+            assert "CC-BY-4.0" in legal  # the collection's own license first
 
 
 def test_get_record_by_id(csw: CatalogueServiceWeb) -> None:
@@ -344,3 +353,16 @@ def test_post_that_is_not_xml(discovery_url: str) -> None:
     r = httpx.post(f"{discovery_url}/csw", content=b"<csw:GetRecords")
     assert r.status_code == 400
     assert b"not XML" in r.content
+
+
+def test_iso_records_carry_the_catalogs_xyz_templates() -> None:
+    bands = [{"name": f"b{n}", "common_name": c} for n, c in enumerate(("blue", "green", "red"))]
+    source = collection(
+        0, item_assets={"data": {"roles": ["data"], "type": "image/tiff", "eo:bands": bands}}
+    )
+    config = settings("https://discovery.node.example")
+    record = MD_Metadata(etree.fromstring(IsoRecords(config).xml(source)))
+    xyz = [o.url for o in record.distribution.online if o.protocol == "XYZ"]
+    catalog_links = collection_map_links(config.tiler_url, source)
+    assert xyz == [link["href"] for link in catalog_links if link["rel"] == "xyz"] and xyz
+    assert xyz[0].endswith("/tiles/WebMercatorQuad/{z}/{x}/{y}.png")

@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from psycopg.types.json import Jsonb
 
-from services.discovery.tests.conftest import COLLECTIONS, HIDDEN, conninfo
+from conftest import free_port
+from csdr_discovery.app import create_app
+from services.discovery.tests.conftest import COLLECTIONS, HIDDEN, conninfo, settings
 
 OS = "{http://a9.com/-/spec/opensearch/1.1/}"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -183,6 +185,8 @@ def test_collections_by_keyword_then_granules_by_box_and_time(
             assert rels["enclosure"].get("type").startswith("image/tiff")
             assert rels["icon"].get("href").endswith(".png")
             assert rels["alternate"].get("type") == "application/geo+json"
+            # Asked at its internal address, the catalog still links its public one.
+            assert rels["alternate"].get("href").startswith("https://node.example/collections/")
         nxt = page.find(f"{ATOM}link[@rel='next']")
         if nxt is None:
             break
@@ -234,3 +238,54 @@ def test_hidden_collections_have_no_granule_search(discovery_url: str) -> None:
         f"{discovery_url}/opensearch/granules.atom", params={"parentIdentifier": HIDDEN[1]}
     )
     assert r.status_code == 404
+
+
+def test_atom_escapes_what_items_hold(discovery_url: str, discovery_db: dict[str, str]) -> None:
+    other = COLLECTIONS[1]["id"]
+    item = {**scene(0), "id": "odd & <scene>", "collection": other}
+    item["properties"] = {**item["properties"], "title": "A \"quoted\" <b>title</b> & 'more'\x07"}
+    item["assets"]["data"]["href"] = "https://data.example/get?a=1&b=<2>"
+    with psycopg.connect(conninfo(discovery_db), autocommit=True) as conn:
+        conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(item),))
+    r = httpx.get(
+        f"{discovery_url}/opensearch/granules.atom",
+        params={"parentIdentifier": other, "uid": item["id"], "q": "<&>"},
+    )
+    assert r.status_code == 200, r.text
+    feed = etree.fromstring(r.content)  # well-formed XML whatever the item held
+    (entry,) = feed.findall(f"{ATOM}entry")
+    assert entry.findtext(f"{DC}identifier") == "odd & <scene>"
+    assert entry.findtext(f"{ATOM}title") == "A \"quoted\" <b>title</b> & 'more'"  # no \x07
+    (enclosure,) = entry.findall(f"{ATOM}link[@rel='enclosure']")
+    assert enclosure.get("href") == "https://data.example/get?a=1&b=<2>"
+    query = feed.find(f"{OS}Query")
+    assert query.get("searchTerms") == "<&>" and query.get("role") == "request"
+
+
+def test_collections_by_uid_and_paging_links(discovery_url: str) -> None:
+    wanted = COLLECTIONS[4]["id"]
+    r = httpx.get(f"{discovery_url}/opensearch/collections.atom", params={"uid": wanted})
+    feed = etree.fromstring(r.content)
+    assert [e.findtext(f"{DC}identifier") for e in feed.findall(f"{ATOM}entry")] == [wanted]
+
+    r = httpx.get(
+        f"{discovery_url}/opensearch/collections.atom", params={"startIndex": 6, "count": 5}
+    )
+    feed = etree.fromstring(r.content)
+    total = int(feed.findtext(f"{OS}totalResults"))
+    assert total == len(COLLECTIONS) and len(feed.findall(f"{ATOM}entry")) == 5
+    links = {link.get("rel"): link.get("href") for link in feed.findall(f"{ATOM}link")}
+    starts = {rel: int(href.rsplit("startIndex=", 1)[1]) for rel, href in links.items()}
+    last = ((total - 1) // 5) * 5 + 1
+    assert starts == {"self": 6, "first": 1, "previous": 1, "next": 11, "last": last}
+
+
+def test_a_catalog_that_does_not_answer_is_503(discovery_db: dict[str, str]) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in discovery_db.items():
+            mp.setenv(key, value)
+        dead = f"http://127.0.0.1:{free_port()}"
+        with TestClient(create_app(settings("http://disc.example", dead))) as client:
+            r = client.get("/opensearch/granules.atom", params={"parentIdentifier": PARENT})
+    assert r.status_code == 503
+    assert r.json()["code"] == "ServiceUnavailable" and r.headers["retry-after"]

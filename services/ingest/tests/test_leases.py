@@ -7,13 +7,16 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
 from csdr_ingest import jobs
+from csdr_ingest.claims import LeaseLost, publishing_for, record
 from csdr_ingest.settings import Settings
+from csdr_ingest.synthetic import DEMO_SCENES, write_scene
 
 LEASE_S = 0.2
 
@@ -130,3 +133,60 @@ def test_a_database_lost_mid_job_fails_nothing_and_the_worker_runs_it_again(
     assert runs == ["scene.tif", "scene.tif"]
     assert [a[2] for a in attempts(pool, queued["id"])] == ["lease-expired", "succeeded"]
     assert all(t.is_alive() is False for t in workers.threads)  # stopped, not died earlier
+
+
+def item_state(pool, collection):
+    """(item id, data href) of the collection's items and the events recorded for them."""
+    with pool.connection() as conn:
+        items = conn.execute(
+            "SELECT id, content->'assets'->'data'->>'href' FROM pgstac.items WHERE collection = %s",
+            (collection,),
+        ).fetchall()
+        events = conn.execute(
+            "SELECT type FROM csdr.item_events WHERE collection = %s ORDER BY id", (collection,)
+        ).fetchall()
+    return items, [e[0] for e in events]
+
+
+def test_a_job_run_again_after_its_worker_died_past_the_publish_publishes_nothing_twice(
+    pool, tmp_path
+):
+    """The worker dies after the item's transaction committed and before the outcome was
+    recorded: the next attempt leaves the item as the first published it (no second version, no
+    `updated` event for subscribers) and removes its own files; the dead attempt, were it to come
+    back, publishes nothing."""
+    source = write_scene(replace(DEMO_SCENES[0], size=256, name="LEASE_1"), tmp_path)
+    settings = Settings(assets_dir=tmp_path / "assets", work_dir=tmp_path / "work", lease_s=LEASE_S)
+    queued = jobs.enqueue(pool, str(source), "leases", None)
+    first = jobs.claim(pool, "host-a:1", LEASE_S)
+    items, error = jobs.run_pipeline(pool, first, settings)  # ... and host-a dies here
+    assert error is None and [i["id"] for i in items] == ["LEASE_1"]
+    assert jobs.get(pool, queued["id"])["items"] == items  # recorded with the item
+    published, events = item_state(pool, "leases")
+    files = sorted(p.name for p in (tmp_path / "assets").rglob("*") if p.is_file())
+    assert [p[0] for p in published] == ["LEASE_1"] and events == ["created"]
+
+    time.sleep(LEASE_S + 0.1)
+    jobs.reap(pool, max_attempts=3)
+    second = jobs.claim(pool, "host-b:2", LEASE_S)
+    assert second["attempt"] == 2
+    assert jobs.run_job(pool, second, settings) == "succeeded"
+    assert item_state(pool, "leases") == (published, ["created"])
+    assert sorted(p.name for p in (tmp_path / "assets").rglob("*") if p.is_file()) == files
+    assert jobs.get(pool, queued["id"])["items"] == items
+
+    with pytest.raises(LeaseLost, match="attempt 1 lost its lease"):
+        jobs.run_pipeline(pool, first, settings)
+    assert item_state(pool, "leases") == (published, ["created"])
+    assert sorted(p.name for p in (tmp_path / "assets").rglob("*") if p.is_file()) == files
+
+
+def test_a_failed_job_keeps_the_items_it_published_before_failing(pool):
+    queued = jobs.enqueue(pool, "/two-products.tar.gz", "c", None)
+    job = jobs.claim(pool, "host-a:1", LEASE_S)
+    with pool.connection() as conn, conn.transaction(), publishing_for(job):
+        assert record(conn, "c", "FIRST")  # the first product's transaction
+    error = {"code": "SourceUnreadable", "description": "the second product's image"}
+    assert jobs.finish(pool, job, [], error)
+    done = jobs.get(pool, queued["id"])
+    assert done["status"] == "failed" and done["items"] == [{"id": "FIRST", "collection": "c"}]

@@ -2,6 +2,7 @@
 orders that never overrun, Idempotency-Key replays, dry runs, cancel and the allowed transitions,
 the year boundary on an injected clock, and free reads."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -75,6 +76,47 @@ def test_racing_orders_for_the_last_slot_one_wins(client, db, scenes, keys):
     assert used + reserved == 3
     charged = db.execute("SELECT count(*) FROM csdr.entitlements").fetchone()
     assert charged == (3,)
+
+
+def test_an_order_waiting_on_the_counter_sees_what_its_holder_took(client, db, scenes, keys):
+    """The holdings are read after the counter's lock: a scene the holder took while this
+    order waited is free for it, never charged twice."""
+    set_quota(db, "GISTDA", 1)
+    th = auth(keys["thailand"])
+    org_id = db.execute("SELECT id FROM csdr.organisations WHERE name = 'GISTDA'").fetchone()[0]
+    with psycopg.connect() as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute(
+            "SELECT csdr.lock_quota(%s, 'all', '2026-01-01', 1000)", (org_id,)
+        )  # as an order or download of the organisation judging now
+        waiting = pool.submit(client.post, "/orders", json=order_of("S00"), headers=th)
+        deadline = time.monotonic() + 20
+        while not db.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database())"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline and not waiting.done()
+            time.sleep(0.02)
+        holder.execute(
+            "INSERT INTO csdr.orders (id, org_id, status, request, period_start, created_at,"
+            " updated_at, links_expire_at) VALUES ('00000000-0000-4000-8000-000000000001', %s,"
+            " 'pending', '{}', '2026-01-01', now(), now(), now())",
+            (org_id,),
+        )
+        holder.execute(
+            "INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class,"
+            " state, order_id) VALUES (%s, '2026-01-01', 'gf1', 'S00', 'all', 'reserved',"
+            " '00000000-0000-4000-8000-000000000001')",
+            (org_id,),
+        )
+        holder.execute(
+            "UPDATE csdr.quota_usage SET reserved = 1 WHERE org_id = %s", (org_id,)
+        )  # the quota is full now: only a free scene can still be ordered
+        holder.commit()
+        answer = waiting.result(timeout=20)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["items"][0]["charged"] is False
+    assert answer.json()["quota"][0]["reserved"] == 1
+    assert db.execute("SELECT count(*) FROM csdr.entitlements").fetchone() == (1,)
 
 
 def test_same_idempotency_key_is_one_order_and_one_charge(client, db, scenes, keys):

@@ -355,3 +355,45 @@ def test_a_collection_whose_newest_scenes_are_offline_keeps_its_wmts(client, ms)
     assert decode(r.content)[3].mean() > 0  # the online scene's pixels under the offline ones
     none = client.get(f"/collections/{archive}/presets/WMTSCapabilities.xml")
     assert none.status_code == 404 and "no online items" in none.text
+
+
+def test_a_registered_search_mosaics_online_scenes_only(client, ms):
+    """A registered search (the portal's, above a few hundred results) whose newest scenes are
+    offline: like the collection's mosaic, its tiles show the online scene under them and its
+    scene lists name no offline scene; the search's own filter still applies."""
+    mixed = f"{ms.collection}-searched"
+    with psycopg.connect(autocommit=True) as conn:
+        stored = conn.execute(
+            "SELECT content FROM pgstac.collections WHERE id = %s", (ms.collection,)
+        ).fetchone()[0]
+        conn.execute("SELECT pgstac.create_collection(%s)", (Jsonb(stored | {"id": mixed}),))
+        conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(dict(ms.item, collection=mixed)),))
+        offline = [offline_scene(ms.item, mixed, n) for n in range(3)]
+        for scene in offline:
+            conn.execute("SELECT pgstac.create_item(%s)", (Jsonb(scene),))
+    newest_first = [{"field": "datetime", "direction": "desc"}]
+    search = client.post(
+        "/searches/register", json={"collections": [mixed], "sortby": newest_first}
+    ).json()["id"]
+    tile = ms.centre_tile(Z)
+    r = client.get(tile_url(f"/searches/{search}", "true-color", tile))
+    assert r.status_code == 200, r.text
+    assert decode(r.content)[3].mean() > 0  # the online scene's pixels under the offline ones
+    scenes = f"/searches/{search}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}/assets"
+    listed = client.get(scenes)
+    assert listed.status_code == 200, listed.text
+    assert [s["id"] for s in listed.json()] == [ms.item["id"]]
+
+    # Its own filter and the online rule together: of the two ids it names, the online one.
+    named = {"op": "in", "args": [{"property": "id"}, [offline[0]["id"], ms.item["id"]]]}
+    body = {"collections": [mixed], "filter": named, "filter-lang": "cql2-json"}
+    narrowed = client.post("/searches/register", json=body).json()["id"]
+    listed = client.get(scenes.replace(search, narrowed))
+    assert [s["id"] for s in listed.json()] == [ms.item["id"]]
+    # Registered with no other filter: only offline scenes named, nothing to draw.
+    only_offline = {"op": "=", "args": [{"property": "id"}, offline[0]["id"]]}
+    body = {"collections": [mixed], "filter": only_offline, "filter-lang": "cql2-json"}
+    none = client.post("/searches/register", json=body).json()["id"]
+    assert client.get(scenes.replace(search, none)).json() == []
+    r = client.get(tile_url(f"/searches/{none}", "true-color", tile))
+    assert r.status_code in (204, 404), r.text

@@ -24,6 +24,7 @@ from httpx import Response
 
 from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_tiler.app import create_app
+from csdr_tiler.mosaics import DERIVED_TYPE
 from csdr_tiler.pyramid import Layer, Pyramid
 from csdr_tiler.settings import Settings
 from services.tiler.tests.pyramids import (
@@ -172,7 +173,9 @@ def test_a_caller_gets_no_pixel_of_a_collection_they_may_not_see(world, z):
     assert layers[both][0] == [HIDDEN, SEEN] and z in layers[both][1]
     with psycopg.connect(world.dsn) as conn:
         (narrowed,) = conn.execute(
-            "SELECT hash FROM pgstac.searches WHERE metadata->>'of' = %s", (both,)
+            "SELECT hash FROM pgstac.searches WHERE metadata->>'of' = %s"
+            " AND metadata->>'type' = %s",
+            (both, DERIVED_TYPE),
         ).fetchone()
     assert layers[narrowed][0] == [SEEN] and z in layers[narrowed][1]
 

@@ -36,6 +36,14 @@ class KeyNotFound(AdminError):
     """No active key with that prefix that the caller may see (HTTP 404)."""
 
 
+class OrgNotFound(AdminError):
+    """No organisation of that name (HTTP 404)."""
+
+
+class OrgExists(AdminError):
+    """An organisation of that name is registered already (HTTP 409)."""
+
+
 def audit(conn: psycopg.Connection, actor: str, action: str, detail: dict[str, Any]) -> None:
     """Record who did what (never a key, only its prefix)."""
     conn.execute(
@@ -47,7 +55,7 @@ def audit(conn: psycopg.Connection, actor: str, action: str, detail: dict[str, A
 def _org_id(conn: psycopg.Connection, name: str) -> int:
     row = conn.execute("SELECT id FROM csdr.organisations WHERE name = %s", (name,)).fetchone()
     if row is None:
-        raise AdminError(f"no organisation named {name!r} (see `csdr-admin org list`)")
+        raise OrgNotFound(f"no organisation named {name!r} (see `csdr-admin org list`)")
     return int(row[0])
 
 
@@ -64,15 +72,19 @@ def add_org(conn: psycopg.Connection, name: str, country: str, kind: str, actor:
                 (name, country.upper(), kind),
             )
         except psycopg.errors.UniqueViolation as exc:
-            raise AdminError(f"an organisation named {name!r} exists already") from exc
+            raise OrgExists(f"an organisation named {name!r} exists already") from exc
         audit(conn, actor, "org.add", {"name": name, "country": country.upper(), "kind": kind})
 
 
 def list_orgs(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Every organisation."""
+    """Every organisation, with whether its orders wait for an administrator (`approval`:
+    manual) or are accepted at once (auto; csdr_access.quotas.set_approval)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT name, country, kind, created_at FROM csdr.organisations ORDER BY name"
+            "SELECT o.name, o.country, o.kind, o.created_at,"
+            " CASE WHEN m.org_id IS NULL THEN 'auto' ELSE 'manual' END AS approval"
+            " FROM csdr.organisations o LEFT JOIN csdr.manual_approval m ON m.org_id = o.id"
+            " ORDER BY o.name"
         ).fetchall()
 
 
@@ -84,7 +96,7 @@ def get_org(conn: psycopg.Connection, name: str) -> dict[str, Any]:
             (name,),
         ).fetchone()
     if row is None:
-        raise AdminError(f"no organisation named {name!r} (see `csdr-admin org list`)")
+        raise OrgNotFound(f"no organisation named {name!r} (see `csdr-admin org list`)")
     return row
 
 

@@ -127,20 +127,17 @@ async def terms_of(
 async def lock(
     conn: asyncpg.Connection, org_id: int, quota_class: str, period: date, default: int
 ) -> tuple[int, int, int]:
-    """Lock the counter of (organisation, class, period) for this transaction (creating it);
-    (used, reserved, limit)."""
+    """Lock the counter of (organisation, class, period) for this transaction (creating it;
+    csdr.lock_quota, migration 0044); (used, reserved, limit)."""
     row = await conn.fetchrow(
-        "INSERT INTO csdr.quota_usage AS u (org_id, class, period_start) VALUES ($1, $2, $3)"
-        " ON CONFLICT (org_id, class, period_start) DO UPDATE SET committed = u.committed"
-        " RETURNING u.committed, u.reserved, coalesce((SELECT l.scenes FROM csdr.quota_limits l"
-        "  WHERE l.org_id = $1 AND l.class = $2), $4) AS scenes",
+        "SELECT used, reserved, scenes FROM csdr.lock_quota($1, $2, $3, $4)",
         org_id,
         quota_class,
         period,
         default,
     )
     assert row is not None
-    return int(row["committed"]), int(row["reserved"]), int(row["scenes"])
+    return int(row["used"]), int(row["reserved"]), int(row["scenes"])
 
 
 async def change(

@@ -45,11 +45,15 @@ class RateLimiter:
             return False
 
     def _keep(self, caller: str, granted: int) -> None:
-        """One token of a new batch spent now, the rest held."""
+        """One token of a new batch spent now, the rest held with what another request of the
+        caller's took meanwhile (held from now on)."""
+        now = time.monotonic()
         with self._lock:
             if len(self._held) > 100_000:
                 self._held.clear()
-            self._held[caller] = (granted - 1, time.monotonic())
+            tokens, taken_at = self._held.get(caller, (0, 0.0))
+            still_good = tokens if now - taken_at < HELD_S else 0
+            self._held[caller] = (still_good + granted - 1, now)
 
     def _args(self, caller: str) -> tuple[str, float, float, int]:
         return (f"{self.service}:{caller}", self.rate_per_s, float(self.burst), self.batch)
@@ -63,7 +67,8 @@ class RateLimiter:
         if granted >= 1:
             self._keep(caller, granted)
             return 0.0
-        return float(wait_s)
+        # Another request of the caller's may have taken the bucket's last batch meanwhile.
+        return 0.0 if self._spend(caller) else float(wait_s)
 
     async def acquire_async(self, conn: Any, caller: str) -> float:
         """acquire() over an asyncpg connection or pool."""
@@ -73,7 +78,7 @@ class RateLimiter:
         if row["granted"] >= 1:
             self._keep(caller, row["granted"])
             return 0.0
-        return float(row["wait_s"])
+        return 0.0 if self._spend(caller) else float(row["wait_s"])
 
     @staticmethod
     def retry_after(wait_s: float) -> str:

@@ -19,14 +19,27 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def open_pool(max_size: int, application_name: str, pgstac: bool = False) -> asyncpg.Pool:
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is (asyncpg has rolled back an open transaction)."""
+
+
+async def open_pool(
+    max_size: int, application_name: str, pgstac: bool = False, reset_session: bool = True
+) -> asyncpg.Pool:
     """A pool on the database named by the PG* variables; `pgstac`: pgSTAC's schema first on
-    the search path (its functions call their helpers by bare name)."""
+    the search path (its functions call their helpers by bare name). `reset_session=False`
+    skips asyncpg's reset round trip at each release (`RESET ALL`, `UNLISTEN *`, advisory
+    locks, cursors): only for a service that keeps no session state on its pooled
+    connections."""
     settings = {"application_name": application_name}
     if pgstac:
         settings["search_path"] = "pgstac, public"
     return await asyncpg.create_pool(
-        min_size=1, max_size=max_size, init=_init_connection, server_settings=settings
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings=settings,
+        reset=None if reset_session else _keep_session,
     )
 
 

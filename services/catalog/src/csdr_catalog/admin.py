@@ -1,15 +1,16 @@
 """Administration over HTTP, for node administrators' keys: the same operations as `csdr-admin`
-(csdr_access.admin), audited under the key's prefix."""
+(csdr_access.admin; an organisation's approval mode: csdr_access.quotas), audited under the
+key's prefix."""
 
 from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from csdr_access import Principal, admin
+from csdr_access import Principal, admin, quotas
 from csdr_catalog.access import principal_of
 
 
@@ -35,7 +36,11 @@ def connection() -> Iterator[psycopg.Connection]:
 
 Admin = Annotated[Principal, Depends(require_admin)]
 Conn = Annotated[psycopg.Connection, Depends(connection)]
-router = APIRouter(prefix="/admin", tags=["Administration"])
+ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid API key"},
+    403: {"description": "The key lacks the admin scope"},
+}
+router = APIRouter(prefix="/admin", tags=["Administration"], responses=ADMIN_ONLY)
 
 
 def actor(principal: Principal) -> str:
@@ -56,6 +61,16 @@ class NewOrganisation(BaseModel):
     kind: Literal["main", "partner", "agency"]
 
 
+class ApprovalChange(BaseModel):
+    """Whether an organisation's orders wait for an administrator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approval: Literal["auto", "manual"] = Field(
+        description="`manual`: every order waits for an administrator; `auto`: accepted at once"
+    )
+
+
 class NewKey(BaseModel):
     """A key to issue."""
 
@@ -74,18 +89,49 @@ class PolicyChange(BaseModel):
 
 @router.get("/organisations", summary="Organisations")
 def list_organisations(_: Admin, conn: Conn) -> list[dict[str, Any]]:
-    """Every organisation."""
+    """Every organisation: name, country, kind, registration time and approval mode."""
     return admin.list_orgs(conn)
 
 
-@router.post("/organisations", status_code=201, summary="Register an organisation")
+@router.post(
+    "/organisations",
+    status_code=201,
+    summary="Register an organisation",
+    responses={
+        400: {"description": "A country or kind that cannot be"},
+        409: {"description": "An organisation of that name exists"},
+    },
+)
 def add_organisation(body: NewOrganisation, who: Admin, conn: Conn) -> dict[str, str]:
-    """Register an organisation."""
+    """Register an organisation (country: ISO 3166 alpha-2); its orders are accepted at once
+    until its approval is set to manual."""
     try:
         admin.add_org(conn, body.name, body.country, body.kind, actor(who))
+    except admin.OrgExists as exc:
+        raise HTTPException(409, str(exc)) from exc
     except admin.AdminError as exc:
         raise refused(exc) from exc
     return {"name": body.name}
+
+
+@router.put(
+    "/organisations/{name}/approval",
+    summary="Whether an organisation's orders wait for an administrator",
+    responses={404: {"description": "No organisation of that name"}},
+)
+def set_approval(
+    name: Annotated[str, Path(max_length=200)], body: ApprovalChange, who: Admin, conn: Conn
+) -> dict[str, str]:
+    """`manual`: the organisation's new orders wait for an administrator's approval (POST
+    /orders/{id}/approve of the orders service); `auto`: they are accepted at once. Orders
+    already held stay held until decided."""
+    try:
+        quotas.set_approval(conn, name, body.approval, actor(who))
+    except admin.OrgNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except admin.AdminError as exc:
+        raise refused(exc) from exc
+    return {"name": name, "approval": body.approval}
 
 
 @router.get("/keys", summary="API keys (prefixes only)")

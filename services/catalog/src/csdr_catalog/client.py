@@ -11,7 +11,8 @@ for what this node does on every search before and after pgSTAC answers:
 - `numberMatched` on every page unless `count=false` (`counts.py`);
 - Fields extension responses served as `application/geo+json` (upstream returns a bare
   `JSONResponse` for them, media type `application/json`);
-- the landing page links every collection as a `child`, so a harvester can walk the catalog;
+- the landing page links every collection as a `child`, and `/collections` without a `limit`
+  lists them all (up to `collections_limit`), so a harvester can walk the catalog;
 - searches, aggregations, the collections list and the landing page cover only the collections
   the caller may see (`access.py`);
 - items point their local assets at the download route (`downloads.py`);
@@ -114,7 +115,10 @@ class CatalogClient(CoreCrudClient):
         return landing
 
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:
-        """GET /collections, limited to the collections the caller may see."""
+        """GET /collections, limited to the collections the caller may see; without a `limit`,
+        a page of `collections_limit` (settings.py)."""
+        if "limit" not in request.query_params:  # upstream's model fills in its default, 10
+            kwargs["limit"] = request.app.state.csdr_settings.collections_limit
         result = await super().all_collections(
             request, visible_ids=restrict(None, visible_of(request)), **kwargs
         )
@@ -136,6 +140,7 @@ class CatalogClient(CoreCrudClient):
         filter_lang: str | None = None,
         count: bool | None = None,
         visible_ids: list[str] | None = None,
+        offset: int | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Upstream's cleaning, with the CQL2 text parsed through our cache (and, for the
@@ -152,6 +157,8 @@ class CatalogClient(CoreCrudClient):
             base_args["filter_lang"] = "cql2-json"
         if count is not None:
             base_args["count"] = count
+        if offset is not None:
+            base_args["_o"] = offset
         clean = super()._clean_search_args(base_args=base_args, **kwargs)
         if visible_ids is not None:  # set after cleaning, which would drop an empty list
             clean["ids"] = visible_ids
@@ -206,9 +213,12 @@ class CatalogClient(CoreCrudClient):
         # Items leave pgSTAC dehydrated and are merged with their base item here (settings.py).
         search_request.conf = {"nohydrate": True}
         search = search_request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        offset = search.pop("_o", 0)  # ours (search_params.py), not pgSTAC's
         try:
             async with request.app.state.get_connection(request, "r") as conn:
-                page = await self.item_search.search(conn, search, collection_type_of=collection_id)
+                page = await self.item_search.search(
+                    conn, search, collection_type_of=collection_id, offset=offset
+                )
                 matched = None
                 if count:
                     matched = await number_matched(

@@ -165,13 +165,15 @@ def rows_sql(
     limit: int,
     fields: str,
     collection_type_of: str | None,
+    offset: int = 0,
 ) -> str:
     """One statement answering the page's rows (one jsonb array of `[collection, id, item]`, in
     order), the base items they name (`[collection, tag, base item]`), the generation they were
     read under, and a collection's type when asked.
 
     The WHERE is search()'s `concat_ws(' AND ', _where, token_where)`, the ORDER BY its forward or
-    reverse order, the LIMIT one more than the page (to know whether a next page exists); items
+    reverse order, the LIMIT one more than the page (to know whether a next page exists), after
+    `offset` rows of a first page (`_o`, search_params.py); items
     and base items are made as search()'s format_item makes them (`ITEM_SQL`, `BASE_ITEM_SQL`)."""
     where = clauses.where if token is None else f"{clauses.where} AND {token.where}"
     orderby = clauses.reverse_orderby if token is not None and token.prev else clauses.orderby
@@ -186,7 +188,8 @@ def rows_sql(
     return (
         "WITH page AS MATERIALIZED ("
         f" SELECT items.collection, items.id, {item} AS item"
-        f" FROM pgstac.items WHERE {where} ORDER BY {orderby} LIMIT {limit + 1})"
+        f" FROM pgstac.items WHERE {where} ORDER BY {orderby} LIMIT {limit + 1}"
+        f"{f' OFFSET {int(offset)}' if offset and token is None else ''})"
         " SELECT (SELECT generation FROM csdr.search_generation),"
         f" {collection_type},"
         " (SELECT jsonb_agg(jsonb_build_array(collection, id, item)) FROM page),"
@@ -345,9 +348,11 @@ class ItemSearch:
         conn: Connection,
         search: dict[str, Any],
         collection_type_of: str | None = None,
+        offset: int = 0,
     ) -> Page:
         """The page `pgstac.search(search)` answers (see the module docstring); with
-        `collection_type_of`, also that collection's `type` (read in the same statement)."""
+        `collection_type_of`, also that collection's `type` (read in the same statement); a
+        first page starts `offset` items in (a page after a token ignores it)."""
         started = time.perf_counter()
         limit = search_limit(search)
         fields = orjson.dumps(search.get("fields", {})).decode()
@@ -363,11 +368,12 @@ class ItemSearch:
         # in asyncpg's cache. A page after a token or a single item read is asked once; it is
         # prepared apart, so it does not push the statements that are asked again out of that
         # cache (100 per connection).
-        reused = cacheable and token is None
+        offset = offset if token is None else 0
+        reused = cacheable and token is None and not offset
         while True:
             if token is not None and token.prev and clauses.reverse_orderby is None:
                 clauses = await self._reverse_orderby(conn, search, key, clauses)
-            sql = rows_sql(clauses, token, limit, fields, collection_type_of)
+            sql = rows_sql(clauses, token, limit, fields, collection_type_of, offset)
             row = await (conn.fetchrow(sql) if reused else (await conn.prepare(sql)).fetchrow())
             assert row is not None
             generation, collection_type, rows, bases = row

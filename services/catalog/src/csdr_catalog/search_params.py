@@ -7,6 +7,9 @@ of the same name (`create_request_model` copies each model's fields in order), s
 registered last, carries our conventions:
 
 - `count`: `numberMatched` is on every page unless `count=false` (see `counts.py`);
+- `_o`: the first page starts that many items in (0-based), as GEO DAB's STAC accessor pages
+  (`_o=<start-1>&limit=<n>`, never following `next`); a page after a token ignores it, so the
+  `next` link of an offset page, which keeps `_o` in its query string, goes on from that page;
 - `datetime` intervals given as dates (`2020-01-01/2020-02-01`): whole UTC days, as harvesters
   such as GEO DAB send them (RFC 3339 wants a time, so upstream answers 400); in POST bodies
   here, in GET query strings by `WholeDaysMiddleware`;
@@ -139,11 +142,26 @@ def _count_flag(
     return count
 
 
+def _offset_param(
+    offset: Annotated[
+        int | None,
+        Query(
+            alias="_o",
+            ge=0,
+            description="Items to skip before the first page (0-based offset, as GEO DAB "
+            "pages); ignored on a page after a token.",
+        ),
+    ] = None,
+) -> int | None:
+    return offset
+
+
 @attr.s
 class ConventionsGetRequest(APIRequest):
-    """GET parameters of our own: `count`."""
+    """GET parameters of our own: `count`, `_o`."""
 
     count: bool | None = attr.ib(default=None, converter=_count_flag)
+    offset: int | None = attr.ib(default=None, converter=_offset_param)
 
 
 class ConventionsPostRequest(BaseModel):
@@ -151,6 +169,12 @@ class ConventionsPostRequest(BaseModel):
 
     count: bool | None = Field(
         None, description="numberMatched (estimated above a threshold); false leaves it out."
+    )
+    offset: int | None = Field(
+        None,
+        ge=0,
+        alias="_o",
+        description="Items to skip before the first page (0-based); ignored after a token.",
     )
     collections: Annotated[list[str] | None, BeforeValidator(_one_or_many)] = None
     datetime: Annotated[

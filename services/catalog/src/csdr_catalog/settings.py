@@ -46,6 +46,10 @@ class Settings(ServiceSettings):
     """numberMatched is counted exactly when the planner expects fewer matches, else estimated."""
     count_stats_ttl_s: int = 60
     """How long pgSTAC may reuse a search's count."""
+    collections_limit: int = 1000
+    """Collections in a `/collections` page that names no `limit` (pgSTAC's default is 10):
+    every collection of a node, as harvesters that read the list once and follow no `next`
+    (GEO DAB's STAC accessor) need."""
     cache_max_age_s: int = 60
     """Cache-Control max-age of collection and item documents (they also carry an ETag)."""
     rate_limit_per_s: float = 50.0

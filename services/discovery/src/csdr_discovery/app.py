@@ -5,16 +5,15 @@ from the STAC API's item search).
 Run with `uvicorn csdr_discovery.app:create_app --factory`.
 """
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx2
 from fastapi import FastAPI
 
 from csdr_access import AccessControl
 from csdr_discovery import csw, health, iso19139, oai, opensearch
 from csdr_discovery.settings import Settings
+from csdr_discovery.stac_api import StacApiClient
 from csdr_service import pools
 from csdr_service.errors import add_exception_handlers
 from csdr_service.guards import add_guards
@@ -26,16 +25,20 @@ from csdr_service.openapi import complete_openapi
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the discovery API; the pool opens in the lifespan."""
     settings = settings or Settings()
-    configure_logging(settings.log_level, quiet={"httpx2": logging.WARNING})
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await pools.open_pool(8, "csdr-discovery", pgstac=True)
-        app.state.http = httpx2.AsyncClient(timeout=settings.catalog_timeout_s)
+        app.state.stac_api = StacApiClient(
+            settings.catalog_api_url or settings.catalog_url,
+            settings.catalog_url,
+            settings.catalog_timeout_s,
+        )
         try:
             yield
         finally:
-            await app.state.http.aclose()
+            await app.state.stac_api.aclose()
             await app.state.pool.close()
 
     app = FastAPI(

@@ -8,31 +8,25 @@ rules, no second index. Atom and GeoJSON responses; bad parameters answer 400 in
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import httpx2
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from lxml import etree
 
-from csdr_discovery import records
+from csdr_discovery import atom, records
+from csdr_discovery.atom import ATOM, EO, GEO, OS, TIME
 from csdr_discovery.settings import Settings
+from csdr_discovery.stac_api import CatalogUnavailable, StacApiClient
 from csdr_discovery.summary import summarise
 from csdr_service.errors import error_response
 from csdr_service.pools import PoolDep
 
-OS = "http://a9.com/-/spec/opensearch/1.1/"
-ATOM = "http://www.w3.org/2005/Atom"
-DC = "http://purl.org/dc/elements/1.1/"
-GEORSS = "http://www.georss.org/georss"
-GEO = "http://a9.com/-/opensearch/extensions/geo/1.0/"
-TIME = "http://a9.com/-/opensearch/extensions/time/1.0/"
-EO = "http://a9.com/-/opensearch/extensions/eo/1.0/"
 PARAM = "http://a9.com/-/spec/opensearch/extensions/parameters/1.0/"
-NSMAP = {None: ATOM, "os": OS, "dc": DC, "georss": GEORSS, "geo": GEO, "time": TIME, "eo": EO}
 OSDD_TYPE = "application/opensearchdescription+xml"
 ATOM_TYPE = "application/atom+xml"
 GEOJSON_TYPE = "application/geo+json"
@@ -49,6 +43,7 @@ PARAMETERS = [
 MAX_COUNT = 100
 MAX_DEPTH = 10_000  # the STAC API's largest page: granules are read as one page up to here
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenSearch"])
 OSDD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -214,8 +209,11 @@ def _links_of(url: str, query: Query, total: int, fmt: str) -> list[dict[str, st
     kind = ATOM_TYPE if fmt == "atom" else GEOJSON_TYPE
     count = query.count
 
+    rest = urlencode({k: v for k, v in query.raw.items() if k != "startIndex"})
+    prefix = f"{url}?{rest}&startIndex=" if rest else f"{url}?startIndex="
+
     def at(index: int) -> str:
-        return f"{url}?{urlencode({**query.raw, 'startIndex': str(index)})}"
+        return f"{prefix}{index}"
 
     links = [{"rel": "self", "href": at(query.start_index), "type": kind}]
     if count <= 0:
@@ -232,38 +230,37 @@ def _links_of(url: str, query: Query, total: int, fmt: str) -> list[dict[str, st
     return links
 
 
-def _feed(
-    title: str, url: str, query: Query, total: int, links: list[dict[str, str]]
-) -> etree._Element:
-    feed = etree.Element(f"{{{ATOM}}}feed", nsmap=NSMAP)
-    etree.SubElement(feed, f"{{{ATOM}}}id").text = links[0]["href"]
-    etree.SubElement(feed, f"{{{ATOM}}}title").text = title
-    etree.SubElement(feed, f"{{{ATOM}}}updated").text = _stamp(datetime.now(UTC))
-    etree.SubElement(feed, f"{{{OS}}}totalResults").text = str(total)
-    etree.SubElement(feed, f"{{{OS}}}startIndex").text = str(query.start_index)
-    etree.SubElement(feed, f"{{{OS}}}itemsPerPage").text = str(query.count)
-    etree.SubElement(feed, f"{{{OS}}}Query", {"role": "request", **query.echo()})
-    for link in links:
-        etree.SubElement(feed, f"{{{ATOM}}}link", link)
-    return feed
+def _feed_head(title: str, query: Query, total: int, links: list[dict[str, str]]) -> list[str]:
+    """The feed's own elements: id, title, updated, the OpenSearch totals and the request."""
+    echo = {atom.prefixed(k): v for k, v in query.echo().items()}
+    return [
+        atom.element("id", links[0]["href"]),
+        atom.element("title", title),
+        atom.element("updated", _stamp(datetime.now(UTC))),
+        atom.element("os:totalResults", total),
+        atom.element("os:startIndex", query.start_index),
+        atom.element("os:itemsPerPage", query.count),
+        atom.empty("os:Query", {"role": "request", **echo}),
+    ]
 
 
-def _entry(feed: etree._Element, ident: str, title: str, updated: str, summary: str) -> Any:
-    entry = etree.SubElement(feed, f"{{{ATOM}}}entry")
-    etree.SubElement(entry, f"{{{ATOM}}}id").text = ident
-    etree.SubElement(entry, f"{{{ATOM}}}title").text = title
-    etree.SubElement(entry, f"{{{ATOM}}}updated").text = updated
-    etree.SubElement(entry, f"{{{ATOM}}}summary", type="text").text = summary
-    return entry
+def _entry_head(ident: str, title: str, updated: str, summary: str) -> str:
+    return (
+        atom.element("id", ident)
+        + atom.element("title", title)
+        + atom.element("updated", updated)
+        + atom.element("summary", summary, {"type": "text"})
+    )
 
 
-def _place(entry: etree._Element, bbox: list[float], ring: list[list[float]] | None) -> None:
-    """georss:box (the one DAB's FedEO mapper reads) and georss:polygon, latitude first."""
-    west, south, east, north = bbox[0], bbox[1], bbox[-2], bbox[-1]
-    etree.SubElement(entry, f"{{{GEORSS}}}box").text = f"{south} {west} {north} {east}"
-    if ring:
-        points = " ".join(f"{p[1]} {p[0]}" for p in ring)
-        etree.SubElement(entry, f"{{{GEORSS}}}polygon").text = points
+def _geojson(body: dict[str, Any]) -> Response:
+    """A GeoJSON answer serialised by orjson (the items come from orjson too; FastAPI's
+    JSONResponse would run them through the standard library's json)."""
+    return Response(orjson.dumps(body), media_type=GEOJSON_TYPE)
+
+
+def _atom(body: bytes) -> Response:
+    return Response(body, media_type=f"{ATOM_TYPE}; charset=utf-8")
 
 
 def _xml(root: etree._Element, media_type: str) -> Response:
@@ -318,63 +315,64 @@ async def collections(request: Request, pool: PoolDep, fmt: str) -> Response:
     shown = await records.visible(request, pool)
     page = await records.search(pool, shown, criteria, query.count, query.start_index - 1)
     url = f"{_base(settings)}/collections.{fmt}"
-    links = _links_of(url, query, page.matched, fmt)
+    links_of_page = _links_of(url, query, page.matched, fmt)
     summaries = [summarise(c, settings) for c in page.collections]
     if fmt == "json":
-        return JSONResponse(
+        return _geojson(
             {
                 "type": "FeatureCollection",
                 "totalResults": page.matched,
                 "startIndex": query.start_index,
                 "itemsPerPage": query.count,
-                "links": links,
+                "links": links_of_page,
                 "features": [
                     _collection_feature(s, c, settings)
                     for s, c in zip(summaries, page.collections, strict=True)
                 ],
-            },
-            media_type=GEOJSON_TYPE,
+            }
         )
-    feed = _feed(f"{settings.title}: collections", url, query, page.matched, links)
+    entries = []
     for s in summaries:
         stac = s.resources[0].url
-        entry = _entry(feed, stac, s.title, _stamp(s.updated or datetime.now(UTC)), s.abstract)
-        etree.SubElement(entry, f"{{{DC}}}identifier").text = s.identifier
         begin = _stamp(s.begin) if s.begin else ""
         end = _stamp(s.end) if s.end else ""
-        etree.SubElement(entry, f"{{{DC}}}date").text = f"{begin}/{end}"
-        _place(entry, list(s.bbox), None)
         granules = f"{_base(settings)}?parentIdentifier={quote(s.identifier, safe='')}"
-        etree.SubElement(
-            entry,
-            f"{{{ATOM}}}link",
-            rel="search",
-            type=OSDD_TYPE,
-            href=granules,
-            title="Search the granules of this collection",
-        )
-        etree.SubElement(
-            entry,
-            f"{{{ATOM}}}link",
-            rel="alternate",
-            type="application/json",
-            href=stac,
-            title="STAC collection",
-        )
         csw = (
             f"{settings.public_url.rstrip('/')}/csw?service=CSW&version=2.0.2&request="
             f"GetRecordById&outputSchema=http://www.isotc211.org/2005/gmd&id="
             f"{quote(s.identifier, safe='')}"
         )
-        etree.SubElement(
-            entry,
-            f"{{{ATOM}}}link",
-            rel="alternate",
-            type="application/vnd.iso.19139+xml",
-            href=csw,
-            title="ISO 19139",
+        links = [
+            {
+                "rel": "search",
+                "type": OSDD_TYPE,
+                "href": granules,
+                "title": "Search the granules of this collection",
+            },
+            {
+                "rel": "alternate",
+                "type": "application/json",
+                "href": stac,
+                "title": "STAC collection",
+            },
+            {
+                "rel": "alternate",
+                "type": "application/vnd.iso.19139+xml",
+                "href": csw,
+                "title": "ISO 19139",
+            },
+        ]
+        entries.append(
+            "<entry>"
+            + _entry_head(stac, s.title, _stamp(s.updated or datetime.now(UTC)), s.abstract)
+            + atom.element("dc:identifier", s.identifier)
+            + atom.element("dc:date", f"{begin}/{end}")
+            + atom.place(list(s.bbox), None)
+            + "".join(atom.empty("link", link) for link in links)
+            + "</entry>"
         )
-    return _xml(feed, ATOM_TYPE)
+    head = _feed_head(f"{settings.title}: collections", query, page.matched, links_of_page)
+    return _atom(atom.feed(head, links_of_page, entries))
 
 
 def _collection_feature(s: Any, collection: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -422,13 +420,14 @@ async def item_search(
         params["datetime"] = query.datetime
     if query.uid:
         params["ids"] = query.uid
-    client: httpx2.AsyncClient = request.app.state.http
-    base = (settings.catalog_api_url or settings.catalog_url).rstrip("/")
-    r = await client.get(f"{base}/search", params=params)
-    if r.status_code == 400:
-        raise SearchError(r.json().get("description", "the STAC API refused the search"))
-    r.raise_for_status()
-    body = orjson.loads(r.content)
+    client: StacApiClient = request.app.state.stac_api
+    answer = await client.get(f"/search?{urlencode(params)}")
+    if answer.status == 400:
+        description = orjson.loads(answer.body).get("description")
+        raise SearchError(description or "the STAC API refused the search")
+    if answer.status != 200 or answer.content_encoding not in ("", "identity"):
+        raise CatalogUnavailable(f"the STAC API answered {answer.status}")
+    body = orjson.loads(answer.body)
     return int(body.get("numberMatched", 0)), body["features"][query.start_index - 1 : depth]
 
 
@@ -454,10 +453,20 @@ async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
         total, items = await item_search(settings, request, query)
     except SearchError as exc:
         return error_response(400, "InvalidParameterValue", str(exc))
+    except CatalogUnavailable as exc:
+        # CEOS OpenSearch BP-017's codes: 504 when the search ran out of time, else 503.
+        logger.warning("granule search: %s", exc)
+        if exc.timed_out:
+            return error_response(
+                504, "GatewayTimeout", "the node's STAC API did not answer in time"
+            )
+        return error_response(
+            503, "ServiceUnavailable", "the node's STAC API is unavailable", {"Retry-After": "5"}
+        )
     url = f"{_base(settings)}/granules.{fmt}"
     links = _links_of(url, query, total, fmt)
     if fmt == "json":
-        return JSONResponse(
+        return _geojson(
             {
                 "type": "FeatureCollection",
                 "totalResults": total,
@@ -465,16 +474,16 @@ async def granules(request: Request, pool: PoolDep, fmt: str) -> Response:
                 "itemsPerPage": query.count,
                 "links": links,
                 "features": items,
-            },
-            media_type=GEOJSON_TYPE,
+            }
         )
-    feed = _feed(f"Granules of {query.parent}", url, query, total, links)
-    for item in items:
-        _granule_entry(feed, item)
-    return _xml(feed, ATOM_TYPE)
+    head = _feed_head(f"Granules of {query.parent}", query, total, links)
+    return _atom(atom.feed(head, links, (_granule_entry(item) for item in items)))
 
 
-def _granule_entry(feed: etree._Element, item: dict[str, Any]) -> None:
+def _granule_entry(item: dict[str, Any]) -> str:
+    """One granule (a STAC item) as an Atom entry (BP-013..016), in one template: a page's
+    entries are most of a granule search's own time."""
+    e = atom.escape
     props = item.get("properties") or {}
     self_href = next(
         (link["href"] for link in item.get("links", []) if link.get("rel") == "self"), item["id"]
@@ -485,45 +494,31 @@ def _granule_entry(feed: etree._Element, item: dict[str, Any]) -> None:
     summary = ", ".join(
         f"{k}: {props[k]}" for k in ("platform", "instruments", "eo:cloud_cover") if k in props
     )
-    entry = _entry(feed, self_href, props.get("title") or item["id"], updated, summary)
-    etree.SubElement(entry, f"{{{DC}}}identifier").text = item["id"]
-    etree.SubElement(entry, f"{{{DC}}}date").text = f"{start}/{end}"
     geometry = item.get("geometry") or {}
     ring = None
     if geometry.get("type") == "Polygon":
         ring = geometry["coordinates"][0]
     elif geometry.get("type") == "MultiPolygon":
         ring = geometry["coordinates"][0][0]
-    if item.get("bbox"):
-        _place(entry, item["bbox"], ring)
-    etree.SubElement(
-        entry,
-        f"{{{ATOM}}}link",
-        rel="alternate",
-        type=GEOJSON_TYPE,
-        href=self_href,
-        title="STAC item",
-    )
+    place = atom.place(item["bbox"], ring) if item.get("bbox") else ""
+    links = [
+        f'<link rel="alternate" type="{GEOJSON_TYPE}" href="{e(self_href)}" title="STAC item"/>'
+    ]
     assets = item.get("assets") or {}
     for key, asset in assets.items():
-        roles = asset.get("roles") or []
-        if "thumbnail" in roles or key == "thumbnail":
-            etree.SubElement(
-                entry,
-                f"{{{ATOM}}}link",
-                rel="icon",
-                type=asset.get("type", "image/png"),
-                href=asset["href"],
-            )
+        if key == "thumbnail" or "thumbnail" in (asset.get("roles") or []):
+            kind = asset.get("type", "image/png")
+            links.append(f'<link rel="icon" type="{e(kind)}" href="{e(asset["href"])}"/>')
     data = [a for a in assets.values() if "data" in (a.get("roles") or [])] or list(assets.values())
     for asset in data:
-        attrib = {
-            "rel": "enclosure",
-            "href": asset["href"],
-            "type": asset.get("type", "application/octet-stream"),
-        }
-        if asset.get("title"):
-            attrib["title"] = asset["title"]
+        kind = asset.get("type", "application/octet-stream")
+        extra = f' title="{e(asset["title"])}"' if asset.get("title") else ""
         if asset.get("file:size"):
-            attrib["length"] = str(asset["file:size"])
-        etree.SubElement(entry, f"{{{ATOM}}}link", attrib)
+            extra += f' length="{e(asset["file:size"])}"'
+        links.append(f'<link rel="enclosure" type="{e(kind)}" href="{e(asset["href"])}"{extra}/>')
+    return (
+        f"<entry><id>{e(self_href)}</id><title>{e(props.get('title') or item['id'])}</title>"
+        f'<updated>{e(updated)}</updated><summary type="text">{e(summary)}</summary>'
+        f"<dc:identifier>{e(item['id'])}</dc:identifier><dc:date>{e(start)}/{e(end)}</dc:date>"
+        f"{place}{''.join(links)}</entry>"
+    )

@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from csdr_ingest.claims import LeaseLost, publishing_for
 from csdr_ingest.cresda.sun import ACCEPT_OPTION
 from csdr_ingest.errors import DiskFull, IngestError, is_disk_full
 from csdr_ingest.offline import OFFLINE_OPTION, register_offline
@@ -157,16 +158,17 @@ def finish(
     error: dict[str, str] | None,
 ) -> bool:
     """Record the outcome of a claimed job if its worker still holds the attempt; False when it
-    lost the lease (another worker has or will run it, and records the outcome)."""
+    lost the lease (another worker has or will run it, and records the outcome). A failed job
+    keeps the items published before its failure (csdr_ingest.claims records each)."""
     status = "failed" if error else "succeeded"
     with pool.connection() as conn, conn.transaction():
         cur = conn.execute(
-            "UPDATE csdr.ingest_jobs SET status = %s, items = %s, error = %s,"
+            "UPDATE csdr.ingest_jobs SET status = %s, items = coalesce(%s, items), error = %s,"
             " finished_at = now(), lease_until = NULL"
             " WHERE id = %s AND attempts = %s AND worker = %s AND status = 'running'",
             (
                 status,
-                Jsonb(items),
+                None if error else Jsonb(items),
                 Jsonb(error) if error else None,
                 job["id"],
                 job["attempt"],
@@ -230,10 +232,11 @@ def run_pipeline(
 ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
     """Run one claimed job through the pipeline: the published items' references, or the reason
     it failed. A database that went away (psycopg.OperationalError) is not the scene's failure:
-    it goes up, nothing is recorded, and the job runs again once its lease ends."""
+    it goes up, nothing is recorded, and the job runs again once its lease ends; so does a lost
+    lease (LeaseLost: the attempt that holds it publishes)."""
     when = job["options"].get("datetime")
     try:
-        with pool.connection() as conn:
+        with pool.connection() as conn, publishing_for(job):
             if job["options"].get(OFFLINE_OPTION):
                 items = register_offline(Path(job["source"]), conn, settings, job["collection"])
             else:
@@ -249,7 +252,7 @@ def run_pipeline(
     except IngestError as exc:
         logger.warning("job %s failed: %s", job["id"], exc)
         return [], exc.to_dict()
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, LeaseLost):
         raise
     except Exception as exc:
         if is_disk_full(exc):

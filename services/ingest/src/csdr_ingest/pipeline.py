@@ -28,7 +28,7 @@ import psycopg
 import rasterio
 from rasterio.errors import RasterioError
 
-from csdr_ingest import pgstac
+from csdr_ingest import claims, pgstac
 from csdr_ingest import replaced as replaced_files
 from csdr_ingest.cog import write_cog
 from csdr_ingest.cresda.bands import bands_for
@@ -174,18 +174,22 @@ def publish(
     stage: Staging,
     item: dict[str, Any],
     collection_template: dict[str, Any] | None = None,
-) -> None:
+) -> bool:
     """Describe the files (size, checksum), put them in the store, upsert the item in one
     transaction with the deletion of the files of the version it replaced (csdr_ingest.replaced:
     after a grace period; those already due are deleted now, unless the caller holds a
-    transaction: then the next publish or the service's sweep does it)."""
+    transaction: then the next publish or the service's sweep does it). For a queued job the
+    same transaction records the item on the job (csdr_ingest.claims); False, and this
+    version's files removed, when an earlier attempt of the job published the item already."""
     describe_files(item, stage.written)
     hrefs = stage.upload()
     with_hrefs(item, hrefs)
 
-    def write() -> None:
+    def write() -> bool:
         with conn.transaction():
             pgstac.lock_collection(conn, stage.collection)
+            if not claims.record(conn, stage.collection, stage.item_id):
+                return False
             replaced = pgstac.asset_hrefs(conn, stage.collection, stage.item_id)
             pgstac.publish_item(conn, item, stage.settings.collection_license, collection_template)
             replaced_files.schedule(
@@ -195,11 +199,20 @@ def publish(
                 replaced - set(hrefs.values()),
                 stage.settings.replaced_grace_s,
             )
+            return True
 
-    run_again_on_conflict(write, f"publishing {stage.collection}/{stage.item_id}")
+    if not run_again_on_conflict(write, f"publishing {stage.collection}/{stage.item_id}"):
+        logger.info(
+            "%s/%s: published by an earlier attempt of this job; kept as it is",
+            stage.collection,
+            stage.item_id,
+        )
+        stage.discard()
+        return False
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # Inside a caller's transaction nothing is deleted: it may still roll back.
         replaced_files.delete_due(conn, stage.store)
+    return True
 
 
 def remove_abandoned(conn: psycopg.Connection, settings: Settings) -> int:

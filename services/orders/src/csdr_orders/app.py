@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await pools.open_pool(16, "csdr-orders", pgstac=True)
+        # No session state on these connections (no SET outside a transaction, LISTEN,
+        # advisory lock or cursor): a checkout's release costs no reset round trip.
+        pool = await pools.open_pool(16, "csdr-orders", pgstac=True, reset_session=False)
         app.state.pool = pool
         app.state.signer = Signer(settings.link_key() or await node_secret(pool, LINK_SECRET))
         watcher = Watcher(pool, settings, clock) if settings.worker else None

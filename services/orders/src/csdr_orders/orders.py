@@ -321,8 +321,7 @@ async def place(
     if not dry_run and (existing := await _replay(conn, placing)) is not None:
         return await describe(conn, existing, placing.org_id, settings), True
     try:
-        async with conn.transaction():
-            return await _accept(conn, placing, scenes, settings, dry_run), False
+        return await _accept(conn, placing, scenes, settings, dry_run), False
     except asyncpg.UniqueViolationError as exc:
         # The same key raced this request and committed first: answer with its order.
         if exc.constraint_name != IDEMPOTENCY_CONSTRAINT:
@@ -339,57 +338,63 @@ async def _accept(
     settings: Settings,
     dry_run: bool,
 ) -> dict[str, Any]:
+    """Judge and write the order. The counters stay locked from the judgement to the commit,
+    so that span is kept to two statements: the locks with the holdings, the order with its
+    ledger rows (events and productions when there are any). The terms are read before it,
+    the quota shown in the answer after it."""
     at, org_id = placing.at, placing.org_id
     anchor, classes = await charging.terms_of(conn, org_id, {s.collection for s in scenes})
     period = period_start(at, anchor)
-    counters = {
-        c: await charging.lock(conn, org_id, c, period, settings.default_quota)
-        for c in sorted(set(classes.values()))
-    }
-    held = {
-        (r["collection"], r["item_id"]): r["order_id"]
-        for r in await conn.fetch(
-            "SELECT e.collection, e.item_id, e.order_id FROM csdr.entitlements e"
-            " JOIN unnest($3::text[], $4::text[]) AS s (collection, item_id)"
-            "  ON e.collection = s.collection AND e.item_id = s.item_id"
-            " WHERE e.org_id = $1 AND e.period_start = $2",
-            org_id,
-            period,
-            [s.collection for s in scenes],
-            [s.item_id for s in scenes],
-        )
-    }
-    charged = [s for s in scenes if (s.collection, s.item_id) not in held]
-    snapshots = []
-    refusal: dict[str, Any] | None = None
-    for quota_class, (used, reserved, limit) in counters.items():
-        quota = charging.Quota(
-            org_id, placing.organisation, quota_class, period, limit, used, reserved, anchor
-        )
-        snapshots.append(quota)
-        requested = sum(1 for s in charged if classes[s.collection] == quota_class)
-        if refusal is None:
-            refusal = quota.refusal(requested)
-    if dry_run:
-        name = period_name(period, anchor)
-        return _dry_run_report(placing, name, scenes, held, classes, snapshots, refusal)
-    if refusal is not None:
-        text = charging.refusal_text(refusal, "this order")
-        raise QuotaExceeded(f"{text}; nothing was ordered", **refusal)
-    accepting = Accepting(placing, period, anchor, classes, **await _standing(conn, org_id))
-    return await _record_accepted(conn, accepting, scenes, charged, settings)
+    async with conn.transaction():
+        found = await _lock_charges(conn, org_id, period, classes, scenes, settings)
+        counters, held, standing = found
+        charged = [s for s in scenes if (s.collection, s.item_id) not in held]
+        snapshots = []
+        refusal: dict[str, Any] | None = None
+        for quota_class, (used, reserved, limit) in counters.items():
+            quota = charging.Quota(
+                org_id, placing.organisation, quota_class, period, limit, used, reserved, anchor
+            )
+            snapshots.append(quota)
+            requested = sum(1 for s in charged if classes[s.collection] == quota_class)
+            if refusal is None:
+                refusal = quota.refusal(requested)
+        if dry_run:
+            name = period_name(period, anchor)
+            return _dry_run_report(placing, name, scenes, held, classes, snapshots, refusal)
+        if refusal is not None:
+            text = charging.refusal_text(refusal, "this order")
+            raise QuotaExceeded(f"{text}; nothing was ordered", **refusal)
+        accepting = Accepting(placing, period, anchor, classes, **standing)
+        order, items, history = await _record_accepted(conn, accepting, scenes, charged, settings)
+    snapshot = await charging.snapshot_of(conn, org_id, period, anchor, settings.default_quota)
+    return _view(order, placing.organisation, items, history, snapshot, settings)
 
 
-async def _standing(conn: asyncpg.Connection, org_id: int) -> dict[str, bool]:
-    """Whether the organisation's orders wait for approval, and whether it has webhooks."""
-    row = await conn.fetchrow(
-        "SELECT EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $1) AS hold,"
-        " EXISTS (SELECT 1 FROM csdr.subscriptions s WHERE s.owner = $1"
-        "  AND s.status = 'active') AS subscribed",
+async def _lock_charges(
+    conn: asyncpg.Connection,
+    org_id: int,
+    period: date,
+    classes: dict[str, str],
+    scenes: list[Scene],
+    settings: Settings,
+) -> tuple[dict[str, tuple[int, int, int]], dict[tuple[str, str], str], dict[str, bool]]:
+    """Lock the counters of the order's classes (class order) and read, after the locks, the
+    scenes the organisation holds this period (csdr.lock_order_charges, migration 0044): each
+    class's (used, reserved, limit), the order holding each held scene, and the organisation's
+    standing (`hold`: its orders wait for approval; `subscribed`: it has webhooks)."""
+    found = await conn.fetchval(
+        "SELECT csdr.lock_order_charges($1, $2, $3, $4, $5, $6)",
         org_id,
+        period,
+        sorted(set(classes.values())),
+        settings.default_quota,
+        [s.collection for s in scenes],
+        [s.item_id for s in scenes],
     )
-    assert row is not None
-    return {"hold": row["hold"], "subscribed": row["subscribed"]}
+    counters = {c: (int(n[0]), int(n[1]), int(n[2])) for c, n in sorted(found["counters"].items())}
+    held = {(c, i): order_id for c, i, order_id in found["held"]}
+    return counters, held, {"hold": found["hold"], "subscribed": found["subscribed"]}
 
 
 @dataclass(frozen=True)
@@ -442,11 +447,12 @@ async def _record_accepted(
     scenes: list[Scene],
     charged: list[Scene],
     settings: Settings,
-) -> dict[str, Any]:
-    """Write an accepted order in a few statements, and answer it as `describe` would: online
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write an accepted order in one statement (more with events or productions): online
     scenes delivered at once (their charge committed), offline ones pending their production
     (their charge reserved); with `hold` (manual approval), every scene `ordered` until an
-    administrator approves, reserved."""
+    administrator approves, reserved. The order, its items and history as written (the answer
+    is built from them, as `describe` would read them back)."""
     placing, period, classes, hold = (
         accepting.placing,
         accepting.period,
@@ -493,12 +499,6 @@ async def _record_accepted(
         }
         for st, code, text, i in history
     ]
-    await conn.execute(ACCEPT_SQL, *_accept_args(accepting, order, items, rows, charged, now))
-    for quota_class in sorted(set(classes.values())):
-        mine = [s for s in charged if classes[s.collection] == quota_class]
-        online = sum(1 for s in mine if now[s])
-        if mine:
-            await charging.change(conn, org_id, quota_class, period, len(mine) - online, online)
     entries = {
         s: ledger.Entry(
             org_id,
@@ -513,8 +513,11 @@ async def _record_accepted(
         for s in charged
     }
     reserved = [("reserved", e) for e in entries.values()]
-    await ledger.record_rows(
-        conn, at, reserved + [("released", e) for s, e in entries.items() if now[s]]
+    charges = reserved + [("released", e) for s, e in entries.items() if now[s]]
+    await conn.execute(
+        ACCEPT_SQL,
+        *ledger.insert_args(at, charges),
+        *_accept_args(accepting, order, items, rows, charged, now),
     )
     url = settings.public_url
     news = [(events.ACCEPTED, events.event(url, order_id, "ordered", 1, items=len(scenes)))]
@@ -531,36 +534,39 @@ async def _record_accepted(
         await events.emit_many(conn, org_id, order_id, news)
     if not hold:
         await production.request(conn, [s for s in scenes if not s.online])
-    snapshot = await charging.snapshot_of(
-        conn, org_id, period, accepting.anchor, settings.default_quota
-    )
-    return _view(order, placing.organisation, items, rows, snapshot, settings)
+    return order, items, rows
 
 
-# The accepted order, its history, items and charges in one statement (one round trip); the
-# foreign keys between them are checked at its end.
-ACCEPT_SQL = """
-WITH o AS (
+# The accepted order's ledger rows ($1-$11, ledger.insert_args), the order, its history, items,
+# charges and the counters' changes (as charging.change makes them) in one statement (one round
+# trip); the foreign keys between them are checked at its end.
+ACCEPT_SQL = f"""
+WITH ledger AS ({ledger.INSERT_SQL}), o AS (
     INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,
         created_at, updated_at, links_expire_at, awaiting_approval)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)
+    VALUES ($12, $13, $14, $15, $16, $17, $18, $18, $19, $20)
 ), h AS (
     INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,
         reason_text)
-    SELECT $1, h.collection, h.item_id, $7, h.status, h.code, h.text
-    FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+    SELECT $12, h.collection, h.item_id, $18, h.status, h.code, h.text
+    FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
         WITH ORDINALITY AS h (collection, item_id, status, code, text, n)
     ORDER BY h.n
 ), i AS (
     INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,
         status, charged, updated_at)
-    SELECT $1, i.collection, i.item_id, i.class, i.platform, i.instrument, i.status, i.charged, $7
-    FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
-        $21::boolean[]) AS i (collection, item_id, class, platform, instrument, status, charged)
+    SELECT $12, i.collection, i.item_id, i.class, i.platform, i.instrument, i.status, i.charged, $18
+    FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::text[],
+        $32::boolean[]) AS i (collection, item_id, class, platform, instrument, status, charged)
+), u AS (
+    UPDATE csdr.quota_usage q
+    SET reserved = q.reserved + c.reserved, committed = q.committed + c.committed
+    FROM unnest($37::text[], $38::integer[], $39::integer[]) AS c (class, reserved, committed)
+    WHERE q.org_id = $13 AND q.class = c.class AND q.period_start = $17
 )
 INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state, order_id)
-SELECT $2, $6, e.collection, e.item_id, e.class, e.state, $1
-FROM unnest($22::text[], $23::text[], $24::text[], $25::text[])
+SELECT $13, $17, e.collection, e.item_id, e.class, e.state, $12
+FROM unnest($33::text[], $34::text[], $35::text[], $36::text[])
     AS e (collection, item_id, class, state)
 """
 
@@ -573,8 +579,12 @@ def _accept_args(
     charged: list[Scene],
     now: dict[Scene, bool],
 ) -> list[Any]:
-    """ACCEPT_SQL's parameters."""
+    """ACCEPT_SQL's parameters after the ledger's ($12 on)."""
     placing, classes = accepting.placing, accepting.classes
+    changes: dict[str, tuple[int, int]] = {}  # class -> (reserved, committed)
+    for s in charged:
+        reserved, committed = changes.get(classes[s.collection], (0, 0))
+        changes[classes[s.collection]] = (reserved + int(not now[s]), committed + int(now[s]))
     platform = {(s.collection, s.item_id): (s.platform, s.instrument) for s in now}
     return [
         order["id"],
@@ -602,6 +612,9 @@ def _accept_args(
         [s.item_id for s in charged],
         [classes[s.collection] for s in charged],
         ["committed" if now[s] else "reserved" for s in charged],
+        list(changes),
+        [reserved for reserved, _ in changes.values()],
+        [committed for _, committed in changes.values()],
     ]
 
 

@@ -177,14 +177,20 @@ class Judge:
         self, conn: Connection[Any], principal: Principal, search_id: str, metadata: bool
     ) -> bool:
         """Whether the caller may use the registered search: it exists, and it names no
-        collection or a visible one (`metadata`, for /info: only visible ones)."""
+        collection or a visible one (`metadata`, for /info: only visible ones); uncached when
+        the cache says no, as for a collection (perhaps one created a moment ago)."""
         exists, named = named_collections(conn, search_id)
         if not exists:
             return False
         if principal.is_admin or not named:
             return True
-        visible = self.access.visible(conn, principal)
-        return set(named) <= visible if metadata else bool(visible.intersection(named))
+
+        def sees(visible: frozenset[str]) -> bool:
+            return set(named) <= visible if metadata else bool(visible.intersection(named))
+
+        return sees(self.access.visible(conn, principal)) or sees(
+            self.access.visible(conn, principal, fresh=True)
+        )
 
 
 class AccessMiddleware:

@@ -13,6 +13,13 @@ Filtering the rows afterwards would be wrong, not only slower: pgSTAC's `skipcov
 `exitwhenfull` drop a public scene that lies under a private one, and filtering after that would
 leave a hole where the public scene's pixels belong.
 
+A mosaic reads online scenes only: an offline scene (no COG yet) on top would hide the online
+ones under it, and the reader refuses it. A collection's mosaic searches with `ONLINE_FILTER`
+(csdr_tiler.items); a registered search (or its derived one) is read through its online
+search (`online_search`): its body with `ONLINE_FILTER` added to its own filter, registered once
+and remembered per process, as the derived searches are. A search's identity (its hash, its
+pyramid layer's name) stays the one the caller was given.
+
 The scenes under a geometry are asked of pgSTAC on every call (`ScenesBackend`): titiler-pgstac
 keeps each answer for 5 minutes (`get_assets`' TTL cache), so a deleted or re-ingested scene kept
 showing in mosaics that long. Repeated tiles are answered from the tiler's response cache
@@ -52,10 +59,12 @@ from csdr_tiler.pyramid import AssetsOf, Behind, Layer, Pyramid, RenderBase
 # Derived searches are not mosaics of their own: titiler's and our search lists show only
 # `metadata.type == "mosaic"`.
 DERIVED_TYPE = "csdr-visible-subset"
+ONLINE_TYPE = "csdr-online"
 DERIVE_SQL = "SELECT hash FROM pgstac.search_query(%s, _metadata => %s)"
 
 _derived: LRUCache[tuple[str, tuple[str, ...]], str] = LRUCache(maxsize=10_000)
 _derived_lock = threading.Lock()
+_online: LRUCache[str, str] = LRUCache(maxsize=10_000)
 
 
 def allowed_collections(named: Sequence[str] | None, visible: frozenset[str]) -> list[str] | None:
@@ -122,6 +131,32 @@ def search_body(pool: ConnectionPool, search_id: str) -> dict[str, Any] | None:
     return dict(row[0])
 
 
+def online_search(pool: ConnectionPool, search_id: str) -> str:
+    """The hash of search `search_id` narrowed to online scenes (its filter and
+    `ONLINE_FILTER`): what its mosaic reads (registered on first use)."""
+    with _derived_lock:
+        if (found := _online.get(search_id)) is not None:
+            return found
+    search = search_body(pool, search_id)
+    if search is None:
+        raise MosaicNotFoundError(f"SearchId `{search_id}` not found")
+    own = search.get("filter")
+    if own == ONLINE_FILTER:  # a collection's mosaic (`latest_search_id`): online already
+        found = search_id
+    else:
+        online = {"op": "and", "args": [own, ONLINE_FILTER]} if own else ONLINE_FILTER
+        body = {**search, "filter": online, "filter-lang": "cql2-json"}
+        with pool.connection() as conn:
+            row = conn.execute(
+                DERIVE_SQL, (Jsonb(body), Jsonb({"type": ONLINE_TYPE, "of": search_id}))
+            ).fetchone()
+        assert row is not None  # search_query always returns the (new or existing) row
+        found = str(row[0])
+    with _derived_lock:
+        _online[search_id] = found
+    return found
+
+
 # A collection mosaic shows the latest scene on top; between scenes of the same time, the
 # least cloudy (pgSTAC sort syntax, as in a STAC search's `sortby`).
 LATEST_LEAST_CLOUDY = "-datetime,eo:cloud_cover"
@@ -153,7 +188,10 @@ def pyramid_renderer(pool: ConnectionPool) -> RenderBase:
     of one asset, every band, read from the scenes through the pool of open COGs."""
 
     def render(layer: Layer, asset: str, z: int, x: int, y: int) -> ImageData | None:
-        search_id = layer.name if layer.search else latest_search_id(pool, layer.name)
+        if layer.search:
+            search_id = online_search(pool, layer.name)
+        else:
+            search_id = latest_search_id(pool, layer.name)
         backend = ScenesBackend(search_id, pool, reader=PyramidSceneReader)
         try:
             image, _ = backend.tile(x, y, z, search_options=PYRAMID_SEARCH, assets=[asset])
@@ -271,11 +309,11 @@ class VisibleBackend(ScenesBackend):
         return search_for(self.pool, str(self.input), self.info().input_search, self.visible)
 
     def get_assets(self, geom: Geometry, **kwargs: Any) -> list[Item]:
-        """The scenes under `geom` that the caller may see, in the search's order."""
+        """The online scenes under `geom` that the caller may see, in the search's order."""
         found = self.caller_search()
         if found is None:
             return []
-        return search_scenes(self.pool, found[0], geom, **kwargs)
+        return search_scenes(self.pool, online_search(self.pool, found[0]), geom, **kwargs)
 
 
 @dataclass(init=False)

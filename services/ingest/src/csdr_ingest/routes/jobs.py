@@ -106,7 +106,8 @@ def create_job(
 
 @router.get("/{job_id}", response_model=Job, summary="A job's status and outcome")
 def get_job(job_id: uuid.UUID, pool: PoolDep, principal: IngestPrincipal) -> dict[str, Any]:
-    """The job, with its items when it succeeded or its error when it failed."""
+    """The job, with the items it has published (all of them once it succeeded; those before
+    the failure when it failed) and its error when it failed."""
     job = jobs.get(pool, job_id)
     if job is None:
         raise HTTPException(404, f"no job {job_id}")

@@ -81,10 +81,8 @@ async function refreshMosaic() {
   let layers = [];
   if (app.config.tiler && matched > app.config.mosaic_above && app.state.availability !== "offline") {
     try {
-      // Only online scenes where the node tells them apart: an offline one has no imagery.
-      const state = app.offered.availability ? { ...app.state, availability: "online" } : app.state;
-      const counts = state === app.state ? app.counts : await countsByCollection(app.config.catalog, state);
-      layers = await mosaicLayers(app.config.tiler, state, counts);
+      // The same search: the tiler draws its online scenes only (an offline one has no imagery).
+      layers = await mosaicLayers(app.config.tiler, app.state, app.counts);
     } catch (exc) {
       report(exc);
     }

@@ -25,14 +25,14 @@ async function collectionPresets(tiler, collection) {
   return presetsOf.get(collection);
 }
 
-// The search's collections that have matches (`counts`: online matches per collection).
+// The search's collections that have matches (`counts`: matches per collection).
 export function matchingCollections(state, counts) {
   const named = state.collections.length ? state.collections : Object.keys(counts);
   return named.filter((c) => (counts[c] || 0) > 0).sort();
 }
 
-// The search's filters for one collection (`state` asks for online scenes where the node tells
-// them apart: an offline, archived scene has no imagery yet).
+// The search's filters for one collection. The tiler draws its online scenes only, as it does
+// a collection's mosaic (an offline, archived scene has no imagery yet).
 export function mosaicSearch(state, collection) {
   return {
     ...filters(state),

@@ -4,7 +4,8 @@
 // node's public APIs, which show a partner its own rows only: nothing is filtered here.
 // Changes go through the same APIs with the user's key, which judge them: an organisation's
 // administrator (the scopes `grants` of /account) issues and revokes its keys; a data manager
-// also sets policies and approves or refuses held orders. Each change redraws its table.
+// also registers organisations, switches their manual approval, sets policies and approves or
+// refuses held orders. Each change redraws its table.
 
 import { request, requestText } from "./api.js";
 import { save } from "./exports.js";
@@ -233,19 +234,97 @@ function showIssued(el, issued) {
   el.hidden = false;
 }
 
+const ORG_KINDS = ["partner", "agency", "main"];
+
+// The node administrator's organisations: every one with its approval switch (its orders wait
+// for an administrator, or are accepted at once), and a form registering a new one.
 async function organisationsPage(ctx) {
-  const orgs = await request(`${ctx.config.catalog}/admin/organisations`);
-  return table(
-    "organisations",
-    [
-      [t("org.col.organisation"), (o) => o.name],
-      [t("org.col.country"), (o) => o.country],
-      [t("org.col.kind"), (o) => o.kind],
-      [t("org.col.created"), (o) => day(o.created_at)],
-    ],
-    orgs,
-    (o) => o.name,
+  const { catalog } = ctx.config;
+  const holder = document.createElement("div");
+  const redraw = async () => {
+    const orgs = await request(`${catalog}/admin/organisations`);
+    holder.replaceChildren(
+      table(
+        "organisations",
+        [
+          [t("org.col.organisation"), (o) => o.name],
+          [t("org.col.country"), (o) => o.country],
+          [t("org.col.kind"), (o) => o.kind],
+          [t("org.col.created"), (o) => day(o.created_at)],
+          [t("org.col.approval"), (o) => approvalSwitch(ctx, o, redraw)],
+        ],
+        orgs,
+        (o) => o.name,
+        (tr, o) => (tr.dataset.approval = o.approval),
+      ),
+    );
+  };
+  await redraw();
+  return [registerForm(ctx, redraw), holder];
+}
+
+// Whether an organisation's orders wait for an administrator; a change applies at once.
+function approvalSwitch(ctx, o, redraw) {
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "approval";
+  box.checked = o.approval === "manual";
+  const label = labelled(t("org.manual_approval"), box);
+  box.addEventListener("change", () =>
+    ctx.run(async () => {
+      box.disabled = true;
+      const url = `${ctx.config.catalog}/admin/organisations/${encodeURIComponent(o.name)}/approval`;
+      try {
+        await request(url, { method: "PUT", body: { approval: box.checked ? "manual" : "auto" } });
+      } finally {
+        await redraw();
+      }
+    }),
   );
+  return label;
+}
+
+function registerForm(ctx, redraw) {
+  const form = document.createElement("form");
+  form.id = "org-register";
+  form.className = "row";
+  const title = document.createElement("h3");
+  title.textContent = t("org.register_title");
+  const name = document.createElement("input");
+  name.id = "register-name";
+  name.required = true;
+  name.maxLength = 200;
+  const country = document.createElement("input");
+  country.id = "register-country";
+  country.required = true;
+  country.pattern = "[A-Za-z]{2}";
+  country.maxLength = 2;
+  country.size = 3;
+  country.placeholder = "TH";
+  const kind = document.createElement("select");
+  kind.id = "register-kind";
+  for (const k of ORG_KINDS) kind.append(new Option(k, k));
+  const submit = document.createElement("button");
+  submit.id = "register-submit";
+  submit.textContent = t("org.register");
+  form.append(
+    title,
+    labelled(t("org.col.organisation"), name),
+    labelled(t("org.country_code"), country),
+    labelled(t("org.col.kind"), kind),
+    submit,
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    ctx.run(async () => {
+      const body = { name: name.value.trim(), country: country.value.trim().toUpperCase(), kind: kind.value };
+      await request(`${ctx.config.catalog}/admin/organisations`, { method: "POST", body });
+      name.value = "";
+      country.value = "";
+      await redraw();
+    });
+  });
+  return form;
 }
 
 const POLICIES = ["public", "registered", "partners", "private"];
