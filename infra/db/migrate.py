@@ -1,5 +1,6 @@
 """Migrate a node's database: pgSTAC first (pypgstac, at the version pinned in constraints.txt),
-then our `csdr` schema from the numbered SQL files beside this script.
+then our `csdr` schema from the numbered SQL files beside this script, then the country areas
+(`areas/countries.geojson`) when that file changed since they were last loaded.
 
 Usage: python infra/db/migrate.py   (connects with the libpq PG* variables)
 Safe to run concurrently and repeatedly: an advisory lock serialises runners, applied files are
@@ -8,6 +9,7 @@ recorded in csdr.schema_migrations and never run twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from pypgstac.db import PgstacDB
 from pypgstac.migrate import Migrate
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+COUNTRIES = Path(__file__).parent / "areas" / "countries.geojson"
 LOCK_KEY = 0x6373_6472  # "csdr": one advisory lock for all migration runners
 
 logger = logging.getLogger("csdr.migrate")
@@ -56,6 +59,37 @@ def migrate_csdr(conninfo: str) -> list[str]:
     return applied_now
 
 
+def load_country_areas(conninfo: str, path: Path = COUNTRIES) -> bool:
+    """Replace csdr.country_areas with the file's features unless it holds them already; return
+    whether it loaded them."""
+    text = path.read_text()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            loaded = conn.execute("SELECT digest FROM csdr.country_areas_source").fetchone()
+            if loaded is not None and loaded[0] == digest:
+                return False
+            with conn.transaction():
+                conn.execute("DELETE FROM csdr.country_areas")
+                conn.execute(
+                    "INSERT INTO csdr.country_areas (country, name, geom)"
+                    " SELECT f->'properties'->>'country', f->'properties'->>'name',"
+                    "  ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(f->'geometry'), 4326))"
+                    " FROM jsonb_array_elements(%s::jsonb->'features') f",
+                    (text,),
+                )
+                conn.execute(
+                    "INSERT INTO csdr.country_areas_source (digest) VALUES (%s)"
+                    " ON CONFLICT (singleton) DO UPDATE SET digest = excluded.digest,"
+                    " loaded_at = now()",
+                    (digest,),
+                )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return True
+
+
 def migrate(conninfo: str = "") -> None:
     """Bring the database to the pinned pgSTAC version and our latest schema."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -65,7 +99,13 @@ def migrate(conninfo: str = "") -> None:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY + 1,))
     applied = migrate_csdr(conninfo)
-    logger.info("pgstac %s; csdr migrations applied now: %s", version, applied or "none")
+    countries = load_country_areas(conninfo)
+    logger.info(
+        "pgstac %s; csdr migrations applied now: %s; country areas %s",
+        version,
+        applied or "none",
+        "loaded" if countries else "unchanged",
+    )
 
 
 if __name__ == "__main__":

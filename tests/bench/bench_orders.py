@@ -1,6 +1,7 @@
 """Orders under load: 1,000 orders from 50 organisations racing for their quotas against one
 orders process (CSDR_BENCH_ORDERS_PROCESSES: more, the clients spread over them), 16 clients at
-once, each a keep-alive connection on http.client; and /stats/usage over a year of ledger rows.
+once, each a keep-alive connection on http.client; and /stats/usage over a year of ledger rows and
+a catalogue of archived scenes over Asia (`source`: CSDR_BENCH_SOURCE_SCENES, default 50,000).
 The CPU a request of the service, of its database connections and of the clients is printed:
 they share the machine's cores.
 
@@ -8,12 +9,14 @@ Checks: no organisation's reserved + committed exceeds its limit, and exactly th
 taken (every organisation asks for more than it has). Prints p50/p95 of acceptance (201) and
 refusal (403) next to GET /quota on the same process (the named baseline: a read of the same
 counters without the lock), and /stats/usage p50 (whole months: the monthly sums; other
-ranges: the ledger) next to the baseline, the same report grouped from the ledger in SQL.
+ranges: the ledger) next to the baseline, the same report grouped from the ledger in SQL, and
+the `source` query alone (the catalogue's scenes over each organisation's area).
 Goals (issue 16): p95 acceptance <= 100 ms, stats p50 <= 200 ms over 1M rows; printed, not
 asserted."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import itertools
 import json
@@ -23,8 +26,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import numpy as np
 import psycopg
@@ -33,6 +38,7 @@ from psycopg.types.json import Jsonb
 
 from conftest import free_port
 from csdr_access.admin import add_org, issue_key
+from csdr_orders.stats import SOURCE_PAIRS, SOURCE_TOTAL
 from tests.e2e.processes import service_process
 
 ORGS = 50
@@ -43,6 +49,8 @@ PROCESSES = int(os.environ.get("CSDR_BENCH_ORDERS_PROCESSES", "1"))
 """Orders processes on one database; client n talks to process n % PROCESSES."""
 SCENES = 1000
 LEDGER_ROWS = 1_000_000
+ARCHIVE_SCENES = int(os.environ.get("CSDR_BENCH_SOURCE_SCENES", "50000"))
+MEASURES = ("source", "ordered", "released", "downloaded")
 COLLECTION = {
     "type": "Collection",
     "stac_version": "1.1.0",
@@ -277,26 +285,32 @@ def test_usage_statistics(node):
         conn.execute("ANALYZE csdr.usage_ledger")
         rows = conn.execute("SELECT count(*) FROM csdr.usage_ledger").fetchone()[0]
     generated = time.perf_counter() - started
+    started = time.perf_counter()
+    add_archive(ARCHIVE_SCENES)
+    archived = time.perf_counter() - started
     admin_key = _admin_key()
     params = {
         "from": "2026-01-01",
         "to": "2027-01-01",
         "group_by": "country,platform,instrument,month",
     }
-    api, unaligned, sql = [], [], []
+    api, unaligned, per_org, sql = [], [], [], []
     odd = {**params, "to": "2026-12-31T23:00:00Z"}  # not whole months: read from the ledger
+    orgs = {**params, "group_by": "organisation,month"}  # source counted per organisation
     with httpx.Client(base_url=url, timeout=60) as client:
         for n in range(15):
-            for sample, query in ((api, params), (unaligned, odd)):
-                if sample is unaligned and n >= 5:
+            for sample, query in ((api, params), (unaligned, odd), (per_org, orgs)):
+                if sample is not api and n >= 5:
                     continue
                 start = time.perf_counter()
                 r = client.get("/stats/usage", params=query, headers={"X-API-Key": admin_key})
                 sample.append(time.perf_counter() - start)
                 assert r.status_code == 200
                 report = r.json()
-                for m in ("ordered", "released", "downloaded"):
+                for m in MEASURES:
                     assert sum(row[m] for row in report["rows"]) == report["totals"][m]
+                if sample is api:
+                    grouped = len(report["rows"])
     with psycopg.connect(autocommit=True) as conn:
         for _ in range(5):
             start = time.perf_counter()
@@ -309,14 +323,69 @@ def test_usage_statistics(node):
                 " GROUP BY 1, 2, 3, 4"
             ).fetchall()
             sql.append(time.perf_counter() - start)
+    source, pairs = asyncio.run(time_source())
     print(
-        f"/stats/usage over {rows:,} ledger rows (generated in {generated:.1f} s),"
-        f" {len(report['rows'])} groups (country, platform, instrument, month):"
+        f"/stats/usage over {rows:,} ledger rows (generated in {generated:.1f} s) and"
+        f" {SCENES + ARCHIVE_SCENES:,} scenes (archive added in {archived:.1f} s),"
+        f" {grouped} groups (country, platform, instrument, month):"
         f"\n  whole months (monthly sums) p50 {ms(api, 50):.0f} ms"
         f" | other ranges (the ledger) p50 {ms(unaligned, 50):.0f} ms"
-        f" | baseline, the ledger grouped in SQL alone p50 {ms(sql, 50):.0f} ms;"
+        f" | organisation, month p50 {ms(per_org, 50):.0f} ms"
+        f"\n  baseline, the ledger grouped in SQL alone p50 {ms(sql, 50):.0f} ms;"
         f" ratio whole months / baseline {ms(api, 50) / ms(sql, 50):.2f}"
+        f"\n  source alone ({pairs:,} country-scene pairs, counted once) p50"
+        f" {ms(source, 50):.0f} ms; load average {os.getloadavg()[0]:.1f}"
     )
+
+
+# Archived scenes (metadata only) of 0.6 degrees somewhere over Asia, some moment of 2026, made
+# in SQL (setseed: the same every run) and filed through pgSTAC's staging table.
+ARCHIVE_SQL = """
+INSERT INTO pgstac.items_staging (content)
+SELECT jsonb_build_object(
+    'type', 'Feature', 'stac_version', '1.1.0', 'id', 'A' || lpad(g::text, 7, '0'),
+    'collection', 'archive', 'links', '[]'::jsonb, 'assets', '{}'::jsonb,
+    'geometry', jsonb_build_object('type', 'Polygon', 'coordinates', jsonb_build_array(
+        jsonb_build_array(jsonb_build_array(x, y), jsonb_build_array(x + 0.6, y),
+            jsonb_build_array(x + 0.6, y + 0.6), jsonb_build_array(x, y + 0.6),
+            jsonb_build_array(x, y)))),
+    'bbox', jsonb_build_array(x, y, x + 0.6, y + 0.6),
+    'properties', jsonb_build_object(
+        'datetime', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+        'platform', 'gf-' || (1 + g %% 3),
+        'instruments', jsonb_build_array((ARRAY['wfv', 'pms'])[1 + g %% 2]),
+        'order:status', 'orderable'))
+FROM (SELECT g, round((60 + random() * 80)::numeric, 4)::float8 AS x,
+             round((-10 + random() * 60)::numeric, 4)::float8 AS y,
+             timestamptz '2026-01-01' + random() * interval '365 days' AS t
+      FROM generate_series(1, %s) g) s
+"""
+
+
+def add_archive(count: int) -> None:
+    """A public collection `archive` of `count` scenes."""
+    with psycopg.connect(autocommit=True) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute("SELECT create_collection(%s)", (Jsonb({**COLLECTION, "id": "archive"}),))
+        if count:
+            conn.execute("SELECT setseed(0.43)")
+            conn.execute(ARCHIVE_SQL, (count,))
+        conn.execute("ANALYZE pgstac.items")
+
+
+async def time_source() -> tuple[list[float], int]:
+    """The source total alone, per country over 2026 (its areas searched as a report does)."""
+    conn = await asyncpg.connect(server_settings={"jit": "off"})  # as the report runs
+    try:
+        year = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+        samples, pairs = [], 0
+        for _ in range(5):
+            start = time.perf_counter()
+            pairs = await conn.fetchval(f"{SOURCE_PAIRS}{SOURCE_TOTAL}", *year, None, False)
+            samples.append(time.perf_counter() - start)
+        return samples, pairs
+    finally:
+        await conn.close()
 
 
 def _admin_key() -> str:

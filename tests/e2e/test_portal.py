@@ -904,7 +904,8 @@ def test_organisation_pages_show_a_partner_its_own_rows(
     totals = w.page.eval_on_selector_all(
         '#org-body table[data-table="usage"] tfoot td', "els => els.map(e => e.textContent)"
     )
-    assert totals[2:] == [str(report["totals"][m]) for m in ("ordered", "released", "downloaded")]
+    measures = ("source", "ordered", "released", "downloaded")
+    assert totals[2:] == [str(report["totals"][m]) for m in measures]
     with w.page.expect_download() as got:
         w.page.click("#usage-csv")
     csv = Path(got.value.path()).read_text()

@@ -1,6 +1,6 @@
 """`/stats/usage` for a fixture year: rows sum to the totals for every measure, JSON and CSV carry
 the same numbers, an organisation sees only its own rows, and canceled or failed items are not
-`ordered`."""
+`ordered` (`source` in its own right: test_source.py)."""
 
 import csv
 import io
@@ -8,7 +8,7 @@ import time
 
 from services.orders.tests.samples import add_offline, auth, order_of
 
-MEASURES = ("ordered", "released", "downloaded")
+MEASURES = ("source", "ordered", "released", "downloaded")
 
 
 def fixture_year(client, db, keys) -> None:
@@ -42,14 +42,18 @@ def test_usage_rows_sum_to_totals_and_orgs_see_their_own(make_client, db, scenes
     params = {"from": "2026-01-01", "to": "2027-01-01", "group_by": "country,platform,instrument"}
     report = client.get("/stats/usage", params=params, headers=admin).json()
     rows, totals = report["rows"], report["totals"]
-    assert totals == {"ordered": 4, "released": 4, "downloaded": 1}  # no canceled, no failed
+    # source: the ten online and two archived scenes, all over Thailand.
+    assert totals == {"source": 12, "ordered": 4, "released": 4, "downloaded": 1}
     for m in MEASURES:
         assert sum(r[m] for r in rows) == totals[m]
     by_country = {r["country"]: r for r in rows if r["instrument"] == "wfv"}
     assert (by_country["TH"]["ordered"], by_country["BD"]["ordered"]) == (2, 2)
+    assert (by_country["TH"]["source"], by_country["BD"]["source"]) == (10, 0)
+    # Canceled and failed items are not ordered; the archived scenes are in the catalogue.
+    zero = dict.fromkeys(MEASURES, 0)
     assert [r for r in rows if r["instrument"] == "pms"] == [
-        {"country": c, "platform": "gf-1", "instrument": "pms", **dict.fromkeys(MEASURES, 0)}
-        for c in ("BD", "TH")
+        {"country": "BD", "platform": "gf-1", "instrument": "pms", **zero},
+        {"country": "TH", "platform": "gf-1", "instrument": "pms", **zero, "source": 2},
     ]
 
     text = client.get("/stats/usage", params={**params, "format": "csv"}, headers=admin)
@@ -59,7 +63,7 @@ def test_usage_rows_sum_to_totals_and_orgs_see_their_own(make_client, db, scenes
 
     mine = client.get("/stats/usage", params=params, headers=auth(keys["thailand"])).json()
     assert {r["country"] for r in mine["rows"]} == {"TH"}
-    assert mine["totals"] == {"ordered": 2, "released": 2, "downloaded": 1}
+    assert mine["totals"] == {"source": 12, "ordered": 2, "released": 2, "downloaded": 1}
     assert [q["organisation"] for q in mine["quotas"]] == ["GISTDA"]
     assert mine["quotas"][0]["used"] == 2 and mine["quotas"][0]["remaining"] == 998
     assert {q["organisation"] for q in report["quotas"]} == {"GISTDA", "SPARRSO"}
@@ -67,17 +71,29 @@ def test_usage_rows_sum_to_totals_and_orgs_see_their_own(make_client, db, scenes
     monthly = client.get(
         "/stats/usage", params={"group_by": "month,organisation"}, headers=admin
     ).json()
-    assert {r["month"] for r in monthly["rows"]} == {"2026-06"}
+    # The ledger's rows fall in June; source counts scenes by their own datetime.
+    assert {r["month"] for r in monthly["rows"] if r["ordered"]} == {"2026-06"}
+    assert {(r["month"], r["organisation"]): r["source"] for r in monthly["rows"]} == {
+        ("2026-03", "GISTDA"): 2,
+        ("2026-05", "GISTDA"): 10,
+        ("2026-06", "GISTDA"): 0,
+        ("2026-06", "SPARRSO"): 0,
+    }
     assert monthly["totals"] == totals
 
-    # A range not of whole months is summed from the ledger itself: the same numbers.
+    # A range not of whole months is summed from the ledger itself: the same numbers (and no
+    # source: the scenes were taken before it).
     odd = {**params, "from": "2026-05-31T23:00:00Z", "to": "2026-07-01T01:00:00+00:00"}
     unaligned = client.get("/stats/usage", params=odd, headers=admin).json()
-    assert (unaligned["rows"], unaligned["totals"]) == (rows, totals)
+    assert unaligned["rows"] == [{**r, "source": 0} for r in rows]
+    assert unaligned["totals"] == {**totals, "source": 0}
     quarterly = client.get(
         "/stats/usage", params={"group_by": "quarter,class"}, headers=admin
     ).json()
-    assert quarterly["rows"] == [{"quarter": "2026-Q2", "class": "all", **totals}]
+    assert quarterly["rows"] == [
+        {"quarter": "2026-Q1", "class": "all", **zero, "source": 2},
+        {"quarter": "2026-Q2", "class": "all", **totals, "source": 10},
+    ]
 
     empty = client.get(
         "/stats/usage", params={**params, "from": "2020-01-01", "to": "2021-01-01"}, headers=admin

@@ -126,7 +126,7 @@ def test_every_language_has_every_message_the_application_uses():
     used |= {f"org.policy.{p}" for p in ("public", "registered", "partners", "private")}
     groups = ("country", "organisation", "platform", "instrument", "collection", "class")
     used |= {f"org.group.{g}" for g in (*groups, "year", "quarter", "month")}
-    used |= {f"org.measure.{m}" for m in ("ordered", "released", "downloaded")}
+    used |= {f"org.measure.{m}" for m in ("source", "ordered", "released", "downloaded")}
     assert {"subscribe.test", "subscribe.dead", "subscribe.retry"} <= used
     assert used - set(en) == set(), "messages used but missing from en.json"
     for path in (STATIC_DIR / "messages").glob("*.json"):

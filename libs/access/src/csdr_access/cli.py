@@ -1,4 +1,5 @@
-"""`csdr-admin`: organisations, keys, policies, peers, quotas and backups, by script or hand.
+"""`csdr-admin`: organisations and their areas, keys, policies, peers, quotas and backups, by
+script or hand.
 
 Connects with the libpq PG* variables. Exit status 0 on success, 1 when the request was refused
 (the message says why), 2 for usage errors or an unreachable database, 3 when a restore finished
@@ -16,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from csdr_access import admin, backup, peers, quotas
+from csdr_access import admin, areas, backup, peers, quotas
 from csdr_access.policies import Policy
 
 
@@ -35,6 +36,9 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+AREA_COLUMNS = ["org", "country", "area", "label", "km2", "bbox"]
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line grammar."""
     p = argparse.ArgumentParser(prog="csdr-admin", description=__doc__.splitlines()[0])
@@ -46,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--country", required=True, help="ISO 3166 alpha-2, e.g. CN, TH, KE")
     add.add_argument("--kind", required=True, choices=admin.ORG_KINDS)
     org.add_parser("list", help="list organisations")
+    areas.add_parsers(org)
 
     key = groups.add_parser("key", help="API keys").add_subparsers(dest="verb", required=True)
     issue = key.add_parser("issue", help="issue a key (printed once, on the last line)")
@@ -91,6 +96,8 @@ def run(args: argparse.Namespace, conn: psycopg.Connection) -> str:
             return f"added organisation {args.name}"
         case "org", "list":
             return _table(admin.list_orgs(conn), ["name", "country", "kind", "created_at"])
+        case "org", "area":
+            return _table([areas.run(args, conn, actor)], AREA_COLUMNS)
         case "key", "issue":
             key, prefix = admin.issue_key(
                 conn, args.org, args.scope, actor, args.expires, args.label

@@ -1,5 +1,5 @@
-"""`/quota` (the caller's quota now, per class) and `/stats/usage` (usage statistics from the
-ledger, JSON or CSV). Reading them is free."""
+"""`/quota` (the caller's quota now, per class) and `/stats/usage` (usage statistics: scenes in
+the catalogue over the area, and the ledger's; JSON or CSV). Reading them is free."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def _moment(value: str, name: str) -> datetime:
 
 @router.get(
     "/stats/usage",
-    summary="Scenes ordered, released and downloaded, grouped, with totals (JSON or CSV)",
+    summary="Scenes in the catalogue over the area (source), ordered, released and downloaded,"
+    " grouped, with totals (JSON or CSV)",
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def usage(
@@ -98,7 +99,9 @@ async def usage(
     organisation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """From (inclusive) to (exclusive), default the current period; an organisation sees its own
-    rows only, administrators everyone's (or one organisation's)."""
+    rows only, administrators everyone's (or one organisation's). `source` counts the scenes
+    (by their own datetime) over each organisation's area that it may see: once per country, or
+    per organisation in a report per organisation."""
     settings, at = request.app.state.settings, request.app.state.clock()
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
     unknown = [g for g in groups if g not in stats.GROUPS]

@@ -15,7 +15,7 @@ const PARTNER_PAGES = ["keys", "orders", "subscriptions", "usage"];
 const ADMIN_PAGES = ["organisations", "keys", "policies", "orders", "subscriptions", "usage"];
 export const USAGE_GROUPS = ["country", "organisation", "platform", "instrument", "collection", "class"];
 export const USAGE_PERIODS = ["year", "quarter", "month"];
-const MEASURES = ["ordered", "released", "downloaded"];
+const MEASURES = ["source", "ordered", "released", "downloaded"];
 
 // Which pages the account has, given the services the node runs.
 export function pagesFor(account, config) {
@@ -463,7 +463,8 @@ export function usageQuery(usage, format = "json") {
   return q.toString();
 }
 
-// Usage statistics: the report's rows and totals (sums of the orders service's ledger), each
+// Usage statistics: the report's rows and totals (scenes in the catalogue over the area, and
+// sums of the orders service's ledger), each
 // organisation's quota, and the same report as CSV from the service itself.
 async function usagePage(ctx) {
   const base = `${ctx.config.orders}/stats/usage`;
