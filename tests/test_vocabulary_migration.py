@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 from csdr_catalog.app import create_app
 from csdr_catalog.settings import Settings
 from infra.db.migrate import MIGRATIONS_DIR, migrate
+from tests.support.items import stac_item
 
 MIGRATION = "0015_platform_vocabulary.sql"
 CREATED = "2024-01-01T00:00:00Z"
@@ -30,18 +31,9 @@ def collection(cid: str, summaries: dict) -> dict:
 
 
 def item(cid: str, item_id: str, when: str, props: dict) -> dict:
-    ring = [[47.2, -14.3], [48.5, -14.3], [48.5, -13.1], [47.2, -13.1], [47.2, -14.3]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": cid,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [47.2, -14.3, 48.5, -13.1],
-        "properties": {"datetime": when, "created": CREATED, "updated": CREATED, **props},
-        "assets": {"data": {"href": f"/srv/{item_id}.tif", "roles": ["data"]}},
-        "links": [],
-    }
+    properties = {"datetime": when, "created": CREATED, "updated": CREATED, **props}
+    assets = {"data": {"href": f"/srv/{item_id}.tif", "roles": ["data"]}}
+    return stac_item(item_id, cid, (47.2, -14.3, 48.5, -13.1), properties, assets)
 
 
 # (collection, id, acquisition time, properties as an older ingest wrote them, as they must be)

@@ -40,6 +40,7 @@ from conftest import free_port
 from csdr_access.admin import add_org, issue_key
 from csdr_orders.stats import SOURCE_PAIRS, SOURCE_TOTAL
 from tests.e2e.processes import service_process
+from tests.support.items import square, stac_item
 
 ORGS = 50
 ORDERS = 1000
@@ -66,24 +67,15 @@ COLLECTION = {
 
 
 def scene(n: int) -> dict:
-    lon, lat = 60 + (n % 100) * 0.5, 10 + (n // 100) * 0.5
-    ring = [[lon, lat], [lon + 0.4, lat], [lon + 0.4, lat + 0.4], [lon, lat + 0.4], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": f"S{n:05d}",
-        "collection": "gf1",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + 0.4, lat + 0.4],
-        "properties": {
-            "datetime": "2026-03-01T03:00:00Z",
-            "platform": "gf-1",
-            "instruments": ["wfv"],
-            "order:status": "succeeded",
-        },
-        "links": [],
-        "assets": {"data": {"href": f"/data/S{n:05d}.tif", "roles": ["data"]}},
+    properties = {
+        "datetime": "2026-03-01T03:00:00Z",
+        "platform": "gf-1",
+        "instruments": ["wfv"],
+        "order:status": "succeeded",
     }
+    assets = {"data": {"href": f"/data/S{n:05d}.tif", "roles": ["data"]}}
+    bbox = square(60 + (n % 100) * 0.5, 10 + (n // 100) * 0.5, 0.4)
+    return stac_item(f"S{n:05d}", "gf1", bbox, properties, assets)
 
 
 def ms(samples: list[float], q: float) -> float:

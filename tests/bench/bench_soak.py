@@ -50,6 +50,7 @@ from csdr_ingest.synthetic import Scene, write_scene
 from infra.local.node import PROCESS_ENV
 from tests.bench.fast_receiver import Received, Receiver, receiver_process
 from tests.e2e.processes import service_process
+from tests.support.items import box
 
 DURATION_S = float(os.environ.get("CSDR_BENCH_SOAK_S", "600"))
 WARMUP_S = float(os.environ.get("CSDR_BENCH_SOAK_WARMUP_S", str(DURATION_S / 5)))
@@ -186,12 +187,6 @@ class Soak:
             if item is not None and item.status_code == 200:
                 with self.lock:
                     self.items[s.name] = item.json()["bbox"]
-
-
-def box(b: list[float]) -> dict:
-    """A GeoJSON polygon of a bbox."""
-    ring = [[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]
-    return {"type": "Polygon", "coordinates": [ring]}
 
 
 # The tiler's caches shown over the run: (label, gauge in its /metrics, divisor).

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tests.e2e.catalog_scenes import COG, EAST, NORTH, SENSORS, SOUTH, START, WEST, YEARS, Sensor
+from tests.e2e.catalog_scenes import EAST, NORTH, SENSORS, SOUTH, START, WEST, YEARS, Sensor
+from tests.support.items import COG, stac_item
 
 # pypgstac's marker for "present in the collection's item_assets, absent from the item".
 DO_NOT_MERGE = "𒍟※"
@@ -100,16 +101,7 @@ def hydrated(row: tuple[str, ...]) -> dict[str, Any]:
             asset, {"type": "image/png", "roles": ["thumbnail"]}
         )
         item["assets"][asset] = {"href": href, **base}
-    w, s, e, n = item["bbox"]
-    ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": collection,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        **item,
-    }
+    return {**stac_item(item_id, collection, item["bbox"], {}), **item}
 
 
 def utc(stamp: str) -> datetime:

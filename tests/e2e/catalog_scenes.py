@@ -13,7 +13,7 @@ import psycopg
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 
-COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+from tests.support.items import COG, cog, stac_item
 
 
 @dataclass(frozen=True)
@@ -82,35 +82,26 @@ def items(count: int, seed: int = 4) -> Iterator[dict]:
         when = START + timedelta(seconds=rng.randrange(span_s))
         west = round(rng.uniform(WEST, EAST - sensor.swath_deg), 4)
         south = round(rng.uniform(SOUTH, NORTH - sensor.swath_deg), 4)
-        east, north = round(west + sensor.swath_deg, 4), round(south + sensor.swath_deg, 4)
+        bbox = (west, south, round(west + sensor.swath_deg, 4), round(south + sensor.swath_deg, 4))
         item_id = f"{sensor.platform.upper()}_{sensor.instrument.upper()}_{when:%Y%m%d}_{n:07d}"
-        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
         href = f"/srv/csdr/assets/{sensor.collection}/{item_id}"
-        yield {
-            "type": "Feature",
-            "stac_version": "1.1.0",
-            "id": item_id,
-            "collection": sensor.collection,
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "bbox": [west, south, east, north],
-            "properties": {
-                "datetime": when.isoformat().replace("+00:00", "Z"),
-                "constellation": sensor.constellation,
-                "platform": sensor.platform,
-                "instruments": [sensor.instrument],
-                "gsd": sensor.gsd,
-                "eo:cloud_cover": round(rng.uniform(0, 100), 1),
-                "view:off_nadir": round(rng.uniform(0, 30), 2),
-                "view:sun_elevation": round(rng.uniform(10, 75), 2),
-                "sat:absolute_orbit": 1000 + n // 40,
-                "processing:level": "L2" if sensor.collection.endswith("l2") else "L1A",
-            },
-            "assets": {
-                "data": {"href": f"{href}.tif", "type": COG, "roles": ["data"]},
-                "thumbnail": {"href": f"{href}.png", "type": "image/png", "roles": ["thumbnail"]},
-            },
-            "links": [],
+        properties = {
+            "datetime": when.isoformat().replace("+00:00", "Z"),
+            "constellation": sensor.constellation,
+            "platform": sensor.platform,
+            "instruments": [sensor.instrument],
+            "gsd": sensor.gsd,
+            "eo:cloud_cover": round(rng.uniform(0, 100), 1),
+            "view:off_nadir": round(rng.uniform(0, 30), 2),
+            "view:sun_elevation": round(rng.uniform(10, 75), 2),
+            "sat:absolute_orbit": 1000 + n // 40,
+            "processing:level": "L2" if sensor.collection.endswith("l2") else "L1A",
         }
+        assets = {
+            "data": cog(f"{href}.tif"),
+            "thumbnail": {"href": f"{href}.png", "type": "image/png", "roles": ["thumbnail"]},
+        }
+        yield stac_item(item_id, sensor.collection, bbox, properties, assets)
 
 
 def conninfo(env: dict[str, str]) -> str:

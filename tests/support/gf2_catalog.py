@@ -5,10 +5,11 @@ catalog's read-only tests."""
 import psycopg
 from psycopg.types.json import Jsonb
 
+from tests.support.items import COG, cog, stac_item
+
 COLLECTION_ID = "gf2-pms-l1a"
 EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 # GF-2 PMS multispectral bands (centre wavelengths in micrometres).
 BANDS = [
     {"name": "b1", "eo:common_name": "blue", "eo:center_wavelength": 0.514},
@@ -62,46 +63,37 @@ def collection() -> dict:
 
 
 def item(item_id: str, when: str, west: float, south: float, cloud_cover: float) -> dict:
-    east, north = round(west + SIZE_DEG, 6), round(south + SIZE_DEG, 6)
-    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    bbox = (west, south, round(west + SIZE_DEG, 6), round(south + SIZE_DEG, 6))
     # Asset hrefs are file paths, as ingest writes them: the asset checks stay on this machine.
     assets_dir = f"/srv/csdr/assets/{COLLECTION_ID}/{item_id}"
+    properties = {
+        "datetime": when,
+        "created": "2024-07-01T08:00:00Z",
+        "updated": "2024-07-01T08:00:00Z",
+        "constellation": "gaofen",
+        "platform": "gf-2",
+        "instruments": ["pms"],
+        "gsd": 3.2,
+        "eo:cloud_cover": cloud_cover,
+        "proj:code": "EPSG:32650",
+        "proj:shape": [13900, 10800],
+    }
+    assets = {
+        "data": {
+            **cog(f"{assets_dir}/{item_id}.tif"),
+            "title": "Cloud-Optimized GeoTIFF",
+            "bands": BANDS,
+        },
+        "thumbnail": {
+            "href": f"{assets_dir}/{item_id}.png",
+            "type": "image/png",
+            "roles": ["thumbnail"],
+            "title": "Thumbnail",
+        },
+    }
     return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
+        **stac_item(item_id, COLLECTION_ID, bbox, properties, assets),
         "stac_extensions": [EO, PROJ],
-        "id": item_id,
-        "collection": COLLECTION_ID,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [west, south, east, north],
-        "properties": {
-            "datetime": when,
-            "created": "2024-07-01T08:00:00Z",
-            "updated": "2024-07-01T08:00:00Z",
-            "constellation": "gaofen",
-            "platform": "gf-2",
-            "instruments": ["pms"],
-            "gsd": 3.2,
-            "eo:cloud_cover": cloud_cover,
-            "proj:code": "EPSG:32650",
-            "proj:shape": [13900, 10800],
-        },
-        "assets": {
-            "data": {
-                "href": f"{assets_dir}/{item_id}.tif",
-                "type": COG,
-                "roles": ["data"],
-                "title": "Cloud-Optimized GeoTIFF",
-                "bands": BANDS,
-            },
-            "thumbnail": {
-                "href": f"{assets_dir}/{item_id}.png",
-                "type": "image/png",
-                "roles": ["thumbnail"],
-                "title": "Thumbnail",
-            },
-        },
-        "links": [],
     }
 
 

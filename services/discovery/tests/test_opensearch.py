@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from conftest import free_port
 from csdr_discovery.app import create_app
 from services.discovery.tests.conftest import COLLECTIONS, HIDDEN, conninfo, settings
+from tests.support.items import cog, square, stac_item
 
 OS = "{http://a9.com/-/spec/opensearch/1.1/}"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -29,30 +30,17 @@ PARENT = COLLECTIONS[0]["id"]
 
 def scene(n: int) -> dict[str, Any]:
     """The n-th scene of PARENT: a 1-degree square on a line, one a day from 2024-03-01."""
-    lon, lat = 100 + n, 30 + (n % 3)
-    ring = [[lon, lat], [lon + 1, lat], [lon + 1, lat + 1], [lon, lat + 1], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": f"scene-{n:02d}",
-        "collection": PARENT,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + 1, lat + 1],
-        "properties": {"datetime": f"2024-03-{n + 1:02d}T03:00:00Z", "platform": "GF-1"},
-        "links": [],
-        "assets": {
-            "data": {
-                "href": f"https://data.example/{n}.tif",
-                "roles": ["data"],
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-            },
-            "thumbnail": {
-                "href": f"https://data.example/{n}.png",
-                "roles": ["thumbnail"],
-                "type": "image/png",
-            },
+    properties = {"datetime": f"2024-03-{n + 1:02d}T03:00:00Z", "platform": "GF-1"}
+    assets = {
+        "data": cog(f"https://data.example/{n}.tif"),
+        "thumbnail": {
+            "href": f"https://data.example/{n}.png",
+            "roles": ["thumbnail"],
+            "type": "image/png",
         },
     }
+    bbox = square(100 + n, 30 + (n % 3), 1)
+    return stac_item(f"scene-{n:02d}", PARENT, bbox, properties, assets)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,30 +6,17 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from csdr_access.admin import add_org, issue_key
+from tests.support import items
+from tests.support.items import cog, square
 
 
 def stac_item(
     item_id: str, collection: str = "gf1", lon: float = 118.9, lat: float = 37.8, **props: Any
 ) -> dict[str, Any]:
     """A small STAC item: a 0.1 degree square at lon, lat with the given properties."""
-    ring = [[lon, lat], [lon + 0.1, lat], [lon + 0.1, lat + 0.1], [lon, lat + 0.1], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": collection,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + 0.1, lat + 0.1],
-        "properties": {"datetime": "2024-05-12T02:46:00Z", "platform": "GF-1", **props},
-        "links": [],
-        "assets": {
-            "data": {
-                "href": f"https://example.org/{item_id}.tif",
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                "roles": ["data"],
-            }
-        },
-    }
+    properties = {"datetime": "2024-05-12T02:46:00Z", "platform": "GF-1", **props}
+    assets = {"data": cog(f"https://example.org/{item_id}.tif")}
+    return items.stac_item(item_id, collection, square(lon, lat, 0.1), properties, assets)
 
 
 def stac_collection(collection_id: str, **extra: Any) -> dict[str, Any]:

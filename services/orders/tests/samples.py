@@ -9,6 +9,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from tests.support import items
+from tests.support.items import cog, square
+
 ORGS = {  # who -> (organisation, country, kind, scopes)
     "thailand": ("GISTDA", "TH", "partner", ["read"]),
     "bangladesh": ("SPARRSO", "BD", "partner", ["read"]),
@@ -30,32 +33,18 @@ COLLECTION = {
 
 def stac_item(item_id: str, data: Path, lon: float = 100.5, **props: Any) -> dict[str, Any]:
     """A small online scene whose data asset is the file `data`."""
-    lat = 13.7
-    ring = [[lon, lat], [lon + 0.1, lat], [lon + 0.1, lat + 0.1], [lon, lat + 0.1], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": "gf1",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + 0.1, lat + 0.1],
-        "properties": {
-            "datetime": "2026-05-12T02:46:00Z",
-            "platform": "gf-1",
-            "instruments": ["wfv"],
-            "order:status": "succeeded",
-            **props,
-        },
-        "links": [],
-        "assets": {
-            "data": {
-                "href": str(data),
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                "roles": ["data"],
-            },
-            "thumbnail": {"href": str(data.with_suffix(".png")), "roles": ["thumbnail"]},
-        },
+    properties = {
+        "datetime": "2026-05-12T02:46:00Z",
+        "platform": "gf-1",
+        "instruments": ["wfv"],
+        "order:status": "succeeded",
+        **props,
     }
+    assets = {
+        "data": cog(str(data)),
+        "thumbnail": {"href": str(data.with_suffix(".png")), "roles": ["thumbnail"]},
+    }
+    return items.stac_item(item_id, "gf1", square(lon, 13.7, 0.1), properties, assets)
 
 
 @dataclass
@@ -87,24 +76,14 @@ def set_quota(db: psycopg.Connection, org: str, scenes: int, quota_class: str = 
 
 def offline_item(item_id: str, lon: float = 101.5) -> dict[str, Any]:
     """An archived scene: footprint and metadata, no data asset, `order:status` orderable."""
-    lat = 13.7
-    ring = [[lon, lat], [lon + 0.1, lat], [lon + 0.1, lat + 0.1], [lon, lat + 0.1], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": "gf1",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + 0.1, lat + 0.1],
-        "properties": {
-            "datetime": "2026-03-02T03:00:00Z",
-            "platform": "gf-1",
-            "instruments": ["pms"],
-            "order:status": "orderable",
-        },
-        "links": [],
-        "assets": {"metadata": {"href": f"/archive/{item_id}.xml", "roles": ["metadata"]}},
+    properties = {
+        "datetime": "2026-03-02T03:00:00Z",
+        "platform": "gf-1",
+        "instruments": ["pms"],
+        "order:status": "orderable",
     }
+    assets = {"metadata": {"href": f"/archive/{item_id}.xml", "roles": ["metadata"]}}
+    return items.stac_item(item_id, "gf1", square(lon, 13.7, 0.1), properties, assets)
 
 
 def add_offline(db: psycopg.Connection, item_id: str, source: str) -> None:

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_access.cli import main
 from services.orders.tests.samples import COLLECTION, auth
+from tests.support.items import square, stac_item
 
 MEASURES = ("source", "ordered", "released", "downloaded")
 VIENTIANE, BANGKOK, CHIANG_MAI, DHAKA = (102.6, 17.95), (100.5, 13.7), (98.95, 18.8), (90.4, 23.8)
@@ -22,19 +23,8 @@ BORDER = (102.55, 17.85)  # the Mekong at Vientiane: a 0.2 degree scene over Lao
 
 def scene(item_id: str, where: tuple[float, float], when: str, collection: str = "gf1",
           platform: str = "gf-1", size: float = 0.05) -> dict[str, Any]:  # fmt: skip
-    lon, lat = where
-    ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": collection,
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + size, lat + size],
-        "properties": {"datetime": when, "platform": platform, "instruments": ["wfv"]},
-        "links": [],
-        "assets": {},
-    }
+    properties = {"datetime": when, "platform": platform, "instruments": ["wfv"]}
+    return stac_item(item_id, collection, square(*where, size), properties)
 
 
 @pytest.fixture

@@ -3,29 +3,17 @@ the organisations and their key scopes."""
 
 from typing import Any
 
+from tests.support import items
+from tests.support.items import cog, square
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example
 
 
 def stac_item(item_id: str, lon: float = 118.9, lat: float = 37.8, **props: Any) -> dict[str, Any]:
     """A small STAC item: a 0.1 degree square at lon, lat with the given properties."""
-    ring = [[lon, lat], [lon + 0.1, lat], [lon + 0.1, lat + 0.1], [lon, lat + 0.1], [lon, lat]]
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": item_id,
-        "collection": "gf1",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "bbox": [lon, lat, lon + 0.1, lat + 0.1],
-        "properties": {"datetime": "2024-05-12T02:46:00Z", "platform": "GF-1", **props},
-        "links": [],
-        "assets": {
-            "data": {
-                "href": f"/data/{item_id}.tif",
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                "roles": ["data"],
-            }
-        },
-    }
+    properties = {"datetime": "2024-05-12T02:46:00Z", "platform": "GF-1", **props}
+    assets = {"data": cog(f"/data/{item_id}.tif")}
+    return items.stac_item(item_id, "gf1", square(lon, lat, 0.1), properties, assets)
 
 
 COLLECTION = {
