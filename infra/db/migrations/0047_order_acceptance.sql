@@ -1,0 +1,180 @@
+-- An order's acceptance in one call (one round trip, one implicit transaction): the counters
+-- locked, the holdings read, the quota judged and, when the order fits, everything written.
+
+-- The quota rule, for orders and downloads alike: `requested` more scenes do not fit when they
+-- exceed what is left of the limit (never below 0). csdr_access.charging.Quota.refusal says the
+-- same in Python (a test holds the two together).
+CREATE FUNCTION csdr.quota_refuses(_used integer, _reserved integer, _limit integer,
+    _requested integer)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT _requested > greatest(0, _limit - _used - _reserved)
+$$;
+
+-- Every class an organisation has a limit or usage in for the period (at least `_class`, the
+-- default class), with its limit (else `_default`) and counters: what an answer shows as its
+-- quota (csdr_access.charging.snapshot_of, and csdr.accept_order after writing an order).
+CREATE FUNCTION csdr.quota_snapshot(_org bigint, _period date, _default integer, _class text)
+RETURNS TABLE (class text, organisation text, scenes integer, used integer, reserved integer)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    WITH classes AS (
+        SELECT l.class FROM csdr.quota_limits l WHERE l.org_id = _org
+        UNION SELECT u.class FROM csdr.quota_usage u
+            WHERE u.org_id = _org AND u.period_start = _period
+        UNION SELECT _class)
+    SELECT c.class, o.name, coalesce(l.scenes, _default), coalesce(u.committed, 0),
+           coalesce(u.reserved, 0)
+    FROM classes c CROSS JOIN csdr.organisations o
+    LEFT JOIN csdr.quota_limits l ON l.org_id = o.id AND l.class = c.class
+    LEFT JOIN csdr.quota_usage u
+        ON u.org_id = o.id AND u.class = c.class AND u.period_start = _period
+    WHERE o.id = _org ORDER BY c.class;
+END
+$$;
+
+-- The production of an offline scene, queued unless one is (as csdr_ingest.jobs.enqueue writes
+-- a job, in the caller's transaction; a failed one is queued again); its job id, or NULL when
+-- one was queued already or the node holds no package of the scene.
+CREATE FUNCTION csdr.request_production(_collection text, _item text)
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    job uuid;
+BEGIN
+    WITH production AS (
+        INSERT INTO csdr.productions (collection, item_id, job_id, status)
+        SELECT p.collection, p.item_id, gen_random_uuid(), 'queued'
+        FROM csdr.offline_packages p WHERE p.collection = _collection AND p.item_id = _item
+        ON CONFLICT (collection, item_id) DO UPDATE
+            SET job_id = excluded.job_id, status = 'queued', error = NULL, created_at = now(),
+                finished_at = NULL
+            WHERE productions.status = 'failed'
+        RETURNING job_id
+    )
+    INSERT INTO csdr.ingest_jobs (id, source, collection, options)
+    SELECT production.job_id, p.source, p.collection, jsonb_build_object('production', p.item_id)
+    FROM production, csdr.offline_packages p
+    WHERE p.collection = _collection AND p.item_id = _item
+    RETURNING id INTO job;
+    RETURN job;
+END
+$$;
+
+-- Judge an order and, when it fits and `_write`, write it: the counters of its classes locked
+-- in class order (byte order, as Python's sorted()), then the scenes the organisation holds this
+-- period read after the locks (each statement of a volatile function takes its own snapshot
+-- under READ COMMITTED: what an order or download that held a counter before wrote is seen);
+-- an item is charged unless its scene is held. Refused (some class's charged scenes do not fit,
+-- csdr.quota_refuses) or not `_write` (a dry run): nothing is written. Else the order, its
+-- history (in the given order), items, ledger rows (`reserved` for each charge, `released` for
+-- a charge delivered at once: items with `now`), counter changes and charges, then its events
+-- and productions.
+--   _items: [{collection, item_id, class, platform, instrument, status, now}], in order;
+--   _history: [{collection, item_id, status, reason_code, reason_text}];
+--   _events: [[type, payload]] (csdr.enqueue_order_event); _produce: [[collection, item_id]]
+--   (csdr.request_production, in this order).
+-- Returns {"counters": {class: [used, reserved, limit]} (before the order), "held":
+-- [[collection, item_id, order_id]], "refused": bool, "quota": [[class, organisation, limit,
+-- used, reserved]] (after the order; only when written)}.
+-- plpgsql: its statements' plans are kept for the session.
+CREATE FUNCTION csdr.accept_order(_org bigint, _period date, _default integer, _write boolean,
+    _at timestamptz, _order uuid, _status text, _key text, _request jsonb, _expires timestamptz,
+    _hold boolean, _items jsonb, _history jsonb, _events jsonb, _produce jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    counters jsonb := '{}';
+    quota_class text;
+    counter record;
+    held jsonb;
+    held_keys jsonb;
+    refused boolean;
+    event jsonb;
+    scene jsonb;
+BEGIN
+    FOR quota_class IN
+        SELECT DISTINCT i.class COLLATE "C" FROM jsonb_to_recordset(_items) AS i (class text)
+        ORDER BY 1
+    LOOP
+        SELECT * INTO counter FROM csdr.lock_quota(_org, quota_class, _period, _default);
+        counters := counters || jsonb_build_object(quota_class,
+            jsonb_build_array(counter.used, counter.reserved, counter.scenes));
+    END LOOP;
+    SELECT coalesce(jsonb_agg(jsonb_build_array(e.collection, e.item_id, e.order_id)), '[]'),
+           coalesce(jsonb_object_agg(jsonb_build_array(e.collection, e.item_id)::text, true),
+               '{}')
+    INTO held, held_keys
+    FROM csdr.entitlements e
+    JOIN jsonb_to_recordset(_items) AS s (collection text, item_id text)
+      ON e.collection = s.collection AND e.item_id = s.item_id
+    WHERE e.org_id = _org AND e.period_start = _period;
+    SELECT coalesce(bool_or(csdr.quota_refuses((counters->r.class->>0)::integer,
+               (counters->r.class->>1)::integer, (counters->r.class->>2)::integer, r.n::integer)),
+           false)
+    INTO refused
+    FROM (SELECT i.class, count(*) AS n FROM jsonb_to_recordset(_items)
+              AS i (collection text, item_id text, class text)
+          WHERE NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text
+          GROUP BY i.class) r;
+    IF refused OR NOT _write THEN
+        RETURN jsonb_build_object('counters', counters, 'held', held, 'refused', refused);
+    END IF;
+
+    INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,
+        created_at, updated_at, links_expire_at, awaiting_approval)
+    VALUES (_order, _org, _status, _key, _request, _period, _at, _at, _expires, _hold);
+    INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,
+        reason_text)
+    SELECT _order, h.collection, h.item_id, _at, h.status, h.reason_code, h.reason_text
+    FROM ROWS FROM (jsonb_to_recordset(_history) AS (collection text, item_id text,
+        status text, reason_code text, reason_text text)) WITH ORDINALITY
+        AS h (collection, item_id, status, reason_code, reason_text, n)
+    ORDER BY h.n;
+    INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,
+        status, charged, updated_at)
+    SELECT _order, i.collection, i.item_id, i.class, i.platform, i.instrument, i.status,
+           NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text, _at
+    FROM jsonb_to_recordset(_items) AS i (collection text, item_id text, class text,
+        platform text, instrument text, status text);
+    -- One statement for the ledger rows: its monthly sums' trigger runs once.
+    INSERT INTO csdr.usage_ledger (at, org_id, country, class, period_start, collection,
+        item_id, platform, instrument, order_id, kind, delta)
+    SELECT _at, _org, o.country, c.class, _period, c.collection, c.item_id, c.platform,
+           c.instrument, _order, k.kind, 1
+    FROM ROWS FROM (jsonb_to_recordset(_items) AS (collection text, item_id text,
+        class text, platform text, instrument text, now boolean)) WITH ORDINALITY
+        AS c (collection, item_id, class, platform, instrument, now, n)
+    CROSS JOIN (VALUES (1, 'reserved'), (2, 'released')) AS k (n, kind)
+    JOIN csdr.organisations o ON o.id = _org
+    WHERE NOT held_keys ? jsonb_build_array(c.collection, c.item_id)::text
+      AND (k.kind = 'reserved' OR c.now)
+    ORDER BY k.n, c.n;
+    UPDATE csdr.quota_usage q
+    SET reserved = q.reserved + c.reserved, committed = q.committed + c.committed
+    FROM (SELECT i.class, count(*) FILTER (WHERE NOT i.now) AS reserved,
+                 count(*) FILTER (WHERE i.now) AS committed
+          FROM jsonb_to_recordset(_items) AS i (collection text, item_id text, class text,
+              now boolean)
+          WHERE NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text
+          GROUP BY i.class) c
+    WHERE q.org_id = _org AND q.class = c.class AND q.period_start = _period;
+    INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state,
+        order_id)
+    SELECT _org, _period, i.collection, i.item_id, i.class,
+           CASE WHEN i.now THEN 'committed' ELSE 'reserved' END, _order
+    FROM jsonb_to_recordset(_items) AS i (collection text, item_id text, class text,
+        now boolean)
+    WHERE NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text;
+    FOR event IN SELECT e FROM jsonb_array_elements(_events) AS e LOOP
+        PERFORM csdr.enqueue_order_event(_org, _order, event->>0, event->1);
+    END LOOP;
+    FOR scene IN SELECT p FROM jsonb_array_elements(_produce) AS p LOOP
+        PERFORM csdr.request_production(scene->>0, scene->>1);
+    END LOOP;
+    RETURN jsonb_build_object('counters', counters, 'held', held, 'refused', false,
+        'quota', (SELECT jsonb_agg(jsonb_build_array(s.class, s.organisation, s.scenes, s.used,
+            s.reserved)) FROM csdr.quota_snapshot(_org, _period, _default, 'all') s));
+END
+$$;
+
+-- Replaced by csdr.accept_order.
+DROP FUNCTION csdr.lock_order_charges(bigint, date, text[], integer, text[], text[]);
