@@ -173,6 +173,38 @@ async def snapshot_of(
     ]
 
 
+async def snapshots(
+    conn: asyncpg.Connection, anchors: Mapping[int, date | None], at: datetime, default: int
+) -> list[Quota]:
+    """snapshot() of several organisations in one query, given the agreement start date each
+    one's periods run from (`anchors`, in the order the answer keeps)."""
+    orgs = list(anchors)
+    rows = await conn.fetch(
+        "SELECT o.id, s.* FROM unnest($1::bigint[], $2::date[])"
+        "  WITH ORDINALITY AS o (id, period, n)"
+        " CROSS JOIN LATERAL csdr.quota_snapshot(o.id, o.period, $3, $4) WITH ORDINALITY"
+        "  AS s (class, organisation, scenes, used, reserved, k)"
+        " ORDER BY o.n, s.k",
+        orgs,
+        [period_start(at, anchors[org]) for org in orgs],
+        default,
+        DEFAULT_CLASS,
+    )
+    return [
+        Quota(
+            r["id"],
+            r["organisation"],
+            r["class"],
+            period_start(at, anchors[r["id"]]),
+            int(r["scenes"]),
+            int(r["used"]),
+            int(r["reserved"]),
+            anchors[r["id"]],
+        )
+        for r in rows
+    ]
+
+
 def charges_downloads(principal: Principal) -> bool:
     """Whether this caller's full-resolution downloads count against a quota."""
     return (

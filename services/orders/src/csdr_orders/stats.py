@@ -188,7 +188,8 @@ async def usage(
         await conn.execute("SET LOCAL jit = off")
         rows, totals = await _rows_and_totals(conn, group_by, groups, sums, ledger, args)
     orgs = await conn.fetch(
-        "SELECT id FROM csdr.organisations o WHERE ($1::bigint IS NULL OR o.id = $1)"
+        "SELECT id, quota_period_from FROM csdr.organisations o"
+        " WHERE ($1::bigint IS NULL OR o.id = $1)"
         " AND ($1::bigint IS NOT NULL OR EXISTS (SELECT 1 FROM csdr.quota_usage u"
         "  WHERE u.org_id = o.id AND u.period_start <= $2::date"
         "  AND u.period_start > $2::date - interval '1 year')"
@@ -196,10 +197,9 @@ async def usage(
         org_id,
         at.astimezone(UTC).date(),
     )
-    quota_rows = []
-    for org in orgs:
-        snapshot = await charging.snapshot(conn, org["id"], at, default_quota)
-        quota_rows += [q.as_dict() for q in snapshot]
+    anchors = {org["id"]: org["quota_period_from"] for org in orgs}
+    quotas = await charging.snapshots(conn, anchors, at, default_quota)
+    quota_rows = [q.as_dict() for q in quotas]
     return {"group_by": group_by, "rows": rows, "totals": totals, "quotas": quota_rows}
 
 
