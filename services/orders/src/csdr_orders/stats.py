@@ -68,18 +68,26 @@ LEDGER_MEASURES = MEASURES[1:]
 # once (`hits`), cut into pieces of at most 64 vertices (ST_Subdivide: tighter index boxes and
 # cheap exact tests against pgSTAC's GiST-indexed footprints), then handed to its units.
 SOURCE_PAIRS = """
-WITH orgs AS MATERIALIZED (
+WITH visible AS (
+    SELECT o.id, coalesce(array_agg(v.collection) FILTER (WHERE v.collection IS NOT NULL),
+                          '{}') AS visible
+    FROM csdr.organisations o
+    CROSS JOIN LATERAL (SELECT EXISTS (
+        SELECT 1 FROM csdr.api_keys k
+        WHERE k.org_id = o.id AND 'admin' = ANY (k.scopes) AND k.revoked_at IS NULL
+          AND (k.expires_at IS NULL OR k.expires_at > now())) AS admin) k
+    LEFT JOIN LATERAL csdr.visible_collections(k.admin, true, o.id) AS v (collection) ON true
+    WHERE $3::bigint IS NULL OR o.id = $3
+    GROUP BY o.id
+), orgs AS MATERIALIZED (
     SELECT o.id, o.name, o.country,
            CASE WHEN a.org_id IS NULL THEN 'country:' || o.country ELSE 'org:' || o.id END AS area,
-           coalesce(a.geom, c.geom) AS geom,
-           ARRAY(SELECT csdr.visible_collections(EXISTS (
-               SELECT 1 FROM csdr.api_keys k
-               WHERE k.org_id = o.id AND 'admin' = ANY (k.scopes) AND k.revoked_at IS NULL
-                 AND (k.expires_at IS NULL OR k.expires_at > now())), true, o.id)) AS visible
+           coalesce(a.geom, c.geom) AS geom, v.visible
     FROM csdr.organisations o
+    JOIN visible v ON v.id = o.id
     LEFT JOIN csdr.organisation_areas a ON a.org_id = o.id
     LEFT JOIN csdr.country_areas c ON c.country = o.country
-    WHERE ($3::bigint IS NULL OR o.id = $3) AND coalesce(a.geom, c.geom) IS NOT NULL
+    WHERE coalesce(a.geom, c.geom) IS NOT NULL
 ), units AS MATERIALIZED (
     SELECT g.*, count(*) OVER (PARTITION BY g.unit) AS areas FROM (
         SELECT CASE WHEN $4::boolean THEN o.id::text ELSE o.country END AS unit, o.country,
