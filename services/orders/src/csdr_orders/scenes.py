@@ -82,17 +82,6 @@ def checked(
     return scenes
 
 
-async def by_ids(
-    conn: asyncpg.Connection, refs: list[tuple[str, str]], visible: frozenset[str]
-) -> list[Scene]:
-    """The scenes `refs` (collection, id) name, in order and without repeats; InvalidOrder
-    naming those the caller cannot order (missing, invisible, or offline with no package)."""
-    refs = unique(refs)
-    row = await conn.fetchrow(SCENES_SQL, [c for c, _ in refs], [i for _, i in refs])
-    assert row is not None
-    return checked(refs, row, visible)
-
-
 async def search_refs(
     conn: asyncpg.Connection, search: dict[str, Any], visible: frozenset[str], max_items: int
 ) -> list[tuple[str, str]]:
@@ -129,10 +118,3 @@ async def search_refs(
             f" {max_items})"
         )
     return [(f["collection"], f["id"]) for f in features]
-
-
-async def by_search(
-    conn: asyncpg.Connection, search: dict[str, Any], visible: frozenset[str], max_items: int
-) -> list[Scene]:
-    """The scenes a STAC search finds among the collections the caller may see (search_refs)."""
-    return await by_ids(conn, await search_refs(conn, search, visible, max_items), visible)
