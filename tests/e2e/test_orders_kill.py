@@ -399,7 +399,8 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
             return killed_at, query
 
         # -- Kill 1: an order half written. Gamma's monthly usage rows are locked: its order is
-        # written up to the ledger row, whose trigger waits; the kill must leave nothing. --
+        # written up to the ledger rows (csdr.accept_order), whose trigger waits; the kill must
+        # leave nothing. --
         hold = Hold(
             stack,
             conninfo,
@@ -412,7 +413,7 @@ def test_orders_killed_while_placing_settling_and_delivering_lose_and_double_not
         placing.start()
         stack.callback(placing.join)
         killed_at, query = kill_at(hold)
-        assert "INSERT INTO csdr.usage_ledger" in query, query
+        assert "csdr.accept_order" in query, query
         assert sql("SELECT count(*) FROM csdr.orders WHERE org_id = %s", org_ids["Gamma"]) == [(1,)]
         assert sql(
             "SELECT count(*) FROM csdr.entitlements WHERE org_id = %s", org_ids["Gamma"]

@@ -16,9 +16,7 @@ $$;
 -- quota (csdr_access.charging.snapshot_of, and csdr.accept_order after writing an order).
 CREATE FUNCTION csdr.quota_snapshot(_org bigint, _period date, _default integer, _class text)
 RETURNS TABLE (class text, organisation text, scenes integer, used integer, reserved integer)
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN QUERY
+LANGUAGE sql STABLE AS $$
     WITH classes AS (
         SELECT l.class FROM csdr.quota_limits l WHERE l.org_id = _org
         UNION SELECT u.class FROM csdr.quota_usage u
@@ -30,9 +28,10 @@ BEGIN
     LEFT JOIN csdr.quota_limits l ON l.org_id = o.id AND l.class = c.class
     LEFT JOIN csdr.quota_usage u
         ON u.org_id = o.id AND u.class = c.class AND u.period_start = _period
-    WHERE o.id = _org ORDER BY c.class;
-END
+    WHERE o.id = _org ORDER BY c.class
 $$;
+-- (sql, one SELECT, STABLE: called in FROM, it is inlined into the caller's statement, whose
+-- plan is kept.)
 
 -- The production of an offline scene, queued unless one is (as csdr_ingest.jobs.enqueue writes
 -- a job, in the caller's transaction; a failed one is queued again); its job id, or NULL when
@@ -58,6 +57,42 @@ BEGIN
     WHERE p.collection = _collection AND p.item_id = _item
     RETURNING id INTO job;
     RETURN job;
+END
+$$;
+
+-- What an order is judged and written on, read before its acceptance (one round trip): the scenes
+-- `_collections` and `_ids` name, in one row of arrays (none found: NULL), each with its
+-- `order:status`, platform, first instrument and whether the node holds its archived package;
+-- the organisation's terms (the agreement start date its periods run from, the quota class of
+-- each collection named), its standing (`hold`: its orders wait for approval; `subscribed`: it
+-- has webhooks), and the order an earlier request with the Idempotency-Key `_key` created
+-- ([id, request]). A generic plan: custom ones, which the plan cache kept choosing (its arrays'
+-- sizes make a generic plan look costlier), were planned again at every order (0.26-0.58 ms
+-- over pgSTAC's partitions), for a query that runs in 0.06 ms either way.
+CREATE FUNCTION csdr.order_lookup(_collections text[], _ids text[], _org bigint, _key text)
+RETURNS TABLE (anchor date, classes jsonb, hold boolean, subscribed boolean, replay jsonb,
+    collections text[], ids text[], order_statuses text[], platforms text[],
+    instruments text[], archived boolean[])
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN QUERY
+    SELECT (SELECT g.quota_period_from FROM csdr.organisations g WHERE g.id = _org),
+           coalesce((SELECT jsonb_object_agg(q.collection, q.class) FROM csdr.quota_classes q
+                     WHERE q.collection = ANY (_collections)), '{}'::jsonb),
+           EXISTS (SELECT 1 FROM csdr.manual_approval m WHERE m.org_id = _org),
+           EXISTS (SELECT 1 FROM csdr.subscriptions s
+                   WHERE s.owner = _org AND s.status = 'active'),
+           (SELECT jsonb_build_array(o.id, o.request) FROM csdr.orders o
+            WHERE o.org_id = _org AND o.idempotency_key = _key),
+           array_agg(i.collection), array_agg(i.id),
+           array_agg(i.content #>> '{properties,order:status}'),
+           array_agg(i.content #>> '{properties,platform}'),
+           array_agg(i.content #>> '{properties,instruments,0}'),
+           array_agg(EXISTS (SELECT 1 FROM csdr.offline_packages p
+                             WHERE p.collection = i.collection AND p.item_id = i.id))
+    FROM pgstac.items i
+    JOIN unnest(_collections, _ids) AS want (collection, id)
+      ON i.collection = want.collection AND i.id = want.id;
 END
 $$;
 

@@ -291,8 +291,8 @@ async def _pass_charge(
 
 def _replayed(placing: Placing, replay: list[Any] | None) -> uuid.UUID | None:
     """The order an earlier request with the same Idempotency-Key created ([id, request], as
-    LOOKUP_SQL or REPLAY_SQL read it), if any; IdempotencyConflict when it asked for something
-    else."""
+    csdr.order_lookup or REPLAY_SQL read it), if any; IdempotencyConflict when it asked for
+    something else."""
     if replay is None:
         return None
     order_id, request = replay
@@ -310,22 +310,11 @@ REPLAY_SQL = (
     " WHERE org_id = $1 AND idempotency_key = $2"
 )
 
-# What an order is judged and written on, in one round trip before its acceptance: the scenes
-# it names (scenes.SCENES_SQL: $1 collections, $2 ids), the organisation's terms ($3: the
-# agreement start date its periods run from, the quota class of each collection), its standing
-# (`hold`: its orders wait for approval; `subscribed`: it has webhooks), and the order an
-# earlier request with the same Idempotency-Key ($4) created.
-LOOKUP_SQL = f"""
-SELECT (SELECT quota_period_from FROM csdr.organisations WHERE id = $3) AS anchor,
-       coalesce((SELECT jsonb_object_agg(collection, class) FROM csdr.quota_classes
-                 WHERE collection = ANY ($1::text[])), '{{}}'::jsonb) AS classes,
-       EXISTS (SELECT 1 FROM csdr.manual_approval WHERE org_id = $3) AS hold,
-       EXISTS (SELECT 1 FROM csdr.subscriptions s
-               WHERE s.owner = $3 AND s.status = 'active') AS subscribed,
-       ({REPLAY_SQL.replace("$1", "$3").replace("$2", "$4")}) AS replay,
-       s.*
-FROM ({scenes.SCENES_SQL}) s
-"""
+# What an order is judged and written on, in one round trip before its acceptance
+# (csdr.order_lookup, migration 0047): the scenes it names (as scenes.checked reads them), the
+# organisation's terms and standing, and the order an earlier request with the same
+# Idempotency-Key created.
+LOOKUP_SQL = "SELECT * FROM csdr.order_lookup($1, $2, $3, $4)"
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,6 @@ SEARCH_KEYS = frozenset(
     {"collections", "ids", "bbox", "intersects", "datetime", "filter", "filter-lang", "query"}
 )
 
-# In one row (arrays, NULL when none is found): the scenes $1 (collections) and $2 (ids) name.
-SCENES_SQL = """
-SELECT array_agg(i.collection) AS collections, array_agg(i.id) AS ids,
-       array_agg(i.content->'properties'->>'order:status') AS order_statuses,
-       array_agg(i.content->'properties'->>'platform') AS platforms,
-       array_agg(i.content->'properties'->'instruments'->>0) AS instruments,
-       array_agg(EXISTS (SELECT 1 FROM csdr.offline_packages p
-                         WHERE p.collection = i.collection AND p.item_id = i.id)) AS archived
-FROM pgstac.items i
-JOIN unnest($1::text[], $2::text[]) AS want (collection, id)
-  ON i.collection = want.collection AND i.id = want.id
-"""
-
 
 @dataclass(frozen=True)
 class Scene:
@@ -51,8 +38,9 @@ def unique(refs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def checked(
     refs: list[tuple[str, str]], row: Mapping[str, Any], visible: frozenset[str]
 ) -> list[Scene]:
-    """The scenes `refs` name, from SCENES_SQL's row; InvalidOrder naming those the caller
-    cannot order (missing, invisible, or offline with no package)."""
+    """The scenes `refs` name, from a row of arrays (csdr.order_lookup's: collections, ids,
+    order_statuses, platforms, instruments, archived; NULL when none is found); InvalidOrder
+    naming those the caller cannot order (missing, invisible, or offline with no package)."""
     columns = ("collections", "ids", "order_statuses", "platforms", "instruments", "archived")
     found = {
         (c, i): (status, platform, instrument, archived)
