@@ -155,51 +155,54 @@ BEGIN
         RETURN jsonb_build_object('counters', counters, 'held', held, 'refused', refused);
     END IF;
 
-    INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,
-        created_at, updated_at, links_expire_at, awaiting_approval)
-    VALUES (_order, _org, _status, _key, _request, _period, _at, _at, _expires, _hold);
-    INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,
-        reason_text)
-    SELECT _order, h.collection, h.item_id, _at, h.status, h.reason_code, h.reason_text
-    FROM ROWS FROM (jsonb_to_recordset(_history) AS (collection text, item_id text,
-        status text, reason_code text, reason_text text)) WITH ORDINALITY
-        AS h (collection, item_id, status, reason_code, reason_text, n)
-    ORDER BY h.n;
-    INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,
-        status, charged, updated_at)
-    SELECT _order, i.collection, i.item_id, i.class, i.platform, i.instrument, i.status,
-           NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text, _at
-    FROM jsonb_to_recordset(_items) AS i (collection text, item_id text, class text,
-        platform text, instrument text, status text);
-    -- One statement for the ledger rows: its monthly sums' trigger runs once.
-    INSERT INTO csdr.usage_ledger (at, org_id, country, class, period_start, collection,
-        item_id, platform, instrument, order_id, kind, delta)
-    SELECT _at, _org, o.country, c.class, _period, c.collection, c.item_id, c.platform,
-           c.instrument, _order, k.kind, 1
-    FROM ROWS FROM (jsonb_to_recordset(_items) AS (collection text, item_id text,
-        class text, platform text, instrument text, now boolean)) WITH ORDINALITY
-        AS c (collection, item_id, class, platform, instrument, now, n)
-    CROSS JOIN (VALUES (1, 'reserved'), (2, 'released')) AS k (n, kind)
-    JOIN csdr.organisations o ON o.id = _org
-    WHERE NOT held_keys ? jsonb_build_array(c.collection, c.item_id)::text
-      AND (k.kind = 'reserved' OR c.now)
-    ORDER BY k.n, c.n;
-    UPDATE csdr.quota_usage q
-    SET reserved = q.reserved + c.reserved, committed = q.committed + c.committed
-    FROM (SELECT i.class, count(*) FILTER (WHERE NOT i.now) AS reserved,
-                 count(*) FILTER (WHERE i.now) AS committed
-          FROM jsonb_to_recordset(_items) AS i (collection text, item_id text, class text,
-              now boolean)
-          WHERE NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text
-          GROUP BY i.class) c
-    WHERE q.org_id = _org AND q.class = c.class AND q.period_start = _period;
+    -- One statement (the foreign keys between its parts are checked at its end); one for the
+    -- ledger rows in it, so their monthly sums' trigger runs once.
+    WITH scenes AS (
+        SELECT i.*, NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text AS charged
+        FROM ROWS FROM (jsonb_to_recordset(_items) AS (collection text, item_id text,
+            class text, platform text, instrument text, status text, now boolean))
+            WITH ORDINALITY AS i (collection, item_id, class, platform, instrument, status, now, n)
+    ), new_order AS (
+        INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,
+            created_at, updated_at, links_expire_at, awaiting_approval)
+        VALUES (_order, _org, _status, _key, _request, _period, _at, _at, _expires, _hold)
+    ), new_history AS (
+        INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,
+            reason_text)
+        SELECT _order, h.collection, h.item_id, _at, h.status, h.reason_code, h.reason_text
+        FROM ROWS FROM (jsonb_to_recordset(_history) AS (collection text, item_id text,
+            status text, reason_code text, reason_text text)) WITH ORDINALITY
+            AS h (collection, item_id, status, reason_code, reason_text, n)
+        ORDER BY h.n
+    ), new_items AS (
+        INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform,
+            instrument, status, charged, updated_at)
+        SELECT _order, s.collection, s.item_id, s.class, s.platform, s.instrument, s.status,
+               s.charged, _at
+        FROM scenes s
+    ), new_ledger AS (
+        INSERT INTO csdr.usage_ledger (at, org_id, country, class, period_start, collection,
+            item_id, platform, instrument, order_id, kind, delta)
+        SELECT _at, _org, o.country, s.class, _period, s.collection, s.item_id, s.platform,
+               s.instrument, _order, k.kind, 1
+        FROM scenes s
+        CROSS JOIN (VALUES (1, 'reserved'), (2, 'released')) AS k (n, kind)
+        JOIN csdr.organisations o ON o.id = _org
+        WHERE s.charged AND (k.kind = 'reserved' OR s.now)
+        ORDER BY k.n, s.n
+    ), counted AS (
+        UPDATE csdr.quota_usage q
+        SET reserved = q.reserved + c.reserved, committed = q.committed + c.committed
+        FROM (SELECT s.class, count(*) FILTER (WHERE NOT s.now) AS reserved,
+                     count(*) FILTER (WHERE s.now) AS committed
+              FROM scenes s WHERE s.charged GROUP BY s.class) c
+        WHERE q.org_id = _org AND q.class = c.class AND q.period_start = _period
+    )
     INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state,
         order_id)
-    SELECT _org, _period, i.collection, i.item_id, i.class,
-           CASE WHEN i.now THEN 'committed' ELSE 'reserved' END, _order
-    FROM jsonb_to_recordset(_items) AS i (collection text, item_id text, class text,
-        now boolean)
-    WHERE NOT held_keys ? jsonb_build_array(i.collection, i.item_id)::text;
+    SELECT _org, _period, s.collection, s.item_id, s.class,
+           CASE WHEN s.now THEN 'committed' ELSE 'reserved' END, _order
+    FROM scenes s WHERE s.charged;
     FOR event IN SELECT e FROM jsonb_array_elements(_events) AS e LOOP
         PERFORM csdr.enqueue_order_event(_org, _order, event->>0, event->1);
     END LOOP;
