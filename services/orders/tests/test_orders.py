@@ -4,14 +4,16 @@ the year boundary on an injected clock, and free reads."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
+from csdr_access.charging import Quota
 from csdr_orders import lifecycle
 from csdr_orders.errors import TransitionRefused
-from services.orders.tests.samples import auth, order_of, set_quota
+from services.orders.tests.samples import COLLECTION, auth, order_of, set_quota, stac_item
 
 
 def counts(db: psycopg.Connection) -> tuple[int, int, int, int]:
@@ -117,6 +119,62 @@ def test_an_order_waiting_on_the_counter_sees_what_its_holder_took(client, db, s
     assert answer.json()["items"][0]["charged"] is False
     assert answer.json()["quota"][0]["reserved"] == 1
     assert db.execute("SELECT count(*) FROM csdr.entitlements").fetchone() == (1,)
+
+
+def test_an_order_over_two_classes_fits_both_or_is_refused_whole(client, db, scenes, keys, assets):
+    """Each class's counter is judged on its own scenes; one class short refuses the whole
+    order, and the class that had room is left as it was."""
+    db.execute("SELECT pgstac.create_collection(%s)", (Jsonb({**COLLECTION, "id": "gf2"}),))
+    for item_id in ("M00", "M01"):
+        item = {**stac_item(item_id, assets / f"{item_id}.tif"), "collection": "gf2"}
+        db.execute("SELECT pgstac.upsert_item(%s)", (Jsonb(item),))
+    db.execute("INSERT INTO csdr.quota_classes (collection, class) VALUES ('gf2', 'metre')")
+    set_quota(db, "GISTDA", 1, "metre")
+    th = auth(keys["thailand"])
+    wanted = [("gf1", "S00"), ("gf2", "M00"), ("gf2", "M01")]
+    body = {"items": [{"collection": c, "id": i} for c, i in wanted]}
+
+    refused = client.post("/orders", json=body, headers=th)
+    assert refused.status_code == 403, refused.text
+    problem = refused.json()
+    assert (problem["class"], problem["requested"], problem["remaining"]) == ("metre", 2, 1)
+    assert counts(db) == (0, 0, 0, 0)
+
+    body["items"].pop()
+    accepted = client.post("/orders", json=body, headers=th)
+    assert accepted.status_code == 201, accepted.text
+    quota = {q["class"]: (q["limit"], q["used"], q["remaining"]) for q in accepted.json()["quota"]}
+    assert quota == {"all": (1000, 1, 999), "metre": (1, 1, 0)}
+    assert {(i["collection"], i["class"]) for i in accepted.json()["items"]} == {
+        ("gf1", "all"),
+        ("gf2", "metre"),
+    }
+
+
+def test_the_database_and_the_library_judge_a_quota_alike(db):
+    """csdr.quota_refuses (acceptance, in the database) and charging.Quota.refusal (the
+    refusal's numbers, dry runs, downloads) are one rule: they agree on every case around the
+    edges, a limit lowered below what was used included."""
+    cases = [
+        (used, reserved, limit, requested)
+        for used in range(4)
+        for reserved in range(3)
+        for limit in range(5)
+        for requested in range(4)
+    ]
+    refuses = db.execute(
+        "SELECT csdr.quota_refuses(c.used, c.reserved, c.scenes, c.requested)"
+        " FROM unnest(%s::int[], %s::int[], %s::int[], %s::int[]) WITH ORDINALITY"
+        "  AS c (used, reserved, scenes, requested, n) ORDER BY c.n",
+        [list(column) for column in zip(*cases, strict=True)],
+    ).fetchall()
+    library = [
+        Quota(1, "GISTDA", "all", date(2026, 1, 1), limit, used, reserved).refusal(requested)
+        is not None
+        for used, reserved, limit, requested in cases
+    ]
+    assert [r for (r,) in refuses] == library
+    assert any(library) and not all(library)
 
 
 def test_same_idempotency_key_is_one_order_and_one_charge(client, db, scenes, keys):

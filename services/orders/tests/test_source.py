@@ -74,10 +74,10 @@ def sources(body: dict[str, Any], key: str) -> dict[str, int]:
 
 def test_source_per_country_and_organisation(client, node, db):
     admin = node["admin"]
-    # China's area is searched in pieces (ST_Subdivide): CN1 meets several, and counts once.
+    # China's area is searched in pieces (csdr.area_parts): CN1 meets several, and counts once.
     pieces = db.execute(
-        "SELECT count(*) FROM (SELECT ST_Subdivide(geom, 64) AS g FROM csdr.country_areas"
-        " WHERE country = 'CN') p WHERE ST_Intersects(p.g, ST_MakeEnvelope(100, 25, 110, 35, 4326))"
+        "SELECT count(*) FROM csdr.area_parts WHERE area = 'country:CN'"
+        " AND ST_Intersects(geom, ST_MakeEnvelope(100, 25, 110, 35, 4326))"
     ).fetchone()[0]
     assert pieces > 1
     by_country = report(client, admin, "country")

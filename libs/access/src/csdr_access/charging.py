@@ -14,7 +14,6 @@ download is one `downloaded` row of the ledger either way."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -107,23 +106,6 @@ async def classes_of(conn: asyncpg.Connection, collections: set[str]) -> dict[st
     return {c: found.get(c, DEFAULT_CLASS) for c in collections}
 
 
-async def terms_of(
-    conn: asyncpg.Connection, org_id: int, collections: set[str]
-) -> tuple[date | None, dict[str, str]]:
-    """In one query: the agreement start date an organisation's periods run from, and the
-    quota class of each collection."""
-    row = await conn.fetchrow(
-        "SELECT (SELECT quota_period_from FROM csdr.organisations WHERE id = $1) AS anchor,"
-        " coalesce((SELECT jsonb_object_agg(collection, class) FROM csdr.quota_classes"
-        "  WHERE collection = ANY($2::text[])), '{}'::jsonb)::text AS classes",
-        org_id,
-        sorted(collections),
-    )
-    assert row is not None
-    found = json.loads(row["classes"])
-    return row["anchor"], {c: found.get(c, DEFAULT_CLASS) for c in collections}
-
-
 async def lock(
     conn: asyncpg.Connection, org_id: int, quota_class: str, period: date, default: int
 ) -> tuple[int, int, int]:
@@ -172,33 +154,52 @@ async def snapshot(
 async def snapshot_of(
     conn: asyncpg.Connection, org_id: int, period: date, anchor: date | None, default: int
 ) -> list[Quota]:
-    """snapshot() for a known period."""
+    """snapshot() for a known period (csdr.quota_snapshot, migration 0047)."""
     rows = await conn.fetch(
-        "WITH classes AS ("
-        "  SELECT class FROM csdr.quota_limits WHERE org_id = $1"
-        "  UNION SELECT class FROM csdr.quota_usage WHERE org_id = $1 AND period_start = $2"
-        "  UNION SELECT $3::text)"
-        " SELECT c.class, o.name, l.scenes, coalesce(u.committed, 0) AS committed,"
-        "  coalesce(u.reserved, 0) AS reserved"
-        " FROM classes c CROSS JOIN csdr.organisations o"
-        " LEFT JOIN csdr.quota_limits l ON l.org_id = o.id AND l.class = c.class"
-        " LEFT JOIN csdr.quota_usage u"
-        "  ON u.org_id = o.id AND u.class = c.class AND u.period_start = $2"
-        " WHERE o.id = $1 ORDER BY c.class",
-        org_id,
-        period,
-        DEFAULT_CLASS,
+        "SELECT * FROM csdr.quota_snapshot($1, $2, $3, $4)", org_id, period, default, DEFAULT_CLASS
     )
     return [
         Quota(
             org_id,
-            r["name"],
+            r["organisation"],
             r["class"],
             period,
-            default if r["scenes"] is None else int(r["scenes"]),
-            int(r["committed"]),
+            int(r["scenes"]),
+            int(r["used"]),
             int(r["reserved"]),
             anchor,
+        )
+        for r in rows
+    ]
+
+
+async def snapshots(
+    conn: asyncpg.Connection, anchors: Mapping[int, date | None], at: datetime, default: int
+) -> list[Quota]:
+    """snapshot() of several organisations in one query, given the agreement start date each
+    one's periods run from (`anchors`, in the order the answer keeps)."""
+    orgs = list(anchors)
+    rows = await conn.fetch(
+        "SELECT o.id, s.* FROM unnest($1::bigint[], $2::date[])"
+        "  WITH ORDINALITY AS o (id, period, n)"
+        " CROSS JOIN LATERAL csdr.quota_snapshot(o.id, o.period, $3, $4) WITH ORDINALITY"
+        "  AS s (class, organisation, scenes, used, reserved, k)"
+        " ORDER BY o.n, s.k",
+        orgs,
+        [period_start(at, anchors[org]) for org in orgs],
+        default,
+        DEFAULT_CLASS,
+    )
+    return [
+        Quota(
+            r["id"],
+            r["organisation"],
+            r["class"],
+            period_start(at, anchors[r["id"]]),
+            int(r["scenes"]),
+            int(r["used"]),
+            int(r["reserved"]),
+            anchors[r["id"]],
         )
         for r in rows
     ]

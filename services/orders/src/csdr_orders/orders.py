@@ -16,9 +16,10 @@ import asyncpg
 
 from csdr_access import charging, ledger
 from csdr_access.periods import iso, period_name, period_start
-from csdr_orders import events, lifecycle, production
+from csdr_orders import events, lifecycle, production, scenes
 from csdr_orders.errors import (
     IdempotencyConflict,
+    InvalidOrder,
     OrderNotFound,
     QuotaExceeded,
     TransitionRefused,
@@ -288,45 +289,85 @@ async def _pass_charge(
     return True
 
 
-async def _replay(conn: asyncpg.Connection, placing: Placing) -> uuid.UUID | None:
-    """The order an earlier request with the same Idempotency-Key created, if any."""
-    if placing.idempotency_key is None:
+def _replayed(placing: Placing, replay: list[Any] | None) -> uuid.UUID | None:
+    """The order an earlier request with the same Idempotency-Key created ([id, request], as
+    csdr.order_lookup or REPLAY_SQL read it), if any; IdempotencyConflict when it asked for
+    something else."""
+    if replay is None:
         return None
-    row = await conn.fetchrow(
-        "SELECT id, request FROM csdr.orders WHERE org_id = $1 AND idempotency_key = $2",
-        placing.org_id,
-        placing.idempotency_key,
-    )
-    if row is None:
-        return None
-    if row["request"] != placing.request:
+    order_id, request = replay
+    if request != placing.request:
         raise IdempotencyConflict(
-            f"Idempotency-Key {placing.idempotency_key!r} was used for order {row['id']}, which"
+            f"Idempotency-Key {placing.idempotency_key!r} was used for order {order_id}, which"
             " asked for something else; use a new key for a new order",
-            order=str(row["id"]),
+            order=str(order_id),
         )
-    return uuid.UUID(str(row["id"]))
+    return uuid.UUID(str(order_id))
+
+
+REPLAY_SQL = (
+    "SELECT jsonb_build_array(id, request) FROM csdr.orders"
+    " WHERE org_id = $1 AND idempotency_key = $2"
+)
+
+# What an order is judged and written on, in one round trip before its acceptance
+# (csdr.order_lookup, migration 0047): the scenes it names (as scenes.checked reads them), the
+# organisation's terms and standing, and the order an earlier request with the same
+# Idempotency-Key created.
+LOOKUP_SQL = "SELECT * FROM csdr.order_lookup($1, $2, $3, $4)"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What an order of an organisation is judged and written on, besides the counters."""
+
+    anchor: date | None
+    """The agreement's start date its periods run from (None: calendar years)."""
+    classes: dict[str, str]
+    """The quota class of each collection ordered."""
+    hold: bool
+    """Manual approval: every scene waits `ordered` for an administrator."""
+    subscribed: bool
+    """The organisation has webhooks: progress events are queued."""
 
 
 async def place(
     conn: asyncpg.Connection,
     placing: Placing,
-    scenes: list[Scene],
+    refs: list[tuple[str, str]],
+    visible: frozenset[str],
     settings: Settings,
     dry_run: bool = False,
 ) -> tuple[dict[str, Any], bool]:
-    """Accept an order in one transaction, or refuse it whole (QuotaExceeded: nothing written).
-    Returns (the order as `describe` shows it, whether it is a replay), or (the dry run's
-    report, False)."""
-    if not dry_run and (existing := await _replay(conn, placing)) is not None:
+    """Accept an order of the scenes `refs` (collection, id) names in one transaction, or
+    refuse it whole (InvalidOrder: a scene the caller cannot order, or too many;
+    QuotaExceeded: nothing written). Two round trips: the lookup (LOOKUP_SQL), then the
+    acceptance (csdr.accept_order). Returns (the order as `describe` shows it, whether it is a
+    replay), or (the dry run's report, False)."""
+    refs = scenes.unique(refs)
+    row = await conn.fetchrow(
+        LOOKUP_SQL,
+        [c for c, _ in refs],
+        [i for _, i in refs],
+        placing.org_id,
+        placing.idempotency_key,
+    )
+    assert row is not None
+    found = scenes.checked(refs, row, visible)
+    if len(found) > settings.max_items:
+        raise InvalidOrder(f"items: at most {settings.max_items} scenes per order")
+    if not dry_run and (existing := _replayed(placing, row["replay"])) is not None:
         return await describe(conn, existing, placing.org_id, settings), True
+    classes = {c: row["classes"].get(c, charging.DEFAULT_CLASS) for c, _ in refs}
+    terms = Terms(row["anchor"], classes, row["hold"], row["subscribed"])
     try:
-        return await _accept(conn, placing, scenes, settings, dry_run), False
+        return await _accept(conn, placing, terms, found, settings, dry_run), False
     except asyncpg.UniqueViolationError as exc:
         # The same key raced this request and committed first: answer with its order.
         if exc.constraint_name != IDEMPOTENCY_CONSTRAINT:
             raise
-        existing = await _replay(conn, placing)
+        replay = await conn.fetchval(REPLAY_SQL, placing.org_id, placing.idempotency_key)
+        existing = _replayed(placing, replay)
         assert existing is not None
         return await describe(conn, existing, placing.org_id, settings), True
 
@@ -334,81 +375,66 @@ async def place(
 async def _accept(
     conn: asyncpg.Connection,
     placing: Placing,
+    terms: Terms,
     scenes: list[Scene],
     settings: Settings,
     dry_run: bool,
 ) -> dict[str, Any]:
-    """Judge and write the order. The counters stay locked from the judgement to the commit,
-    so that span is kept to two statements: the locks with the holdings, the order with its
-    ledger rows (events and productions when there are any). The terms are read before it,
-    the quota shown in the answer after it."""
-    at, org_id = placing.at, placing.org_id
-    anchor, classes = await charging.terms_of(conn, org_id, {s.collection for s in scenes})
-    period = period_start(at, anchor)
-    async with conn.transaction():
-        found = await _lock_charges(conn, org_id, period, classes, scenes, settings)
-        counters, held, standing = found
-        charged = [s for s in scenes if (s.collection, s.item_id) not in held]
-        snapshots = []
-        refusal: dict[str, Any] | None = None
-        for quota_class, (used, reserved, limit) in counters.items():
-            quota = charging.Quota(
-                org_id, placing.organisation, quota_class, period, limit, used, reserved, anchor
-            )
-            snapshots.append(quota)
-            requested = sum(1 for s in charged if classes[s.collection] == quota_class)
-            if refusal is None:
-                refusal = quota.refusal(requested)
-        if dry_run:
-            name = period_name(period, anchor)
-            return _dry_run_report(placing, name, scenes, held, classes, snapshots, refusal)
-        if refusal is not None:
-            text = charging.refusal_text(refusal, "this order")
-            raise QuotaExceeded(f"{text}; nothing was ordered", **refusal)
-        accepting = Accepting(placing, period, anchor, classes, **standing)
-        order, items, history = await _record_accepted(conn, accepting, scenes, charged, settings)
-    snapshot = await charging.snapshot_of(conn, org_id, period, anchor, settings.default_quota)
-    return _view(order, placing.organisation, items, history, snapshot, settings)
-
-
-async def _lock_charges(
-    conn: asyncpg.Connection,
-    org_id: int,
-    period: date,
-    classes: dict[str, str],
-    scenes: list[Scene],
-    settings: Settings,
-) -> tuple[dict[str, tuple[int, int, int]], dict[tuple[str, str], str], dict[str, bool]]:
-    """Lock the counters of the order's classes (class order) and read, after the locks, the
-    scenes the organisation holds this period (csdr.lock_order_charges, migration 0044): each
-    class's (used, reserved, limit), the order holding each held scene, and the organisation's
-    standing (`hold`: its orders wait for approval; `subscribed`: it has webhooks)."""
+    """Judge and write the order in one call (csdr.accept_order, migration 0047: the counters
+    locked, the holdings read after the locks, csdr.quota_refuses, the writes; one implicit
+    transaction). What it writes is planned here; which scenes are charged (those the
+    organisation does not hold) it finds under the locks. A refusal's numbers are
+    charging.Quota.refusal's, as a dry run's judgement."""
+    at, org_id, classes = placing.at, placing.org_id, terms.classes
+    period = period_start(at, terms.anchor)
+    plan = None if dry_run else _plan(placing, terms, scenes, settings)
     found = await conn.fetchval(
-        "SELECT csdr.lock_order_charges($1, $2, $3, $4, $5, $6)",
+        "SELECT csdr.accept_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+        " $15)",
         org_id,
         period,
-        sorted(set(classes.values())),
         settings.default_quota,
-        [s.collection for s in scenes],
-        [s.item_id for s in scenes],
+        plan is not None,
+        at,
+        *(plan.args() if plan else _judging_args(scenes, classes)),
     )
-    counters = {c: (int(n[0]), int(n[1]), int(n[2])) for c, n in sorted(found["counters"].items())}
     held = {(c, i): order_id for c, i, order_id in found["held"]}
-    return counters, held, {"hold": found["hold"], "subscribed": found["subscribed"]}
+    charged = [s for s in scenes if (s.collection, s.item_id) not in held]
+    snapshots = []
+    refusal: dict[str, Any] | None = None
+    for quota_class, numbers in sorted(found["counters"].items()):
+        used, reserved, limit = (int(n) for n in numbers)
+        quota = charging.Quota(
+            org_id, placing.organisation, quota_class, period, limit, used, reserved, terms.anchor
+        )
+        snapshots.append(quota)
+        requested = sum(1 for s in charged if classes[s.collection] == quota_class)
+        if refusal is None:
+            refusal = quota.refusal(requested)
+    if plan is None:
+        name = period_name(period, terms.anchor)
+        return _dry_run_report(placing, name, scenes, held, classes, snapshots, refusal)
+    if found["refused"]:
+        assert refusal is not None, "csdr.quota_refuses and Quota.refusal disagree"
+        text = charging.refusal_text(refusal, "this order")
+        raise QuotaExceeded(f"{text}; nothing was ordered", **refusal)
+    for item in plan.items:
+        item["charged"] = (item["collection"], item["item_id"]) not in held
+    snapshot = [
+        charging.Quota(org_id, name, c, period, limit, used, reserved, terms.anchor)
+        for c, name, limit, used, reserved in found["quota"]
+    ]
+    return _view(plan.order, placing.organisation, plan.items, plan.history, snapshot, settings)
 
 
-@dataclass(frozen=True)
-class Accepting:
-    """An order judged within its quota, about to be written."""
-
-    placing: Placing
-    period: date
-    anchor: date | None
-    classes: dict[str, str]
-    hold: bool
-    """Manual approval: every scene waits `ordered` for an administrator."""
-    subscribed: bool
-    """The organisation has webhooks: progress events are queued."""
+def _judging_args(scenes: list[Scene], classes: dict[str, str]) -> list[Any]:
+    """csdr.accept_order's parameters from $6 on for a dry run: the scenes and their classes
+    (judged, nothing written)."""
+    items = [
+        {"collection": s.collection, "item_id": s.item_id, "class": classes[s.collection]}
+        for s in scenes
+    ]
+    return [None, None, None, {}, None, False, items, [], [], []]
 
 
 def _acceptance_history(
@@ -441,25 +467,48 @@ def _acceptance_history(
     return history, delivered_at
 
 
-async def _record_accepted(
-    conn: asyncpg.Connection,
-    accepting: Accepting,
-    scenes: list[Scene],
-    charged: list[Scene],
-    settings: Settings,
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Write an accepted order in one statement (more with events or productions): online
-    scenes delivered at once (their charge committed), offline ones pending their production
-    (their charge reserved); with `hold` (manual approval), every scene `ordered` until an
-    administrator approves, reserved. The order, its items and history as written (the answer
-    is built from them, as `describe` would read them back)."""
-    placing, period, classes, hold = (
-        accepting.placing,
-        accepting.period,
-        accepting.classes,
-        accepting.hold,
-    )
-    at, org_id = placing.at, placing.org_id
+@dataclass(frozen=True)
+class Plan:
+    """An order as it will be written if it fits: the order, its items (`charged` set once the
+    holdings are known) and history as `describe` would read them back, its events and the
+    productions it asks for."""
+
+    order: dict[str, Any]
+    items: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    scenes: list[dict[str, Any]]
+    """csdr.accept_order's items: each scene with its class, status, and `now` (delivered at
+    acceptance: its charge committed, not reserved)."""
+    events: list[tuple[str, dict[str, Any]]]
+    produce: list[tuple[str, str]]
+
+    def args(self) -> list[Any]:
+        """csdr.accept_order's parameters from $6 on."""
+        order = self.order
+        history = [
+            {k: h[k] for k in ("collection", "item_id", "status", "reason_code", "reason_text")}
+            for h in self.history
+        ]
+        return [
+            order["id"],
+            order["status"],
+            order["idempotency_key"],
+            order["request"],
+            order["links_expire_at"],
+            order["awaiting_approval"],
+            self.scenes,
+            history,
+            self.events,
+            self.produce,
+        ]
+
+
+def _plan(placing: Placing, terms: Terms, scenes: list[Scene], settings: Settings) -> Plan:
+    """What accepting the order writes: online scenes delivered at once (their charge
+    committed), offline ones pending their production (their charge reserved); with `hold`
+    (manual approval), every scene `ordered` until an administrator approves, reserved. Events
+    only for an organisation with webhooks."""
+    at, hold, classes = placing.at, terms.hold, terms.classes
     order_id = uuid.uuid4()
     now = {s: s.online and not hold for s in scenes}
     statuses = ["succeeded" if now[s] else "ordered" if hold else "pending" for s in scenes]
@@ -470,19 +519,19 @@ async def _record_accepted(
         "status": final,
         "created_at": at,
         "updated_at": at,
-        "period_start": period,
+        "period_start": period_start(at, terms.anchor),
         "links_expire_at": at + timedelta(days=settings.link_ttl_days),
         "awaiting_approval": hold,
         "request": placing.request,
+        "idempotency_key": placing.idempotency_key,
     }
-    charged_keys = {(s.collection, s.item_id) for s in charged}
     items = [
         {
             "collection": s.collection,
             "item_id": s.item_id,
             "class": classes[s.collection],
             "status": status,
-            "charged": (s.collection, s.item_id) in charged_keys,
+            "charged": True,
             "reason": None,
             "updated_at": at,
         }
@@ -499,26 +548,18 @@ async def _record_accepted(
         }
         for st, code, text, i in history
     ]
-    entries = {
-        s: ledger.Entry(
-            org_id,
-            classes[s.collection],
-            period,
-            s.collection,
-            s.item_id,
-            s.platform,
-            s.instrument,
-            order_id,
-        )
-        for s in charged
-    }
-    reserved = [("reserved", e) for e in entries.values()]
-    charges = reserved + [("released", e) for s, e in entries.items() if now[s]]
-    await conn.execute(
-        ACCEPT_SQL,
-        *ledger.insert_args(at, charges),
-        *_accept_args(accepting, order, items, rows, charged, now),
-    )
+    written = [
+        {
+            "collection": s.collection,
+            "item_id": s.item_id,
+            "class": classes[s.collection],
+            "platform": s.platform,
+            "instrument": s.instrument,
+            "status": status,
+            "now": now[s],
+        }
+        for s, status in zip(scenes, statuses, strict=True)
+    ]
     url = settings.public_url
     news = [(events.ACCEPTED, events.event(url, order_id, "ordered", 1, items=len(scenes)))]
     news += [
@@ -530,92 +571,10 @@ async def _record_accepted(
     ]
     if final in lifecycle.TERMINAL:
         news.append((events.COMPLETED, events.event(url, order_id, final, len(history))))
-    if accepting.subscribed:
-        await events.emit_many(conn, org_id, order_id, news)
-    if not hold:
-        await production.request(conn, [s for s in scenes if not s.online])
-    return order, items, rows
-
-
-# The accepted order's ledger rows ($1-$11, ledger.insert_args), the order, its history, items,
-# charges and the counters' changes (as charging.change makes them) in one statement (one round
-# trip); the foreign keys between them are checked at its end.
-ACCEPT_SQL = f"""
-WITH ledger AS ({ledger.INSERT_SQL}), o AS (
-    INSERT INTO csdr.orders (id, org_id, status, idempotency_key, request, period_start,
-        created_at, updated_at, links_expire_at, awaiting_approval)
-    VALUES ($12, $13, $14, $15, $16, $17, $18, $18, $19, $20)
-), h AS (
-    INSERT INTO csdr.order_history (order_id, collection, item_id, at, status, reason_code,
-        reason_text)
-    SELECT $12, h.collection, h.item_id, $18, h.status, h.code, h.text
-    FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
-        WITH ORDINALITY AS h (collection, item_id, status, code, text, n)
-    ORDER BY h.n
-), i AS (
-    INSERT INTO csdr.order_items (order_id, collection, item_id, class, platform, instrument,
-        status, charged, updated_at)
-    SELECT $12, i.collection, i.item_id, i.class, i.platform, i.instrument, i.status, i.charged, $18
-    FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::text[],
-        $32::boolean[]) AS i (collection, item_id, class, platform, instrument, status, charged)
-), u AS (
-    UPDATE csdr.quota_usage q
-    SET reserved = q.reserved + c.reserved, committed = q.committed + c.committed
-    FROM unnest($37::text[], $38::integer[], $39::integer[]) AS c (class, reserved, committed)
-    WHERE q.org_id = $13 AND q.class = c.class AND q.period_start = $17
-)
-INSERT INTO csdr.entitlements (org_id, period_start, collection, item_id, class, state, order_id)
-SELECT $13, $17, e.collection, e.item_id, e.class, e.state, $12
-FROM unnest($33::text[], $34::text[], $35::text[], $36::text[])
-    AS e (collection, item_id, class, state)
-"""
-
-
-def _accept_args(
-    accepting: Accepting,
-    order: dict[str, Any],
-    items: list[dict[str, Any]],
-    history: list[dict[str, Any]],
-    charged: list[Scene],
-    now: dict[Scene, bool],
-) -> list[Any]:
-    """ACCEPT_SQL's parameters after the ledger's ($12 on)."""
-    placing, classes = accepting.placing, accepting.classes
-    changes: dict[str, tuple[int, int]] = {}  # class -> (reserved, committed)
-    for s in charged:
-        reserved, committed = changes.get(classes[s.collection], (0, 0))
-        changes[classes[s.collection]] = (reserved + int(not now[s]), committed + int(now[s]))
-    platform = {(s.collection, s.item_id): (s.platform, s.instrument) for s in now}
-    return [
-        order["id"],
-        placing.org_id,
-        order["status"],
-        placing.idempotency_key,
-        placing.request,
-        accepting.period,
-        placing.at,
-        order["links_expire_at"],
-        order["awaiting_approval"],
-        [h["collection"] for h in history],
-        [h["item_id"] for h in history],
-        [h["status"] for h in history],
-        [h["reason_code"] for h in history],
-        [h["reason_text"] for h in history],
-        [i["collection"] for i in items],
-        [i["item_id"] for i in items],
-        [i["class"] for i in items],
-        [platform[i["collection"], i["item_id"]][0] for i in items],
-        [platform[i["collection"], i["item_id"]][1] for i in items],
-        [i["status"] for i in items],
-        [i["charged"] for i in items],
-        [s.collection for s in charged],
-        [s.item_id for s in charged],
-        [classes[s.collection] for s in charged],
-        ["committed" if now[s] else "reserved" for s in charged],
-        list(changes),
-        [reserved for reserved, _ in changes.values()],
-        [committed for _, committed in changes.values()],
-    ]
+    # Productions in one order (collection, id): a production's row stays locked until the
+    # commit, so two orders naming the same scenes never wait for each other in a cycle.
+    offline = [] if hold else sorted((s.collection, s.item_id) for s in scenes if not s.online)
+    return Plan(order, items, rows, written, news if terms.subscribed else [], offline)
 
 
 def _dry_run_report(

@@ -10,33 +10,19 @@ import asyncpg
 
 from csdr_orders.scenes import Scene
 
-# As csdr_ingest.jobs.enqueue writes a job, in the order's own transaction.
-QUEUE_SQL = """
-WITH production AS (
-    INSERT INTO csdr.productions (collection, item_id, job_id, status)
-    SELECT p.collection, p.item_id, gen_random_uuid(), 'queued'
-    FROM csdr.offline_packages p WHERE p.collection = $1 AND p.item_id = $2
-    ON CONFLICT (collection, item_id) DO UPDATE
-        SET job_id = excluded.job_id, status = 'queued', error = NULL, created_at = now(),
-            finished_at = NULL
-        WHERE productions.status = 'failed'
-    RETURNING job_id
-)
-INSERT INTO csdr.ingest_jobs (id, source, collection, options)
-SELECT production.job_id, p.source, p.collection, jsonb_build_object('production', p.item_id)
-FROM production, csdr.offline_packages p WHERE p.collection = $1 AND p.item_id = $2
-RETURNING id
-"""
-
 
 async def request(conn: asyncpg.Connection, scenes: list[Scene]) -> int:
-    """Queue the production of each offline scene not already queued; how many were queued.
-    Scenes are taken in one order (collection, id): a production's row stays locked until the
-    caller commits, so two orders naming the same scenes never wait for each other in a cycle."""
+    """Queue the production of each offline scene not already queued (csdr.request_production,
+    migration 0047: as csdr_ingest.jobs.enqueue writes a job, in the caller's transaction); how
+    many were queued. Scenes are taken in one order (collection, id): a production's row stays
+    locked until the caller commits, so two orders naming the same scenes never wait for each
+    other in a cycle."""
     queued = 0
     for scene in sorted(scenes, key=lambda s: (s.collection, s.item_id)):
-        if await conn.fetchval(QUEUE_SQL, scene.collection, scene.item_id) is not None:
-            queued += 1
+        job = await conn.fetchval(
+            "SELECT csdr.request_production($1, $2)", scene.collection, scene.item_id
+        )
+        queued += job is not None
     return queued
 
 

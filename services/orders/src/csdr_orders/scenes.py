@@ -5,6 +5,7 @@ on order), and the platform and instrument the usage statistics are grouped by."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,17 +17,6 @@ OFFLINE_STATUSES = frozenset({"orderable", "ordered", "pending", "shipping", "fa
 SEARCH_KEYS = frozenset(
     {"collections", "ids", "bbox", "intersects", "datetime", "filter", "filter-lang", "query"}
 )
-
-SCENES_SQL = """
-SELECT i.collection, i.id, i.content->'properties'->>'order:status' AS order_status,
-       i.content->'properties'->>'platform' AS platform,
-       i.content->'properties'->'instruments'->>0 AS instrument,
-       EXISTS (SELECT 1 FROM csdr.offline_packages p
-               WHERE p.collection = i.collection AND p.item_id = i.id) AS archived
-FROM pgstac.items i
-JOIN unnest($1::text[], $2::text[]) AS want (collection, id)
-  ON i.collection = want.collection AND i.id = want.id
-"""
 
 
 @dataclass(frozen=True)
@@ -40,14 +30,25 @@ class Scene:
     instrument: str | None
 
 
-async def by_ids(
-    conn: asyncpg.Connection, refs: list[tuple[str, str]], visible: frozenset[str]
+def unique(refs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (collection, id) references in order, without repeats."""
+    return list(dict.fromkeys(refs))
+
+
+def checked(
+    refs: list[tuple[str, str]], row: Mapping[str, Any], visible: frozenset[str]
 ) -> list[Scene]:
-    """The scenes `refs` (collection, id) name, in order and without repeats; InvalidOrder
+    """The scenes `refs` name, from a row of arrays (csdr.order_lookup's: collections, ids,
+    order_statuses, platforms, instruments, archived; NULL when none is found); InvalidOrder
     naming those the caller cannot order (missing, invisible, or offline with no package)."""
-    refs = list(dict.fromkeys(refs))
-    rows = await conn.fetch(SCENES_SQL, [c for c, _ in refs], [i for _, i in refs])
-    found = {(r["collection"], r["id"]): r for r in rows if r["collection"] in visible}
+    columns = ("collections", "ids", "order_statuses", "platforms", "instruments", "archived")
+    found = {
+        (c, i): (status, platform, instrument, archived)
+        for c, i, status, platform, instrument, archived in zip(
+            *(row[k] or () for k in columns), strict=True
+        )
+        if c in visible
+    }
     missing = [f"{c}/{i}" for c, i in refs if (c, i) not in found]
     if missing:
         raise InvalidOrder(
@@ -56,11 +57,11 @@ async def by_ids(
     scenes = []
     unproducible = []
     for ref in refs:
-        row = found[ref]
-        offline = row["order_status"] in OFFLINE_STATUSES
-        if offline and not row["archived"]:
+        status, platform, instrument, archived = found[ref]
+        offline = status in OFFLINE_STATUSES
+        if offline and not archived:
             unproducible.append(f"{ref[0]}/{ref[1]}")
-        scenes.append(Scene(ref[0], ref[1], not offline, row["platform"], row["instrument"]))
+        scenes.append(Scene(ref[0], ref[1], not offline, platform, instrument))
     if unproducible:
         raise InvalidOrder(
             f"items: {', '.join(unproducible[:10])} offline, and this node holds no package to"
@@ -69,11 +70,12 @@ async def by_ids(
     return scenes
 
 
-async def by_search(
+async def search_refs(
     conn: asyncpg.Connection, search: dict[str, Any], visible: frozenset[str], max_items: int
-) -> list[Scene]:
-    """The scenes a STAC search (item search body: collections, bbox, datetime, filter, ...)
-    finds among the collections the caller may see; at most `max_items`."""
+) -> list[tuple[str, str]]:
+    """The (collection, id) of the scenes a STAC search (item search body: collections, bbox,
+    datetime, filter, ...) finds among the collections the caller may see; at most
+    `max_items`."""
     unknown = sorted(set(search) - SEARCH_KEYS)
     if unknown:
         raise InvalidOrder(
@@ -103,4 +105,4 @@ async def by_search(
             f"search: more than {max_items} scenes match; narrow it (an order holds at most"
             f" {max_items})"
         )
-    return await by_ids(conn, [(f["collection"], f["id"]) for f in features], visible)
+    return [(f["collection"], f["id"]) for f in features]

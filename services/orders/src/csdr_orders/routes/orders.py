@@ -84,14 +84,12 @@ async def place_order(
     visible = await access.visible_async(pool, principal)
     async with pool.acquire() as conn:
         if body.items is not None:
-            found = await scenes.by_ids(conn, [(i.collection, i.id) for i in body.items], visible)
+            refs = [(i.collection, i.id) for i in body.items]
         else:
             assert body.search is not None
-            found = await scenes.by_search(conn, body.search, visible, settings.max_items)
-        if not found:
+            refs = await scenes.search_refs(conn, body.search, visible, settings.max_items)
+        if not refs:
             raise InvalidOrder("the order names no scene")
-        if len(found) > settings.max_items:
-            raise InvalidOrder(f"items: at most {settings.max_items} scenes per order")
         placing = orders.Placing(
             org_id,
             principal.org or "",
@@ -99,7 +97,7 @@ async def place_order(
             orders.canonical(body.model_dump(exclude_none=True)),
             idempotency_key,
         )
-        order, replayed = await orders.place(conn, placing, found, settings, dry_run)
+        order, replayed = await orders.place(conn, placing, refs, visible, settings, dry_run)
     if dry_run:
         return _json(order)
     headers = {"Location": order["links"][0]["href"]}
