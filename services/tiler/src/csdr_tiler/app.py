@@ -51,6 +51,7 @@ from csdr_tiler.caching import CacheOutcomes, Freshness, TileCacheMiddleware
 from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_transforms
 from csdr_tiler.db import PrimaryRequests, close_pools, open_pools
 from csdr_tiler.dependencies import (
+    ITEM_PARAMETERS,
     ItemParams,
     LatestCollectionParams,
     PresetColormap,
@@ -59,6 +60,7 @@ from csdr_tiler.dependencies import (
     PresetRenderParams,
     PresetTileParams,
     ValidTile,
+    on_event_loop,
 )
 from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
@@ -133,20 +135,23 @@ VISIBLE_MOSAICS: dict[str, Any] = {
     "dataset_reader": SceneReader,
     "render_func": render_tile,
 }
+# The presets' parameters are parsed on the event loop (csdr_tiler.dependencies.on_event_loop).
 PRESET_DEPENDENCIES: dict[str, Any] = {
-    "layer_dependency": PresetLayerParams,
-    "render_dependency": PresetRenderParams,
-    "colormap_dependency": PresetColormap,
-    "process_dependency": PresetProcess,
-    "tile_dependency": PresetTileParams,
+    "layer_dependency": on_event_loop(PresetLayerParams),
+    "render_dependency": on_event_loop(PresetRenderParams),
+    "colormap_dependency": on_event_loop(PresetColormap),
+    "process_dependency": on_event_loop(PresetProcess),
+    "tile_dependency": on_event_loop(PresetTileParams),
     "supported_tms": PRESET_TMS,
     "route_dependencies": VALID_TILES,
     "templates": TEMPLATES,
 }
-# Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render.
+# Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render;
+# titiler's parameters parsed on the event loop.
 ITEM_READING: dict[str, Any] = {
     "reader": ItemReader,
     "render_func": render_tile,
+    **ITEM_PARAMETERS,
 }
 
 
@@ -294,8 +299,7 @@ def add_item_routes(app: FastAPI) -> None:
     presets = MultiBaseTilerFactory(
         path_dependency=ItemParams,
         router_prefix=ITEM_PRESET_PREFIX,
-        **ITEM_READING,
-        **PRESET_DEPENDENCIES,
+        **{**ITEM_READING, **PRESET_DEPENDENCIES},
     )
     app.include_router(presets.router, prefix=ITEM_PRESET_PREFIX, tags=["STAC Item"])
     items = MultiBaseTilerFactory(
@@ -304,7 +308,6 @@ def add_item_routes(app: FastAPI) -> None:
         **ITEM_READING,
         add_viewer=True,
         extensions=[wmtsExtension()],
-        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
