@@ -52,6 +52,7 @@ from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_transfor
 from csdr_tiler.db import PrimaryRequests, close_pools, open_pools
 from csdr_tiler.dependencies import (
     ITEM_PARAMETERS,
+    MOSAIC_PARAMETERS,
     ItemParams,
     LatestCollectionParams,
     PresetColormap,
@@ -129,11 +130,13 @@ VALID_TILES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
 ]
 # Every mosaic reads only the scenes the caller may see (csdr_tiler.mosaics).
 # Scenes of a mosaic are read through the pool of open COGs (csdr_tiler.datasets).
+# titiler's parameters parsed on the event loop.
 VISIBLE_MOSAICS: dict[str, Any] = {
     "backend": VisibleBackend,
     "backend_dependency": VisibleBackendParams,
     "dataset_reader": SceneReader,
     "render_func": render_tile,
+    **MOSAIC_PARAMETERS,
 }
 # The presets' parameters are parsed on the event loop (csdr_tiler.dependencies.on_event_loop).
 PRESET_DEPENDENCIES: dict[str, Any] = {
@@ -232,8 +235,7 @@ def add_mosaic_routes(
         router_prefix=preset_prefix,
         add_statistics=True,
         add_part=True,
-        **VISIBLE_MOSAICS,
-        **PRESET_DEPENDENCIES,
+        **{**VISIBLE_MOSAICS, **PRESET_DEPENDENCIES},
     )
     app.include_router(presets.router, prefix=preset_prefix, tags=[tag])
     mosaics = MosaicTilerFactory(
@@ -244,7 +246,6 @@ def add_mosaic_routes(
         add_viewer=True,
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
-        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,

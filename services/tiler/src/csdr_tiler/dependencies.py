@@ -27,6 +27,8 @@ from titiler.core.dependencies import (
     ImageRenderingParams,
     TileParams,
 )
+from titiler.mosaic.factory import PixelSelectionParams
+from titiler.pgstac.dependencies import PgSTACParams
 
 from csdr_render.presets import Preset
 from csdr_tiler.context import context_of
@@ -72,6 +74,12 @@ ITEM_PARAMETERS: dict[str, Any] = {
     "colormap_dependency": on_event_loop(ColorMapParams),
     "render_dependency": on_event_loop(ImageRenderingParams),
     "environment_dependency": on_event_loop(environment),
+}
+# And those of mosaics: the same, how scenes are picked per pixel, pgSTAC's search limits.
+MOSAIC_PARAMETERS: dict[str, Any] = {
+    **ITEM_PARAMETERS,
+    "pixel_selection_dependency": on_event_loop(PixelSelectionParams),
+    "assets_accessor_dependency": on_event_loop(PgSTACParams),
 }
 
 
