@@ -67,7 +67,7 @@ from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.first_uses import USES
 from csdr_tiler.items import Catalogue
-from csdr_tiler.libgdal import bound_block_cache
+from csdr_tiler.libgdal import bound_block_cache, pin_data_paths
 from csdr_tiler.limits import (
     BoundedCollectionIdParams,
     BoundedSearchParams,
@@ -169,6 +169,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     remember_transforms()
     POOL.max_idle = settings.open_datasets
     bound_block_cache(settings.gdal_cache_mb)
+    pin_data_paths()
     POOL.immutable = (settings.assets_url.rstrip("/") + "/",) if settings.assets_url else ()
     # `/vsis3/` on the endpoint the AWS_* variables name, for every thread (process-wide).
     for key, value in gdal_options().items():

@@ -1,15 +1,19 @@
-"""How many times a tile request hands work to a worker thread: each hand-off is two thread
-switches and a wake-up of the event loop, and under load a wait for the GIL each way
-(docs/performance.md, "Tiler: the item tile path")."""
+"""What an item tile request costs besides reading and encoding: how many times it hands work to
+a worker thread (each hand-off is two thread switches and a wake-up of the event loop, and under
+load a wait for the GIL each way), and the system calls of rasterio's environments around the
+read (docs/performance.md, "Tiler: the item tile path")."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import anyio.to_thread
 import pytest
+import rasterio
 from fastapi.testclient import TestClient
 
 from csdr_tiler.app import create_app
@@ -58,3 +62,24 @@ def test_a_tile_of_a_cached_item_takes_two_thread_hops(
     # The access decision (one database visit) and the read; titiler's eight parameter
     # dependencies are parsed on the event loop (csdr_tiler.dependencies.on_event_loop).
     assert sum(hops.values()) == 2, dict(hops)
+
+
+def test_rasterio_environments_look_for_no_data_files_once_the_tiler_runs(pg_env, monkeypatch):
+    for name in ("GDAL_DATA", "PROJ_DATA", "PROJ_LIB"):
+        monkeypatch.delenv(name, raising=False)
+    looked: list[str] = []
+    exists = os.path.exists
+    this_thread = threading.get_ident()
+
+    def counting(path: Any) -> bool:
+        if threading.get_ident() == this_thread:  # not another app's threads meanwhile
+            looked.append(str(path))
+        return exists(path)
+
+    with TestClient(create_app(Settings())):
+        monkeypatch.setattr(os.path, "exists", counting)
+        # titiler's environment around a read, and rio-tiler's copy of it for the read.
+        with rasterio.Env(), rasterio.Env():
+            pass
+    assert looked == []
+    assert os.path.isdir(os.environ["GDAL_DATA"]) and os.path.isdir(os.environ["PROJ_DATA"])
