@@ -5,6 +5,7 @@ import-time app we do not use, without its debug, asset and external-dataset end
 """
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -168,6 +169,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # set when an app starts serving, not when one is built (docs/upstream.md).
     remember_transforms()
     POOL.max_idle = settings.open_datasets
+    POOL.bound_local_reads(settings.local_reads_max or (os.cpu_count() or 1) + 1)
     bound_block_cache(settings.gdal_cache_mb)
     pin_data_paths()
     POOL.immutable = (settings.assets_url.rstrip("/") + "/",) if settings.assets_url else ()
