@@ -64,6 +64,18 @@ def test_a_tile_of_a_cached_item_takes_two_thread_hops(
     assert sum(hops.values()) == 2, dict(hops)
 
 
+def test_an_items_wmts_capabilities_take_two_thread_hops(
+    client: TestClient, db: dict[str, Ingested], hops: Counter[str]
+) -> None:
+    url = f"{db['ms'].url}/presets/WMTSCapabilities.xml"
+    assert client.get(url + "?n=0").status_code == 200
+    hops.clear()
+    r = client.get(url + "?n=1")
+    assert r.status_code == 200 and b"<Capabilities" in r.content[:200]
+    # The access decision and the route; the item cache is reached on the event loop.
+    assert sum(hops.values()) == 2, dict(hops)
+
+
 def test_rasterio_environments_look_for_no_data_files_once_the_tiler_runs(pg_env, monkeypatch):
     for name in ("GDAL_DATA", "PROJ_DATA", "PROJ_LIB"):
         monkeypatch.delenv(name, raising=False)
