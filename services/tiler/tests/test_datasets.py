@@ -215,3 +215,36 @@ def test_a_reader_given_back_sweeps_once_the_interval_passed(tmp_path: Path):
     with pool.lend(other, tms):
         pass
     assert stale.dataset.closed and pool.idle() == 1
+
+
+@pytest.mark.parametrize("at_once", [1, 2, 0])
+def test_reads_of_local_files_take_turns_within_the_bound(tmp_path: Path, at_once: int):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    tms = morecantile_tms.get("WebMercatorQuad")
+    pool = ReaderPool(max_idle=8)
+    pool.bound_local_reads(at_once)
+    url = write_raster(tmp_path / "a.tif", 1)
+    lock, reading, most = threading.Lock(), [0], [0]
+    entered, done = threading.Semaphore(0), threading.Event()
+
+    def read(_: int) -> None:
+        with pool.lend(url, tms):
+            with lock:
+                reading[0] += 1
+                most[0] = max(most[0], reading[0])
+            entered.release()
+            done.wait(30)
+            with lock:
+                reading[0] -= 1
+
+    expected = at_once or 6  # 0: no bound, all six threads read at once
+    with ThreadPoolExecutor(6) as threads:
+        reads = [threads.submit(read, i) for i in range(6)]
+        assert all(entered.acquire(timeout=30) for _ in range(expected))
+        assert not entered.acquire(timeout=0.3)  # nobody else gets in while they read
+        done.set()
+        for r in reads:
+            r.result()
+    assert most[0] == expected

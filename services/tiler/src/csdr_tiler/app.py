@@ -5,6 +5,7 @@ import-time app we do not use, without its debug, asset and external-dataset end
 """
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,6 +52,8 @@ from csdr_tiler.caching import CacheOutcomes, Freshness, TileCacheMiddleware
 from csdr_tiler.datasets import POOL, ItemReader, SceneReader, remember_transforms
 from csdr_tiler.db import PrimaryRequests, close_pools, open_pools
 from csdr_tiler.dependencies import (
+    ITEM_PARAMETERS,
+    MOSAIC_PARAMETERS,
     ItemParams,
     LatestCollectionParams,
     PresetColormap,
@@ -59,12 +62,13 @@ from csdr_tiler.dependencies import (
     PresetRenderParams,
     PresetTileParams,
     ValidTile,
+    on_event_loop,
 )
 from csdr_tiler.elevation import algorithms
 from csdr_tiler.errors import add_exception_handlers
 from csdr_tiler.first_uses import USES
 from csdr_tiler.items import Catalogue
-from csdr_tiler.libgdal import bound_block_cache
+from csdr_tiler.libgdal import bound_block_cache, pin_data_paths
 from csdr_tiler.limits import (
     BoundedCollectionIdParams,
     BoundedSearchParams,
@@ -127,26 +131,31 @@ VALID_TILES: list[tuple[list[EndpointScope], list[DependsFunc]]] = [
 ]
 # Every mosaic reads only the scenes the caller may see (csdr_tiler.mosaics).
 # Scenes of a mosaic are read through the pool of open COGs (csdr_tiler.datasets).
+# titiler's parameters parsed on the event loop.
 VISIBLE_MOSAICS: dict[str, Any] = {
     "backend": VisibleBackend,
     "backend_dependency": VisibleBackendParams,
     "dataset_reader": SceneReader,
     "render_func": render_tile,
+    **MOSAIC_PARAMETERS,
 }
+# The presets' parameters are parsed on the event loop (csdr_tiler.dependencies.on_event_loop).
 PRESET_DEPENDENCIES: dict[str, Any] = {
-    "layer_dependency": PresetLayerParams,
-    "render_dependency": PresetRenderParams,
-    "colormap_dependency": PresetColormap,
-    "process_dependency": PresetProcess,
-    "tile_dependency": PresetTileParams,
+    "layer_dependency": on_event_loop(PresetLayerParams),
+    "render_dependency": on_event_loop(PresetRenderParams),
+    "colormap_dependency": on_event_loop(PresetColormap),
+    "process_dependency": on_event_loop(PresetProcess),
+    "tile_dependency": on_event_loop(PresetTileParams),
     "supported_tms": PRESET_TMS,
     "route_dependencies": VALID_TILES,
     "templates": TEMPLATES,
 }
-# Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render.
+# Items are read through the pool of open COGs; 8-bit PNG tiles encoded by csdr_tiler.render;
+# titiler's parameters parsed on the event loop.
 ITEM_READING: dict[str, Any] = {
     "reader": ItemReader,
     "render_func": render_tile,
+    **ITEM_PARAMETERS,
 }
 
 
@@ -160,7 +169,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # set when an app starts serving, not when one is built (docs/upstream.md).
     remember_transforms()
     POOL.max_idle = settings.open_datasets
+    POOL.bound_local_reads(settings.local_reads_max or (os.cpu_count() or 1) + 1)
     bound_block_cache(settings.gdal_cache_mb)
+    pin_data_paths()
     POOL.immutable = (settings.assets_url.rstrip("/") + "/",) if settings.assets_url else ()
     # `/vsis3/` on the endpoint the AWS_* variables name, for every thread (process-wide).
     for key, value in gdal_options().items():
@@ -227,8 +238,7 @@ def add_mosaic_routes(
         router_prefix=preset_prefix,
         add_statistics=True,
         add_part=True,
-        **VISIBLE_MOSAICS,
-        **PRESET_DEPENDENCIES,
+        **{**VISIBLE_MOSAICS, **PRESET_DEPENDENCIES},
     )
     app.include_router(presets.router, prefix=preset_prefix, tags=[tag])
     mosaics = MosaicTilerFactory(
@@ -239,7 +249,6 @@ def add_mosaic_routes(
         add_viewer=True,
         add_part=True,
         extensions=[searchInfoExtension(), mosaicWmtsExtension()],
-        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,
@@ -294,8 +303,7 @@ def add_item_routes(app: FastAPI) -> None:
     presets = MultiBaseTilerFactory(
         path_dependency=ItemParams,
         router_prefix=ITEM_PRESET_PREFIX,
-        **ITEM_READING,
-        **PRESET_DEPENDENCIES,
+        **{**ITEM_READING, **PRESET_DEPENDENCIES},
     )
     app.include_router(presets.router, prefix=ITEM_PRESET_PREFIX, tags=["STAC Item"])
     items = MultiBaseTilerFactory(
@@ -304,7 +312,6 @@ def add_item_routes(app: FastAPI) -> None:
         **ITEM_READING,
         add_viewer=True,
         extensions=[wmtsExtension()],
-        process_dependency=algorithms.dependency,
         templates=TEMPLATES,
         route_dependencies=VALID_TILES,
         supported_tms=TILE_MATRIX_SETS,

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -229,6 +229,20 @@ class ReaderPool:
         self._idle: OrderedDict[Hashable, list[Reader]] = OrderedDict()
         self._count = 0
         self._swept_at = time.monotonic()
+        self._local_reads: threading.BoundedSemaphore | None = None
+
+    def bound_local_reads(self, at_once: int) -> None:
+        """Let at most `at_once` threads read local files through the pool at a time (0: no
+        bound). A read is CPU work (GDAL decompresses and warps): more reads at once than cores
+        only share the cores more slowly (thread switches, caches, GIL hand-offs). Remote reads
+        wait on the network, and are not bounded."""
+        self._local_reads = threading.BoundedSemaphore(at_once) if at_once > 0 else None
+
+    def _turn(self, url: str) -> AbstractContextManager[Any]:
+        """A turn among the reads of local files (see `bound_local_reads`)."""
+        if self._local_reads is None or local_path(url) is None:
+            return nullcontext()
+        return self._local_reads
 
     def _key(self, url: str, tms: TileMatrixSet, options: dict[str, Any]) -> Hashable | None:
         """(path or URL, the local file's identity or None, matrix set, options)."""
@@ -319,7 +333,13 @@ class ReaderPool:
     @contextmanager
     def lend(self, url: str, tms: TileMatrixSet, **options: Any) -> Iterator[Reader]:
         """A reader of `url` for this thread alone until the block ends (rio-tiler's `reader`
-        slot: called with the asset href, the tile matrix set and the reader options)."""
+        slot: called with the asset href, the tile matrix set and the reader options), once it
+        is this thread's turn to read (`bound_local_reads`)."""
+        with self._turn(url), self._lend(url, tms, **options) as reader:
+            yield reader
+
+    @contextmanager
+    def _lend(self, url: str, tms: TileMatrixSet, **options: Any) -> Iterator[Reader]:
         key = self._key(url, tms, options) if self.max_idle > 0 else None
         if key is None:
             try:

@@ -7,8 +7,10 @@ point, preview, crop and statistics endpoint with the band choice and stretch ta
 preset named in the path instead of the query.
 """
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import pystac
@@ -17,7 +19,16 @@ from morecantile import TileMatrixSet
 from rio_tiler.colormap import cmap
 from rio_tiler.types import AssetType, ColorMapType
 from titiler.core.algorithm.base import BaseAlgorithm
-from titiler.core.dependencies import DefaultDependency, TileParams
+from titiler.core.dependencies import (
+    AssetsExprParams,
+    ColorMapParams,
+    DatasetParams,
+    DefaultDependency,
+    ImageRenderingParams,
+    TileParams,
+)
+from titiler.mosaic.factory import PixelSelectionParams
+from titiler.pgstac.dependencies import PgSTACParams
 
 from csdr_render.presets import Preset
 from csdr_tiler.context import context_of
@@ -27,6 +38,50 @@ from csdr_tiler.items import Catalogue
 from csdr_tiler.mosaics import latest_search_id
 from csdr_tiler.tms import TILE_MATRIX_SETS
 
+T = TypeVar("T")
+
+
+def on_event_loop(dependency: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`dependency` (a function or class that only parses its parameters: no I/O) as a coroutine
+    with the same parameters, which FastAPI awaits on the event loop. FastAPI runs a plain
+    function or class in a worker thread: titiler's tile route has eight such dependencies,
+    each two thread switches and a wake-up of the event loop for microseconds of parsing."""
+
+    async def on_loop(**values: Any) -> T:
+        return dependency(**values)
+
+    # FastAPI reads the parameters from the signature (annotations resolved here: the
+    # dependency's module, not this one, names them).
+    on_loop.__signature__ = inspect.signature(dependency, eval_str=True)  # type: ignore[attr-defined]
+    on_loop.__name__ = on_loop.__qualname__ = getattr(dependency, "__name__", "dependency")
+    on_loop.__doc__ = dependency.__doc__
+    return on_loop
+
+
+def environment() -> dict[str, Any]:
+    """No GDAL options per request (titiler's default `environment_dependency`)."""
+    return {}
+
+
+# titiler's parameter dependencies of item routes (its factories' defaults, csdr_tiler.elevation's
+# algorithms), awaited on the event loop.
+ITEM_PARAMETERS: dict[str, Any] = {
+    "reader_dependency": on_event_loop(DefaultDependency),
+    "layer_dependency": on_event_loop(AssetsExprParams),
+    "dataset_dependency": on_event_loop(DatasetParams),
+    "tile_dependency": on_event_loop(TileParams),
+    "process_dependency": on_event_loop(algorithms.dependency),
+    "colormap_dependency": on_event_loop(ColorMapParams),
+    "render_dependency": on_event_loop(ImageRenderingParams),
+    "environment_dependency": on_event_loop(environment),
+}
+# And those of mosaics: the same, how scenes are picked per pixel, pgSTAC's search limits.
+MOSAIC_PARAMETERS: dict[str, Any] = {
+    **ITEM_PARAMETERS,
+    "pixel_selection_dependency": on_event_loop(PixelSelectionParams),
+    "assets_accessor_dependency": on_event_loop(PgSTACParams),
+}
+
 
 def get_catalogue(request: Request) -> Catalogue:
     """The app's item and preset cache (opened in the lifespan)."""
@@ -34,7 +89,13 @@ def get_catalogue(request: Request) -> Catalogue:
     return catalogue
 
 
-CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
+async def CatalogueParam(request: Request) -> Catalogue:
+    """`get_catalogue` as a dependency, on the event loop (FastAPI would run a plain function
+    in a worker thread)."""
+    return get_catalogue(request)
+
+
+CatalogueDep = Annotated[Catalogue, Depends(CatalogueParam)]
 
 
 def request_item_version(request: Request, collection_id: str, item_id: str) -> str:
@@ -81,15 +142,30 @@ def available_presets(request: Request) -> dict[str, Preset]:
     return catalogue.search_presets(params["search_id"], context_of(request).visible)
 
 
-def PresetParam(
+def cached_presets(request: Request) -> dict[str, Preset] | None:
+    """The presets of the item the path names when the caches hold them (no database access),
+    else None."""
+    params = request.path_params
+    version = context_of(request).item_version
+    if "item_id" not in params or version is None:
+        return None
+    return get_catalogue(request).cached_item_presets(
+        params["collection_id"], params["item_id"], version.version
+    )
+
+
+async def PresetParam(
     request: Request,
     preset: Annotated[
         str,
         Path(description="Preset name: true-color, false-color, ndvi or pan, as the bands allow"),
     ],
 ) -> Preset:
-    """The preset named in the path; 404 naming the available ones when it is not one of them."""
-    presets = available_presets(request)
+    """The preset named in the path; 404 naming the available ones when it is not one of them.
+    Found in the caches on the event loop, else read in a worker thread."""
+    presets = cached_presets(request)
+    if presets is None:
+        presets = await anyio.to_thread.run_sync(available_presets, request)
     if preset not in presets:
         names = ", ".join(sorted(presets)) or "none (no band common names)"
         raise HTTPException(404, f"unknown preset '{preset}' here; available: {names}")

@@ -179,6 +179,16 @@ class Catalogue:
             found: pystac.Item | None = self._items.get(("item", collection_id, item_id, version))
         return found
 
+    def cached_item_presets(
+        self, collection_id: str, item_id: str, version: str
+    ) -> dict[str, Preset] | None:
+        """The presets of the item at `version` if the cache holds them (no database access)."""
+        with self._lock:
+            found: dict[str, Preset] | None = self._items.get(
+                ("presets", collection_id, item_id, version)
+            )
+        return found
+
     def item_presets(self, item: pystac.Item, version: str) -> dict[str, Preset]:
         """The presets an item's assets support."""
         key = ("presets", item.collection_id, item.id, version)

@@ -1,6 +1,7 @@
 """The libgdal rasterio loaded, for the GDAL calls rasterio does not wrap: options bound to a path
 prefix (csdr_tiler.peer_keys), forgetting what /vsicurl/ cached of a URL (csdr_tiler.datasets)
-and the block cache's size and bound (csdr_tiler.metrics, the app's lifespan).
+and the block cache's size and bound (csdr_tiler.metrics, the app's lifespan); and where GDAL's
+and PROJ's data files are, said once (`pin_data_paths`).
 rasterio's wheel bundles its own libgdal; the calls must reach that one, found in this process's
 memory maps.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
-import rasterio  # noqa: F401 - loads the libgdal these calls must reach
+import rasterio.env  # loads the libgdal these calls must reach
 
 
 @functools.cache
@@ -54,3 +56,19 @@ def forget_remote(url: str) -> None:
     unreadable, its blocks), so the next read asks the server again instead of failing from
     the cache after the server is back."""
     libgdal().VSICurlPartialClearCache(f"/vsicurl/{url}".encode())
+
+
+def pin_data_paths() -> None:
+    """Name the GDAL and PROJ data directories rasterio finds (those of its wheel) in
+    `GDAL_DATA` and `PROJ_DATA`, unless set (process-wide). Without them rasterio looks for both
+    again, two `stat` calls, every time a rasterio environment starts: twice per tile (titiler's
+    around the read, rio-tiler's copy of it), each call a release of the GIL to wait for under
+    load."""
+    if "GDAL_DATA" not in os.environ:
+        gdal = rasterio.env.GDALDataFinder()
+        if found := gdal.search_wheel() or gdal.search():
+            os.environ["GDAL_DATA"] = str(found)
+    if "PROJ_DATA" not in os.environ and "PROJ_LIB" not in os.environ:
+        proj = rasterio.env.PROJDataFinder()
+        if found := proj.search_wheel() or proj.search():
+            os.environ["PROJ_DATA"] = str(found)

@@ -71,6 +71,10 @@ class Settings(ServiceSettings):
     cache_stale_while_revalidate_s: int = 3600
     """Public tiles: how long a CDN may serve one past its max-age while it revalidates
     (Cache-Control stale-while-revalidate, RFC 5861)."""
+    local_reads_max: int = 0
+    """Reads of local COGs at once per process (0: the CPU count plus one); more wait their
+    turn: beyond the cores they only share them more slowly (docs/performance.md, "Tiler: the
+    item tile path"). Reads of remote assets wait on the network and are not bounded."""
     open_datasets: int = 256
     """Opened COGs kept between requests per process (0: open every asset for every read)."""
     gdal_cache_mb: int = 256

@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 import pystac
-from titiler.pgstac.reader import PgSTACReader
 
+from csdr_tiler.datasets import ItemReader
 from csdr_tiler.items import Catalogue
 
 Bounds = tuple[float, float, float, float]
@@ -21,8 +21,9 @@ class Extent:
 
 def item_extent(item: pystac.Item) -> Extent:
     """The item's bbox and zooms, from its projection metadata (rio-tiler's rule: maxzoom is
-    the level nearest its resolution, minzoom where its smallest overview fits one tile)."""
-    with PgSTACReader(item) as reader:
+    the level nearest its resolution, minzoom where its smallest overview fits one tile): our
+    reader's, which derives them once per item object (the item cache keeps one a version)."""
+    with ItemReader(item) as reader:
         minzoom, maxzoom = reader.minzoom, reader.maxzoom
     west, south, east, north = item.bbox or reader.bounds
     return Extent((west, south, east, north), minzoom, maxzoom)
