@@ -1,6 +1,7 @@
 """The scenes an order names, by item ids or by a STAC search, as the caller may see them: each
-with whether it is online (a COG to deliver now) or offline (`order:status` orderable: produced
-on order), and the platform and instrument the usage statistics are grouped by."""
+with whether it is online (a COG to deliver now) or offline (produced on order; the node's one
+rule, csdr.scene_online: csdr_storage.availability), and the platform and instrument the usage
+statistics are grouped by."""
 
 from __future__ import annotations
 
@@ -12,17 +13,24 @@ import asyncpg
 
 from csdr_orders.errors import InvalidOrder
 
-OFFLINE_STATUSES = frozenset({"orderable", "ordered", "pending", "shipping", "failed"})
 SEARCH_KEYS = frozenset(
     {"collections", "ids", "bbox", "intersects", "datetime", "filter", "filter-lang", "query"}
 )
 
 SCENES_SQL = """
-SELECT i.collection, i.id, i.content->'properties'->>'order:status' AS order_status,
+SELECT i.collection, i.id, csdr.scene_online(i.content) AS online,
        i.content->'properties'->>'platform' AS platform,
        i.content->'properties'->'instruments'->>0 AS instrument,
        EXISTS (SELECT 1 FROM csdr.offline_packages p
                WHERE p.collection = i.collection AND p.item_id = i.id) AS archived
+FROM pgstac.items i
+JOIN unnest($1::text[], $2::text[]) AS want (collection, id)
+  ON i.collection = want.collection AND i.id = want.id
+"""
+
+
+ONLINE_SQL = """
+SELECT i.collection, i.id, csdr.scene_online(i.content) AS online
 FROM pgstac.items i
 JOIN unnest($1::text[], $2::text[]) AS want (collection, id)
   ON i.collection = want.collection AND i.id = want.id
@@ -57,16 +65,24 @@ async def by_ids(
     unproducible = []
     for ref in refs:
         row = found[ref]
-        offline = row["order_status"] in OFFLINE_STATUSES
-        if offline and not row["archived"]:
+        if not row["online"] and not row["archived"]:
             unproducible.append(f"{ref[0]}/{ref[1]}")
-        scenes.append(Scene(ref[0], ref[1], not offline, row["platform"], row["instrument"]))
+        scenes.append(Scene(ref[0], ref[1], row["online"], row["platform"], row["instrument"]))
     if unproducible:
         raise InvalidOrder(
             f"items: {', '.join(unproducible[:10])} offline, and this node holds no package to"
             " produce them from"
         )
     return scenes
+
+
+async def scenes_online(
+    conn: asyncpg.Connection, refs: list[tuple[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """Whether each scene `refs` (collection, id) names is online now; a missing one is left
+    out."""
+    rows = await conn.fetch(ONLINE_SQL, [c for c, _ in refs], [i for _, i in refs])
+    return {(r["collection"], r["id"]): r["online"] for r in rows}
 
 
 async def by_search(
