@@ -130,6 +130,16 @@ def test_text_files_go_out_compressed_once_and_revalidate(tmp_path: Path):
         assert changed.text == "// changed\n" and changed.headers["etag"] != etag
 
 
+def test_the_page_preloads_every_module_of_the_application(client):
+    """The first render asks for the whole module graph at once (index.html's modulepreload
+    list), so a module added to js/ must be added there too."""
+    page = client.get("/").text
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="js/([^"]+)">', page))
+    modules = {p.name for p in (STATIC_DIR / "js").glob("*.js")} - {"main.js"}
+    assert preloaded == modules
+    assert re.search(r'<script defer src="vendor/maplibre-gl/maplibre-gl.js">', page)
+
+
 def test_no_file_of_the_application_reaches_for_another_host():
     for path in STATIC_DIR.rglob("*"):
         if (
