@@ -81,8 +81,14 @@ async function refreshMosaic() {
   let layers = [];
   if (app.config.tiler && matched > app.config.mosaic_above && app.state.availability !== "offline") {
     try {
-      // The same search: the tiler draws its online scenes only (an offline one has no imagery).
-      layers = await mosaicLayers(app.config.tiler, app.state, app.counts);
+      // The same search: the tiler draws its online scenes only (an offline one has no imagery),
+      // and a collection whose matches are all offline has no mosaic (its WMTS answers 404).
+      const online =
+        app.state.availability === "online" || !app.offered.availability
+          ? app.counts
+          : await countsByCollection(app.config.catalog, { ...app.state, availability: "online" });
+      if (seq !== app.searchSeq) return;
+      layers = await mosaicLayers(app.config.tiler, app.state, online);
     } catch (exc) {
       report(exc);
     }
