@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import morecantile
 import numpy as np
 import psycopg
 import pytest
@@ -30,6 +31,7 @@ from csdr_access.admin import add_org, issue_key, set_policy
 from csdr_access.quotas import set_approval
 from csdr_ingest.synthetic import DEMO_SCENES, write_scene
 from csdr_portal.vendor import STATIC_DIR
+from csdr_storage.availability import OFFLINE_FILTER, ONLINE_FILTER, is_online
 from tests.e2e import catalog_scenes
 from tests.e2e.browser import Watched, chromium, watch
 from tests.e2e.processes import service
@@ -697,7 +699,7 @@ def test_offline_scene_ordered_from_the_basket(browser, node, ordering_portal, s
     w.page.select_option("#availability", "offline")
     settle(w)
     sent = w.posts("/search")[-1]
-    assert sent["filter"] == {"op": "=", "args": [{"property": "order:status"}, "orderable"]}
+    assert sent["filter"] == OFFLINE_FILTER
     expected = catalog_search(node, {k: v for k, v in sent.items() if k != "token"})
     assert int(w.page.get_attribute("#total", "data-count")) == expected["numberMatched"] > 0
     assert rows(w) == [f"{f['collection']}/{f['id']}" for f in expected["features"]]
@@ -726,6 +728,93 @@ def test_offline_scene_ordered_from_the_basket(browser, node, ordering_portal, s
     after = int(w.page.get_attribute('#quota p[data-class="all"]', "data-remaining"))
     assert after == before - 1
     assert w.page.locator("#basket li").count() == 0
+    assert not w.errors and not w.blocked, (w.errors, w.blocked)
+    w.context.close()
+
+
+@contextmanager
+def made_offline(node, pg_cluster, scene: str, status: str) -> Iterator[None]:
+    """Demo scene `scene` with `order:status` `status` and its package registered (as an
+    archived scene being produced again would be), for a while."""
+    options = "options='-c search_path=pgstac,public'"  # pgSTAC's functions need it
+    conninfo = f"{pg_cluster.conninfo(node.env['PGDATABASE'])} {options}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # As stored: the API's item names its assets by download links, not where they are.
+        [item] = conn.execute("SELECT get_item(%s, %s)", (scene, DEMO)).fetchone()
+        changed = dict(item, properties={**item["properties"], "order:status": status})
+        conn.execute("SELECT update_item(%s)", (Jsonb(changed),))
+        conn.execute(
+            "INSERT INTO csdr.offline_packages (collection, item_id, source) VALUES (%s, %s, %s)",
+            (DEMO, scene, f"/archive/{scene}.tar.gz"),
+        )
+    try:
+        yield
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT update_item(%s)", (Jsonb(item),))
+            conn.execute(
+                "DELETE FROM csdr.offline_packages WHERE collection = %s AND item_id = %s",
+                (DEMO, scene),
+            )
+
+
+def test_one_rule_for_online_and_offline(browser, node, ordering_portal, seeded, pg_cluster):
+    """A scene made offline is offline everywhere at once: gone from the tiler's collection
+    mosaic, ordered for production by the orders service, badged offline and found by the
+    offline filter in the portal. The page's own rule (js/availability.js) answers as
+    csdr_storage.availability for every status."""
+    key = seeded["partner_key"]
+    orders, portal = ordering_portal["orders"], ordering_portal["portal"]
+    scene = DEMO_SCENES[1].name
+    item = httpx.get(f"{node.catalog}/collections/{DEMO}/items/{scene}").json()
+    west, south, east, north = item["bbox"]
+    tile = morecantile.tms.get("WebMercatorQuad").tile((west + east) / 2, (south + north) / 2, 12)
+    listed = (
+        f"{node.tiler}/collections/{DEMO}/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}/assets"
+    )
+
+    def mosaic_scenes() -> set[str]:
+        r = httpx.get(listed)
+        assert r.status_code == 200, r.text
+        return {s["id"] for s in r.json()}
+
+    def dry_run() -> dict:
+        wanted = {"items": [{"collection": DEMO, "id": scene}]}
+        r = httpx.post(f"{orders}/orders?dry_run=true", json=wanted, headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        [answer] = r.json()["items"]
+        return answer
+
+    assert scene in mosaic_scenes() and dry_run()["online"] is True
+    w = watch(browser.new_context(viewport={"width": 1280, "height": 800}))
+    statuses = [None, "orderable", "ordered", "pending", "succeeded", "canceled", "unheard-of"]
+    w.page.goto(portal)
+    settle(w)
+    page_rule = w.page.evaluate(
+        """async (statuses) => { const m = await import('./js/availability.js');
+             return {online: statuses.map(s => m.isOnline({properties: s === null ? {} :
+                       {'order:status': s}})), filters: m.AVAILABILITY}; }""",
+        statuses,
+    )
+    assert page_rule["online"] == [
+        is_online({} if s is None else {"order:status": s}) for s in statuses
+    ]
+    assert page_rule["filters"] == {"online": ONLINE_FILTER, "offline": OFFLINE_FILTER}
+
+    with made_offline(node, pg_cluster, scene, "pending"):
+        assert scene not in mosaic_scenes(), "the tiler's collection mosaic leaves it out"
+        assert dry_run()["online"] is False, "the orders service produces it"
+        w.page.goto(f"{portal}/?c={DEMO}")
+        settle(w)
+        row = f'#results li[data-key="{DEMO}/{scene}"]'
+        assert w.page.inner_text(f"{row} .badge") == "offline"
+        w.page.select_option("#availability", "offline")
+        settle(w)
+        assert f"{DEMO}/{scene}" in rows(w)
+        w.page.select_option("#availability", "online")
+        settle(w)
+        assert f"{DEMO}/{scene}" not in rows(w) and rows(w)
+    assert scene in mosaic_scenes() and dry_run()["online"] is True
     assert not w.errors and not w.blocked, (w.errors, w.blocked)
     w.context.close()
 

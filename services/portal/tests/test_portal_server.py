@@ -4,6 +4,7 @@ configured URLs; every message the application shows exists in each language."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from csdr_portal.app import create_app
+from csdr_portal.files import CompressedFiles
 from csdr_portal.settings import Settings
 from csdr_portal.vendor import MAPLIBRE_DIR, STATIC_DIR, VendorMismatch, record, verified
 
@@ -93,6 +97,47 @@ def test_static_files_are_served_as_what_they_are(client):
     assert len(lib.content) == (MAPLIBRE_DIR / "maplibre-gl.js").stat().st_size
     assert client.get("/messages/zh.json").json()["view.map"] == "地图"
     assert client.get("/no-such-file.js").status_code == 404
+
+
+def test_text_files_go_out_compressed_once_and_revalidate(tmp_path: Path):
+    """A text file is sent as the gzip bytes made when the app was built (the same bytes each
+    time, not compressed per request), with its own ETag that revalidates to a 304; a file
+    changed on disk is sent changed; an image or a client without gzip gets the file as is."""
+    static = tmp_path / "static"
+    shutil.copytree(STATIC_DIR, static)
+    app = Starlette(routes=[Mount("/", CompressedFiles(static))])
+    with TestClient(app) as files:
+        first = files.get("/js/main.js", headers={"Accept-Encoding": "gzip"})
+        assert first.headers["content-encoding"] == "gzip"
+        assert first.headers["vary"] == "Accept-Encoding"
+        raw = files.stream("GET", "/js/main.js", headers={"Accept-Encoding": "gzip"})
+        with raw as r:
+            sent = b"".join(r.iter_raw())
+        assert gzip.decompress(sent) == (static / "js" / "main.js").read_bytes()
+        with files.stream("GET", "/js/main.js", headers={"Accept-Encoding": "gzip"}) as r:
+            assert b"".join(r.iter_raw()) == sent, "the stored bytes, not a new compression"
+        etag = first.headers["etag"]
+        again = files.get("/js/main.js", headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
+        assert again.status_code == 304
+        plain = files.get("/js/main.js", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.headers["etag"] != etag
+        assert plain.content == (static / "js" / "main.js").read_bytes()
+        icon = files.get("/favicon.svg", headers={"Accept-Encoding": "gzip"})
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+
+        (static / "js" / "main.js").write_text("// changed\n")
+        changed = files.get("/js/main.js", headers={"Accept-Encoding": "gzip"})
+        assert changed.text == "// changed\n" and changed.headers["etag"] != etag
+
+
+def test_the_page_preloads_every_module_of_the_application(client):
+    """The first render asks for the whole module graph at once (index.html's modulepreload
+    list), so a module added to js/ must be added there too."""
+    page = client.get("/").text
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="js/([^"]+)">', page))
+    modules = {p.name for p in (STATIC_DIR / "js").glob("*.js")} - {"main.js"}
+    assert preloaded == modules
+    assert re.search(r'<script defer src="vendor/maplibre-gl/maplibre-gl.js">', page)
 
 
 def test_no_file_of_the_application_reaches_for_another_host():

@@ -59,10 +59,11 @@ def register_product(
     meta = product.metadata
     cid = collection or collection_id(meta.satellite, meta.sensor)
     item_id = product_item_id(meta)
-    current = conn.execute(
-        "SELECT pgstac.get_item(%s, %s)->'properties'->>'order:status'", (item_id, cid)
+    online = conn.execute(
+        "SELECT csdr.scene_online(content) FROM pgstac.items WHERE collection = %s AND id = %s",
+        (cid, item_id),
     ).fetchone()
-    if current is not None and current[0] not in (None, "orderable"):
+    if online is not None and online[0]:  # the node's one rule (csdr_storage.availability)
         raise PackageInvalid(f"{cid}/{item_id} is online already; it stays online")
     with staging(settings, cid, item_id) as stage:
         copies = {"metadata": stage.path(".xml", "metadata")}

@@ -24,7 +24,7 @@ from csdr_orders.errors import (
     QuotaExceeded,
     TransitionRefused,
 )
-from csdr_orders.scenes import Scene
+from csdr_orders.scenes import Scene, scenes_online
 from csdr_orders.settings import Settings
 from csdr_service.errors import run_again_on_conflict_async
 
@@ -875,11 +875,7 @@ async def decide(
             "UPDATE csdr.orders SET awaiting_approval = false WHERE id = $1", order_id
         )
         items = await conn.fetch(
-            "SELECT i.*, coalesce(s.online, false) AS online FROM csdr.order_items i"
-            " LEFT JOIN LATERAL (SELECT pgstac.get_item(i.item_id, i.collection)"
-            "  ->'properties'->>'order:status' IS DISTINCT FROM 'orderable' AS online) s ON true"
-            " WHERE i.order_id = $1 AND i.status = 'ordered'",
-            order_id,
+            "SELECT * FROM csdr.order_items WHERE order_id = $1 AND status = 'ordered'", order_id
         )
         if not approve:
             text = f"rejected by an administrator{f': {reason}' if reason else ''}"
@@ -888,9 +884,11 @@ async def decide(
             await _move(conn, order, "canceled", at, "rejected", text, settings)
             return
         await _history(conn, order_id, at, order["status"], "approved", reason)
+        now_online = await scenes_online(conn, [(i["collection"], i["item_id"]) for i in items])
         offline = []
         for item in items:
-            if item["online"]:
+            # An item deleted meanwhile is delivered: there is no package to produce it from.
+            if now_online.get((item["collection"], item["item_id"]), True):
                 await _deliver(conn, order, item, at, settings)
             else:
                 text = "queued for production"

@@ -1,6 +1,7 @@
 """The scenes an order names, by item ids or by a STAC search, as the caller may see them: each
-with whether it is online (a COG to deliver now) or offline (`order:status` orderable: produced
-on order), and the platform and instrument the usage statistics are grouped by."""
+with whether it is online (a COG to deliver now) or offline (produced on order; the node's one
+rule, csdr.scene_online: csdr_storage.availability), and the platform and instrument the usage
+statistics are grouped by."""
 
 from __future__ import annotations
 
@@ -12,11 +13,19 @@ from typing import Any
 import asyncpg
 
 from csdr_orders.errors import InvalidOrder
+from csdr_storage.availability import ORDER_STATUS, is_online
 
-OFFLINE_STATUSES = frozenset({"orderable", "ordered", "pending", "shipping", "failed"})
 SEARCH_KEYS = frozenset(
     {"collections", "ids", "bbox", "intersects", "datetime", "filter", "filter-lang", "query"}
 )
+
+
+ONLINE_SQL = """
+SELECT i.collection, i.id, csdr.scene_online(i.content) AS online
+FROM pgstac.items i
+JOIN unnest($1::text[], $2::text[]) AS want (collection, id)
+  ON i.collection = want.collection AND i.id = want.id
+"""
 
 
 @dataclass(frozen=True)
@@ -58,16 +67,25 @@ def checked(
     unproducible = []
     for ref in refs:
         status, platform, instrument, archived = found[ref]
-        offline = status in OFFLINE_STATUSES
-        if offline and not archived:
+        online = is_online({ORDER_STATUS: status})
+        if not online and not archived:
             unproducible.append(f"{ref[0]}/{ref[1]}")
-        scenes.append(Scene(ref[0], ref[1], not offline, platform, instrument))
+        scenes.append(Scene(ref[0], ref[1], online, platform, instrument))
     if unproducible:
         raise InvalidOrder(
             f"items: {', '.join(unproducible[:10])} offline, and this node holds no package to"
             " produce them from"
         )
     return scenes
+
+
+async def scenes_online(
+    conn: asyncpg.Connection, refs: list[tuple[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """Whether each scene `refs` (collection, id) names is online now; a missing one is left
+    out."""
+    rows = await conn.fetch(ONLINE_SQL, [c for c, _ in refs], [i for _, i in refs])
+    return {(r["collection"], r["id"]): r["online"] for r in rows}
 
 
 async def search_refs(

@@ -1,14 +1,15 @@
 """The portal application: the page, `/config.json`, the static application (ES modules,
-message files, the vendored MapLibre GL JS) compressed, and the health routes.
+message files, the vendored MapLibre GL JS) compressed once (csdr_portal.files), and the health
+routes.
 
 Run with `uvicorn csdr_portal.app:create_app --factory`.
 """
 
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.staticfiles import StaticFiles
 
 from csdr_portal import config, health, page
+from csdr_portal.files import CompressedFiles
 from csdr_portal.settings import Settings
 from csdr_portal.vendor import STATIC_DIR
 from csdr_service.errors import add_exception_handlers
@@ -38,5 +39,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(config.router)
     app.include_router(health.router)
     complete_openapi(app)
-    app.mount("/", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/", CompressedFiles(STATIC_DIR), name="static")
     return app

@@ -34,25 +34,11 @@ VERSION_SQL = """
     FROM pgstac.items i WHERE i.collection = %s AND i.id = %s
 """
 ITEM_SQL = "SELECT pgstac.get_item(%s, %s)"
-# An offline scene (STAC order extension `order:status`: archived, produced on order) has no
-# COG yet: it gives a mosaic neither bands, zooms nor pixels (rio-tiler's reader refuses an item
-# without a raster asset: MissingAssets, a 400), so mosaics read online scenes only.
-OFFLINE_STATUSES = ("orderable", "ordered", "pending", "shipping", "failed")
-ONLINE_SQL = f"""
-    coalesce(i.content -> 'properties' ->> 'order:status', 'succeeded')
-    NOT IN ({", ".join(f"'{s}'" for s in OFFLINE_STATUSES)})
-"""
-# The same as a CQL2 filter, for the mosaics' pgSTAC searches.
-ONLINE_FILTER = {
-    "op": "or",
-    "args": [
-        {"op": "isNull", "args": [{"property": "order:status"}]},
-        {
-            "op": "not",
-            "args": [{"op": "in", "args": [{"property": "order:status"}, list(OFFLINE_STATUSES)]}],
-        },
-    ],
-}
+# An offline scene (csdr_storage.availability: archived, produced on order) has no COG yet: it
+# gives a mosaic neither bands, zooms nor pixels (rio-tiler's reader refuses an item without a
+# raster asset: MissingAssets, a 400), so mosaics read online scenes only: `ONLINE_FILTER` in
+# pgSTAC searches, csdr.scene_online (migration 0046) in SQL.
+ONLINE_SQL = "csdr.scene_online(i.content)"
 # The latest online items of a collection, hydrated (pgSTAC stores item fields shared with the
 # collection's item_assets only once, in the collection).
 LATEST_ASSETS_SQL = f"""

@@ -15,10 +15,10 @@ leave a hole where the public scene's pixels belong.
 
 A mosaic reads online scenes only: an offline scene (no COG yet) on top would hide the online
 ones under it, and the reader refuses it. A collection's mosaic searches with `ONLINE_FILTER`
-(csdr_tiler.items); a registered search (or its derived one) is read through its online
-search (`online_search`): its body with `ONLINE_FILTER` added to its own filter, registered once
-and remembered per process, as the derived searches are. A search's identity (its hash, its
-pyramid layer's name) stays the one the caller was given.
+(csdr_storage.availability, the node's one rule); a registered search (or its derived one) is
+read through its online search (`online_search`): its body with `ONLINE_FILTER` added to its
+own filter, registered once and remembered per process, as the derived searches are. A
+search's identity (its hash, its pyramid layer's name) stays the one the caller was given.
 
 The scenes under a geometry are asked of pgSTAC on every call (`ScenesBackend`): titiler-pgstac
 keeps each answer for 5 minutes (`get_assets`' TTL cache), so a deleted or re-ingested scene kept
@@ -51,9 +51,10 @@ from titiler.pgstac.dependencies import BackendParams, get_collection_id
 from titiler.pgstac.errors import MosaicNotFoundError
 from titiler.pgstac.reader import Item
 
+from csdr_storage.availability import ONLINE_FILTER
 from csdr_tiler.context import context_of
 from csdr_tiler.datasets import PyramidSceneReader
-from csdr_tiler.items import ONLINE_FILTER, Catalogue, CollectionNotFound
+from csdr_tiler.items import Catalogue, CollectionNotFound
 from csdr_tiler.pyramid import AssetsOf, Behind, Layer, Pyramid, RenderBase
 
 # Derived searches are not mosaics of their own: titiler's and our search lists show only

@@ -40,7 +40,7 @@ const app = {
   nextToken: null,
   ui: null,
   compare: null, // the swipe's second map (compare.js)
-  mapReady: null, // resolves once the map's style is loaded
+  mapReady: null, // resolves once the map's style is loaded (its sources can be drawn on)
   searchSeq: 0,
   offered: { cloud: false, availability: false }, // the filters the queryables offer
   account: null, // GET /account of the key in use (organisation pages), null without a key
@@ -81,8 +81,14 @@ async function refreshMosaic() {
   let layers = [];
   if (app.config.tiler && matched > app.config.mosaic_above && app.state.availability !== "offline") {
     try {
-      // The same search: the tiler draws its online scenes only (an offline one has no imagery).
-      layers = await mosaicLayers(app.config.tiler, app.state, app.counts);
+      // The same search: the tiler draws its online scenes only (an offline one has no imagery),
+      // and a collection whose matches are all offline has no mosaic (its WMTS answers 404).
+      const online =
+        app.state.availability === "online" || !app.offered.availability
+          ? app.counts
+          : await countsByCollection(app.config.catalog, { ...app.state, availability: "online" });
+      if (seq !== app.searchSeq) return;
+      layers = await mosaicLayers(app.config.tiler, app.state, online);
     } catch (exc) {
       report(exc);
     }
@@ -113,6 +119,7 @@ async function runSearch({ fit }) {
     if (fit && app.items.length) app.ui.fitTo(app.items);
     await selectScene(app.state.selected, { scroll: true });
   } catch (exc) {
+    await app.mapReady;
     if (seq !== app.searchSeq) return;
     app.page = null;
     app.items = [];
@@ -698,6 +705,13 @@ async function boot() {
   apply();
   // Read before the map writes its own `#map=` hash: a view in a shared link wins over fitting.
   const viewInUrl = /[#&]map=/.test(window.location.hash);
+  // The collections and the search are asked for before the map is made: their requests run
+  // while MapLibre sets up WebGL and its worker; results wait for the map only to be drawn.
+  let styleLoaded;
+  app.mapReady = new Promise((resolve) => {
+    styleLoaded = resolve;
+  });
+  const searched = Promise.all([loadCollections(), refresh({ fit: !viewInUrl })]);
   const origins = [app.config.catalog, app.config.tiler, app.config.push, app.config.orders].filter(Boolean);
   app.ui = createMap($("map"), origins, {
     onHover: (key) => {
@@ -717,12 +731,10 @@ async function boot() {
       changed({ bbox: box, area: null });
     },
   });
-  // For tests and benchmarks: the map, and the drawing of footprints.
   app.compare = createCompare(app.ui.map, origins);
-  app.mapReady = new Promise((resolve) => {
-    if (app.ui.map.loaded()) resolve();
-    else app.ui.map.once("load", resolve);
-  });
+  // Ready to draw on once its style is in (its sources exist), not once its first tiles are:
+  // results that answer first are drawn and fitted before any tile of the start view is made.
+  app.ui.map.once("style.load", styleLoaded);
   // For tests and benchmarks: the map, and the drawing of footprints.
   window.csdrPortal = {
     map: app.ui.map,
@@ -736,14 +748,7 @@ async function boot() {
   wireSubscribe();
   wireOrders();
   wireOrg();
-  // The collections, the search and the map start together; results wait for the map only.
-  await Promise.all([
-    loadCollections(),
-    refresh({ fit: !viewInUrl }),
-    refreshSubscriptions(),
-    refreshOrders(),
-    refreshAccount(),
-  ]);
+  await Promise.all([searched, refreshSubscriptions(), refreshOrders(), refreshAccount()]);
   drawTree();
   await showPinned();
   document.body.dataset.ready = "true";

@@ -36,6 +36,9 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
     center: [105, 35],
     zoom: 2.5,
     attributionControl: false,
+    // No labels to fade: without this, every zoom change repaints for 300 ms (MapLibre's
+    // cross-fade), a frame each ~80 ms through the software renderer.
+    fadeDuration: 0,
     style: {
       version: 8,
       sources: {
@@ -136,7 +139,11 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
     document.body.classList.remove("drawing");
   }
 
+  // Each setData re-tiles the source in the worker: none when nothing changes.
+  let areaShown = null;
   function showArea(geometry) {
+    if (!geometry && !areaShown) return;
+    areaShown = geometry;
     map.getSource(AREA).setData(geometry ? { type: "Feature", properties: {}, geometry } : EMPTY);
   }
 

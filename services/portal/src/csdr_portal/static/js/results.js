@@ -1,16 +1,13 @@
 // The result list: one row per scene of the page (the same scenes as the footprints on the map),
 // the total, the pager; rows are options of a listbox (arrow keys move, Enter selects).
 
+import { isOnline } from "./availability.js";
 import { t, formatNumber } from "./i18n.js";
 import { selectionKey } from "./state.js";
 
 function thumbnail(item) {
   const asset = Object.values(item.assets || {}).find((a) => (a.roles || []).includes("thumbnail"));
   return asset && /^https?:/.test(asset.href) ? asset.href : null;
-}
-
-export function isOffline(item) {
-  return item.properties["order:status"] === "orderable";
 }
 
 function row(item) {
@@ -39,7 +36,7 @@ function row(item) {
   if (typeof p["eo:cloud_cover"] === "number") bits.push(t("results.cloud", { cloud: p["eo:cloud_cover"] }));
   meta.textContent = bits.filter(Boolean).join(" · ");
   const badge = document.createElement("span");
-  const offline = isOffline(item);
+  const offline = !isOnline(item);
   badge.className = `badge ${offline ? "offline" : "online"}`;
   badge.textContent = t(offline ? "results.offline" : "results.online");
   meta.append(" ", badge);

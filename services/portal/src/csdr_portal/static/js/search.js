@@ -3,9 +3,9 @@
 // what "the search" is, so the list, the counts and "notify me" never disagree.
 
 import { request } from "./api.js";
+import { AVAILABILITY, ORDER_STATUS } from "./availability.js";
 
 const CLOUD = "eo:cloud_cover";
-const ORDER_STATUS = "order:status"; // the STAC order extension: `orderable` = offline (archived)
 
 function datetime(state) {
   if (!state.from && !state.to) return null;
@@ -13,17 +13,6 @@ function datetime(state) {
   const end = state.to ? `${state.to}T23:59:59Z` : "..";
   return `${start}/${end}`;
 }
-
-const AVAILABILITY = {
-  offline: { op: "=", args: [{ property: ORDER_STATUS }, "orderable"] },
-  online: {
-    op: "or",
-    args: [
-      { op: "isNull", args: [{ property: ORDER_STATUS }] },
-      { op: "<>", args: [{ property: ORDER_STATUS }, "orderable"] },
-    ],
-  },
-};
 
 // CQL2 JSON for the property filters (cloud cover, online/offline), or null.
 export function cqlFilter(state) {
