@@ -191,9 +191,11 @@ def _copy_ratio(nodes: dict) -> tuple[float, float, float]:
         task = assets.Task(collection, "BIG", "data", url, item["assets"]["data"]["file:size"],
                            item["assets"]["data"]["file:checksum"], str(out / "copy.tif"), 1,
                            nodes["key"])  # fmt: skip
+        copy = out / "copy.tif"
+        copy.unlink(missing_ok=True)  # else the next run resumes a whole file: a 416, no bytes
         started = time.perf_counter()
         async with httpx.AsyncClient(timeout=300) as client:
-            await assets.download(client, task)
+            await assets.download(client, task, copy)
         return time.perf_counter() - started
 
     plain_s = [asyncio.run(plain()) for _ in range(3)]
