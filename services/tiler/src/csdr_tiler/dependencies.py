@@ -89,13 +89,7 @@ def get_catalogue(request: Request) -> Catalogue:
     return catalogue
 
 
-async def CatalogueParam(request: Request) -> Catalogue:
-    """`get_catalogue` as a dependency, on the event loop (FastAPI would run a plain function
-    in a worker thread)."""
-    return get_catalogue(request)
-
-
-CatalogueDep = Annotated[Catalogue, Depends(CatalogueParam)]
+CatalogueDep = Annotated[Catalogue, Depends(on_event_loop(get_catalogue))]
 
 
 def request_item_version(request: Request, collection_id: str, item_id: str) -> str:
