@@ -7,6 +7,7 @@ watcher, or two orders queueing the same productions, end without a deadlock's 5
 
 import asyncio
 import json
+import tarfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from csdr_orders import watcher
 from csdr_orders.settings import Settings
 from csdr_service.pools import open_pool
 from services.orders.tests.samples import add_offline, auth, order_of
-from tests.fixtures import CRESDA_WFV
+from tests.fixtures import CRESDA_PMS, CRESDA_WFV
 from tests.support.lookalike import write_lookalike
 
 WFV_ID = "GF1_WFV3_20200523_L1A0004819525"
@@ -138,6 +139,55 @@ def test_offline_package_ordered_twice_is_produced_once(
     third = client.post("/orders", json=ref, headers=auth(keys["admin"]))
     assert third.json()["status"] == "succeeded"
     assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (1,)
+
+
+def test_scenes_of_one_package_are_produced_by_its_one_job(
+    make_client, db, scenes, keys, ingest_settings, tmp_path, clock, assets
+):
+    """A delivery bundling two products (a WFV and a PMS scene) is registered as two offline
+    items in their two collections: ordering both in one order, and one of them again in
+    another, queues the package's one production job, and both scenes come online with it, each
+    in its own collection."""
+    bundle = tmp_path / "delivery"
+    for fixture in (CRESDA_WFV, CRESDA_PMS):
+        write_lookalike(fixture, bundle, max_size=400, archive=None)
+    package = tmp_path / "archive" / "delivery.tar.gz"
+    package.parent.mkdir()
+    with tarfile.open(package, "w:gz") as tar:
+        tar.add(bundle, arcname="delivery")
+    offline = register_offline(package, db, ingest_settings)
+    refs = sorted(({"collection": i["collection"], "id": i["id"]} for i in offline), key=str)
+    assert [r["collection"] for r in refs] == ["gf1-pms", "gf1-wfv"]
+    client = make_client()
+    th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
+    both = client.post("/orders", json={"items": refs}, headers=th)
+    assert both.status_code == 201, both.text
+    one = client.post("/orders", json={"items": refs[1:]}, headers=bd)
+    assert one.status_code == 201, one.text
+    assert both.json()["status"] == one.json()["status"] == "pending"
+    queued = db.execute(
+        "SELECT p.item_id, j.source, j.collection FROM csdr.productions p"
+        " JOIN csdr.ingest_jobs j ON j.id = p.job_id ORDER BY 1"
+    ).fetchall()
+    assert sorted(i for i, _, _ in queued) == sorted(r["id"] for r in refs)
+    assert {(s, c) for _, s, c in queued} == {(str(package.resolve()), None)}
+
+    [job] = run_production_jobs(ingest_settings)
+    assert job["status"] == "succeeded", job
+    assert watcher_step(watcher.finish_productions, clock, assets) == 2
+    assert watcher_step(watcher.ship_all, clock, assets) == 2
+    for order, headers in ((both, th), (one, bd)):
+        done = client.get(f"/orders/{order.json()['id']}", headers=headers).json()
+        assert done["status"] == "succeeded", done
+    assert quota_used(client, keys["thailand"]) == (2, 0)
+    assert quota_used(client, keys["bangladesh"]) == (1, 0)
+    for ref in refs:
+        item = db.execute(
+            "SELECT pgstac.get_item(%s, %s)", (ref["id"], ref["collection"])
+        ).fetchone()[0]
+        assert item["properties"]["order:status"] == "succeeded"
+        assert any("data" in a.get("roles", ()) for a in item["assets"].values()), item["assets"]
+    assert db.execute("SELECT count(*) FROM pgstac.items").fetchone() == (len(refs) + 10,)
 
 
 def test_a_production_whose_worker_died_runs_again_after_its_lease(
@@ -350,3 +400,45 @@ def test_orders_naming_offline_scenes_in_opposite_orders_queue_them_without_a_de
         " ON j.id = p.job_id ORDER BY 1"
     ).fetchall()
     assert queued == [("OFF1", "queued"), ("OFF2", "queued")]
+
+
+def test_orders_naming_scenes_of_one_package_queue_its_one_job_without_a_deadlock(
+    make_client, db, scenes, keys
+):
+    # Two scenes of one package: the first order names both, the second one of them. Each
+    # holds a scene's production row; without one decision at a time per package, each would
+    # wait for the other's job of the package.
+    for item_id in ("OFF1", "OFF2"):
+        add_offline(db, item_id, "/archive/BUNDLE.tar.gz")
+    client = make_client()
+    th, bd = auth(keys["thailand"]), auth(keys["bangladesh"])
+
+    def blocked() -> int | None:
+        n = db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0"
+        ).fetchone()[0]
+        return n if n >= 2 else None
+
+    with ThreadPoolExecutor(2) as pool, psycopg.connect() as hold:
+        # A production job of the package, not committed: the first order waits for it...
+        hold.execute(
+            "INSERT INTO csdr.ingest_jobs (id, source, options)"
+            " VALUES (gen_random_uuid(), '/archive/BUNDLE.tar.gz', '{\"production\": \"X\"}')"
+        )
+        first = pool.submit(client.post, "/orders", json=order_of("OFF1", "OFF2"), headers=th)
+        until(lambda: waiting_for(db, hold.info.backend_pid), "the first order to wait")
+        # ...the second order comes while it waits; then the held job goes away.
+        second = pool.submit(client.post, "/orders", json=order_of("OFF2"), headers=bd)
+        until(blocked, "both orders to wait")
+        time.sleep(1.5)  # past deadlock_timeout
+        hold.rollback()
+        answers = [first.result(), second.result()]
+
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    assert [a.json()["status"] for a in answers] == ["pending", "pending"]
+    queued = db.execute(
+        "SELECT p.item_id, j.status FROM csdr.productions p JOIN csdr.ingest_jobs j"
+        " ON j.id = p.job_id ORDER BY 1"
+    ).fetchall()
+    assert queued == [("OFF1", "queued"), ("OFF2", "queued")]
+    assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (1,)

@@ -361,7 +361,11 @@ async def place(
     classes = {c: row["classes"].get(c, charging.DEFAULT_CLASS) for c, _ in refs}
     terms = Terms(row["anchor"], classes, row["hold"], row["subscribed"])
     try:
-        return await _accept(conn, placing, terms, found, settings, dry_run), False
+        accepted = await run_again_on_conflict_async(
+            lambda: _accept(conn, placing, terms, found, settings, dry_run),
+            f"placing an order for {placing.organisation or placing.org_id}",
+        )
+        return accepted, False
     except asyncpg.UniqueViolationError as exc:
         # The same key raced this request and committed first: answer with its order.
         if exc.constraint_name != IDEMPOTENCY_CONSTRAINT:

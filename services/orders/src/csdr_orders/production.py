@@ -1,8 +1,9 @@
 """Production of offline scenes: an order of an offline scene queues one production per scene,
 however many organisations order it, as an ingest job on ingest's durable queue (csdr.ingest_jobs,
 option `production`): the ingest workers unpack the archived package, orthorectify it with its
-RPCs and publish COGs under the same item id, so the scene is online for good. The unique index
-of migration 0020 keeps one active production job per package."""
+RPCs and publish COGs under the same item id, so the scene is online for good. One job is active
+per package (the unique index of migration 0020): it produces every scene of the package, and a
+scene of a package whose job is queued or running joins it (migration 0048)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from csdr_orders.scenes import Scene
 
 async def request(conn: asyncpg.Connection, scenes: list[Scene]) -> int:
     """Queue the production of each offline scene not already queued (csdr.request_production,
-    migration 0047: as csdr_ingest.jobs.enqueue writes a job, in the caller's transaction); how
+    migration 0048: as csdr_ingest.jobs.enqueue writes a job, in the caller's transaction); how
     many were queued. Scenes are taken in one order (collection, id): a production's row stays
     locked until the caller commits, so two orders naming the same scenes never wait for each
     other in a cycle."""
