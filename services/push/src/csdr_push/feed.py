@@ -5,9 +5,9 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import asyncpg
+from lxml import etree
 
 from csdr_access.links import with_key
 from csdr_push import events
@@ -43,44 +43,47 @@ def render(
 ) -> bytes:
     """The Atom document for a subscription and its latest matches; `api_key` (when the reader
     sent it as `?api_key=`, as QGIS does) is carried into the links, so they open too."""
-    ET.register_namespace("", ATOM)
-    feed = ET.Element(f"{{{ATOM}}}feed")
+    feed = etree.Element(f"{{{ATOM}}}feed", nsmap={None: ATOM})
     _text(feed, "id", f"urn:uuid:{subscription['id']}")
     _text(feed, "title", f"New scenes for subscription {subscription['id']}")
     newest = matches[0]["created_at"] if matches else subscription["created_at"]
     _text(feed, "updated", _rfc3339(newest))
-    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=self_url, type=MEDIA_TYPE)
-    author = ET.SubElement(feed, f"{{{ATOM}}}author")
+    etree.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=self_url, type=MEDIA_TYPE)
+    author = etree.SubElement(feed, f"{{{ATOM}}}author")
     _text(author, "name", "CSDR node")
     for match in matches:
-        feed.append(_entry(match, settings, api_key))
-    return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
+        _entry(feed, match, settings, api_key)
+    return bytes(etree.tostring(feed, encoding="utf-8", xml_declaration=True))
 
 
 def _with_key(url: str, api_key: str | None) -> str:
     return with_key(url, api_key) if api_key else url
 
 
-def _entry(match: asyncpg.Record, settings: Settings, api_key: str | None) -> ET.Element:
+def _entry(
+    feed: etree._Element, match: asyncpg.Record, settings: Settings, api_key: str | None
+) -> None:
     item = match["item"] or {}
     props = item.get("properties") or {}
-    entry = ET.Element(f"{{{ATOM}}}entry")
+    entry = etree.SubElement(feed, f"{{{ATOM}}}entry")
     _text(entry, "id", f"urn:csdr:event:{match['id']}")
     _text(entry, "title", f"{match['item_id']} ({match['type']})")
     _text(entry, "updated", _rfc3339(match["created_at"]))
     url = _with_key(events.item_url(settings, match["collection"], match["item_id"]), api_key)
-    ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=url, type="application/geo+json")
+    etree.SubElement(
+        entry, f"{{{ATOM}}}link", rel="alternate", href=url, type="application/geo+json"
+    )
     if item:
         for link in events.item_links(item, settings):
             if link["rel"] == "tilejson":
-                ET.SubElement(
+                etree.SubElement(
                     entry,
                     f"{{{ATOM}}}link",
                     rel="related",
                     href=_with_key(link["href"], api_key),
                     type=link["type"],
                 )
-    ET.SubElement(entry, f"{{{ATOM}}}category", term=match["collection"])
+    etree.SubElement(entry, f"{{{ATOM}}}category", term=match["collection"])
     facts = [f"acquired {props['datetime']}" if props.get("datetime") else None]
     if props.get("eo:cloud_cover") is not None:
         facts.append(f"cloud cover {props['eo:cloud_cover']}%")
@@ -91,11 +94,10 @@ def _entry(match: asyncpg.Record, settings: Settings, api_key: str | None) -> ET
         "summary",
         f"{match['collection']}/{match['item_id']}: " + ", ".join(f for f in facts if f),
     )
-    return entry
 
 
-def _text(parent: ET.Element, tag: str, text: str) -> None:
-    ET.SubElement(parent, f"{{{ATOM}}}{tag}").text = text
+def _text(parent: etree._Element, tag: str, text: str) -> None:
+    etree.SubElement(parent, f"{{{ATOM}}}{tag}").text = text
 
 
 def _rfc3339(value: datetime) -> str:

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
-from xml.etree import ElementTree as ET
 
 import morecantile
 from fastapi import APIRouter, Path, Query, Request, Response
+from lxml import etree
 
 from csdr_render.presets import Preset
 from csdr_tiler.context import context_of
@@ -25,9 +25,7 @@ MEDIA_TYPE = "application/xml"
 WMTS_NS = "http://www.opengis.net/wmts/1.0"
 OWS_NS = "http://www.opengis.net/ows/1.1"
 XLINK_NS = "http://www.w3.org/1999/xlink"
-ET.register_namespace("", WMTS_NS)
-ET.register_namespace("ows", OWS_NS)
-ET.register_namespace("xlink", XLINK_NS)
+NSMAP = {None: WMTS_NS, "ows": OWS_NS, "xlink": XLINK_NS}
 
 router = APIRouter()
 
@@ -48,14 +46,16 @@ def _o(tag: str) -> str:
     return f"{{{OWS_NS}}}{tag}"
 
 
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attrib)
+def _sub(
+    parent: etree._Element, tag: str, text: str | None = None, **attrib: str
+) -> etree._Element:
+    element = etree.SubElement(parent, tag, attrib)
     if text is not None:
         element.text = text
     return element
 
 
-def _limits(link: ET.Element, extent: Extent) -> None:
+def _limits(link: etree._Element, extent: Extent) -> None:
     """TileMatrixSetLimits: the tiles covering the extent at each zoom."""
     limits = _sub(link, _w("TileMatrixSetLimits"))
     west, south, east, north = extent.bounds
@@ -70,7 +70,7 @@ def _limits(link: ET.Element, extent: Extent) -> None:
         _sub(entry, _w("MaxTileCol"), str(bottom_right.x))
 
 
-def _tile_matrix_set(contents: ET.Element, extent: Extent) -> None:
+def _tile_matrix_set(contents: etree._Element, extent: Extent) -> None:
     """WebMercatorQuad's levels from the extent's minzoom to its maxzoom."""
     tms = _sub(contents, _w("TileMatrixSet"))
     _sub(tms, _o("Identifier"), TMS_ID)
@@ -90,7 +90,7 @@ def _tile_matrix_set(contents: ET.Element, extent: Extent) -> None:
 
 def capabilities(title: str, url: str, extent: Extent, layers: Sequence[Layer]) -> bytes:
     """The WMTS 1.0.0 capabilities document (RESTful encoding) for `layers` over `extent`."""
-    root = ET.Element(_w("Capabilities"), {"version": "1.0.0"})
+    root = etree.Element(_w("Capabilities"), {"version": "1.0.0"}, nsmap=NSMAP)
     service = _sub(root, _o("ServiceIdentification"))
     _sub(service, _o("Title"), title)
     _sub(service, _o("ServiceType"), "OGC WMTS")
@@ -128,7 +128,7 @@ def capabilities(title: str, url: str, extent: Extent, layers: Sequence[Layer]) 
         )
     _tile_matrix_set(contents, extent)
     _sub(root, _w("ServiceMetadataURL"), **{f"{{{XLINK_NS}}}href": url})
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return etree.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def _layers(request: Request, base: str, presets: dict[str, Preset]) -> list[Layer]:
