@@ -320,6 +320,17 @@ def until(check, what: str):
     return value
 
 
+def assert_both_pending_and_queued(db: psycopg.Connection, answers: list) -> None:
+    """Both orders accepted, pending, and OFF1 and OFF2 queued for production."""
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    assert [a.json()["status"] for a in answers] == ["pending", "pending"]
+    queued = db.execute(
+        "SELECT p.item_id, j.status FROM csdr.productions p JOIN csdr.ingest_jobs j"
+        " ON j.id = p.job_id ORDER BY 1"
+    ).fetchall()
+    assert queued == [("OFF1", "queued"), ("OFF2", "queued")]
+
+
 def test_a_cancel_losing_a_deadlock_to_the_watcher_runs_again(
     make_client, db, keys, ingest_settings, tmp_path, clock, assets
 ):
@@ -393,13 +404,7 @@ def test_orders_naming_offline_scenes_in_opposite_orders_queue_them_without_a_de
         hold.rollback()
         answers = [first.result(), second.result()]
 
-    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
-    assert [a.json()["status"] for a in answers] == ["pending", "pending"]
-    queued = db.execute(
-        "SELECT p.item_id, j.status FROM csdr.productions p JOIN csdr.ingest_jobs j"
-        " ON j.id = p.job_id ORDER BY 1"
-    ).fetchall()
-    assert queued == [("OFF1", "queued"), ("OFF2", "queued")]
+    assert_both_pending_and_queued(db, answers)
 
 
 def test_orders_naming_scenes_of_one_package_queue_its_one_job_without_a_deadlock(
@@ -434,11 +439,5 @@ def test_orders_naming_scenes_of_one_package_queue_its_one_job_without_a_deadloc
         hold.rollback()
         answers = [first.result(), second.result()]
 
-    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
-    assert [a.json()["status"] for a in answers] == ["pending", "pending"]
-    queued = db.execute(
-        "SELECT p.item_id, j.status FROM csdr.productions p JOIN csdr.ingest_jobs j"
-        " ON j.id = p.job_id ORDER BY 1"
-    ).fetchall()
-    assert queued == [("OFF1", "queued"), ("OFF2", "queued")]
+    assert_both_pending_and_queued(db, answers)
     assert db.execute("SELECT count(*) FROM csdr.ingest_jobs").fetchone() == (1,)
