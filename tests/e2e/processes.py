@@ -35,8 +35,10 @@ def service_process(
     log_dir: Path,
     ready_path: str = "/readyz",
     timeout_s: float = 60,
+    cpus: set[int] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """service(), yielding the process too (for tests that kill it); a killed process is fine."""
+    """service(), yielding the process too (for tests that kill it); a killed process is fine.
+    `cpus`: the only cores the process and all its threads may run on (as `taskset`)."""
     name = factory.split(".")[0]
     log = open(log_dir / f"{name}-{port}.log", "a")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -55,6 +57,7 @@ def service_process(
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
     url = f"http://127.0.0.1:{port}"
     try:
