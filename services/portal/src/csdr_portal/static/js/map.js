@@ -77,7 +77,15 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
             "line-width": ["case", ["boolean", ["feature-state", "selected"], false], 2.5, 1],
           },
         },
-        { id: "area-line", type: "line", source: AREA, paint: { "line-color": "#0b7a75", "line-width": 2, "line-dasharray": [2, 1] } },
+        // Hidden while there is no area: a hidden layer's source makes no tiles (the empty
+        // area's were made for every view, in the worker the footprints wait for).
+        {
+          id: "area-line",
+          type: "line",
+          source: AREA,
+          layout: { visibility: "none" },
+          paint: { "line-color": "#0b7a75", "line-width": 2, "line-dasharray": [2, 1] },
+        },
       ],
     },
     // The user's key goes to the node's APIs as a header, never into a tile URL we build.
@@ -145,6 +153,7 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
     if (!geometry && !areaShown) return;
     areaShown = geometry;
     map.getSource(AREA).setData(geometry ? { type: "Feature", properties: {}, geometry } : EMPTY);
+    map.setLayoutProperty("area-line", "visibility", geometry ? "visible" : "none");
   }
 
   return {
