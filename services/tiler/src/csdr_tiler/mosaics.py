@@ -164,6 +164,12 @@ LATEST_LEAST_CLOUDY = "-datetime,eo:cloud_cover"
 # A deepest pyramid tile reads every scene under it: more than titiler-pgstac's default of 100
 # scenes a search, and time to find them in a large archive.
 PYRAMID_SEARCH = {"items_limit": 2000, "scan_limit": 200_000, "time_limit": 60}
+# The refresher reads a deepest tile's scenes one after another in its own thread, and stops
+# once every pixel is filled (rio-tiler's mosaic_reader with threads <= 1). With threads,
+# rio-tiler starts a new thread pool for every tile: under re-ingests the refresher started
+# ~5 threads a second, each building GDAL's and PROJ's per-thread state anew, and the
+# tiler's heap grew with their leftovers (docs/performance.md, "Soak").
+PYRAMID_THREADS = 0
 
 
 def latest_search_id(pool: ConnectionPool, collection_id: str) -> str:
@@ -195,7 +201,9 @@ def pyramid_renderer(pool: ConnectionPool) -> RenderBase:
             search_id = latest_search_id(pool, layer.name)
         backend = ScenesBackend(search_id, pool, reader=PyramidSceneReader)
         try:
-            image, _ = backend.tile(x, y, z, search_options=PYRAMID_SEARCH, assets=[asset])
+            image, _ = backend.tile(
+                x, y, z, search_options=PYRAMID_SEARCH, assets=[asset], threads=PYRAMID_THREADS
+            )
         except (NoAssetFoundError, EmptyMosaicError):
             return None
         return image
