@@ -46,13 +46,14 @@ READY_TIMEOUT_S = 90
 # Every service process: glibc gives each thread that allocates its own heap ("arena", up to 8 a
 # core), and memory freed in one is not returned while it is fragmented: under a soak of tiles
 # and searches the tiler grew steadily as long as it ran (docs/performance.md, "Soak"). Two
-# arenas keep it flat. Blocks of 64 KiB and more get pages of their own (mmap), given back when
+# arenas keep it flat. Blocks of 256 KiB and more get pages of their own (mmap), given back when
 # freed: by default glibc raises that threshold to the size of each large block freed (up to
 # 32 MB), and then carves response bodies and pixel arrays out of the heaps between small
 # long-lived objects, which pin the pages around them. The catalog's and the tiler's live heap
-# stayed flat under the soak while the free space in their heaps grew by 20 and 100 MB. The
-# images set the same (infra/docker/Dockerfile).
-PROCESS_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "65536"}
+# stayed flat under the soak while the free space in their heaps grew by 20 and 100 MB. At 64 KiB
+# a tile's band arrays (64-128 KiB) were mapped and unmapped for every tile: 0.80x tiles/s
+# (tests/bench/bench_allocator.py). The images set the same (infra/docker/Dockerfile).
+PROCESS_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"}
 CRASHES_AT_START = 3  # a service that dies this often before it is ready is not restarted
 # Where a cluster lives when the postgres user cannot reach the data directory.
 RELOCATED_CLUSTERS = Path("/var/lib/csdr-node")

@@ -17,7 +17,7 @@ COGs and their blocks, and responses took up to two minutes to fill here) and at
 timeline. Asserted: no 5xx, 4xx or failed connection, every job
 ended succeeded, every delivery arrived exactly once, signed, and was recorded delivered, and no
 process grew more than 10 % after the warm-up. The services run with the environment `make up`
-gives them (PROCESS_ENV: two glibc arenas, blocks of 64 KiB and more mapped apart). The tiler's
+gives them (PROCESS_ENV: two glibc arenas, blocks of 256 KiB and more mapped apart). The tiler's
 response cache is bounded at 16 MB here (128 MB by default), GDAL's block cache at 64 MB
 (256 MB) and the COGs kept open at 64 (256) so
 that all are full within the warm-up: the soak checks that a full cache stays at its bound, not
