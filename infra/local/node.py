@@ -52,7 +52,9 @@ READY_TIMEOUT_S = 90
 # long-lived objects, which pin the pages around them. The catalog's and the tiler's live heap
 # stayed flat under the soak while the free space in their heaps grew by 20 and 100 MB. At 64 KiB
 # a tile's band arrays (64-128 KiB) were mapped and unmapped for every tile: 0.80x tiles/s
-# (tests/bench/bench_allocator.py). The images set the same (infra/docker/Dockerfile).
+# (tests/bench/bench_allocator.py); the catalog, whose large blocks are search responses of
+# 64-256 KiB, sets 64 KiB itself (csdr_service.allocator). The images set the same
+# (infra/docker/Dockerfile).
 PROCESS_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"}
 CRASHES_AT_START = 3  # a service that dies this often before it is ready is not restarted
 # Where a cluster lives when the postgres user cannot reach the data directory.

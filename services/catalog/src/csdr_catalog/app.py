@@ -27,6 +27,7 @@ from csdr_catalog.queryables import KnownProperties
 from csdr_catalog.search_params import SearchConventionsExtension, WholeDaysMiddleware
 from csdr_catalog.settings import Settings
 from csdr_catalog.transactions import CatalogExtensions
+from csdr_service.allocator import map_blocks_from
 from csdr_service.guards import add_guards
 from csdr_service.metrics import metrics_of
 from csdr_service.openapi import complete_openapi
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     """Build the STAC API; the database pools open in the lifespan, not here. `clock` tells
     the time quota periods are judged by (tests stand at any moment with it)."""
     settings = settings or Settings()
+    map_blocks_from(settings.mmap_threshold_bytes)
     stac_settings = settings.stac_settings()
     extensions = CatalogExtensions(
         settings=stac_settings,
