@@ -54,6 +54,8 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
           type: "fill",
           source: FOOTPRINTS,
           paint: {
+            // The outline layer draws the edges: no second pass over each fill to smooth them.
+            "fill-antialias": false,
             "fill-color": [
               "case",
               ["boolean", ["feature-state", "selected"], false], "#d9480f",
@@ -102,6 +104,7 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
 
   let hovered = null;
   let selected = null;
+  let footprintsFrom = 0; // the footprint layers' minimum zoom (showMosaic)
   const setState = (key, state) => {
     if (key) map.setFeatureState({ source: FOOTPRINTS, id: key }, state);
   };
@@ -167,6 +170,7 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
     stopDrawing,
     isDrawing: () => drawing,
     showArea,
+    // Resolves once MapLibre's worker holds the footprints.
     showFootprints(items) {
       hovered = null;
       selected = null;
@@ -176,6 +180,7 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
         properties: { key: `${item.collection}/${item.id}` },
       }));
       map.getSource(FOOTPRINTS).setData({ type: "FeatureCollection", features });
+      return settled(map, FOOTPRINTS);
     },
     hover(key) {
       setState(hovered, { hover: false });
@@ -218,13 +223,37 @@ export function createMap(container, apiOrigins, { onHover, onSelect, onBox, onE
         map.addSource(id, { type: "raster", url: layer.tilejson, tileSize: 512 });
         map.addLayer({ id, type: "raster", source: id }, map.getLayer(SCENE) ? SCENE : "footprints-fill");
       }
+      // Only a change: MapLibre re-tiles a layer's source whenever its zoom range is set (the
+      // style's layers start with none, so even 0-24 counted as a change), a frame and all the
+      // footprints' tiles made again after every search.
       const from = layers.length ? FOOTPRINTS_OVER_MOSAIC_FROM : 0;
+      if (from === footprintsFrom) return;
+      footprintsFrom = from;
       for (const id of ["footprints-fill", "footprints-line"]) map.setLayerZoomRange(id, from, 24);
     },
     setOpacity(opacity) {
       if (map.getLayer(SCENE)) map.setPaintProperty(SCENE, "raster-opacity", opacity);
     },
   };
+}
+
+// Resolves once MapLibre's worker holds the GeoJSON source's latest data (or failed to take
+// it). The worker takes a source's updates one at a time, so `setData(data, true)` alone is not
+// enough: while an earlier update is in the worker (the style's own, in a worker still starting),
+// it resolves at once and the new data is sent only after.
+function settled(map, id) {
+  const source = map.getSource(id);
+  if (source.loaded()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = (e) => {
+      if (e.sourceId !== id || (e.type === "sourcedata" && !source.loaded())) return;
+      map.off("sourcedata", check);
+      map.off("error", check);
+      resolve();
+    };
+    map.on("sourcedata", check);
+    map.on("error", check);
+  });
 }
 
 export function ring([w, s, e, n]) {
