@@ -119,12 +119,13 @@ async function runSearch({ fit }) {
     // Fitted at once, not once the worker holds the footprints: waiting for its answer costs
     // a frame (50-100 ms through a software renderer), more than tiles made twice.
     if (fit && app.items.length) app.ui.fitTo(app.items);
-    await onMap;
-    if (seq !== app.searchSeq) return;
-    // The results are on the map at its next idle now that the worker holds them (an idle
-    // before would show the last page's footprints): every tile of the view made and drawn.
-    app.ui.map.once("idle", () => {
-      if (seq === app.searchSeq) performance.mark("csdr:results-on-map");
+    // The results are on the map at its next idle once the worker holds them (an idle before
+    // would show the last page's footprints): every tile of the view made and drawn.
+    onMap.then(() => {
+      if (seq !== app.searchSeq) return;
+      app.ui.map.once("idle", () => {
+        if (seq === app.searchSeq) performance.mark("csdr:results-on-map");
+      });
     });
     await selectScene(app.state.selected, { scroll: true });
   } catch (exc) {
