@@ -150,6 +150,12 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     assert len(clouds) == len(page_one) and max(clouds) <= 10
     wait_idle(w)
     assert rendered_footprints(w) == set(page_one), "footprints on the map = rows on the page"
+    # The page marks when each search's results are on the map (the portal bench reads it).
+    answered, on_map = w.page.evaluate(
+        """() => ['search-answered', 'results-on-map']
+                 .map(n => performance.getEntriesByName('csdr:' + n).length)"""
+    )
+    assert on_map == answered >= 5, (on_map, answered)
     shot = png_pixels(w.page.locator("#map").screenshot())[:3].reshape(3, -1).T.astype(int)
     outline = np.abs(shot - [0x1D, 0x4F, 0x91]).max(axis=1) < 40  # the footprints' line colour
     assert outline.sum() > 200, "footprint outlines are on screen"
@@ -195,9 +201,18 @@ def test_search_counts_pages_areas_and_map(browser, node, portal):
     w.page.mouse.move(canvas["x"] + x, canvas["y"] + y)
     w.page.wait_for_selector(f'#results li.hover[data-key="{top}"]')
 
-    # Paging: a page of 20, then the next page holds other scenes.
+    # Paging: a page of 20, then the next page holds other scenes. A search that leaves the
+    # mosaic as it was leaves the footprint layers' zoom range alone: MapLibre re-tiles a source
+    # whenever a layer's range is set, a frame and every footprint tile made again.
+    w.page.evaluate(
+        """() => { const m = window.csdrPortal.map, set = m.setLayerZoomRange.bind(m);
+                 window.zoomRangesSet = 0;
+                 m.setLayerZoomRange = (...a) => { window.zoomRangesSet++; return set(...a); }; }"""
+    )
     w.page.fill("#cloud", "100")
     settle(w)
+    assert w.page.get_attribute("body", "data-mosaic") == "0"
+    assert w.page.evaluate("window.zoomRangesSet") == 0
     w.page.select_option("#limit", "20")
     settle(w)
     assert w.posts("/search")[-1]["limit"] == 20
