@@ -19,10 +19,10 @@ ended succeeded, every delivery arrived exactly once, signed, and was recorded d
 process grew more than 10 % after the warm-up. The services run with the environment `make up`
 gives them (PROCESS_ENV: two glibc arenas, blocks of 256 KiB and more mapped apart). The tiler's
 response cache is bounded at 16 MB here (128 MB by default), GDAL's block cache at 64 MB
-(256 MB) and the COGs kept open at 64 (256) so
-that all are full within the warm-up: the soak checks that a full cache stays at its bound, not
-how long the default takes to fill (with 256 open COGs and 64 MB of blocks the tiler grew from
-1,287 to 1,486 MB between 120 s and 240 s, then stayed there)."""
+(256 MB) and the COGs kept open at 64 (256) so that all are full within the warm-up: the soak
+checks that a full cache stays at its bound, not how long the default takes to fill (with 256
+open COGs and 64 MB of blocks the tiler grew from 1,287 to 1,486 MB between 120 s and 240 s,
+then stayed there)."""
 
 from __future__ import annotations
 
